@@ -1,0 +1,18 @@
+// Package intuned is the operator's client for Intuned's REST API (Jobs and
+// JobRuns endpoints).
+//
+// It has three layers:
+//
+//   - wire types (types.go, schedule.go, sink.go) that use Intuned's exact JSON
+//     names, including the API's mixed snake_case/camelCase and its two Job
+//     shapes (detail from Get Job, list item from Get Jobs);
+//   - a Client implementing the narrow API interface the controller depends on,
+//     with typed *APIError results and retries that never duplicate a
+//     non-idempotent call (client.go, errors.go, retry.go);
+//   - a process-wide Pacer that keeps every URI path under Intuned's limit of
+//     20 requests per minute (pacer.go), and Prometheus metrics (metrics.go).
+//
+// The reference for every field is shared/intuned-api.md. The API key is only
+// ever written into the x-api-key request header; it never appears in errors or
+// logs.
+package intuned
