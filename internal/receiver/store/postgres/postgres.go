@@ -1,0 +1,220 @@
+// Package postgres is the shared receiver store: any number of receiver replicas write to one
+// PostgreSQL database and the deliveries primary key (run_id) de-duplicates across all of them.
+// Schema migrations are embedded and applied at start under an advisory lock, so replicas may
+// start together.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Advisory lock keys (arbitrary constants, only need to be unique within the database).
+const (
+	migrateLockKey = 0x1e7ed0001 // held while applying migrations
+	// writeLockKey is held by every Save transaction until it commits. It makes seq values commit in
+	// increasing order across replicas, so a reader paging by seq never skips a row that committed
+	// late with a smaller seq. Group commit keeps the cost at one lock per batch.
+	writeLockKey = 0x1e7ed0002
+)
+
+// Store is a store.Store backed by a pgx connection pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database named by dsn (a postgres:// URL or key=value string), checks that
+// it is reachable and applies pending migrations. Errors never include the DSN (it holds a password).
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors may echo parts of the DSN; keep them out of logs.
+		return nil, errors.New("postgres: cannot parse DSN (check its syntax)")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: create pool: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrate applies every embedded migration not yet recorded in schema_migrations, each in its own
+// transaction, while holding a session advisory lock so concurrent replicas take turns.
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: connect: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrateLockKey)); err != nil {
+		return fmt.Errorf("postgres: take migration lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrateLockKey)) //nolint:errcheck // the lock also ends with the session
+
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    bigint      PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("postgres: create schema_migrations: %w", err)
+	}
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	for _, file := range files {
+		name := strings.TrimPrefix(file, "migrations/")
+		version, err := strconv.ParseInt(strings.SplitN(name, "_", 2)[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("postgres: migration %s: name must start with a number", name)
+		}
+		var applied bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)", version).Scan(&applied); err != nil {
+			return fmt.Errorf("postgres: read schema_migrations: %w", err)
+		}
+		if applied {
+			continue
+		}
+		sql, err := migrations.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("postgres: apply migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+const insertDelivery = `INSERT INTO deliveries
+	(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+	ON CONFLICT (run_id) DO NOTHING`
+
+// Save implements store.Store: one transaction, all inserts sent as one pipelined batch.
+func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+	dup := make([]bool, len(ds))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue("SELECT pg_advisory_xact_lock($1)", int64(writeLockKey))
+		for _, d := range ds {
+			b.Queue(insertDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body)
+		}
+		br := tx.SendBatch(ctx, b)
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
+		for i := range ds {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			dup[i] = tag.RowsAffected() == 0
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: save: %w", err)
+	}
+	return dup, nil
+}
+
+// Quarantine implements store.Store.
+func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
+	_, err := s.pool.Exec(ctx, "INSERT INTO quarantine (received_at, reason, body) VALUES ($1, $2, $3)", r.ReceivedAt, r.Reason, r.Body)
+	if err != nil {
+		return fmt.Errorf("postgres: quarantine: %w", err)
+	}
+	return nil
+}
+
+const selectColumns = `SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM deliveries`
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Record, error) {
+	where := []string{"seq > $1"}
+	args := []any{f.AfterSeq}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, fmt.Sprintf(cond, len(args)))
+	}
+	for _, c := range []struct{ col, val string }{
+		{"job_id", f.JobID}, {"job_run_id", f.JobRunID}, {"api_name", f.APIName}, {"result_status", f.ResultStatus},
+	} {
+		if c.val != "" {
+			add(c.col+" = $%d", c.val)
+		}
+	}
+	if !f.Since.IsZero() {
+		add("received_at >= $%d", f.Since)
+	}
+	args = append(args, limit)
+	q := fmt.Sprintf("%s WHERE %s ORDER BY seq LIMIT $%d", selectColumns, strings.Join(where, " AND "), len(args))
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Record, error) { return scan(row) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres: list: %w", err)
+	}
+	return out, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, runID string) (store.Record, error) {
+	r, err := scan(s.pool.QueryRow(ctx, selectColumns+" WHERE run_id = $1", runID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Record{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Record{}, fmt.Errorf("postgres: get: %w", err)
+	}
+	return r, nil
+}
+
+func scan(row pgx.Row) (store.Record, error) {
+	var r store.Record
+	err := row.Scan(&r.Seq, &r.RunID, &r.JobID, &r.JobRunID, &r.Project, &r.APIName, &r.ResultStatus, &r.ReceivedAt, &r.Body)
+	r.ReceivedAt = r.ReceivedAt.UTC()
+	return r, err
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}

@@ -1,0 +1,209 @@
+// Package sqlite is the embedded receiver store: one SQLite file in WAL mode with synchronous=FULL,
+// so a committed transaction survives a crash or power loss. Only one process may write the file, so
+// this store suits a single receiver replica (a StatefulSet with a PVC).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+)
+
+// schema is version 1 of the layout; PRAGMA user_version records which version a file has.
+const schema = `
+CREATE TABLE IF NOT EXISTS deliveries (
+	run_id        TEXT    PRIMARY KEY,
+	seq           INTEGER NOT NULL UNIQUE,
+	job_id        TEXT    NOT NULL DEFAULT '',
+	job_run_id    TEXT    NOT NULL DEFAULT '',
+	project       TEXT    NOT NULL,
+	api_name      TEXT    NOT NULL,
+	result_status TEXT    NOT NULL,
+	received_at   INTEGER NOT NULL, -- unix microseconds, UTC
+	body          BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_job_run ON deliveries (job_run_id, seq);
+CREATE TABLE IF NOT EXISTS quarantine (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	received_at INTEGER NOT NULL,
+	reason      TEXT    NOT NULL,
+	body        BLOB    NOT NULL
+);
+PRAGMA user_version = 1;
+`
+
+// Store is a store.Store backed by one SQLite file.
+type Store struct {
+	write *sql.DB // exactly one connection: SQLite allows one writer at a time anyway
+	read  *sql.DB // several connections: WAL lets readers run beside the writer
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file at path and applies the schema.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	dsn := "file:" + path + "?" + q.Encode()
+
+	write, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	read, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	read.SetMaxOpenConns(4)
+	s := &Store{write: write, read: read}
+	if _, err := write.ExecContext(ctx, schema); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: apply schema: %w", err)
+	}
+	return s, nil
+}
+
+const insertDelivery = `INSERT INTO deliveries
+	(run_id, seq, job_id, job_run_id, project, api_name, result_status, received_at, body)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (run_id) DO NOTHING`
+
+// Save implements store.Store. The transaction starts with BEGIN IMMEDIATE, so this process holds
+// the write lock and can number the new rows from MAX(seq) without racing anyone.
+func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM deliveries`).Scan(&seq); err != nil {
+		return nil, fmt.Errorf("sqlite: read sequence: %w", err)
+	}
+	stmt, err := tx.PrepareContext(ctx, insertDelivery)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	}
+	defer stmt.Close()
+	dup := make([]bool, len(ds))
+	for i, d := range ds {
+		res, err := stmt.ExecContext(ctx, d.RunID, seq+1, d.JobID, d.JobRunID, d.Project, d.APIName,
+			d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: insert: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: insert: %w", err)
+		}
+		if n == 0 {
+			dup[i] = true
+		} else {
+			seq++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return dup, nil
+}
+
+// Quarantine implements store.Store.
+func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
+	_, err := s.write.ExecContext(ctx, `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
+		r.ReceivedAt.UnixMicro(), r.Reason, r.Body)
+	if err != nil {
+		return fmt.Errorf("sqlite: quarantine: %w", err)
+	}
+	return nil
+}
+
+const selectColumns = `SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM deliveries`
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Record, error) {
+	where := []string{"seq > ?"}
+	args := []any{f.AfterSeq}
+	for _, c := range []struct{ col, val string }{
+		{"job_id", f.JobID}, {"job_run_id", f.JobRunID}, {"api_name", f.APIName}, {"result_status", f.ResultStatus},
+	} {
+		if c.val != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.val)
+		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "received_at >= ?")
+		args = append(args, f.Since.UnixMicro())
+	}
+	args = append(args, limit)
+	rows, err := s.read.QueryContext(ctx, selectColumns+" WHERE "+strings.Join(where, " AND ")+" ORDER BY seq LIMIT ?", args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Record
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list: %w", err)
+	}
+	return out, nil
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, runID string) (store.Record, error) {
+	r, err := scan(s.read.QueryRowContext(ctx, selectColumns+" WHERE run_id = ?", runID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Record{}, store.ErrNotFound
+	}
+	return r, err
+}
+
+func scan(row interface{ Scan(...any) error }) (store.Record, error) {
+	var r store.Record
+	var micros int64
+	err := row.Scan(&r.Seq, &r.RunID, &r.JobID, &r.JobRunID, &r.Project, &r.APIName, &r.ResultStatus, &micros, &r.Body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, err
+	}
+	if err != nil {
+		return r, fmt.Errorf("sqlite: read row: %w", err)
+	}
+	r.ReceivedAt = time.UnixMicro(micros).UTC()
+	return r, nil
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	return errors.Join(s.read.Close(), s.write.Close())
+}

@@ -1,0 +1,68 @@
+// Package store defines the narrow storage interface the receiver writes deliveries to and reads
+// them back from. Implementations live in the sqlite and postgres sub-packages; both keep the same
+// schema: a deliveries table keyed by run_id (the dedup key) plus a quarantine table for
+// authenticated bodies that were not valid sink bodies.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Get when no delivery has the requested run id.
+var ErrNotFound = errors.New("delivery not found")
+
+// Delivery is one accepted webhook body plus the columns extracted from it.
+type Delivery struct {
+	RunID        string
+	JobID        string // empty for Run-API deliveries (no projectJob)
+	JobRunID     string // empty for Run-API deliveries (no projectJobRun)
+	Project      string
+	APIName      string
+	ResultStatus string // "completed" or "failed"
+	ReceivedAt   time.Time
+	Body         []byte // the raw request body, byte for byte
+}
+
+// Record is a stored delivery as read back, with its receive sequence number.
+type Record struct {
+	Delivery
+	// Seq increases with every stored delivery; List pages by it.
+	Seq int64
+}
+
+// Rejected is an authenticated request body that was not a valid sink body.
+type Rejected struct {
+	Reason     string
+	ReceivedAt time.Time
+	Body       []byte
+}
+
+// Filter narrows List. Empty fields match everything.
+type Filter struct {
+	JobID        string
+	JobRunID     string
+	APIName      string
+	ResultStatus string
+	Since        time.Time // deliveries received at or after this time; zero = no bound
+	AfterSeq     int64     // cursor: only deliveries with Seq > AfterSeq
+}
+
+// Store persists deliveries. Implementations must be safe for concurrent use, though the receiver
+// calls Save from a single writer goroutine so that concurrent requests share one transaction.
+type Store interface {
+	// Save commits all deliveries in one transaction. dup[i] reports that deliveries[i].RunID was
+	// already stored (by an earlier call, another replica, or an earlier entry in the same slice);
+	// such entries are left untouched. Either every new delivery is committed, or err != nil.
+	Save(ctx context.Context, deliveries []Delivery) (dup []bool, err error)
+	// Quarantine keeps an invalid body so that nothing authenticated is ever dropped.
+	Quarantine(ctx context.Context, r Rejected) error
+	// List returns up to limit deliveries matching f in Seq order.
+	List(ctx context.Context, f Filter, limit int) ([]Record, error)
+	// Get returns the delivery with the given run id or ErrNotFound.
+	Get(ctx context.Context, runID string) (Record, error)
+	// Ping reports whether the store is reachable (used by /readyz).
+	Ping(ctx context.Context) error
+	Close() error
+}
