@@ -1,0 +1,120 @@
+package v1alpha1
+
+// Condition types shared by both kinds. Every object reports Ready; IntunedJob
+// also reports Synced and Stalled.
+const (
+	// ConditionReady is True when the object does what its spec asks: for an
+	// IntunedJob the Intuned Job exists and matches the spec; for a
+	// WebhookReceiver the workload is available and status.url is known.
+	ConditionReady = "Ready"
+	// ConditionSynced is True when the last reconcile reached the Intuned API
+	// and the Job there matches the spec (IntunedJob only).
+	ConditionSynced = "Synced"
+	// ConditionStalled is True when reconciliation hit an error that retrying
+	// cannot fix without a change by a human (bad spec, bad credentials,
+	// conflict). It is removed or set False once the cause is gone.
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons. They are CamelCase, stable and meant for automation
+// (kubectl wait, alerts); the human explanation goes in the message.
+const (
+	// ReasonProgressing: work is under way (first create, waiting for a child).
+	ReasonProgressing = "Progressing"
+	// ReasonSynced: the Intuned Job matches the spec.
+	ReasonSynced = "Synced"
+	// ReasonAvailable: the WebhookReceiver workload is available and its URL known.
+	ReasonAvailable = "Available"
+	// ReasonSyncFailed: a transient error talking to Intuned; it is retried.
+	ReasonSyncFailed = "SyncFailed"
+	// ReasonRateLimited: Intuned asked us to slow down (429); retried after Retry-After.
+	ReasonRateLimited = "RateLimited"
+	// ReasonCredentialsNotFound: the credentials Secret (or a required key in it) is missing.
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonCredentialsInvalid: Intuned rejected the API key (401).
+	ReasonCredentialsInvalid = "CredentialsInvalid"
+	// ReasonSecretNotFound: a Secret referenced by the spec (headersFrom,
+	// s3 credentials, proxyFrom, token, dsn) or one of its keys is missing.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonInvalidSpec: Intuned rejected the Job (400) or the spec cannot be
+	// translated into a Job; fix the spec.
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonProjectNotFound: the Intuned project does not exist in the workspace (404).
+	ReasonProjectNotFound = "ProjectNotFound"
+	// ReasonAlreadyExists: a Job with this id already exists on Intuned and
+	// spec.adopt is false, so the operator will not take it over.
+	ReasonAlreadyExists = "AlreadyExists"
+	// ReasonConflict: another IntunedJob already manages the same
+	// (workspace, project, job id); this one changes nothing.
+	ReasonConflict = "Conflict"
+	// ReasonReceiverNotFound: sink.webhook.receiverRef names a WebhookReceiver
+	// that does not exist in the namespace.
+	ReasonReceiverNotFound = "ReceiverNotFound"
+	// ReasonReceiverNotReady: the referenced WebhookReceiver has no URL yet or
+	// is not Ready; the Job is not pushed to Intuned with an unreachable URL.
+	ReasonReceiverNotReady = "ReceiverNotReady"
+	// ReasonSuspended: spec.suspend is true; no API calls are made.
+	ReasonSuspended = "Suspended"
+	// ReasonDeleting: the object is being deleted (finalizer running).
+	ReasonDeleting = "Deleting"
+	// ReasonWorkloadNotReady: the receiver Deployment/StatefulSet has no
+	// available replica yet.
+	ReasonWorkloadNotReady = "WorkloadNotReady"
+	// ReasonURLUnknown: the receiver has neither an Ingress host nor an
+	// externalURL from which a public URL can be derived yet.
+	ReasonURLUnknown = "URLUnknown"
+	// ReasonReconcileError: an unexpected error while reconciling children.
+	ReasonReconcileError = "ReconcileError"
+)
+
+// Well-known annotations, labels and finalizers.
+const (
+	// AnnotationTrigger on an IntunedJob: setting it to any new value triggers
+	// exactly one JobRun; the handled value is recorded in
+	// status.lastHandledTrigger.
+	AnnotationTrigger = "intuned.io/trigger"
+	// Finalizer guards IntunedJob deletion so the Intuned Job can be deleted
+	// (deletionPolicy Delete) or released (Orphan) first.
+	Finalizer = "intuned.io/finalizer"
+)
+
+// Keys the operator reads from a credentials Secret (spec.credentialsRef).
+const (
+	// CredentialsKeyWorkspaceID holds the Intuned workspace id (a UUID).
+	CredentialsKeyWorkspaceID = "workspaceId"
+	// CredentialsKeyAPIKey holds the Intuned API key (sent as x-api-key).
+	CredentialsKeyAPIKey = "apiKey"
+	// CredentialsKeyBaseURL optionally overrides the Intuned API base URL
+	// (default https://app.intuned.io/api/v1/workspace), e.g. for intuned-sim.
+	CredentialsKeyBaseURL = "baseURL"
+)
+
+// Keys the operator reads from an S3 credentials Secret
+// (spec.sink.s3.credentialsSecretRef).
+const (
+	S3KeyAccessKeyID     = "accessKeyId"
+	S3KeySecretAccessKey = "secretAccessKey"
+)
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the referenced object in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// SecretKeyRef selects one key of a Secret in the same namespace.
+type SecretKeyRef struct {
+	// Name of the Secret in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// Key inside the Secret's data.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Key string `json:"key"`
+}

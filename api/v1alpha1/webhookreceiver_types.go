@@ -1,0 +1,297 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Defaults of the WebhookReceiver API, also used by the controller when a
+// field is absent (e.g. objects created before a default existed).
+const (
+	// DefaultTokenSecretKey is the key of the auth token in tokenSecretRef.
+	DefaultTokenSecretKey = "token"
+	// DefaultIngressPath is the HTTP path Intuned POSTs to.
+	DefaultIngressPath = "/webhooks/intuned"
+	// DefaultSQLiteSize is the size of the SQLite volume.
+	DefaultSQLiteSize = "1Gi"
+)
+
+// WebhookReceiverSpec declares an in-cluster endpoint for Intuned's webhook
+// sink: receiver Pods that authenticate each delivery with a bearer token,
+// store it durably (SQLite or PostgreSQL) and de-duplicate it by run id.
+// IntunedJobs point at it with spec.sink.webhook.receiverRef.
+// +kubebuilder:validation:XValidation:rule="!has(self.storage) || !has(self.storage.sqlite) || ((!has(self.replicas) || self.replicas <= 1) && !has(self.autoscaling))",message="sqlite storage supports a single replica: set replicas to 0 or 1 and remove autoscaling, or use postgres storage to scale out"
+type WebhookReceiverSpec struct {
+	// Replicas is the number of receiver Pods. Default 1. With sqlite storage
+	// it must be 0 or 1. Ignored when autoscaling is set.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:default=1
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Autoscaling adds a HorizontalPodAutoscaler on CPU (postgres storage only).
+	// +optional
+	Autoscaling *ReceiverAutoscaling `json:"autoscaling,omitempty"`
+
+	// Image overrides the receiver container image (default: the image the
+	// operator was built with).
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Resources of the receiver container.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// PodTemplate sets the allowed parts of the receiver Pod template.
+	// +optional
+	PodTemplate *ReceiverPodTemplate `json:"podTemplate,omitempty"`
+
+	// TokenSecretRef names a Secret key holding the bearer token Intuned must
+	// send (Authorization: Bearer <token>). When omitted, the operator
+	// generates a random token into a Secret it owns (see
+	// status.tokenSecretName). Changing the token keeps the previous one valid
+	// for a grace window, so rotation needs no downtime.
+	// +optional
+	TokenSecretRef *TokenSecretReference `json:"tokenSecretRef,omitempty"`
+
+	// Storage is where deliveries are stored: sqlite (default; one replica on
+	// a PersistentVolumeClaim) or postgres (any number of replicas).
+	// +kubebuilder:default={sqlite: {}}
+	// +optional
+	Storage *ReceiverStorage `json:"storage,omitempty"`
+
+	// Ingress exposes the receiver through an Ingress. The public URL becomes
+	// http(s)://<host><path> (https when tls is set).
+	// +optional
+	Ingress *ReceiverIngress `json:"ingress,omitempty"`
+
+	// ExternalURL is the public URL of the receiver when it is exposed by
+	// other means (a Gateway, a tunnel, a load balancer) or when the Ingress
+	// host differs from the public host. It wins over the URL derived from
+	// ingress. Must be https unless the host is loopback (localhost,
+	// 127.x.x.x, [::1]) or cluster-local (*.svc, *.svc.cluster.local).
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="externalURL must be an absolute http(s) URL such as https://hooks.example.com/webhooks/intuned"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() == 'https' || url(self).getHostname() == 'localhost' || url(self).getHostname().startsWith('127.') || url(self).getHostname() == '::1' || url(self).getHostname().endsWith('.svc') || url(self).getHostname().endsWith('.svc.cluster.local')",message="externalURL must use https unless the host is loopback (localhost, 127.x.x.x, [::1]) or cluster-local (*.svc, *.svc.cluster.local)"
+	// +optional
+	ExternalURL string `json:"externalURL,omitempty"`
+
+	// PodDisruptionBudget adds a PodDisruptionBudget for the receiver Pods.
+	// +optional
+	PodDisruptionBudget *ReceiverPodDisruptionBudget `json:"podDisruptionBudget,omitempty"`
+
+	// NetworkPolicy adds a NetworkPolicy that only admits traffic to the
+	// receiver's HTTP port.
+	// +optional
+	NetworkPolicy *ReceiverNetworkPolicy `json:"networkPolicy,omitempty"`
+}
+
+// ReceiverAutoscaling configures a HorizontalPodAutoscaler on CPU.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas"
+type ReceiverAutoscaling struct {
+	// MinReplicas is the lower bound. Default 1.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=1
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+	// MaxReplicas is the upper bound.
+	// +kubebuilder:validation:Minimum=1
+	// +required
+	MaxReplicas int32 `json:"maxReplicas"`
+	// TargetCPUUtilizationPercentage is the average CPU use (percent of the
+	// request) the autoscaler aims for. Default 80.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +kubebuilder:default=80
+	// +optional
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// ReceiverPodTemplate is the allow-list of Pod template fields users may set.
+type ReceiverPodTemplate struct {
+	// Labels added to the Pods (the operator's own selector labels win).
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations added to the Pods.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// NodeSelector of the Pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations of the Pods.
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// Affinity of the Pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// PriorityClassName of the Pods.
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+}
+
+// TokenSecretReference selects the Secret key holding the receiver's token.
+type TokenSecretReference struct {
+	// Name of the Secret in the same namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+	// Key inside the Secret. Default "token".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:default=token
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ReceiverStorage selects the store. Set exactly one of sqlite or postgres.
+// +kubebuilder:validation:XValidation:rule="has(self.sqlite) != has(self.postgres)",message="storage must set exactly one of sqlite or postgres"
+type ReceiverStorage struct {
+	// SQLite stores deliveries in an embedded database on a
+	// PersistentVolumeClaim (a StatefulSet with one replica).
+	// +optional
+	SQLite *SQLiteStorage `json:"sqlite,omitempty"`
+	// Postgres stores deliveries in a PostgreSQL database; replicas are
+	// stateless and may scale out.
+	// +optional
+	Postgres *PostgresStorage `json:"postgres,omitempty"`
+}
+
+// SQLiteStorage is the volume of the embedded SQLite store.
+type SQLiteStorage struct {
+	// Size of the PersistentVolumeClaim. Default 1Gi.
+	// +kubebuilder:default="1Gi"
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+	// StorageClassName of the PersistentVolumeClaim (default: the cluster's
+	// default StorageClass).
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+}
+
+// PostgresStorage connects the receiver to PostgreSQL.
+type PostgresStorage struct {
+	// DSNSecretRef selects a Secret key holding the connection string, e.g.
+	// "postgres://user:pass@db.example.svc:5432/intuned?sslmode=require".
+	// +required
+	DSNSecretRef SecretKeyRef `json:"dsnSecretRef"`
+}
+
+// ReceiverIngress exposes the receiver through an Ingress.
+type ReceiverIngress struct {
+	// ClassName is the IngressClass to use (default: the cluster default).
+	// +optional
+	ClassName *string `json:"className,omitempty"`
+	// Host is the public DNS name, e.g. "hooks.example.com".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Host string `json:"host"`
+	// Path Intuned POSTs to. Default "/webhooks/intuned".
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="ingress.path must start with '/'"
+	// +kubebuilder:default="/webhooks/intuned"
+	// +optional
+	Path string `json:"path,omitempty"`
+	// TLS terminates https at the Ingress with this certificate Secret.
+	// +optional
+	TLS *ReceiverIngressTLS `json:"tls,omitempty"`
+	// Annotations added to the Ingress (e.g. for cert-manager).
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// ReceiverIngressTLS names the TLS certificate of the Ingress.
+type ReceiverIngressTLS struct {
+	// SecretName of a kubernetes.io/tls Secret for the host.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	SecretName string `json:"secretName"`
+}
+
+// ReceiverPodDisruptionBudget configures a PodDisruptionBudget. Set exactly
+// one of minAvailable or maxUnavailable.
+// +kubebuilder:validation:XValidation:rule="has(self.minAvailable) != has(self.maxUnavailable)",message="podDisruptionBudget must set exactly one of minAvailable or maxUnavailable"
+type ReceiverPodDisruptionBudget struct {
+	// MinAvailable Pods (number or percentage such as "50%").
+	// +optional
+	MinAvailable *intstr.IntOrString `json:"minAvailable,omitempty"`
+	// MaxUnavailable Pods (number or percentage such as "50%").
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// ReceiverNetworkPolicy configures the receiver's NetworkPolicy.
+type ReceiverNetworkPolicy struct {
+	// Enabled creates the NetworkPolicy. Default false.
+	// +kubebuilder:default=false
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+	// From lists the peers allowed to reach the receiver port (typically the
+	// ingress controller's namespace). Empty: any source may reach the
+	// receiver port; all other ports stay closed.
+	// +listType=atomic
+	// +optional
+	From []networkingv1.NetworkPolicyPeer `json:"from,omitempty"`
+}
+
+// WebhookReceiverStatus is the observed state of a WebhookReceiver.
+type WebhookReceiverStatus struct {
+	// Conditions: Ready (see the Condition* and Reason* constants).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ObservedGeneration is the metadata.generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// URL is the public URL IntunedJobs push to (from externalURL or ingress).
+	// +optional
+	URL string `json:"url,omitempty"`
+	// ReadyReplicas is the number of receiver Pods ready to serve.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// TokenSecretName is the Secret holding the current auth token (the
+	// generated one, or tokenSecretRef.name).
+	// +optional
+	TokenSecretName string `json:"tokenSecretName,omitempty"`
+}
+
+// WebhookReceiver runs an in-cluster receiver for Intuned's webhook sink and
+// publishes its URL in status.url. IntunedJobs reference it with
+// spec.sink.webhook.receiverRef.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whr,categories=intuned
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookReceiver struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:default={}
+	// +optional
+	Spec WebhookReceiverSpec `json:"spec,omitempty"`
+	// +optional
+	Status WebhookReceiverStatus `json:"status,omitempty"`
+}
+
+// WebhookReceiverList contains a list of WebhookReceiver.
+// +kubebuilder:object:root=true
+type WebhookReceiverList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookReceiver `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookReceiver{}, &WebhookReceiverList{})
+}
