@@ -1,0 +1,210 @@
+// Command receiver is the WebhookReceiver workload: it accepts Intuned webhook-sink deliveries,
+// stores them durably in SQLite or PostgreSQL and serves them back through a read API.
+// Every flag can also be set through an environment variable (RECEIVER_ + the flag name in upper
+// snake case, e.g. --token-file = RECEIVER_TOKEN_FILE); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver"
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store/postgres"
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store/sqlite"
+)
+
+const usageHeader = `receiver - durable, de-duplicating endpoint for Intuned webhook-sink deliveries.
+
+Intuned POSTs one JSON body per Run to --ingest-path with "Authorization: Bearer <token>".
+The receiver answers 2xx only after the body is committed to the store (SQLite file or
+PostgreSQL), stores each apiInfo.runId once, and answers 429/503 with Retry-After when it
+cannot store right now, so Intuned's retries bring the delivery back.
+
+Endpoints:
+  POST <ingest-path>          a delivery (201 stored, 200 duplicate, 4xx invalid, 429/503 retry)
+  GET  /v1/deliveries         stored deliveries as NDJSON (needs --read-token-file)
+  GET  /v1/deliveries/{runId} one delivery's raw body
+  GET  /healthz, /readyz, /metrics
+
+Examples:
+  receiver --token-file /etc/receiver/token --sqlite-path /data/receiver.db
+  RECEIVER_POSTGRES_DSN=postgres://user:pass@db:5432/intuned receiver --store postgres --token-file ./token
+
+Flags (environment variable in brackets):
+`
+
+type options struct {
+	listenAddr, ingestPath, tokenHeader                 string
+	tokenFile, previousTokenFile, readTokenFile         string
+	storeKind, sqlitePath, postgresDSN, postgresDSNFile string
+	maxBodyBytes                                        int64
+	deadline, tokenReload, shutdownGrace, retryAfter    time.Duration
+	batchSize, maxInFlight                              int
+	logLevel                                            string
+}
+
+func envName(flagName string) string {
+	return "RECEIVER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listenAddr, "listen-addr", ":8080", "address to serve HTTP on (all endpoints)")
+	fs.StringVar(&o.ingestPath, "ingest-path", "/webhooks/intuned", "URL path Intuned POSTs deliveries to")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the ingest token (required; re-read every --token-reload-interval, so a mounted Secret can rotate it)")
+	fs.StringVar(&o.previousTokenFile, "previous-token-file", "", "file holding the previous ingest token, still accepted during a rotation (optional; a missing file means none)")
+	fs.StringVar(&o.tokenHeader, "token-header", "Authorization", "request header carrying the ingest token (value \"Bearer <token>\")")
+	fs.StringVar(&o.readTokenFile, "read-token-file", "", "file holding the token for the read API /v1/deliveries (empty disables the read API)")
+	fs.StringVar(&o.storeKind, "store", "sqlite", "where deliveries are stored: sqlite (one replica) or postgres (any number of replicas)")
+	fs.StringVar(&o.sqlitePath, "sqlite-path", "receiver.db", "SQLite database file (--store sqlite); put it on a persistent volume")
+	fs.StringVar(&o.postgresDSNFile, "postgres-dsn-file", "", "file holding the PostgreSQL DSN (--store postgres); preferred, e.g. a mounted Secret")
+	fs.StringVar(&o.postgresDSN, "postgres-dsn", "", "PostgreSQL DSN (--store postgres); prefer the env var or --postgres-dsn-file so the password is not on the command line")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 10<<20, "largest accepted body in bytes; larger ones get 413")
+	fs.DurationVar(&o.deadline, "deadline", 2500*time.Millisecond, "time a delivery may take to be committed before the sender gets 503 + Retry-After")
+	fs.IntVar(&o.batchSize, "batch-size", 256, "most deliveries committed in one transaction (group commit)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", 1024, "deliveries being processed at once before new ones get 429 + Retry-After")
+	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503 answers")
+	fs.DurationVar(&o.tokenReload, "token-reload-interval", 2*time.Second, "how often the token files are re-read")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time to finish in-flight deliveries before exiting (keep below the Pod's terminationGracePeriodSeconds)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (JSON logs on stderr; tokens and DSNs are never logged)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageHeader)
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(fs.Output(), "  --%s [%s]\n    \t%s (default %q)\n", f.Name, envName(f.Name), f.Usage, f.DefValue)
+		})
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("environment variable %s: %w", envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v (see --help)", fs.Args())
+	}
+	if o.tokenFile == "" {
+		return nil, errors.New("--token-file is required (see --help)")
+	}
+	return o, nil
+}
+
+func openStore(ctx context.Context, o *options) (store.Store, error) {
+	switch o.storeKind {
+	case "sqlite":
+		return sqlite.Open(ctx, o.sqlitePath)
+	case "postgres":
+		dsn := o.postgresDSN
+		if o.postgresDSNFile != "" {
+			b, err := os.ReadFile(o.postgresDSNFile)
+			if err != nil {
+				return nil, fmt.Errorf("read --postgres-dsn-file: %w", err)
+			}
+			dsn = strings.TrimSpace(string(b))
+		}
+		if dsn == "" {
+			return nil, errors.New("--store postgres needs a DSN: --postgres-dsn-file, RECEIVER_POSTGRES_DSN or --postgres-dsn")
+		}
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		return postgres.Open(ctx, dsn)
+	default:
+		return nil, fmt.Errorf("--store must be sqlite or postgres, not %q", o.storeKind)
+	}
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receiver:", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "receiver: --log-level:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := run(o, log); err != nil {
+		log.Error("receiver stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(o *options, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	st, err := openStore(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rcv, err := receiver.New(receiver.Config{
+		IngestPath: o.ingestPath, TokenHeader: o.tokenHeader, TokenFile: o.tokenFile,
+		PreviousTokenFile: o.previousTokenFile, ReadTokenFile: o.readTokenFile, TokenReload: o.tokenReload,
+		MaxBodyBytes: o.maxBodyBytes, Deadline: o.deadline, BatchSize: o.batchSize,
+		MaxInFlight: o.maxInFlight, RetryAfter: o.retryAfter, Logger: log,
+	}, st)
+	if err != nil {
+		return err
+	}
+	defer rcv.Close()
+
+	ln, err := net.Listen("tcp", o.listenAddr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           rcv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("receiver listening", "addr", ln.Addr().String(), "ingestPath", o.ingestPath, "store", o.storeKind,
+		"readAPI", o.readTokenFile != "")
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight deliveries", "grace", o.shutdownGrace.String())
+	rcv.Drain()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("grace period over; closing remaining connections", "err", err)
+		srv.Close()
+	}
+	rcv.Close() // commits whatever is still queued
+	log.Info("receiver stopped cleanly")
+	return nil
+}

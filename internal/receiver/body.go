@@ -1,0 +1,117 @@
+package receiver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Reasons a body is rejected; they are the `reason` label of the rejected metric, the quarantine
+// table's reason column and the error code in the 400 response.
+const (
+	reasonInvalidJSON = "invalid_json"
+	reasonNotSinkBody = "not_sink_body"
+)
+
+// maxIDLen bounds identifiers that become indexed columns; real ones are UUIDs, nanoids and slugs.
+const maxIDLen = 256
+
+// sinkMeta holds the fields of an Intuned sink body (intuned-api.md §7) that become columns.
+type sinkMeta struct {
+	RunID, JobID, JobRunID, Project, APIName, ResultStatus string
+}
+
+// bodyError says why a body is not a sink body. Its message is safe to return to the sender.
+type bodyError struct {
+	reason string
+	msg    string
+}
+
+func (e *bodyError) Error() string { return e.msg }
+
+type idObject struct {
+	ID *string `json:"id"`
+}
+
+// sinkBody mirrors the sink body; pointers distinguish "absent" from "empty". Fields we do not index
+// (parameters, result payload, authSession...) are not decoded: the raw body is stored as is.
+type sinkBody struct {
+	WorkspaceID *string `json:"workspaceId"`
+	Project     *struct {
+		Name *string `json:"name"`
+	} `json:"project"`
+	ProjectJob    *idObject `json:"projectJob"`
+	ProjectJobRun *idObject `json:"projectJobRun"`
+	APIInfo       *struct {
+		Name   *string `json:"name"`
+		RunID  *string `json:"runId"`
+		Result *struct {
+			Status *string `json:"status"`
+		} `json:"result"`
+	} `json:"apiInfo"`
+}
+
+// parseSinkBody checks that body is one JSON object shaped like a sink body and extracts its columns.
+func parseSinkBody(body []byte) (sinkMeta, error) {
+	var b sinkBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			field := typeErr.Field
+			if field == "" {
+				return sinkMeta{}, &bodyError{reasonNotSinkBody, "body must be a JSON object (an Intuned sink body)"}
+			}
+			return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s has the wrong type (%s)", field, typeErr.Value)}
+		}
+		return sinkMeta{}, &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+	}
+	var missing []string
+	need := func(name string, v *string) string {
+		if v == nil || strings.TrimSpace(*v) == "" {
+			missing = append(missing, name)
+			return ""
+		}
+		return *v
+	}
+	m := sinkMeta{}
+	need("workspaceId", b.WorkspaceID)
+	if b.Project == nil {
+		missing = append(missing, "project.name")
+	} else {
+		m.Project = need("project.name", b.Project.Name)
+	}
+	if b.APIInfo == nil {
+		missing = append(missing, "apiInfo.name", "apiInfo.runId", "apiInfo.result.status")
+	} else {
+		m.APIName = need("apiInfo.name", b.APIInfo.Name)
+		m.RunID = need("apiInfo.runId", b.APIInfo.RunID)
+		if b.APIInfo.Result == nil {
+			missing = append(missing, "apiInfo.result.status")
+		} else {
+			m.ResultStatus = need("apiInfo.result.status", b.APIInfo.Result.Status)
+		}
+	}
+	// projectJob/projectJobRun are absent for Run-API deliveries, but when present carry an id.
+	if b.ProjectJob != nil {
+		m.JobID = need("projectJob.id", b.ProjectJob.ID)
+	}
+	if b.ProjectJobRun != nil {
+		m.JobRunID = need("projectJobRun.id", b.ProjectJobRun.ID)
+	}
+	if len(missing) > 0 {
+		return sinkMeta{}, &bodyError{reasonNotSinkBody, "not an Intuned sink body: missing or empty " + strings.Join(missing, ", ")}
+	}
+	if m.ResultStatus != "completed" && m.ResultStatus != "failed" {
+		return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("apiInfo.result.status must be \"completed\" or \"failed\", got %q", m.ResultStatus)}
+	}
+	for _, f := range []struct{ name, v string }{
+		{"apiInfo.runId", m.RunID}, {"projectJob.id", m.JobID}, {"projectJobRun.id", m.JobRunID},
+		{"project.name", m.Project}, {"apiInfo.name", m.APIName},
+	} {
+		if len(f.v) > maxIDLen {
+			return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("%s is longer than %d bytes", f.name, maxIDLen)}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,122 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+)
+
+type ingestResponse struct {
+	RunID  string `json:"runId"`
+	Status string `json:"status"` // "stored" or "duplicate"
+}
+
+// ingest handles one webhook delivery. Order of checks: method, token, media type, size, shape;
+// only a delivery that is committed gets a 2xx.
+func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
+	start := time.Now()
+	r.m.received.Inc()
+	reject := func(status int, reason, msg string) {
+		r.m.rejected.WithLabelValues(reason).Inc()
+		r.log.Warn("delivery rejected", "status", status, "reason", reason, "remote", req.RemoteAddr, "detail", msg)
+		writeError(w, status, reason, msg)
+	}
+
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		reject(http.StatusMethodNotAllowed, "method", "use POST to deliver a sink body")
+		return
+	}
+	if !r.ingestAuth.check(req) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="intuned-receiver"`)
+		reject(http.StatusUnauthorized, "unauthorized", "missing or invalid token in "+r.cfg.TokenHeader+" header")
+		return
+	}
+	if ct := req.Header.Get("Content-Type"); ct != "" { // Intuned sends application/json; tolerate none
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			reject(http.StatusUnsupportedMediaType, "media_type", "Content-Type must be application/json")
+			return
+		}
+	}
+	if req.ContentLength > r.cfg.MaxBodyBytes {
+		reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
+		return
+	}
+	if n := r.inFlight.Add(1); n > int64(r.cfg.MaxInFlight) {
+		r.inFlight.Add(-1)
+		r.m.rejected.WithLabelValues("overloaded").Inc()
+		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
+		return
+	}
+	defer r.inFlight.Add(-1)
+
+	ctx, cancel := context.WithDeadline(req.Context(), start.Add(r.cfg.Deadline))
+	defer cancel()
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
+		} else {
+			reject(http.StatusBadRequest, "read_error", "could not read the request body")
+		}
+		return
+	}
+
+	meta, err := parseSinkBody(body)
+	if err != nil {
+		var be *bodyError
+		errors.As(err, &be)
+		// Authenticated but malformed: keep it, so nothing an authorised sender sent is lost.
+		qerr := r.st.Quarantine(ctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body})
+		if qerr != nil {
+			r.log.Error("cannot quarantine invalid body", "err", qerr)
+			r.m.rejected.WithLabelValues("store_error").Inc()
+			r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+			return
+		}
+		reject(http.StatusBadRequest, be.reason, be.msg)
+		return
+	}
+
+	dup, err := r.w.submit(ctx, store.Delivery{
+		RunID: meta.RunID, JobID: meta.JobID, JobRunID: meta.JobRunID, Project: meta.Project,
+		APIName: meta.APIName, ResultStatus: meta.ResultStatus, ReceivedAt: start.UTC(), Body: body,
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, errOverloaded):
+		r.m.rejected.WithLabelValues("overloaded").Inc()
+		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
+		return
+	case errors.Is(err, errClosed):
+		r.m.rejected.WithLabelValues("shutting_down").Inc()
+		r.retryLater(w, http.StatusServiceUnavailable, "shutting_down", "receiver is shutting down; retry later")
+		return
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		r.m.rejected.WithLabelValues("deadline").Inc()
+		r.log.Warn("delivery not committed within the deadline", "runId", meta.RunID)
+		r.retryLater(w, http.StatusServiceUnavailable, "deadline", "delivery was not committed in time; retry later")
+		return
+	default:
+		r.m.rejected.WithLabelValues("store_error").Inc()
+		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		return
+	}
+	if dup {
+		r.m.duplicates.Inc()
+		r.log.Debug("duplicate delivery", "runId", meta.RunID)
+		writeJSON(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "duplicate"})
+		return
+	}
+	r.m.stored.Inc()
+	r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
+	writeJSON(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
+}

@@ -1,0 +1,180 @@
+// Package receiver is the HTTP side of the WebhookReceiver: it authenticates and validates Intuned
+// webhook-sink deliveries, stores each one durably (group commit through a store.Store) before
+// answering 2xx, de-duplicates by apiInfo.runId, and serves the stored deliveries back through a
+// small read API. cmd/receiver wires it to flags, a store and signals.
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+)
+
+// Config configures a Receiver. Zero values take the defaults shown.
+type Config struct {
+	IngestPath        string        // default "/webhooks/intuned"
+	TokenHeader       string        // default "Authorization" (value "Bearer <token>")
+	TokenFile         string        // required: current ingest token
+	PreviousTokenFile string        // optional: previous ingest token, accepted during rotation
+	ReadTokenFile     string        // optional: token for /v1/deliveries; empty disables the read API
+	TokenReload       time.Duration // how often token files are re-read; default 2s
+	MaxBodyBytes      int64         // default 10 MiB
+	Deadline          time.Duration // internal deadline per delivery; default 2.5s
+	BatchSize         int           // max deliveries per commit; default 256
+	MaxInFlight       int           // deliveries queued or committing before 429; default 1024
+	RetryAfter        time.Duration // Retry-After sent with 429/503; default 5s
+	Logger            *slog.Logger  // default slog.Default()
+}
+
+func (c *Config) setDefaults() {
+	if c.IngestPath == "" {
+		c.IngestPath = "/webhooks/intuned"
+	}
+	if c.TokenHeader == "" {
+		c.TokenHeader = "Authorization"
+	}
+	if c.TokenReload <= 0 {
+		c.TokenReload = 2 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 10 << 20
+	}
+	if c.Deadline <= 0 {
+		c.Deadline = 2500 * time.Millisecond
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Receiver serves the ingest endpoint, the read API and the health/metrics endpoints.
+type Receiver struct {
+	cfg        Config
+	st         store.Store
+	log        *slog.Logger
+	ingestAuth *tokens
+	readAuth   *tokens // nil: read API disabled
+	w          *writer
+	m          *metrics
+	inFlight   atomic.Int64
+	draining   atomic.Bool
+	stopWatch  context.CancelFunc
+	mux        *http.ServeMux
+}
+
+// New builds a Receiver on st and starts its writer and token watcher. Call Close to stop them;
+// st stays open (the caller owns it).
+func New(cfg Config, st store.Store) (*Receiver, error) {
+	cfg.setDefaults()
+	if cfg.TokenFile == "" {
+		return nil, errors.New("a token file is required (the token Intuned sends)")
+	}
+	if len(cfg.IngestPath) < 2 || cfg.IngestPath[0] != '/' {
+		return nil, fmt.Errorf("ingest path %q must start with / and not be the root", cfg.IngestPath)
+	}
+	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics()}
+	var err error
+	if r.ingestAuth, err = newTokens(cfg.TokenHeader, cfg.TokenFile, cfg.PreviousTokenFile, r.log); err != nil {
+		return nil, fmt.Errorf("read ingest token: %w", err)
+	}
+	if cfg.ReadTokenFile != "" {
+		if r.readAuth, err = newTokens("Authorization", cfg.ReadTokenFile, "", r.log); err != nil {
+			return nil, fmt.Errorf("read API token: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopWatch = cancel
+	go r.ingestAuth.watch(ctx, cfg.TokenReload, r.log)
+	if r.readAuth != nil {
+		go r.readAuth.watch(ctx, cfg.TokenReload, r.log)
+	}
+	// The commit timeout outlives the request deadline so a slow commit still lands (the sender
+	// retries and gets "duplicate") instead of being abandoned half-way.
+	r.w = newWriter(st, cfg.MaxInFlight, cfg.BatchSize, 4*cfg.Deadline, r.m, r.log)
+
+	r.mux = http.NewServeMux()
+	r.mux.HandleFunc(cfg.IngestPath, r.ingest)
+	r.mux.HandleFunc("/v1/deliveries", r.listDeliveries)
+	r.mux.HandleFunc("/v1/deliveries/{runId}", r.getDelivery)
+	r.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.mux.HandleFunc("/readyz", r.readyz)
+	r.mux.Handle("/metrics", promhttp.HandlerFor(r.m.reg, promhttp.HandlerOpts{}))
+	r.mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+req.URL.Path)
+	})
+	return r, nil
+}
+
+// Handler returns the HTTP handler for all endpoints.
+func (r *Receiver) Handler() http.Handler { return r.mux }
+
+// Drain marks the receiver not ready (so /readyz fails and load balancers move on) before shutdown.
+func (r *Receiver) Drain() { r.draining.Store(true) }
+
+// Close commits every queued delivery and stops background work. Call it after the HTTP server has
+// stopped (http.Server.Shutdown) so no new delivery arrives.
+func (r *Receiver) Close() {
+	r.draining.Store(true)
+	r.w.close()
+	r.stopWatch()
+}
+
+func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
+	if r.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "receiver is shutting down")
+		return
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+	defer cancel()
+	if err := r.st.Ping(ctx); err != nil {
+		r.log.Warn("readiness: store unreachable", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "store is not reachable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v) //nolint:errcheck // the client may be gone; nothing to do
+}
+
+func (r *Receiver) retryLater(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((r.cfg.RetryAfter+time.Second-1)/time.Second)))
+	writeError(w, status, code, msg)
+}

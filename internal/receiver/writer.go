@@ -1,0 +1,147 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+)
+
+var (
+	// errOverloaded: the queue is full; the sender should come back later (429).
+	errOverloaded = errors.New("too many deliveries in flight")
+	// errClosed: the receiver is shutting down (503).
+	errClosed = errors.New("receiver is shutting down")
+)
+
+// pending is one delivery waiting for the writer. result has room for one value so the writer
+// never blocks on a request that already gave up.
+type pending struct {
+	ctx    context.Context
+	d      store.Delivery
+	result chan outcome
+}
+
+type outcome struct {
+	dup bool
+	err error
+}
+
+// writer is the group committer: one goroutine takes whatever deliveries are queued (up to
+// maxBatch), saves them in one transaction and tells each waiting request its own result. Under
+// load many requests share one commit/fsync; with no load a delivery is committed alone at once.
+type writer struct {
+	st            store.Store
+	queue         chan *pending
+	maxBatch      int
+	commitTimeout time.Duration
+	m             *metrics
+	log           *slog.Logger
+
+	mu     sync.RWMutex // guards closed against a send on the closed queue
+	closed bool
+	done   chan struct{}
+}
+
+func newWriter(st store.Store, queueSize, maxBatch int, commitTimeout time.Duration, m *metrics, log *slog.Logger) *writer {
+	w := &writer{
+		st: st, queue: make(chan *pending, queueSize), maxBatch: maxBatch,
+		commitTimeout: commitTimeout, m: m, log: log, done: make(chan struct{}),
+	}
+	go w.run()
+	return w
+}
+
+// submit queues d and waits until its batch commits or ctx ends. It never blocks on a full queue.
+func (w *writer) submit(ctx context.Context, d store.Delivery) (dup bool, err error) {
+	p := &pending{ctx: ctx, d: d, result: make(chan outcome, 1)}
+	w.mu.RLock()
+	switch {
+	case w.closed:
+		err = errClosed
+	default:
+		select {
+		case w.queue <- p:
+		default:
+			err = errOverloaded
+		}
+	}
+	w.mu.RUnlock()
+	if err != nil {
+		return false, err
+	}
+	select {
+	case o := <-p.result:
+		return o.dup, o.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	batch := make([]*pending, 0, w.maxBatch)
+	for p := range w.queue {
+		batch = append(batch[:0], p)
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case p, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+func (w *writer) commit(batch []*pending) {
+	live := batch[:0:0]
+	ds := make([]store.Delivery, 0, len(batch))
+	for _, p := range batch {
+		// A request whose deadline passed already answered 503; skip it to shed load.
+		if err := p.ctx.Err(); err != nil {
+			p.result <- outcome{err: err}
+			continue
+		}
+		live = append(live, p)
+		ds = append(ds, p.d)
+	}
+	if len(ds) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), w.commitTimeout)
+	defer cancel()
+	start := time.Now()
+	dup, err := w.st.Save(ctx, ds)
+	w.m.commitSeconds.Observe(time.Since(start).Seconds())
+	w.m.batchSize.Observe(float64(len(ds)))
+	if err != nil {
+		w.log.Error("commit failed", "deliveries", len(ds), "err", err)
+	}
+	for i, p := range live {
+		if err != nil {
+			p.result <- outcome{err: err}
+		} else {
+			p.result <- outcome{dup: dup[i]}
+		}
+	}
+}
+
+// close stops accepting deliveries, commits everything already queued and returns when done.
+func (w *writer) close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	<-w.done
+}
