@@ -1,0 +1,81 @@
+// Package intunedsim is an in-memory Intuned (the browser-automation SaaS)
+// that a client cannot tell from the documented REST API. Tests start it
+// in-process (NewTestServer, or New plus any http.Server); cmd/intuned-sim
+// runs it as a process. It follows shared/intuned-api.md to the field and is
+// written independently of internal/intuned so contract tests catch
+// mistakes on either side.
+//
+// # Intuned API (under /api/v1/workspace/{ws}/projects/{p})
+//
+//	GET    /jobs                                  list (JobDBObjectSchema items)
+//	POST   /jobs                                  create → 201 {id, message:"created"}
+//	GET    /jobs/{jobId}                          detail shape
+//	PUT    /jobs/{jobId}                          full replacement → 200 {id, message:"updated job successfully"}
+//	DELETE /jobs/{jobId}                          204
+//	POST   /jobs/{jobId}/pause | /resume          200 {message:"Paused"|"Resumed"}
+//	POST   /jobs/{jobId}/trigger                  200 {jobRunId, message:"Triggered"}
+//	GET    /jobs/{jobId}/runs?pageSize&pageNumber&sortBy   {jobRuns, totalCount}
+//	GET    /jobs/{jobId}/runs/{jobRunId}          {jobRun}
+//	POST   /jobs/{jobId}/runs/{jobRunId}/terminate 200 {message:"Job run terminated"}
+//
+// Every request passes, in order: call counting (key "METHOD route
+// template"), fault injection, the per-path rate limit (429 with
+// Retry-After), x-api-key auth (401), project lookup (404 when
+// Options.Projects is set), then validation (400 bad-request with a details
+// list) and the handler (404 not-found for unknown jobs and runs). Errors
+// use Intuned's body {code, category, message, retirable, details?,
+// correlationId}.
+//
+// # Behaviour choices where Intuned's docs are silent
+//
+//   - Duplicate job id on create: 400 bad-request (Options.DuplicateCreateStatus: 409).
+//   - PUT is a full replacement: omitted schedule/sink/proxy/authSession are cleared.
+//   - Defaults filled on store: requestTimeout 600 (payload items and
+//     configuration), maximumAttempts 3 where a retry object is given,
+//     authSession attempts 3, sink skipOnFail false. Unknown keys are dropped.
+//   - JobRun status: PENDING while queued/executing (Intuned has no RUNNING),
+//     PAUSED while its job is paused, then COMPLETED when every Run finished
+//     and at least one succeeded (or it had no payloads), FAILURE when all
+//     failed, TERMINATED after terminate. Concurrent JobRuns are allowed.
+//   - Pausing a job stops its schedule (next_run_time becomes null) and
+//     pauses its active JobRuns: Runs already executing finish, queued
+//     payloads wait for resume. Triggering a paused job creates a PAUSED run.
+//   - Each payload item becomes an API Run (runId: 21-char nanoid) executed by
+//     the APIHandler registered for its apiName, at most
+//     maxConcurrentRequests at a time (default 5), failed attempts retried up
+//     to maximumAttempts (payload, else configuration, else 3). Unknown apis
+//     fail. Extended payloads (RunResult.Extend) are appended to the same
+//     JobRun and raise its payloads count.
+//   - Terminate drops queued payloads and cancels executing Runs; those Runs
+//     are neither counted nor delivered. Terminating a finished run is a no-op.
+//   - Schedules: see schedule.go (Temporal semantics, UTC, jitter ignored).
+//   - Sink delivery: see delivery.go (one POST per finished Run, Intuned's
+//     retry timing on the simulator clock, skipped Runs logged as "skipped").
+//
+// # Time
+//
+// All simulated time comes from Options.Clock. The default ScaledClock runs
+// Options.TimeScale times faster than real time. Tests pass a *FakeClock
+// and call Server.Advance(d), which fires due timers one by one and waits for
+// background work (WaitIdle) between them, so a test can, for example,
+// advance one hour and then read the complete delivery retry timeline.
+//
+// # Admin API (under /_sim/, no Intuned auth; Options.AdminToken adds a bearer token)
+//
+//	GET    /_sim/healthz
+//	GET    /_sim/deliveries?jobId=&jobRunId=&outcome=   {"deliveries":[Delivery...]} with body (exact JSON sent) and bodySha256
+//	GET    /_sim/runs?jobRunId=                          {"runs":[APIRun...]}
+//	GET    /_sim/calls                                   {"calls":{"METHOD template":n}, "total":n, "writes":n}
+//	DELETE /_sim/calls                                   reset the counters
+//	GET    /_sim/faults                                  current rules
+//	POST   /_sim/faults  {"rules":[FaultRule...], "s3FailRate":0.5}   replace the rules
+//	DELETE /_sim/faults                                  clear them
+//	POST   /_sim/drift   {"project","jobId","action":"delete"|"modify"|"pause"|"resume","patch":{merge patch},"workspaceId"?}
+//	GET    /_sim/clock                                   {"now","fake"}
+//	POST   /_sim/clock/advance {"duration":"90s"}        fake clock only (409 otherwise)
+//	POST   /_sim/reset                                   forget everything
+//
+// Admin errors are {"error":{"code","message"}}. The same operations exist
+// as Go methods: Deliveries, APIRuns, Calls, WriteCalls, ResetCalls,
+// SetFaults, SetS3FailRate, Drift, Advance, Reset, SetHandler.
+package intunedsim
