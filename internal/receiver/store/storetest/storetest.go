@@ -1,0 +1,222 @@
+// Package storetest is the behaviour every store.Store must have, written once and run against each
+// implementation (SQLite and a real PostgreSQL) from their own tests.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+)
+
+// Open returns a new, empty store; it must register its own cleanup.
+type Open func(t *testing.T) store.Store
+
+// Delivery builds a test delivery whose body embeds the run id.
+func Delivery(runID, job, jobRun, api, status string, at time.Time) store.Delivery {
+	body := fmt.Sprintf(`{"workspaceId":"ws","project":{"name":"p"},"projectJob":{"id":%q},"projectJobRun":{"id":%q},"apiInfo":{"name":%q,"runId":%q,"result":{"status":%q}}}`,
+		job, jobRun, api, runID, status)
+	return store.Delivery{RunID: runID, JobID: job, JobRunID: jobRun, Project: "p", APIName: api,
+		ResultStatus: status, ReceivedAt: at, Body: []byte(body)}
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, open Open) {
+	t.Run("SaveGetByteForByte", func(t *testing.T) { testSaveGet(t, open(t)) })
+	t.Run("Duplicates", func(t *testing.T) { testDuplicates(t, open(t)) })
+	t.Run("ConcurrentDuplicates", func(t *testing.T) { testConcurrent(t, open(t)) })
+	t.Run("ListFiltersAndCursor", func(t *testing.T) { testList(t, open(t)) })
+	t.Run("QuarantineAndPing", func(t *testing.T) { testQuarantine(t, open(t)) })
+}
+
+func testSaveGet(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)
+	d := Delivery("run-a", "job-1", "jr-1", "list", "completed", at)
+	d.Body = []byte("{ \"odd\" :\t\"spacing\\u00e9\", \"é\": [1,2 ] }\n") // stored as-is, not re-encoded
+	noJob := Delivery("run-b", "", "", "details", "failed", at)
+	dup, err := s.Save(ctx, []store.Delivery{d, noJob})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup[0] || dup[1] {
+		t.Fatalf("dup = %v, want none", dup)
+	}
+	for _, want := range []store.Delivery{d, noJob} {
+		got, err := s.Get(ctx, want.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Body, want.Body) {
+			t.Errorf("body changed:\n got %q\nwant %q", got.Body, want.Body)
+		}
+		got.Body, want.Body = nil, nil
+		if !got.ReceivedAt.Equal(want.ReceivedAt) {
+			t.Errorf("receivedAt %v, want %v", got.ReceivedAt, want.ReceivedAt)
+		}
+		got.ReceivedAt = want.ReceivedAt
+		if got.Delivery.RunID != want.RunID || got.JobID != want.JobID || got.JobRunID != want.JobRunID ||
+			got.Project != want.Project || got.APIName != want.APIName || got.ResultStatus != want.ResultStatus {
+			t.Errorf("got %+v, want %+v", got.Delivery, want)
+		}
+	}
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+func testDuplicates(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now()
+	first := Delivery("r1", "j", "jr", "a", "completed", now)
+	steps := []struct {
+		name  string
+		batch []store.Delivery
+		want  []bool
+	}{
+		{"new", []store.Delivery{first, Delivery("r2", "j", "jr", "a", "completed", now)}, []bool{false, false}},
+		{"one old one new", []store.Delivery{Delivery("r2", "j", "jr", "a", "failed", now), Delivery("r3", "j", "jr", "a", "completed", now)}, []bool{true, false}},
+		{"same run twice in one batch", []store.Delivery{Delivery("r4", "j", "jr", "a", "completed", now), Delivery("r4", "j", "jr", "a", "failed", now)}, []bool{false, true}},
+	}
+	for _, st := range steps {
+		dup, err := s.Save(ctx, st.batch)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if fmt.Sprint(dup) != fmt.Sprint(st.want) {
+			t.Errorf("%s: dup = %v, want %v", st.name, dup, st.want)
+		}
+	}
+	// The first body wins; duplicates never overwrite.
+	for _, id := range []string{"r2", "r4"} {
+		got, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ResultStatus != "completed" {
+			t.Errorf("%s was overwritten by a duplicate", id)
+		}
+	}
+	recs, err := s.List(ctx, store.Filter{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 4 {
+		t.Errorf("stored %d deliveries, want 4", len(recs))
+	}
+}
+
+func testConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const writers, ids = 8, 20
+	var mu sync.Mutex
+	stored := map[string]int{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				id := fmt.Sprintf("c%d", (i+w)%ids)
+				dup, err := s.Save(ctx, []store.Delivery{Delivery(id, "j", "jr", "a", "completed", time.Now())})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !dup[0] {
+					mu.Lock()
+					stored[id]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range ids {
+		if n := stored[fmt.Sprintf("c%d", i)]; n != 1 {
+			t.Errorf("c%d reported stored %d times, want 1", i, n)
+		}
+	}
+}
+
+func testList(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	var batch []store.Delivery
+	for i := range 10 {
+		job, status := "job-a", "completed"
+		if i%2 == 1 {
+			job = "job-b"
+		}
+		if i%3 == 0 {
+			status = "failed"
+		}
+		batch = append(batch, Delivery(fmt.Sprintf("l%02d", i), job, "jr-"+job, "api", status, t0.Add(time.Duration(i)*time.Minute)))
+	}
+	if _, err := s.Save(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(f store.Filter, limit int) []string {
+		recs, err := s.List(ctx, f, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range recs {
+			out = append(out, r.RunID)
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		f    store.Filter
+		want string
+	}{
+		{"all", store.Filter{}, "[l00 l01 l02 l03 l04 l05 l06 l07 l08 l09]"},
+		{"job", store.Filter{JobID: "job-b"}, "[l01 l03 l05 l07 l09]"},
+		{"job run", store.Filter{JobRunID: "jr-job-a"}, "[l00 l02 l04 l06 l08]"},
+		{"status", store.Filter{ResultStatus: "failed"}, "[l00 l03 l06 l09]"},
+		{"api", store.Filter{APIName: "other"}, "[]"},
+		{"since", store.Filter{Since: t0.Add(7 * time.Minute)}, "[l07 l08 l09]"},
+		{"job and status", store.Filter{JobID: "job-a", ResultStatus: "failed"}, "[l00 l06]"},
+	}
+	for _, c := range cases {
+		if got := fmt.Sprint(ids(c.f, 100)); got != c.want {
+			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
+		}
+	}
+	// Page through with a cursor, 3 at a time: every delivery exactly once, in order.
+	var all []string
+	f := store.Filter{}
+	for {
+		recs, err := s.List(ctx, f, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for _, r := range recs {
+			all = append(all, r.RunID)
+		}
+		f.AfterSeq = recs[len(recs)-1].Seq
+	}
+	if got := fmt.Sprint(all); got != cases[0].want {
+		t.Errorf("paged: got %s", got)
+	}
+}
+
+func testQuarantine(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.Quarantine(ctx, store.Rejected{Reason: "invalid_json", ReceivedAt: time.Now(), Body: []byte("{nope")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
