@@ -119,8 +119,10 @@ func TestEndpoints(t *testing.T) {
 			},
 		},
 		{
-			name:       "GetJob",
-			call:       func(c *Client) (any, error) { return c.GetJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook") },
+			name: "GetJob",
+			call: func(c *Client) (any, error) {
+				return c.GetJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook")
+			},
 			wantMethod: "GET", wantURI: job, status: 200, respond: "job_detail.json",
 			checkResult: func(t *testing.T, got any) {
 				if j := got.(*Job); j.ID != "default-with-webhook" || j.Sink.Webhook == nil {
@@ -172,23 +174,31 @@ func TestEndpoints(t *testing.T) {
 			wantMethod: "PUT", wantURI: job, wantBody: "update_job_request_clear.json", status: 200, respond: "update_job_response.json",
 		},
 		{
-			name:       "DeleteJob",
-			call:       func(c *Client) (any, error) { return nil, c.DeleteJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook") },
+			name: "DeleteJob",
+			call: func(c *Client) (any, error) {
+				return nil, c.DeleteJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook")
+			},
 			wantMethod: "DELETE", wantURI: job, status: 204,
 		},
 		{
-			name:       "PauseJob",
-			call:       func(c *Client) (any, error) { return nil, c.PauseJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook") },
+			name: "PauseJob",
+			call: func(c *Client) (any, error) {
+				return nil, c.PauseJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook")
+			},
 			wantMethod: "POST", wantURI: job + "/pause", status: 200, respond: "pause_job_response.json",
 		},
 		{
-			name:       "ResumeJob",
-			call:       func(c *Client) (any, error) { return nil, c.ResumeJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook") },
+			name: "ResumeJob",
+			call: func(c *Client) (any, error) {
+				return nil, c.ResumeJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook")
+			},
 			wantMethod: "POST", wantURI: job + "/resume", status: 200, respond: "resume_job_response.json",
 		},
 		{
-			name:       "TriggerJob",
-			call:       func(c *Client) (any, error) { return c.TriggerJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook") },
+			name: "TriggerJob",
+			call: func(c *Client) (any, error) {
+				return c.TriggerJob(ctx, "ecommerce-scraper-quickstart", "default-with-webhook")
+			},
 			wantMethod: "POST", wantURI: job + "/trigger", status: 200, respond: "trigger_job_response.json",
 			checkResult: func(t *testing.T, got any) {
 				if r := got.(*TriggerJobResponse); r.JobRunID != "3b9c1f3e-8a6d-4c57-9a0b-6e2f4d1c7a90" {
