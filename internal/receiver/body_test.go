@@ -1,0 +1,62 @@
+package receiver
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseSinkBodyGuideSample(t *testing.T) {
+	// The sample payload from Intuned's webhook guide.
+	sample := `{
+    "workspaceId": "e95cb8d1-f212-4c04-ace1-c0f77e8708c7",
+    "apiInfo": {
+        "name": "details",
+        "runId": "656CxOdANRlR5lWUAt_eC",
+        "parameters": {"detailsUrl": "https://www.scrapingcourse.com/ecommerce/product/abominable-hoodie/", "name": "Abominable Hoodie"},
+        "result": {"status": "completed", "result": [{"id": "prod-1", "name": "Wireless Headphones", "price": "$79.99"}], "statusCode": 200}
+    },
+    "project": {"id": "482bf507-5fcc-43ed-9443-d8fff86015c4", "name": "ecommerce-scraper-quickstart"},
+    "projectJob": {"id": "default-with-webhook"},
+    "projectJobRun": {"id": "08523ea6-5c6b-413e-995a-40e4f6fd7846"}
+}`
+	m, err := parseSinkBody([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sinkMeta{RunID: "656CxOdANRlR5lWUAt_eC", JobID: "default-with-webhook", JobRunID: "08523ea6-5c6b-413e-995a-40e4f6fd7846",
+		Project: "ecommerce-scraper-quickstart", APIName: "details", ResultStatus: "completed"}
+	if m != want {
+		t.Fatalf("got %+v\nwant %+v", m, want)
+	}
+}
+
+var fuzzSeeds = []string{
+	validBody("seed-1"),
+	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"r","result":{"status":"failed","error":"E","message":"m","statusCode":500}}}`,
+	`{"workspaceId":"w","project":{"name":"p"},"projectJob":{"id":""},"apiInfo":{"name":"a","runId":"r","result":{"status":"completed"}}}`,
+	`{"workspaceId":1}`, `[]`, `null`, `"s"`, `{}`, `{"apiInfo":null}`, `{"project":{"name":null}}`, "\xff",
+	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"r","result":{"status":"completed"}}} x`,
+}
+
+// FuzzParseSinkBody: the decoder never panics, and whatever it accepts has every required column.
+func FuzzParseSinkBody(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := parseSinkBody(body)
+		if err != nil {
+			var be *bodyError
+			if !errors.As(err, &be) || (be.reason != reasonInvalidJSON && be.reason != reasonNotSinkBody) || be.msg == "" {
+				t.Fatalf("error without a reason: %v", err)
+			}
+			return
+		}
+		if m.RunID == "" || m.Project == "" || m.APIName == "" || (m.ResultStatus != "completed" && m.ResultStatus != "failed") {
+			t.Fatalf("accepted an incomplete body: %+v", m)
+		}
+		if len(m.RunID) > maxIDLen || len(m.JobID) > maxIDLen || len(m.JobRunID) > maxIDLen {
+			t.Fatalf("accepted an over-long id: %+v", m)
+		}
+	})
+}
