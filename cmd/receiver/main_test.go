@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
+)
+
+var binDir string
+
+func TestMain(m *testing.M) {
+	var err error
+	binDir, err = os.MkdirTemp("", "receiver-bin-")
+	if err != nil {
+		panic(err)
+	}
+	code := pgtest.Main(m)
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+func TestParseFlags(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		check   func(*options) bool
+		wantErr string
+	}{
+		{name: "defaults", args: []string{"--token-file", "t"}, check: func(o *options) bool {
+			return o.listenAddr == ":8080" && o.ingestPath == "/webhooks/intuned" && o.storeKind == "sqlite" &&
+				o.maxBodyBytes == 10<<20 && o.deadline == 2500*time.Millisecond && o.tokenHeader == "Authorization"
+		}},
+		{name: "env", env: map[string]string{"RECEIVER_TOKEN_FILE": "t", "RECEIVER_STORE": "postgres", "RECEIVER_POSTGRES_DSN": "postgres://x", "RECEIVER_DEADLINE": "1s"},
+			check: func(o *options) bool {
+				return o.tokenFile == "t" && o.storeKind == "postgres" && o.postgresDSN == "postgres://x" && o.deadline == time.Second
+			}},
+		{name: "flag beats env", env: map[string]string{"RECEIVER_TOKEN_FILE": "env"}, args: []string{"--token-file", "flag"},
+			check: func(o *options) bool { return o.tokenFile == "flag" }},
+		{name: "token file required", wantErr: "--token-file is required"},
+		{name: "bad env value", env: map[string]string{"RECEIVER_BATCH_SIZE": "lots"}, args: []string{"--token-file", "t"}, wantErr: "RECEIVER_BATCH_SIZE"},
+		{name: "stray argument", args: []string{"--token-file", "t", "extra"}, wantErr: "unexpected arguments"},
+		{name: "help", args: []string{"--help"}, wantErr: flag.ErrHelp.Error()},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			var out bytes.Buffer
+			o, err := parseFlags(c.args, &out)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("err = %v, want %q", err, c.wantErr)
+				}
+				if errors.Is(err, flag.ErrHelp) && !strings.Contains(out.String(), "RECEIVER_TOKEN_FILE") {
+					t.Errorf("--help does not list env vars:\n%s", out.String())
+				}
+				return
+			}
+			if err != nil || !c.check(o) {
+				t.Fatalf("err=%v options=%+v", err, o)
+			}
+		})
+	}
+}
+
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// receiverBinary builds cmd/receiver once per test binary.
+func receiverBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildOnce.path = filepath.Join(binDir, "receiver")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+// child is a receiver process.
+type child struct {
+	cmd  *exec.Cmd
+	url  string
+	log  *bytes.Buffer
+	done chan struct{}
+}
+
+func startChild(t *testing.T, storeArgs []string, dir string) *child {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	os.WriteFile(filepath.Join(dir, "token"), []byte("tok"), 0o600)       //nolint:errcheck
+	os.WriteFile(filepath.Join(dir, "read-token"), []byte("rtok"), 0o600) //nolint:errcheck
+	args := append([]string{"--listen-addr", addr, "--token-file", filepath.Join(dir, "token"),
+		"--read-token-file", filepath.Join(dir, "read-token"), "--shutdown-grace", "10s"}, storeArgs...)
+	c := &child{cmd: exec.Command(receiverBinary(t), args...), url: "http://" + addr, log: &bytes.Buffer{}, done: make(chan struct{})}
+	c.cmd.Stderr = &syncWriter{w: c.log}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }() //nolint:errcheck // exit status read from ProcessState
+	t.Cleanup(func() {
+		c.cmd.Process.Kill() //nolint:errcheck // may have exited already
+		<-c.done
+		if t.Failed() {
+			t.Logf("receiver log:\n%s", c.log)
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(c.url + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return c
+			}
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("receiver exited at start:\n%s", c.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver not ready:\n%s", c.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// load sends unique deliveries from several goroutines until stop is closed and returns the run
+// ids that were answered 2xx.
+func load(c *child, prefix string, stop <-chan struct{}, acked *atomic.Int64) func() []string {
+	var mu sync.Mutex
+	var ok []string
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 5 * time.Second}
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("%s-%d-%d", prefix, g, i)
+				body := fmt.Sprintf(`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":%q,"result":{"status":"completed","result":%q}}}`, id, strings.Repeat("x", 500))
+				req, _ := http.NewRequest(http.MethodPost, c.url+"/webhooks/intuned", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer tok")
+				req.Header.Set("Content-Type", "application/json")
+				res, err := client.Do(req)
+				if err != nil {
+					select {
+					case <-stop:
+						return
+					default:
+						time.Sleep(5 * time.Millisecond) // the receiver is gone; wait to be stopped
+						continue
+					}
+				}
+				io.Copy(io.Discard, res.Body) //nolint:errcheck
+				res.Body.Close()
+				if res.StatusCode/100 == 2 {
+					mu.Lock()
+					ok = append(ok, id)
+					mu.Unlock()
+					acked.Add(1)
+				}
+			}
+		}()
+	}
+	return func() []string { wg.Wait(); return ok }
+}
+
+// storedIDs pages through the read API and returns every stored run id.
+func storedIDs(t *testing.T, c *child) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	cursor := ""
+	for {
+		req, _ := http.NewRequest(http.MethodGet, c.url+"/v1/deliveries?limit=1000&cursor="+cursor, nil)
+		req.Header.Set("Authorization", "Bearer rtok")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		sc := bufio.NewScanner(res.Body)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var l struct{ RunID string }
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				t.Fatal(err)
+			}
+			ids[l.RunID] = true
+			n++
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("list: %d", res.StatusCode)
+		}
+		if n == 0 {
+			return ids
+		}
+		cursor = res.Header.Get("X-Next-Cursor")
+	}
+}
+
+func storeArgs(t *testing.T, kind, dir string) []string {
+	if kind == "sqlite" {
+		return []string{"--store", "sqlite", "--sqlite-path", filepath.Join(dir, "r.db")}
+	}
+	dsnFile := filepath.Join(dir, "dsn")
+	os.WriteFile(dsnFile, []byte(pgtest.NewDatabase(t)), 0o600) //nolint:errcheck
+	return []string{"--store", "postgres", "--postgres-dsn-file", dsnFile}
+}
+
+// TestCrashSafety: a receiver under concurrent load is SIGKILLed at a random moment; after a
+// restart every delivery that was answered 2xx must be in the store.
+func TestCrashSafety(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			args := storeArgs(t, kind, dir)
+			total := 0
+			for rep := range 5 {
+				c := startChild(t, args, dir)
+				stop := make(chan struct{})
+				var acked atomic.Int64
+				wait := load(c, fmt.Sprintf("crash%d", rep), stop, &acked)
+				// Kill after a random moment once deliveries are flowing.
+				for acked.Load() < 20 {
+					time.Sleep(2 * time.Millisecond)
+				}
+				time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
+				c.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
+				<-c.done
+				close(stop)
+				ok := wait()
+				total += len(ok)
+
+				c2 := startChild(t, args, dir)
+				stored := storedIDs(t, c2)
+				for _, id := range ok {
+					if !stored[id] {
+						t.Fatalf("rep %d: %s was acknowledged but is not stored (acked %d)", rep, id, len(ok))
+					}
+				}
+				c2.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+				<-c2.done
+			}
+			t.Logf("%d acknowledged deliveries survived 5 SIGKILLs", total)
+		})
+	}
+}
+
+// TestSIGTERMDrains: SIGTERM under load finishes in-flight deliveries, exits 0, loses nothing.
+func TestSIGTERMDrains(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			args := storeArgs(t, kind, dir)
+			c := startChild(t, args, dir)
+			stop := make(chan struct{})
+			var acked atomic.Int64
+			wait := load(c, "term", stop, &acked)
+			for acked.Load() < 50 {
+				time.Sleep(2 * time.Millisecond)
+			}
+			c.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+			<-c.done
+			close(stop)
+			ok := wait()
+			if code := c.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("exit code %d after SIGTERM", code)
+			}
+			if !strings.Contains(c.log.String(), "receiver stopped cleanly") {
+				t.Errorf("no clean-stop log line")
+			}
+			stored := storedIDs(t, startChild(t, args, dir))
+			for _, id := range ok {
+				if !stored[id] {
+					t.Fatalf("%s acknowledged but not stored", id)
+				}
+			}
+		})
+	}
+}
