@@ -48,7 +48,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, kind string)) {
 	}
 }
 
-func newEnv(t *testing.T, kind string, mutate func(*Config)) *testEnv {
+func newEnv(t testing.TB, kind string, mutate func(*Config)) *testEnv {
 	t.Helper()
 	e := &testEnv{kind: kind, dir: t.TempDir()}
 	var err error
@@ -85,7 +85,7 @@ func newEnv(t *testing.T, kind string, mutate func(*Config)) *testEnv {
 	return e
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)

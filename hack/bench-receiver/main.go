@@ -1,0 +1,378 @@
+// Command bench-receiver measures the receiver's ingest throughput and latency on this machine and
+// prints a table (`make bench-receiver`). Three servers are compared under the same load:
+//
+//   - ceiling:  a bare net/http handler that reads the body and answers 200 (what HTTP alone costs)
+//   - sqlite:   cmd/receiver with --store sqlite (WAL, synchronous=FULL)
+//   - postgres: cmd/receiver with --store postgres on a throw-away local PostgreSQL (fsync on)
+//
+// Every server runs as its own child process, so its peak RSS (VmHWM) is its own. The load is
+// 1 KiB sink bodies with unique runIds from -conns keep-alive connections. The measured time is
+// split into -rounds slices that visit the servers in turn, so a noisy neighbour on a shared
+// machine slows all cases alike and the ratios stay fair. It is a measurement, not a test.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
+)
+
+func main() {
+	duration := flag.Duration("duration", 6*time.Second, "measured load time per case (split across rounds)")
+	rounds := flag.Int("rounds", 3, "how many times the cases take turns")
+	warmup := flag.Duration("warmup", time.Second, "unmeasured load per case before the first round")
+	conns := flag.Int("conns", 64, "concurrent keep-alive connections")
+	bodySize := flag.Int("body-bytes", 1024, "size of each sink body")
+	cases := flag.String("cases", "ceiling,sqlite,postgres", "comma-separated cases to run")
+	serveCeiling := flag.String("serve-ceiling", "", "internal: serve the bare ceiling handler on this address")
+	flag.Parse()
+	if *serveCeiling != "" {
+		runCeilingServer(*serveCeiling)
+		return
+	}
+	b := &bench{conns: *conns, bodySize: *bodySize}
+	if err := b.run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
+		os.Exit(1)
+	}
+}
+
+// runCeilingServer is the baseline: read the body, answer 200, nothing else.
+func runCeilingServer(addr string) {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) //nolint:errcheck
+		w.WriteHeader(http.StatusOK)
+	})
+	fmt.Fprintln(os.Stderr, http.ListenAndServe(addr, nil))
+	os.Exit(1)
+}
+
+type bench struct {
+	conns, bodySize int
+	tmp             string
+	pg              *pgtest.Server
+}
+
+// server is one case: a child process and what was measured against it.
+type server struct {
+	name     string
+	cmd      *exec.Cmd
+	base     string // http://host:port
+	lat      []time.Duration
+	errors   int
+	seconds  float64
+	rssKiB   int64
+	before   map[string]float64 // metrics at the start of the measurement
+	batch    float64            // mean deliveries per commit (receiver /metrics)
+	commitMs float64            // mean commit time
+}
+
+func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup time.Duration) error {
+	var err error
+	if b.tmp, err = os.MkdirTemp("", "bench-receiver-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(b.tmp)
+	var servers []*server
+	defer func() {
+		for _, s := range servers {
+			s.stop()
+		}
+		if b.pg != nil {
+			b.pg.Stop() //nolint:errcheck
+		}
+	}()
+	for _, c := range cases {
+		s, err := b.start(c)
+		if err != nil {
+			return fmt.Errorf("case %s: %w", c, err)
+		}
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		fmt.Fprintf(os.Stderr, "warming up %s ...\n", s.name)
+		b.load(s.base, s.name+"-warm", warmup)
+		s.before = scrape(s.base + "/metrics")
+	}
+	slice := duration / time.Duration(rounds)
+	for r := range rounds {
+		for _, s := range servers {
+			fmt.Fprintf(os.Stderr, "round %d/%d: %s for %s ...\n", r+1, rounds, s.name, slice)
+			lat, errs, secs := b.load(s.base, fmt.Sprintf("%s-r%d", s.name, r), slice)
+			s.lat = append(s.lat, lat...)
+			s.errors += errs
+			s.seconds += secs
+		}
+	}
+	for _, s := range servers {
+		s.rssKiB = peakRSS(s.cmd.Process.Pid)
+		after := scrape(s.base + "/metrics")
+		if n := after["receiver_commit_batch_size_count"] - s.before["receiver_commit_batch_size_count"]; n > 0 {
+			s.batch = (after["receiver_commit_batch_size_sum"] - s.before["receiver_commit_batch_size_sum"]) / n
+			s.commitMs = 1000 * (after["receiver_commit_duration_seconds_sum"] - s.before["receiver_commit_duration_seconds_sum"]) / n
+		}
+	}
+	b.print(servers, duration, rounds)
+	return nil
+}
+
+// start launches the server for one case and waits until it answers.
+func (b *bench) start(name string) (*server, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
+	switch name {
+	case "ceiling":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cmd = exec.Command(self, "-serve-ceiling", addr)
+	case "sqlite", "postgres":
+		bin, err := b.receiverBinary()
+		if err != nil {
+			return nil, err
+		}
+		args := []string{"--listen-addr", addr, "--token-file", filepath.Join(b.tmp, "token"), "--log-level", "error"}
+		if name == "sqlite" {
+			args = append(args, "--store", "sqlite", "--sqlite-path", filepath.Join(b.tmp, "bench.db"))
+		} else {
+			dsnFile, err := b.postgresDSNFile()
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "--store", "postgres", "--postgres-dsn-file", dsnFile)
+		}
+		cmd = exec.Command(bin, args...)
+	default:
+		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite or postgres)", name)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{name: name, cmd: cmd, base: "http://" + addr}
+	if err := waitUp(s.base + "/healthz"); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }() //nolint:errcheck
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill() //nolint:errcheck
+		<-done
+	}
+}
+
+// receiverBinary builds cmd/receiver once (run from the repository root, as make does).
+func (b *bench) receiverBinary() (string, error) {
+	bin := filepath.Join(b.tmp, "receiver")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	fmt.Fprintln(os.Stderr, "building cmd/receiver ...")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/receiver").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/receiver (run from the repository root): %v\n%s", err, out)
+	}
+	return bin, os.WriteFile(filepath.Join(b.tmp, "token"), []byte("bench-token"), 0o600)
+}
+
+// postgresDSNFile starts a durable (fsync on) PostgreSQL with pgtest and writes a DSN file for it.
+func (b *bench) postgresDSNFile() (string, error) {
+	fmt.Fprintln(os.Stderr, "starting PostgreSQL ...")
+	ctx := context.Background()
+	var err error
+	if b.pg, err = pgtest.Start(ctx, pgtest.Options{Durable: true}); err != nil {
+		return "", fmt.Errorf("start PostgreSQL (hack/ensure-postgres.sh installs it): %w", err)
+	}
+	dsn, err := b.pg.CreateDatabase(ctx)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(b.tmp, "dsn")
+	return file, os.WriteFile(file, []byte(dsn), 0o600)
+}
+
+// scrape reads the plain (unlabelled) samples of a Prometheus text endpoint; empty on error.
+func scrape(url string) map[string]float64 {
+	out := map[string]float64{}
+	res, err := http.Get(url)
+	if err != nil {
+		return out
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if ok && !strings.HasPrefix(name, "#") && !strings.Contains(name, "{") {
+			out[name], _ = strconv.ParseFloat(val, 64)
+		}
+	}
+	return out
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func waitUp(url string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if res, err := http.Get(url); err == nil {
+			res.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("server did not come up")
+}
+
+// bodyParts splits a sink body of about size bytes around its runId, so senders can build bodies
+// cheaply (the load generator shares the CPUs with the server under test).
+func bodyParts(size int) (prefix, suffix []byte) {
+	const tmpl = `{"workspaceId":"e95cb8d1-f212-4c04-ace1-c0f77e8708c7","project":{"id":"482bf507","name":"bench"},"projectJob":{"id":"bench-job"},"projectJobRun":{"id":"08523ea6-5c6b-413e-995a-40e4f6fd7846"},"apiInfo":{"name":"details","runId":"RUNID","parameters":{},"result":{"status":"completed","statusCode":200,"result":{"pad":"PAD"}}}}`
+	pad := max(0, size-len(tmpl)+len("PAD")-len("RUNID")-12) // ~12 bytes of run id
+	full := strings.Replace(tmpl, "PAD", strings.Repeat("x", pad), 1)
+	p, s, _ := strings.Cut(full, "RUNID")
+	return []byte(p), []byte(s)
+}
+
+// load runs b.conns senders against base for d and returns the latencies of 2xx answers, the
+// number of failures and the elapsed seconds.
+func (b *bench) load(base, prefix string, d time.Duration) ([]time.Duration, int, float64) {
+	url := base + "/webhooks/intuned"
+	pre, suf := bodyParts(b.bodySize)
+	tr := &http.Transport{MaxIdleConnsPerHost: b.conns, MaxConnsPerHost: b.conns, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var mu sync.Mutex
+	var all []time.Duration
+	errs := 0
+	start := time.Now()
+	end := start.Add(d)
+	var wg sync.WaitGroup
+	for g := range b.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 4096)
+			bad := 0
+			buf := make([]byte, 0, len(pre)+len(suf)+64)
+			for i := 0; time.Now().Before(end); i++ {
+				buf = append(append(append(append(append(buf[:0], pre...), prefix...), '-'), strconv.Itoa(g*10_000_000+i)...), suf...)
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(buf))
+				req.Header.Set("Authorization", "Bearer bench-token")
+				req.Header.Set("Content-Type", "application/json")
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					bad++
+					continue
+				}
+				io.Copy(io.Discard, res.Body) //nolint:errcheck
+				res.Body.Close()
+				if res.StatusCode/100 != 2 {
+					bad++
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			errs += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return all, errs, time.Since(start).Seconds()
+}
+
+// peakRSS reads VmHWM (peak resident set size, KiB) of pid from /proc.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+func (b *bench) print(servers []*server, duration time.Duration, rounds int) {
+	fmt.Printf("\nreceiver ingest benchmark: ~%d-byte sink bodies, %d keep-alive connections, %s per case in %d rounds,\n%d CPUs, %s, load average now %s (other work on the machine skews absolute numbers)\n\n",
+		b.bodySize, b.conns, duration, rounds, runtime.NumCPU(), runtime.Version(), loadAvg())
+	var ceiling float64
+	for _, s := range servers {
+		if s.name == "ceiling" {
+			ceiling = float64(len(s.lat)) / s.seconds
+		}
+	}
+	targets := map[string]string{"sqlite": ">=0.6x p99<=20ms RSS<=100MiB", "postgres": ">=0.3x p99<=20ms RSS<=100MiB"}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tpeak RSS\terrors\tbatch\tcommit\ttarget\t")
+	for _, s := range servers {
+		rps := float64(len(s.lat)) / s.seconds
+		ratio, batch, commit := "-", "-", "-"
+		if ceiling > 0 {
+			ratio = fmt.Sprintf("%.2f", rps/ceiling)
+		}
+		if s.batch > 0 {
+			batch, commit = fmt.Sprintf("%.1f", s.batch), fmt.Sprintf("%.2f ms", s.commitMs)
+		}
+		var p50, p99 time.Duration
+		if len(s.lat) > 0 {
+			slices.Sort(s.lat)
+			p50, p99 = s.lat[len(s.lat)*50/100], s.lat[len(s.lat)*99/100]
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
+			float64(s.rssKiB)/1024, s.errors, batch, commit, targets[s.name])
+	}
+	tw.Flush()
+	fmt.Println("\nbatch = mean deliveries per group-commit transaction; commit = mean time of one commit.")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

@@ -1,0 +1,42 @@
+package receiver
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkIngest measures the whole ingest path (HTTP, auth, parse, group commit) in-process, for
+// profiling (go test -bench Ingest -cpuprofile cpu.out). hack/bench-receiver is the end-to-end one.
+func BenchmarkIngest(b *testing.B) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		b.Run(kind, func(b *testing.B) {
+			e := newEnv(b, kind, nil)
+			var n atomic.Int64
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			client := &http.Client{Transport: tr}
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					id := fmt.Sprintf("b-%d", n.Add(1))
+					req, _ := http.NewRequest(http.MethodPost, e.url+"/webhooks/intuned", strings.NewReader(validBody(id)))
+					req.Header.Set("Authorization", "Bearer "+ingestToken)
+					req.Header.Set("Content-Type", "application/json")
+					res, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					res.Body.Close()
+					if res.StatusCode != 201 {
+						b.Errorf("status %d", res.StatusCode)
+						return
+					}
+				}
+			})
+		})
+	}
+}
