@@ -22,6 +22,21 @@ type Interval struct {
 	Every NumOrString `json:"every"`
 }
 
+// UnmarshalJSON implements json.Unmarshaler; "every" is required.
+func (iv *Interval) UnmarshalJSON(b []byte) error {
+	var w struct {
+		Every *NumOrString `json:"every"`
+	}
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	if w.Every == nil {
+		return fmt.Errorf("intuned: interval needs \"every\"")
+	}
+	*iv = Interval{Every: *w.Every}
+	return nil
+}
+
 // Calendar is a cron-like match. Unset fields use Intuned's defaults.
 type Calendar struct {
 	Second     *CalendarField `json:"second,omitempty"`     // 0-59
@@ -128,11 +143,18 @@ func (it CalendarItem) MarshalJSON() ([]byte, error) {
 func (it *CalendarItem) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '{' {
-		var r CalendarRange
+		var r struct {
+			Start *NumOrString `json:"start"`
+			End   *NumOrString `json:"end"`
+			Step  *NumOrString `json:"step"`
+		}
 		if err := json.Unmarshal(b, &r); err != nil {
 			return err
 		}
-		*it = CalendarItem{Range: &r}
+		if r.Start == nil {
+			return fmt.Errorf("intuned: calendar range needs \"start\"")
+		}
+		*it = CalendarItem{Range: &CalendarRange{Start: *r.Start, End: r.End, Step: r.Step}}
 		return nil
 	}
 	var v NumOrString

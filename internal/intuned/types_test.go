@@ -281,8 +281,10 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown sink type", `{"type":"ftp","url":"x"}`, new(Sink), "unknown sink type"},
 		{"sink without type", `{"url":"x"}`, new(Sink), "unknown sink type"},
 		{"every is bool", `{"every":true}`, new(Interval), "number or a string"},
-		{"every is null", `{"every":null}`, new(Interval), "number or a string"},
-		{"calendar value is object without start", `{"hour":{"end":"x","start":true}}`, new(Calendar), ""},
+		{"every is null", `{"every":null}`, new(Interval), "needs \"every\""},
+		{"calendar range with a bad start", `{"hour":{"end":"x","start":true}}`, new(Calendar), "number or a string"},
+		{"calendar range without start", `{"hour":{"end":5}}`, new(Calendar), "needs \"start\""},
+		{"interval without every", `{"intervals":[{}]}`, new(Schedule), "needs \"every\""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
