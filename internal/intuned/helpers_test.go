@@ -23,9 +23,9 @@ func golden(t testing.TB, name string) []byte {
 }
 
 // jsonValue decodes JSON into a generic value, keeping numbers as their exact
-// text. With dropNulls, object members whose value is null are removed: the
+// text. With withoutNulls, object members whose value is null are removed: the
 // API treats a null optional field like an absent one.
-func jsonValue(t testing.TB, b []byte, dropNulls bool) any {
+func jsonValue(t testing.TB, b []byte, withoutNulls bool) any {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -33,35 +33,17 @@ func jsonValue(t testing.TB, b []byte, dropNulls bool) any {
 	if err := dec.Decode(&v); err != nil {
 		t.Fatalf("invalid JSON %s: %v", b, err)
 	}
-	if dropNulls {
-		v = withoutNulls(v)
-	}
-	return v
-}
-
-func withoutNulls(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			if e == nil {
-				delete(x, k)
-				continue
-			}
-			x[k] = withoutNulls(e)
-		}
-	case []any:
-		for i := range x {
-			x[i] = withoutNulls(x[i])
-		}
+	if withoutNulls {
+		v = dropNulls(v)
 	}
 	return v
 }
 
 // assertSameJSON fails unless got and want are the same JSON document
 // (member order and whitespace aside).
-func assertSameJSON(t testing.TB, got, want []byte, dropNulls bool) {
+func assertSameJSON(t testing.TB, got, want []byte, withoutNulls bool) {
 	t.Helper()
-	g, w := jsonValue(t, got, dropNulls), jsonValue(t, want, dropNulls)
+	g, w := jsonValue(t, got, withoutNulls), jsonValue(t, want, withoutNulls)
 	if !reflect.DeepEqual(g, w) {
 		t.Errorf("JSON differs\n got: %s\nwant: %s", compact(got), compact(want))
 	}
