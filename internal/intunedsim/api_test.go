@@ -163,7 +163,9 @@ func TestErrors(t *testing.T) {
 		{"configuration missing", "POST", "/jobs", valid(func(m map[string]any) { delete(m, "configuration") }), nil, 400, "bad-request", "configuration is required", []string{"configuration"}},
 		{"configuration wrong type", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = 5 }), nil, 400, "bad-request", "configuration", nil},
 		{"maxConcurrentRequests 0", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"maxConcurrentRequests": 0} }), nil, 400, "bad-request", "maxConcurrentRequests", []string{"configuration.maxConcurrentRequests"}},
-		{"maximumAttempts 0", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"retry": map[string]any{"maximumAttempts": 0}} }), nil, 400, "bad-request", "maximumAttempts", []string{"configuration.retry.maximumAttempts"}},
+		{"maximumAttempts 0", "POST", "/jobs", valid(func(m map[string]any) {
+			m["configuration"] = map[string]any{"retry": map[string]any{"maximumAttempts": 0}}
+		}), nil, 400, "bad-request", "maximumAttempts", []string{"configuration.retry.maximumAttempts"}},
 		{"bad sink type", "POST", "/jobs", valid(func(m map[string]any) { m["sink"] = map[string]any{"type": "r2", "url": "https://x"} }), nil, 400, "bad-request", "unsupported sink type", []string{"sink.type"}},
 		{"sink without type", "POST", "/jobs", valid(func(m map[string]any) { m["sink"] = map[string]any{"url": "https://x"} }), nil, 400, "bad-request", "sink.type", []string{"sink.type"}},
 		{"webhook without url", "POST", "/jobs", valid(func(m map[string]any) { m["sink"] = map[string]any{"type": "webhook"} }), nil, 400, "bad-request", "sink.url", []string{"sink.url"}},
@@ -174,11 +176,17 @@ func TestErrors(t *testing.T) {
 		}), nil, 400, "bad-request", "headers", nil},
 		{"bad proxy", "POST", "/jobs", valid(func(m map[string]any) { m["proxy"] = "not a url" }), nil, 400, "bad-request", "proxy", []string{"proxy"}},
 		{"authSession without id", "POST", "/jobs", valid(func(m map[string]any) { m["authSession"] = map[string]any{} }), nil, 400, "bad-request", "authSession.id", []string{"authSession.id"}},
-		{"bad interval", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": "soon"}}} }), nil, 400, "bad-request", "every", []string{"schedule.intervals[0].every"}},
+		{"bad interval", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": "soon"}}}
+		}), nil, 400, "bad-request", "every", []string{"schedule.intervals[0].every"}},
 		{"interval zero", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": 0}}} }), nil, 400, "bad-request", "positive", []string{"schedule.intervals[0].every"}},
 		{"calendar hour 24", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"hour": 24}}} }), nil, 400, "bad-request", "out of range", []string{"schedule.calendars[0].hour"}},
-		{"calendar bad day", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "FUNDAY"}}} }), nil, 400, "bad-request", "FUNDAY", []string{"schedule.calendars[0].dayOfWeek"}},
+		{"calendar bad day", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "FUNDAY"}}}
+		}), nil, 400, "bad-request", "FUNDAY", []string{"schedule.calendars[0].dayOfWeek"}},
 		{"bad jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": true} }), nil, 400, "bad-request", "jitter", []string{"schedule.jitter"}},
+		{"keys are case-sensitive", "POST", "/jobs", `{"id":"case-job","Payload":[],"configuration":{}}`, nil, 400, "bad-request", "payload is required", []string{"payload"}},
+		{"nested keys are case-sensitive", "POST", "/jobs", `{"id":"case-job","payload":[{"ApiName":"x","parameters":{}}],"configuration":{}}`, nil, 400, "bad-request", "apiName", []string{"payload[0].apiName"}},
 		{"update not json", "PUT", "/jobs/existing-job", "nope", nil, 400, "bad-request", "JSON", nil},
 		{"update missing payload", "PUT", "/jobs/existing-job", `{"configuration":{}}`, nil, 400, "bad-request", "payload", []string{"payload"}},
 		{"bad pageSize", "GET", "/jobs/existing-job/runs?pageSize=abc", nil, nil, 400, "bad-request", "pageSize", nil},

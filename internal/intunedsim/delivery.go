@@ -24,7 +24,8 @@ import (
 // 5000, real time) or a connection error fails it. Retries wait on the
 // simulator's clock. A webhook that exhausts its window is dropped (the job
 // goes on, as the guide says); an S3 sink is only simulated: nothing is
-// uploaded, the outcome is decided by Options.S3FailRate and logged.
+// uploaded, the outcome is decided by Options.S3FailRate and logged, and an
+// exhausted S3 delivery pauses the Job (JobRun reason "s3-sink-error").
 const (
 	retryInitial      = 10 * time.Second
 	retryMax          = 2 * time.Minute
@@ -62,6 +63,7 @@ type Delivery struct {
 	SkipReason  string    `json:"skipReason,omitempty"`
 
 	sink    *sinkWire
+	jobRun  *jobRun
 	first   time.Time
 	timer   Timer
 	created int // order in the log
@@ -99,7 +101,7 @@ func (s *Server) Deliveries() []Delivery {
 		cp.Attempts = slices.Clone(d.Attempts)
 		cp.Body = slices.Clone(d.Body)
 		cp.HeaderNames = slices.Clone(d.HeaderNames)
-		cp.sink, cp.timer = nil, nil
+		cp.sink, cp.timer, cp.jobRun = nil, nil, nil
 		out = append(out, cp)
 	}
 	return out
@@ -140,7 +142,7 @@ func (s *Server) newDeliveryLocked(jr *jobRun, run *APIRun) *Delivery {
 	d := &Delivery{
 		RunID: run.RunID, JobID: j.spec.ID, JobRunID: jr.id, WorkspaceID: j.ws, Project: j.project,
 		APIName: run.APIName, RunStatus: run.Status, SinkType: sink.Type, Body: b,
-		Attempts: []Attempt{}, Outcome: OutcomePending, sink: sink, created: len(s.deliveries),
+		Attempts: []Attempt{}, Outcome: OutcomePending, sink: sink, jobRun: jr, created: len(s.deliveries),
 	}
 	if sink.Type == "webhook" {
 		d.URL = sink.URL
@@ -193,6 +195,9 @@ func (s *Server) attempt(d *Delivery) {
 		if !s.closed {
 			d.Outcome = OutcomeExhausted
 			s.log.Warn("delivery exhausted", "runId", d.RunID, "url", d.URL, "attempts", len(d.Attempts))
+			if d.sink.Type == "s3" {
+				s.s3ExhaustedLocked(d)
+			}
 		}
 		return
 	}
@@ -202,6 +207,19 @@ func (s *Server) attempt(d *Delivery) {
 		defer s.busyAdd(-1)
 		s.attempt(d)
 	})
+}
+
+// s3ExhaustedLocked models "unlike webhook failures, S3 sink failures pause
+// the Job": the job is paused and the JobRun gets reason s3-sink-error.
+func (s *Server) s3ExhaustedLocked(d *Delivery) {
+	jr := d.jobRun
+	j := jr.job
+	if s.jobs[projKey{j.ws, j.project}][j.spec.ID] == j {
+		s.setPausedLocked(j, true)
+		j.reason.Message = "Job paused: S3 sink delivery failed for 10 minutes"
+	}
+	jr.reason = &jobRunReason{Type: "s3-sink-error", Message: "Writing results to the S3 sink failed for 10 minutes"}
+	jr.updated = s.clock.Now()
 }
 
 // retryDelay is the wait after the n-th failed attempt: 10 s, 20 s, 40 s,

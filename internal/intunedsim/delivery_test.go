@@ -141,6 +141,11 @@ func TestDeliveryRetryTimeline(t *testing.T) {
 		if n := len(h.drain()); n != 33 {
 			t.Fatalf("endpoint saw %d POSTs", n)
 		}
+		var detail struct{ State string }
+		call(t, ts, "GET", "/jobs/retry-job", nil).decode(t, &detail)
+		if detail.State != StateActive {
+			t.Fatalf("webhook failures must not pause the job")
+		}
 	})
 	t.Run("s3 10m", func(t *testing.T) {
 		ts, _ := newFake(t, Options{S3FailRate: 1})
@@ -155,6 +160,13 @@ func TestDeliveryRetryTimeline(t *testing.T) {
 		}
 		if d.Outcome != OutcomeExhausted || !strings.HasPrefix(d.URL, "s3://bkt/out/") {
 			t.Fatalf("%+v", d)
+		}
+		// S3 failures pause the job (webhook failures do not).
+		var detail struct{ State string }
+		call(t, ts, "GET", "/jobs/s3-sink-job", nil).decode(t, &detail)
+		run := getRun(t, ts, "s3-sink-job", d.JobRunID)
+		if detail.State != StatePaused || run.Reason == nil || run.Reason.Type != "s3-sink-error" {
+			t.Fatalf("after S3 exhaustion: state %s, run %+v", detail.State, run)
 		}
 	})
 	t.Run("recovers on third attempt", func(t *testing.T) {

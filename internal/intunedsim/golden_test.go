@@ -159,7 +159,9 @@ func TestGoldenAndDocumentedShapes(t *testing.T) {
 
 	r = call(t, ts, "GET", "/jobs/my-awesome-job", nil)
 	// The sink URL is the test's random port; blank it for the golden file.
-	stable := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte(url), []byte("http://hook.test/webhooks/intuned")) }
+	stable := func(b []byte) []byte {
+		return bytes.ReplaceAll(b, []byte(url), []byte("http://hook.test/webhooks/intuned"))
+	}
 	checkGolden(t, "job-detail.json", stable(r.body))
 	checkDocumentedShape(t, "job-detail.json", r.body, nil, []string{"payload[].parameters"})
 

@@ -43,6 +43,8 @@ func decodeJobSpec(body []byte, withID bool) (*jobSpec, *compiledSchedule, *apiE
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return nil, nil, badRequest("Invalid request body: expected a JSON object")
 	}
+	// encoding/json matches keys case-insensitively; Intuned does not.
+	body = dropMiscasedKeys(body)
 	var spec jobSpec
 	if err := json.Unmarshal(body, &spec); err != nil {
 		return nil, nil, badRequest("Invalid request body: "+describeJSONError(err), fieldError{jsonErrorPath(err), describeJSONError(err)})
@@ -102,6 +104,15 @@ func decodeJobSpec(body []byte, withID bool) (*jobSpec, *compiledSchedule, *apiE
 	}
 	checkRetry(c.Retry, "configuration.retry", add)
 
+	if sc := spec.Schedule; sc != nil {
+		// Empty lists and an absent list mean the same; store one form.
+		if len(sc.Intervals) == 0 {
+			sc.Intervals = nil
+		}
+		if len(sc.Calendars) == 0 {
+			sc.Calendars = nil
+		}
+	}
 	compiled, schedErrs := compileSchedule(spec.Schedule)
 	errs = append(errs, schedErrs...)
 
@@ -152,6 +163,12 @@ func checkRetry(r *retryWire, path string, add func(string, string, ...any)) {
 func normaliseSink(s *sinkWire) []fieldError {
 	var errs []fieldError
 	add := func(path, msg string) { errs = append(errs, fieldError{path, msg}) }
+	if len(s.Headers) == 0 {
+		s.Headers = nil
+	}
+	if len(s.APIsToSend) == 0 {
+		s.APIsToSend = nil
+	}
 	for i, a := range s.APIsToSend {
 		if strings.TrimSpace(a) == "" {
 			add(fmt.Sprintf("sink.apisToSend[%d]", i), "must not be empty")
@@ -245,4 +262,88 @@ func jsonTypeName(kind string) string {
 		return "object"
 	}
 	return kind
+}
+
+// knownKeys are the wire names of every field the decoder knows.
+var knownKeys = strings.Fields(`id payload apiName parameters requestTimeout retry maximumAttempts
+	configuration maxConcurrentRequests schedule jitter intervals every calendars second minute hour
+	dayOfMonth dayOfWeek month year comment start end step sink type url headers bucket accessKeyId
+	secretAccessKey region prefix endpoint forcePathStyle skipOnFail apisToSend timeout proxy
+	authSession checkAttempts createAttempts`)
+
+// dropMiscasedKeys removes object keys that differ only in case from a known
+// key (e.g. "ApiName"): Intuned would treat them as unknown and ignore them,
+// while encoding/json would accept them. Free-form values (parameters,
+// headers) are left untouched. Input that is not valid JSON is returned as is.
+func dropMiscasedKeys(raw []byte) []byte {
+	out, changed := cleanKeys(raw)
+	if !changed {
+		return raw
+	}
+	return out
+}
+
+func cleanKeys(raw json.RawMessage) (json.RawMessage, bool) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
+		return raw, false
+	}
+	switch trimmed[0] {
+	case '{':
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(trimmed, &obj) != nil {
+			return raw, false
+		}
+		changed := false
+		for k, v := range obj {
+			if miscased(k) {
+				delete(obj, k)
+				changed = true
+				continue
+			}
+			if k == "parameters" || k == "headers" {
+				continue
+			}
+			if nv, ch := cleanKeys(v); ch {
+				obj[k], changed = nv, true
+			}
+		}
+		if !changed {
+			return raw, false
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return raw, false
+		}
+		return b, true
+	case '[':
+		var arr []json.RawMessage
+		if json.Unmarshal(trimmed, &arr) != nil {
+			return raw, false
+		}
+		changed := false
+		for i, v := range arr {
+			if nv, ch := cleanKeys(v); ch {
+				arr[i], changed = nv, true
+			}
+		}
+		if !changed {
+			return raw, false
+		}
+		b, err := json.Marshal(arr)
+		if err != nil {
+			return raw, false
+		}
+		return b, true
+	}
+	return raw, false
+}
+
+func miscased(k string) bool {
+	for _, known := range knownKeys {
+		if k != known && strings.EqualFold(k, known) {
+			return true
+		}
+	}
+	return false
 }
