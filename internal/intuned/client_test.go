@@ -39,7 +39,7 @@ type testServer struct {
 	requests []recorded
 }
 
-func newTestServer(t *testing.T, handle http.HandlerFunc) *testServer {
+func newTestServer(t testing.TB, handle http.HandlerFunc) *testServer {
 	t.Helper()
 	s := &testServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
