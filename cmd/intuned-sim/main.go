@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,7 +23,9 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -43,7 +46,8 @@ type config struct {
 	fakeClock                                     bool
 }
 
-func run(args []string, stdout, stderr *os.File) error {
+// run parses args, serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c config
 	fs := flag.NewFlagSet("intuned-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -160,8 +164,6 @@ Example:
 	log.Info("intuned-sim started", "addr", ln.Addr().String(), "workspace", c.workspace,
 		"timeScale", c.timeScale, "rateLimit", c.rateLimit, "products", c.products, "failureShare", c.failureShare)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
