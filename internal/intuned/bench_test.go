@@ -39,7 +39,7 @@ func BenchmarkPacerWait(b *testing.B) {
 	}
 	i := 0
 	for b.Loop() {
-		if d, _ := p.Wait(ctx, paths[i%len(paths)]); d != 0 {
+		if d, _ := p.Wait(ctx, paths[i%len(paths)], 0); d != 0 {
 			b.Fatal("waited")
 		}
 		i++

@@ -51,7 +51,8 @@ type Options struct {
 	APIKey      string
 
 	// HTTPClient defaults to a client using http.DefaultTransport. Its own
-	// Timeout should be unset; RequestTimeout bounds each attempt.
+	// Timeout should be unset; RequestTimeout bounds each attempt. The
+	// client works on a copy that never follows redirects.
 	HTTPClient *http.Client
 	// RequestTimeout bounds one attempt (default 30 s).
 	RequestTimeout time.Duration
@@ -105,7 +106,6 @@ func New(o Options) (*Client, error) {
 		base:      base,
 		workspace: o.WorkspaceID,
 		apiKey:    o.APIKey,
-		http:      o.HTTPClient,
 		timeout:   o.RequestTimeout,
 		pacer:     o.Pacer,
 		retry:     o.Retry.withDefaults(),
@@ -114,9 +114,15 @@ func New(o Options) (*Client, error) {
 		clock:     o.Clock,
 		userAgent: o.UserAgent,
 	}
-	if c.http == nil {
-		c.http = &http.Client{}
+	// Copy the HTTP client so that redirects can be refused: Go forwards
+	// custom headers such as x-api-key on redirects, even to another host,
+	// and Intuned's API has no reason to redirect.
+	hc := http.Client{}
+	if o.HTTPClient != nil {
+		hc = *o.HTTPClient
 	}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &hc
 	if c.timeout <= 0 {
 		c.timeout = 30 * time.Second
 	}
@@ -262,8 +268,13 @@ func (c *Client) do(ctx context.Context, cl call) error {
 	key := u.Host + u.EscapedPath()
 
 	for attempt := 1; ; attempt++ {
-		waited, err := c.pacer.Wait(ctx, key)
+		waited, err := c.pacer.Wait(ctx, key, c.retry.MaxWait)
 		c.metrics.observeThrottle(cl.op, waited)
+		var te *ThrottledError
+		if errors.As(err, &te) {
+			te.Operation = cl.op
+			return te
+		}
 		if err != nil {
 			return fmt.Errorf("intuned: %s: waiting for rate limit: %w", cl.op, err)
 		}
@@ -276,7 +287,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			(status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
 			// Everyone using this path waits, not only this call.
 			c.pacer.Block(key, apiErr.RetryAfter)
-			if apiErr.RetryAfter > c.retry.MaxRetryAfter {
+			if apiErr.RetryAfter > c.retry.MaxWait {
 				return err
 			}
 		}

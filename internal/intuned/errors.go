@@ -86,10 +86,40 @@ func IsUnauthorized(err error) bool {
 	return e != nil && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
 }
 
-// IsRateLimited reports whether err is a 429.
+// IsRateLimited reports whether err is a 429, or a *ThrottledError (the
+// client held the request back itself).
 func IsRateLimited(err error) bool {
+	var t *ThrottledError
+	if errors.As(err, &t) {
+		return true
+	}
 	e := asAPIError(err)
 	return e != nil && e.StatusCode == http.StatusTooManyRequests
+}
+
+// RetryAfter returns how long the caller should wait before trying again, when
+// err says so (a server's Retry-After or a *ThrottledError), else 0.
+func RetryAfter(err error) time.Duration {
+	var t *ThrottledError
+	if errors.As(err, &t) {
+		return t.RetryAfter
+	}
+	if e := asAPIError(err); e != nil {
+		return e.RetryAfter
+	}
+	return 0
+}
+
+// ThrottledError means the client did not send a request because the path's
+// budget of 20 per minute, or a server's Retry-After, would have kept it
+// waiting longer than RetryOptions.MaxWait. Nothing reached Intuned.
+type ThrottledError struct {
+	Operation  string
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("intuned: %s: rate limited by the client; next request allowed in %s", e.Operation, e.RetryAfter)
 }
 
 // IsRetriable reports whether trying the same call again later may succeed:
@@ -103,7 +133,8 @@ func IsRetriable(err error) bool {
 		return e.Retriable
 	}
 	var t *TransportError
-	return errors.As(err, &t)
+	var th *ThrottledError
+	return errors.As(err, &t) || errors.As(err, &th)
 }
 
 // TransportError is a failure to get any HTTP answer (connection refused,

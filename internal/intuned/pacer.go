@@ -109,8 +109,10 @@ func DefaultPacer() *Pacer { return defaultPacer }
 
 // Wait blocks until a request to path may be sent without exceeding the
 // limit, records the send, and returns how long it waited. It returns
-// ctx.Err() if ctx ends first; nothing is recorded then.
-func (p *Pacer) Wait(ctx context.Context, path string) (time.Duration, error) {
+// ctx.Err() if ctx ends first, and a *ThrottledError at once when maxWait > 0
+// and the request could not go within maxWait of the call; nothing is
+// recorded then.
+func (p *Pacer) Wait(ctx context.Context, path string, maxWait time.Duration) (time.Duration, error) {
 	if p == nil || p.disabled {
 		return 0, ctx.Err()
 	}
@@ -126,6 +128,9 @@ func (p *Pacer) Wait(ctx context.Context, path string) (time.Duration, error) {
 			return now.Sub(start), nil
 		}
 		p.mu.Unlock()
+		if maxWait > 0 && next.Sub(start) > maxWait {
+			return now.Sub(start), &ThrottledError{RetryAfter: next.Sub(now)}
+		}
 
 		// Sleep, then check again: another caller may have taken the slot,
 		// or a Retry-After may have arrived meanwhile.

@@ -2,6 +2,7 @@ package intuned
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -71,7 +72,7 @@ func TestPacerNeverExceedsLimitInAnyWindow(t *testing.T) {
 			path = cold
 		}
 		for range 12 {
-			if _, err := p.Wait(context.Background(), path); err != nil {
+			if _, err := p.Wait(context.Background(), path, 0); err != nil {
 				t.Error(err)
 				return
 			}
@@ -114,7 +115,7 @@ func TestPacerIsNotATokenBucket(t *testing.T) {
 	p := NewPacer(PacerOptions{Clock: clock, Slack: -1}) // no slack: exact 60 s window
 	t0 := clock.Now()
 	for range 20 {
-		if d, _ := p.Wait(context.Background(), "x"); d != 0 {
+		if d, _ := p.Wait(context.Background(), "x", 0); d != 0 {
 			t.Fatalf("first batch waited %v", d)
 		}
 	}
@@ -122,7 +123,7 @@ func TestPacerIsNotATokenBucket(t *testing.T) {
 	var mu sync.Mutex
 	var second []time.Time
 	runOnFakeClock(t, clock, 20, func(int) {
-		p.Wait(context.Background(), "x")
+		p.Wait(context.Background(), "x", 0)
 		mu.Lock()
 		second = append(second, clock.Now())
 		mu.Unlock()
@@ -140,11 +141,11 @@ func TestPacerBlock(t *testing.T) {
 	p.Block("a", 30*time.Second)
 	p.Block("a", 10*time.Second) // a shorter block does not shorten it
 
-	if d, _ := p.Wait(context.Background(), "b"); d != 0 {
+	if d, _ := p.Wait(context.Background(), "b", 0); d != 0 {
 		t.Errorf("other path waited %v", d)
 	}
 	var waited time.Duration
-	runOnFakeClock(t, clock, 1, func(int) { waited, _ = p.Wait(context.Background(), "a") })
+	runOnFakeClock(t, clock, 1, func(int) { waited, _ = p.Wait(context.Background(), "a", 0) })
 	if waited != 30*time.Second {
 		t.Errorf("blocked path waited %v, want 30s", waited)
 	}
@@ -153,11 +154,11 @@ func TestPacerBlock(t *testing.T) {
 func TestPacerCancelRecordsNothing(t *testing.T) {
 	clock := newFakeClock()
 	p := NewPacer(PacerOptions{Clock: clock, Limit: 1})
-	p.Wait(context.Background(), "x")
+	p.Wait(context.Background(), "x", 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.Wait(ctx, "x")
+		_, err := p.Wait(ctx, "x", 0)
 		done <- err
 	}()
 	for clock.Sleepers() == 0 {
@@ -169,8 +170,27 @@ func TestPacerCancelRecordsNothing(t *testing.T) {
 	}
 	// The cancelled waiter took no slot: after the window one request goes.
 	clock.Advance(62 * time.Second)
-	if d, _ := p.Wait(context.Background(), "x"); d != 0 {
+	if d, _ := p.Wait(context.Background(), "x", 0); d != 0 {
 		t.Errorf("waited %v after the window", d)
+	}
+}
+
+func TestPacerMaxWait(t *testing.T) {
+	clock := newFakeClock()
+	p := NewPacer(PacerOptions{Clock: clock, Limit: 1})
+	p.Wait(context.Background(), "x", 0)
+	clock.Advance(2 * time.Second)
+	_, err := p.Wait(context.Background(), "x", 10*time.Second)
+	var te *ThrottledError
+	if !errors.As(err, &te) || te.RetryAfter != 60*time.Second {
+		t.Fatalf("got %v, want a ThrottledError after 60s", err)
+	}
+	// Refused waits take no slot: within the limit the next caller goes
+	// as soon as the window allows.
+	var waited time.Duration
+	runOnFakeClock(t, clock, 1, func(int) { waited, _ = p.Wait(context.Background(), "x", time.Minute) })
+	if waited != 60*time.Second {
+		t.Errorf("waited %v, want 60s", waited)
 	}
 }
 
@@ -178,7 +198,7 @@ func TestPacerDisabled(t *testing.T) {
 	for _, p := range []*Pacer{nil, NewPacer(PacerOptions{Disabled: true, Limit: 1})} {
 		p.Block("x", time.Hour)
 		for range 100 {
-			if d, err := p.Wait(context.Background(), "x"); d != 0 || err != nil {
+			if d, err := p.Wait(context.Background(), "x", 0); d != 0 || err != nil {
 				t.Fatalf("disabled pacer waited %v, %v", d, err)
 			}
 		}
@@ -189,7 +209,7 @@ func TestPacerForgetsIdlePaths(t *testing.T) {
 	clock := newFakeClock()
 	p := NewPacer(PacerOptions{Clock: clock})
 	for i := range 3000 {
-		p.Wait(context.Background(), fmt.Sprint("job-", i))
+		p.Wait(context.Background(), fmt.Sprint("job-", i), 0)
 		if i%500 == 0 {
 			clock.Advance(63 * time.Second)
 		}
@@ -236,7 +256,10 @@ func TestClientsSharingAPacerNeverEarnA429(t *testing.T) {
 
 	var clients []*Client
 	for range 4 {
-		clients = append(clients, newTestClient(t, srv.URL, func(o *Options) { o.Pacer = pacer; o.Clock = clock }))
+		clients = append(clients, newTestClient(t, srv.URL, func(o *Options) {
+			o.Pacer, o.Clock = pacer, clock
+			o.Retry.MaxWait = time.Hour // 190 calls on one path queue for 9 minutes
+		}))
 	}
 	var failures atomic.Int32
 	runOnFakeClock(t, clock, 20, func(w int) {

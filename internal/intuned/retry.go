@@ -21,11 +21,12 @@ type RetryOptions struct {
 	// together do not retry together.
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
-	// MaxRetryAfter is the longest Retry-After the client waits out inside a
-	// call (default 2 minutes). A longer one ends the call with the
-	// *APIError (RetryAfter set) so the caller can requeue; the path stays
-	// blocked in the Pacer either way.
-	MaxRetryAfter time.Duration
+	// MaxWait is the longest the client waits inside one call, for the
+	// Pacer or for a server's Retry-After (default 2 minutes). Beyond it the
+	// call ends with a *ThrottledError or the *APIError, both carrying the
+	// delay (see RetryAfter), so the caller can requeue instead of holding a
+	// worker; the path stays blocked in the Pacer either way.
+	MaxWait time.Duration
 }
 
 func (r RetryOptions) withDefaults() RetryOptions {
@@ -41,8 +42,8 @@ func (r RetryOptions) withDefaults() RetryOptions {
 	if r.MaxDelay < r.BaseDelay {
 		r.MaxDelay = r.BaseDelay
 	}
-	if r.MaxRetryAfter <= 0 {
-		r.MaxRetryAfter = 2 * time.Minute
+	if r.MaxWait <= 0 {
+		r.MaxWait = 2 * time.Minute
 	}
 	return r
 }

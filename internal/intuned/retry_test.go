@@ -136,7 +136,7 @@ func TestRetries(t *testing.T) {
 		{name: "GET 404 is not retried", call: getJob,
 			script:   []action{{status: 404}},
 			wantReqs: 1, wantErr: IsNotFound},
-		{name: "GET Retry-After beyond MaxRetryAfter returns to the caller", call: getJob,
+		{name: "GET Retry-After beyond MaxWait returns to the caller", call: getJob,
 			script:   []action{{status: 429, retryAfter: "600"}, {status: 200, body: okJob}},
 			wantReqs: 1, wantErr: func(err error) bool { return IsRateLimited(err) && asAPIError(err).RetryAfter == 10*time.Minute }},
 		{name: "PUT 502, then 200", call: updateJob,
@@ -236,6 +236,51 @@ func TestRetryAfterBlocksThePath(t *testing.T) {
 	arr := srv.Arrivals()
 	if len(arr) != 2 || arr[1].Sub(arr[0]) < 45*time.Second {
 		t.Errorf("arrivals %v: the second trigger did not wait for Retry-After", arr)
+	}
+}
+
+// TestLongRetryAfterRefusesLaterCalls: after a Retry-After longer than
+// MaxWait, the next call on that path is refused by the client itself,
+// without reaching the server, and says how long to wait.
+func TestLongRetryAfterRefusesLaterCalls(t *testing.T) {
+	clock := newInstantClock()
+	srv := newScriptServer(t, clock, []action{{status: 429, retryAfter: "600"}, {status: 200, body: okJob}})
+	c := retryClient(t, srv.URL, clock)
+	if err := getJob(c); RetryAfter(err) != 10*time.Minute {
+		t.Fatalf("first call: %v", err)
+	}
+	err := getJob(c)
+	var te *ThrottledError
+	if !errors.As(err, &te) || te.Operation != "GetJob" || !IsRateLimited(err) || !IsRetriable(err) || IsAmbiguous(err) {
+		t.Fatalf("second call: %#v", err)
+	}
+	if RetryAfter(err) != 10*time.Minute {
+		t.Errorf("RetryAfter = %v", RetryAfter(err))
+	}
+	if n := len(srv.Arrivals()); n != 1 {
+		t.Errorf("server got %d requests, want 1", n)
+	}
+	// Other paths are not affected.
+	if err := triggerJob(c); err != nil {
+		t.Errorf("other path: %v", err)
+	}
+}
+
+// TestRedirectsAreNotFollowed: following a redirect would send x-api-key to
+// whatever host the Location names.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var leaked atomic.Int32
+	other := newTestServer(t, func(w http.ResponseWriter, r *http.Request) { leaked.Add(1) })
+	srv := newTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/steal", http.StatusFound)
+	})
+	c := newTestClient(t, srv.URL, func(o *Options) { o.HTTPClient = &http.Client{} })
+	err := getJob(c)
+	if e := asAPIError(err); e == nil || e.StatusCode != http.StatusFound {
+		t.Errorf("got %v, want the 302 as an error", err)
+	}
+	if leaked.Load() != 0 || len(other.Requests()) != 0 {
+		t.Error("the redirect was followed")
 	}
 }
 
