@@ -2,10 +2,13 @@ package receiver
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // BenchmarkIngest measures the whole ingest path (HTTP, auth, parse, group commit) in-process, for
@@ -30,6 +33,7 @@ func BenchmarkIngest(b *testing.B) {
 						b.Error(err)
 						return
 					}
+					io.Copy(io.Discard, res.Body) //nolint:errcheck
 					res.Body.Close()
 					if res.StatusCode != 201 {
 						b.Errorf("status %d", res.StatusCode)
@@ -37,6 +41,14 @@ func BenchmarkIngest(b *testing.B) {
 					}
 				}
 			})
+			b.StopTimer()
+			var batch, commit dto.Metric
+			e.rcv.m.batchSize.Write(&batch)      //nolint:errcheck
+			e.rcv.m.commitSeconds.Write(&commit) //nolint:errcheck
+			if n := float64(batch.Histogram.GetSampleCount()); n > 0 {
+				b.ReportMetric(batch.Histogram.GetSampleSum()/n, "deliveries/commit")
+				b.ReportMetric(1000*commit.Histogram.GetSampleSum()/n, "ms/commit")
+			}
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Reasons a body is rejected; they are the `reason` label of the rejected metric, the quarantine
@@ -111,6 +112,10 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 	} {
 		if len(f.v) > maxIDLen {
 			return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("%s is longer than %d bytes", f.name, maxIDLen)}
+		}
+		// Control characters (NUL above all: PostgreSQL text cannot hold it) never occur in real ids.
+		if strings.IndexFunc(f.v, unicode.IsControl) >= 0 {
+			return sinkMeta{}, &bodyError{reasonNotSinkBody, f.name + " contains control characters"}
 		}
 	}
 	return m, nil

@@ -52,6 +52,7 @@ func TestIngestStatuses(t *testing.T) {
 			{name: "missing runId", body: strings.Replace(validBody("x"), `"runId":"x",`, "", 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "unknown status", body: strings.Replace(validBody("x"), `"completed"`, `"running"`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "runId is a number", body: strings.Replace(validBody("x"), `"x"`, `7`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
+			{name: "NUL in runId", body: strings.Replace(validBody("x"), `"x"`, `"a\u0000b"`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "trailing garbage", body: validBody("x") + "}", wantStatus: 400, wantCode: "invalid_json", quarantine: true},
 		}
 		for _, c := range cases {

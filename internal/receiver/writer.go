@@ -123,6 +123,21 @@ func (w *writer) commit(batch []*pending) {
 	dup, err := w.st.Save(ctx, ds)
 	w.m.commitSeconds.Observe(time.Since(start).Seconds())
 	w.m.batchSize.Observe(float64(len(ds)))
+	if err != nil && len(ds) > 1 && ctx.Err() == nil {
+		// One delivery the store rejects must not fail the others that shared its transaction:
+		// retry one by one, so only the culprit gets an error.
+		w.log.Warn("batch commit failed; retrying deliveries one by one", "deliveries", len(ds), "err", err)
+		for i, p := range live {
+			d, err := w.st.Save(ctx, ds[i:i+1])
+			if err != nil {
+				w.log.Error("commit failed", "runId", p.d.RunID, "err", err)
+				p.result <- outcome{err: err}
+			} else {
+				p.result <- outcome{dup: d[0]}
+			}
+		}
+		return
+	}
 	if err != nil {
 		w.log.Error("commit failed", "deliveries", len(ds), "err", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
@@ -119,30 +120,26 @@ const insertDelivery = `INSERT INTO deliveries
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 	ON CONFLICT (run_id) DO NOTHING`
 
-// Save implements store.Store: one transaction, all inserts sent as one pipelined batch.
+// Save implements store.Store. The lock and all inserts go to the server as one pipelined batch,
+// which PostgreSQL runs as one implicit transaction committed at the batch's Sync: a single network
+// round trip per group commit. Close returns only after the commit, so a nil error means durable.
 func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+	b := &pgx.Batch{}
+	b.Queue("SELECT pg_advisory_xact_lock($1)", int64(writeLockKey))
+	for _, d := range ds {
+		b.Queue(insertDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body)
+	}
+	br := s.pool.SendBatch(ctx, b)
 	dup := make([]bool, len(ds))
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue("SELECT pg_advisory_xact_lock($1)", int64(writeLockKey))
-		for _, d := range ds {
-			b.Queue(insertDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body)
-		}
-		br := tx.SendBatch(ctx, b)
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
-		}
-		for i := range ds {
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				return err
-			}
-			dup[i] = tag.RowsAffected() == 0
-		}
-		return br.Close()
-	})
+	_, err := br.Exec()
+	for i := 0; err == nil && i < len(ds); i++ {
+		var tag pgconn.CommandTag
+		tag, err = br.Exec()
+		dup[i] = tag.RowsAffected() == 0
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("postgres: save: %w", err)
 	}

@@ -2,10 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
@@ -62,5 +64,22 @@ func TestDSNErrorsHidePassword(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cret") {
 			t.Fatalf("error leaks the password: %v", err)
 		}
+	}
+}
+
+// A batch is one transaction: if PostgreSQL rejects one row (text cannot hold NUL), none is stored.
+func TestSaveBatchIsAtomic(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	good := storetest.Delivery("good", "j", "jr", "a", "completed", time.Now())
+	bad := storetest.Delivery("bad\x00id", "j", "jr", "a", "completed", time.Now())
+	if _, err := s.Save(ctx, []store.Delivery{good, bad}); err == nil {
+		t.Fatal("want an error for a NUL in run_id")
+	}
+	if _, err := s.Get(ctx, "good"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("half a batch was committed: %v", err)
+	}
+	if dup, err := s.Save(ctx, []store.Delivery{good}); err != nil || dup[0] {
+		t.Fatalf("store unusable after a failed batch: %v %v", dup, err)
 	}
 }
