@@ -1,0 +1,180 @@
+// Command manager runs the intuned-operator: the IntunedJob controller (keeps
+// Jobs on Intuned equal to their Kubernetes spec) and the WebhookReceiver
+// controller (deploys in-cluster receivers for Intuned's webhook sink).
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	// Client auth plugins (OIDC, exec, ...) for running outside a cluster.
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/controller"
+)
+
+// leaderElectionID names the Lease that elects the active manager replica.
+const leaderElectionID = "intuned-operator.intuned.io"
+
+// options are the command-line flags.
+type options struct {
+	metricsAddr          string
+	metricsSecure        bool
+	metricsCertPath      string
+	metricsCertName      string
+	metricsCertKey       string
+	enableHTTP2          bool
+	probeAddr            string
+	leaderElect          bool
+	defaultCredentials   string
+	receiverImage        string
+	leaderElectNamespace string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", "0",
+		"Address the metrics endpoint binds to, e.g. :8443 (https) or :8080 (http). \"0\" disables it.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", true,
+		"Serve metrics over https, allowing only callers authenticated and authorized by the API server.")
+	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "",
+		"Directory with the metrics server certificate; empty uses a self-signed certificate.")
+	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Metrics server certificate file name.")
+	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Metrics server key file name.")
+	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
+		"Enable HTTP/2 for the metrics server (off by default: HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true,
+		"Elect a leader so only one manager replica reconciles at a time.")
+	flag.StringVar(&o.leaderElectNamespace, "leader-election-namespace", "",
+		"Namespace of the leader election Lease (default: the manager's namespace).")
+	flag.StringVar(&o.defaultCredentials, "default-credentials-secret", "",
+		"namespace/name of a Secret (keys workspaceId, apiKey, optional baseURL) used by IntunedJobs without spec.credentialsRef.")
+	flag.StringVar(&o.receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
+		"Default container image of WebhookReceiver pods (env RECEIVER_IMAGE).")
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "manager exited with an error")
+		os.Exit(1)
+	}
+}
+
+// run builds the manager from the options and blocks until a signal stops it.
+func run(o options) error {
+	log := ctrl.Log.WithName("setup")
+
+	defaultCreds, err := parseNamespacedName(o.defaultCredentials)
+	if err != nil {
+		return fmt.Errorf("--default-credentials-secret: %w", err)
+	}
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(intunedv1alpha1.AddToScheme(scheme))
+
+	var tlsOpts []func(*tls.Config)
+	if !o.enableHTTP2 {
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+
+	metricsOpts := metricsserver.Options{
+		BindAddress:   o.metricsAddr,
+		SecureServing: o.metricsSecure,
+		TLSOpts:       tlsOpts,
+	}
+	if o.metricsSecure {
+		// Only callers the API server authenticates and authorizes (RBAC on
+		// the /metrics non-resource URL) may scrape.
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	var certWatcher *certwatcher.CertWatcher
+	if o.metricsCertPath != "" {
+		certWatcher, err = certwatcher.New(
+			filepath.Join(o.metricsCertPath, o.metricsCertName),
+			filepath.Join(o.metricsCertPath, o.metricsCertKey))
+		if err != nil {
+			return fmt.Errorf("load metrics certificate: %w", err)
+		}
+		metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) {
+			c.GetCertificate = certWatcher.GetCertificate
+		})
+	}
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        leaderElectionID,
+		LeaderElectionNamespace: o.leaderElectNamespace,
+		// Step down quickly on shutdown so a new replica takes over at once;
+		// safe because the manager exits right after the controllers stop.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+
+	if err := (&controller.IntunedJobReconciler{
+		Client:             mgr.GetClient(),
+		Scheme:             mgr.GetScheme(),
+		DefaultCredentials: defaultCreds,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up IntunedJob controller: %w", err)
+	}
+	if err := (&controller.WebhookReceiverReconciler{
+		Client:        mgr.GetClient(),
+		Scheme:        mgr.GetScheme(),
+		ReceiverImage: o.receiverImage,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up WebhookReceiver controller: %w", err)
+	}
+
+	if certWatcher != nil {
+		if err := mgr.Add(certWatcher); err != nil {
+			return fmt.Errorf("add metrics certificate watcher: %w", err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("add ready check: %w", err)
+	}
+
+	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// parseNamespacedName parses "namespace/name"; empty input means "none".
+func parseNamespacedName(s string) (types.NamespacedName, error) {
+	if s == "" {
+		return types.NamespacedName{}, nil
+	}
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, errors.New(`want "namespace/name"`)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
+}

@@ -1,0 +1,23 @@
+package controller
+
+// RBAC of the manager, generated into config/rbac/role.yaml by `make manifests`.
+// Kept in one file (not on the reconcilers) so the list survives when a
+// reconciler is rewritten.
+
+// IntunedJob controller: its own objects, credentials/header/S3/proxy Secrets,
+// the WebhookReceivers it links to, and Events for every external write.
+// +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// WebhookReceiver controller: its own objects and every child it owns.
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
