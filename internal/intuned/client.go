@@ -283,13 +283,14 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		if err == nil {
 			return nil
 		}
-		if apiErr := asAPIError(err); apiErr != nil && apiErr.RetryAfter > 0 &&
-			(status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+		delay := c.retry.backoff(attempt)
+		if ra := RetryAfter(err); ra > 0 && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
 			// Everyone using this path waits, not only this call.
-			c.pacer.Block(key, apiErr.RetryAfter)
-			if apiErr.RetryAfter > c.retry.MaxWait {
+			c.pacer.Block(key, ra)
+			if ra > c.retry.MaxWait {
 				return err
 			}
+			delay = max(delay, ra)
 		}
 		if ctx.Err() != nil || attempt >= c.retry.MaxAttempts || !shouldRetry(cl.idempotent, err) {
 			return err
@@ -298,7 +299,7 @@ func (c *Client) do(ctx context.Context, cl call) error {
 		select {
 		case <-ctx.Done():
 			return err
-		case <-c.clock.After(c.retry.backoff(attempt)):
+		case <-c.clock.After(delay):
 		}
 	}
 }

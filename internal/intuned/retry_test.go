@@ -266,6 +266,19 @@ func TestLongRetryAfterRefusesLaterCalls(t *testing.T) {
 	}
 }
 
+// TestRetryAfterWithoutPacer: Retry-After is honoured even with pacing off.
+func TestRetryAfterWithoutPacer(t *testing.T) {
+	clock := newInstantClock()
+	srv := newScriptServer(t, clock, []action{{status: 429, retryAfter: "20"}, {status: 200, body: okJob}})
+	c := newTestClient(t, srv.URL, func(o *Options) { o.Clock = clock }) // pacer disabled
+	if err := getJob(c); err != nil {
+		t.Fatal(err)
+	}
+	if arr := srv.Arrivals(); len(arr) != 2 || arr[1].Sub(arr[0]) < 20*time.Second {
+		t.Errorf("arrivals %v", arr)
+	}
+}
+
 // TestRedirectsAreNotFollowed: following a redirect would send x-api-key to
 // whatever host the Location names.
 func TestRedirectsAreNotFollowed(t *testing.T) {
