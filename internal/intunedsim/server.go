@@ -274,11 +274,13 @@ func (s *Server) sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 	woke := make(chan struct{})
-	s.busyAdd(-1)
 	t := s.clock.AfterFunc(d, func() {
 		s.busyAdd(1)
 		close(woke)
 	})
+	// Only now stop counting as busy: the timer is registered, so Advance
+	// cannot see an idle moment in which this wake-up is missing.
+	s.busyAdd(-1)
 	select {
 	case <-woke:
 		return nil
