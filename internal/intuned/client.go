@@ -362,8 +362,9 @@ func (c *Client) apiError(op string, resp *http.Response, data []byte) *APIError
 	e := &APIError{Operation: op, StatusCode: resp.StatusCode}
 	var b ErrorBody
 	if err := json.Unmarshal(data, &b); err == nil && b.Code != "" {
-		e.Code, e.Category, e.Message = b.Code, b.Category, c.redact(b.Message)
-		e.CorrelationID, e.Retriable = b.CorrelationID, b.Retirable
+		// Everything the server sent is redacted: it could echo the key.
+		e.Code, e.Category, e.Message = c.redact(b.Code), c.redact(b.Category), c.redact(b.Message)
+		e.CorrelationID, e.Retriable = c.redact(b.CorrelationID), b.Retirable
 		if len(b.Details) > 0 && string(b.Details) != "null" {
 			e.Details = []byte(c.redact(string(b.Details)))
 		}
@@ -391,9 +392,9 @@ func (c *Client) redact(s string) string {
 
 // excerpt returns the start of a non-JSON error body, on one line.
 func excerpt(body string) string {
-	s := strings.Join(strings.Fields(body), " ")
+	s := []rune(strings.Join(strings.Fields(body), " "))
 	if len(s) > 200 {
-		s = s[:200] + "..."
+		return string(s[:200]) + "..."
 	}
-	return s
+	return string(s)
 }

@@ -478,7 +478,7 @@ func TestAPIKeyNeverLeaks(t *testing.T) {
 		key := r.Header.Get("x-api-key")
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/json"):
-			writeJSON(w, 400, fmt.Sprintf(`{"code":"bad-request","category":"user","message":"bad key %s","retirable":false,"details":{"key":%q},"correlationId":"c"}`, key, key))
+			writeJSON(w, 400, fmt.Sprintf(`{"code":"bad-%s","category":"%s","message":"bad key %s","retirable":false,"details":{"key":%q},"correlationId":"%s"}`, key, key, key, key, key))
 		case strings.HasSuffix(r.URL.Path, "/html"):
 			writeJSON(w, 500, "<p>key="+key+"</p>")
 		case strings.HasSuffix(r.URL.Path, "/hang"):

@@ -50,7 +50,8 @@ type PacerOptions struct {
 	// negative value for none).
 	Slack time.Duration
 	// Disabled turns pacing off (tests, benchmarks, a simulator without rate
-	// limits). Retry-After blocks are then ignored as well.
+	// limits). Block is then a no-op too; a call that gets a Retry-After
+	// still waits it out before its own retry.
 	Disabled bool
 	// Clock defaults to the real clock.
 	Clock Clock
