@@ -26,6 +26,9 @@ import (
 // goes on, as the guide says); an S3 sink is only simulated: nothing is
 // uploaded, the outcome is decided by Options.S3FailRate and logged, and an
 // exhausted S3 delivery pauses the Job (JobRun reason "s3-sink-error").
+// The webhook sink's `retry` field (seed guide: "number of retry attempts")
+// is stored and echoed but does not change this timeline, which Intuned's
+// retry reference documents as system-defined.
 const (
 	retryInitial      = 10 * time.Second
 	retryMax          = 2 * time.Minute

@@ -68,8 +68,9 @@ type Options struct {
 	// real S3; the outcome is only logged). Lets tests see the S3 retry window.
 	S3FailRate float64
 
-	// HTTPClient sends webhook deliveries. Nil means a client with no
-	// overall timeout (each attempt uses the sink's timeout, default 5 s).
+	// HTTPClient sends webhook deliveries. Nil means a client that ignores
+	// proxy environment variables and has no overall timeout (each attempt
+	// uses the sink's timeout, default 5 s).
 	HTTPClient *http.Client
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on /_sim/ endpoints.
@@ -146,7 +147,11 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if s.client == nil {
-		s.client = &http.Client{}
+		// No proxy from the environment: sinks are local or in-cluster.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
+		tr.MaxIdleConnsPerHost = 64
+		s.client = &http.Client{Transport: tr}
 	}
 	if opts.RateLimit > 0 {
 		s.rl = newRateLimiter(opts.RateLimit, s.realNow)
