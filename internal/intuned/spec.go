@@ -27,6 +27,25 @@ func (j *Job) Spec() UpdateJobRequest {
 	}
 }
 
+// Spec is Job.Spec for the list shape, whose proxy is an object ({version,
+// url}); only the URL is user-settable. Get Job documents payload as
+// optional while the list item always has it, so this is the fallback when a
+// detail answer lacks the payload.
+func (j *JobListItem) Spec() UpdateJobRequest {
+	var proxy *string
+	if j.Proxy != nil {
+		proxy = ptrTo(j.Proxy.URL)
+	}
+	return UpdateJobRequest{
+		Payload:       j.Payload,
+		Configuration: j.Configuration,
+		Schedule:      j.Schedule,
+		Sink:          j.Sink,
+		Proxy:         proxy,
+		AuthSession:   j.AuthSession,
+	}
+}
+
 // Spec returns the create request without its id.
 func (r CreateJobRequest) Spec() UpdateJobRequest {
 	return UpdateJobRequest{

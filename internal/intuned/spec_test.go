@@ -76,6 +76,23 @@ func TestSameSpec(t *testing.T) {
 	}
 }
 
+// TestDetailAndListSpecsAgree: the two shapes of one Job give the same spec.
+func TestDetailAndListSpecsAgree(t *testing.T) {
+	var job Job
+	mustDecode(t, "job_detail.json", &job)
+	item := JobListItem{
+		ID: job.ID, Configuration: job.Configuration, Payload: job.Payload, Sink: job.Sink,
+		Schedule: job.Schedule, AuthSession: job.AuthSession, Proxy: &ProxyObject{Version: "v1", URL: *job.Proxy},
+	}
+	if !SameSpec(job.Spec(), item.Spec()) {
+		t.Error("detail and list specs differ")
+	}
+	item.Proxy = nil
+	if SameSpec(job.Spec(), item.Spec()) {
+		t.Error("proxy difference not seen")
+	}
+}
+
 func TestWithDefaultsDoesNotModifyItsInput(t *testing.T) {
 	in := seedCreateRequest().Spec()
 	before, _ := json.Marshal(in)
