@@ -61,8 +61,8 @@ type IntunedJobSpec struct {
 
 	// Payload lists the API calls each JobRun makes, one entry per call.
 	// At least one entry is required.
-	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:XValidation:rule="size(self) > 0",message="payload must list at least one API call, e.g. [{apiName: list}]"
 	// +listType=atomic
 	// +required
 	Payload []JobPayload `json:"payload"`
@@ -572,6 +572,18 @@ type IntunedJobStatus struct {
 	// +optional
 	LastHandledTrigger string `json:"lastHandledTrigger,omitempty"`
 
+	// LastTriggeredJobRunID is the JobRun that the last handled trigger
+	// started (empty when that trigger call failed or its outcome is unknown).
+	// +optional
+	LastTriggeredJobRunID string `json:"lastTriggeredJobRunId,omitempty"`
+
+	// Managed is true once this object created the Job on Intuned or adopted
+	// it (spec.adopt). A Job with this id that exists on Intuned while Managed
+	// is false belongs to someone else and is left alone unless spec.adopt
+	// is true.
+	// +optional
+	Managed bool `json:"managed,omitempty"`
+
 	// LastSyncTime is when the Job was last read from Intuned and compared
 	// with the spec.
 	// +optional
@@ -619,6 +631,13 @@ type SinkStatus struct {
 	// the WebhookReceiver's status.url).
 	// +optional
 	URL string `json:"url,omitempty"`
+	// TokenFingerprint identifies the WebhookReceiver token that the last
+	// successful create/update pushed to Intuned (first 16 hex characters of
+	// the SHA-256 of the token; never the token itself). The WebhookReceiver
+	// controller drops its previous token once every IntunedJob referencing
+	// it carries the fingerprint of the current one. Empty without receiverRef.
+	// +optional
+	TokenFingerprint string `json:"tokenFingerprint,omitempty"`
 }
 
 // IntunedJob is a Job on Intuned (https://intunedhq.com) declared in

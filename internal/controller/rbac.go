@@ -9,6 +9,8 @@ package controller
 // +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
