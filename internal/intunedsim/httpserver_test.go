@@ -12,3 +12,10 @@ func newHTTPServer(t *testing.T, h http.Handler) string {
 	t.Cleanup(s.Close)
 	return s.URL
 }
+
+func newHTTPServerTB(tb testing.TB, h http.Handler) string {
+	tb.Helper()
+	s := httptest.NewServer(h)
+	tb.Cleanup(s.Close)
+	return s.URL
+}
