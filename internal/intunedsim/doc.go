@@ -48,9 +48,20 @@
 //     JobRun and raise its payloads count.
 //   - Terminate drops queued payloads and cancels executing Runs; those Runs
 //     are neither counted nor delivered. Terminating a finished run is a no-op.
-//   - Schedules: see schedule.go (Temporal semantics, UTC, jitter ignored).
-//   - Sink delivery: see delivery.go (one POST per finished Run, Intuned's
-//     retry timing on the simulator clock, skipped Runs logged as "skipped").
+//   - Schedules follow Temporal: intervals fire at multiples of `every` (ms
+//     number or "1h"-style string) since the Unix epoch; calendars match in
+//     UTC with unset second/minute/hour = 0 and other fields "*" (numbers,
+//     names, {start,end?,step?} ranges, lists, "*"). next_run_time is the
+//     earliest match; jitter is validated and ignored. Fired runs are SCHEDULED.
+//   - Sink delivery: one POST per finished Run with the guide's body,
+//     Content-Type application/json plus the sink's headers; apisToSend and
+//     skipOnFail filter (filtered Runs are logged with outcome "skipped").
+//     A non-2xx, a timeout (sink `timeout` ms, default 5000) or a connection
+//     error is retried 10 s later, doubling to 2 min, while within 1 hour of
+//     the first attempt (S3: 10 minutes; S3 is simulated, never contacted,
+//     and an exhausted S3 delivery pauses the job with JobRun reason
+//     s3-sink-error). Retries wait on the simulator clock.
+//   - Rate limiting counts real time (or the FakeClock), never scaled time.
 //
 // # Time
 //
