@@ -81,6 +81,7 @@ type server struct {
 	seconds  float64
 	rssKiB   int64
 	before   map[string]float64 // metrics at the start of the measurement
+	cpu      time.Duration      // CPU time (user+system) the server used while measured
 	batch    float64            // mean deliveries per commit (receiver /metrics)
 	commitMs float64            // mean commit time
 }
@@ -116,7 +117,9 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 	for r := range rounds {
 		for _, s := range servers {
 			fmt.Fprintf(os.Stderr, "round %d/%d: %s for %s ...\n", r+1, rounds, s.name, slice)
+			cpu0 := cpuTime(s.cmd.Process.Pid)
 			lat, errs, secs := b.load(s.base, fmt.Sprintf("%s-r%d", s.name, r), slice)
+			s.cpu += cpuTime(s.cmd.Process.Pid) - cpu0
 			s.lat = append(s.lat, lat...)
 			s.errors += errs
 			s.seconds += secs
@@ -334,6 +337,22 @@ func peakRSS(pid int) int64 {
 	return -1
 }
 
+// cpuTime is the user+system CPU time of pid (from /proc/<pid>/stat, in clock ticks of 10 ms).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ") // the command name may contain spaces
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -353,7 +372,7 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int) {
 	}
 	targets := map[string]string{"sqlite": ">=0.6x p99<=20ms RSS<=100MiB", "postgres": ">=0.3x p99<=20ms RSS<=100MiB"}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tpeak RSS\terrors\tbatch\tcommit\ttarget\t")
+	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tpeak RSS\tCPU/req\terrors\tbatch\tcommit\ttarget\t")
 	for _, s := range servers {
 		rps := float64(len(s.lat)) / s.seconds
 		ratio, batch, commit := "-", "-", "-"
@@ -368,11 +387,16 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int) {
 			slices.Sort(s.lat)
 			p50, p99 = s.lat[len(s.lat)*50/100], s.lat[len(s.lat)*99/100]
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
-			float64(s.rssKiB)/1024, s.errors, batch, commit, targets[s.name])
+		cpuPerReq := "-"
+		if len(s.lat) > 0 {
+			cpuPerReq = fmt.Sprintf("%d us", s.cpu.Microseconds()/int64(len(s.lat)))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%s\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
+			float64(s.rssKiB)/1024, cpuPerReq, s.errors, batch, commit, targets[s.name])
 	}
 	tw.Flush()
-	fmt.Println("\nbatch = mean deliveries per group-commit transaction; commit = mean time of one commit.")
+	fmt.Println("\nCPU/req = server process CPU time per answered request (the postgres server's own CPU is not included);")
+	fmt.Println("batch = mean deliveries per group-commit transaction; commit = mean time of one commit.")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
