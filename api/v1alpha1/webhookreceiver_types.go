@@ -19,6 +19,23 @@ const (
 	DefaultSQLiteSize = "1Gi"
 )
 
+// The controller-owned token Secret (status.tokenSecretName) that receiver
+// Pods mount. IntunedJobs with a receiverRef read the current token from it.
+const (
+	// TokenSecretKeyToken holds the current ingest token.
+	TokenSecretKeyToken = "token"
+	// TokenSecretKeyPreviousToken holds the previous ingest token while a
+	// rotation is in progress; the receiver accepts both.
+	TokenSecretKeyPreviousToken = "previous-token"
+	// TokenSecretKeyReadToken holds the token of the receiver's read API
+	// (GET /v1/deliveries), generated once.
+	TokenSecretKeyReadToken = "read-token"
+	// AnnotationRotateToken on a WebhookReceiver without tokenSecretRef:
+	// setting it to any new value generates a new token (the old one stays
+	// accepted until every referencing IntunedJob carries the new one).
+	AnnotationRotateToken = "intuned.io/rotate-token"
+)
+
 // WebhookReceiverSpec declares an in-cluster endpoint for Intuned's webhook
 // sink: receiver Pods that authenticate each delivery with a bearer token,
 // store it durably (SQLite or PostgreSQL) and de-duplicate it by run id.
@@ -257,10 +274,22 @@ type WebhookReceiverStatus struct {
 	// ReadyReplicas is the number of receiver Pods ready to serve.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
-	// TokenSecretName is the Secret holding the current auth token (the
-	// generated one, or tokenSecretRef.name).
+	// TokenSecretName is the controller-owned Secret the receiver Pods mount
+	// (keys token, previous-token during a rotation, read-token). It holds a
+	// copy of tokenSecretRef's token, or the generated one.
 	// +optional
 	TokenSecretName string `json:"tokenSecretName,omitempty"`
+	// TokenFingerprint identifies the current token: the first 16 hex
+	// characters of its SHA-256 (never the token itself). IntunedJobs report
+	// the fingerprint they pushed to Intuned in status.sink.tokenFingerprint.
+	// +optional
+	TokenFingerprint string `json:"tokenFingerprint,omitempty"`
+	// PreviousTokenFingerprint is set while a rotation is in progress: the
+	// previous token is still accepted until every IntunedJob referencing
+	// this receiver reports the current fingerprint, then it is dropped and
+	// this field cleared.
+	// +optional
+	PreviousTokenFingerprint string `json:"previousTokenFingerprint,omitempty"`
 }
 
 // WebhookReceiver runs an in-cluster receiver for Intuned's webhook sink and
