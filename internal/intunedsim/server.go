@@ -43,8 +43,10 @@ type Options struct {
 
 	// RateLimit is the number of requests per minute allowed per URI path.
 	// 0 means DefaultRateLimit; RateLimitOff (any negative value) disables it.
-	// The window is real time (or the FakeClock), never scaled, because the
-	// clients pace themselves in real time.
+	// The window is real time, never scaled, because clients pace
+	// themselves in real time. With a FakeClock the window follows the fake
+	// clock, so a refused path stays refused until the test advances time:
+	// fake-clock tests usually want RateLimitOff.
 	RateLimit int
 	// DuplicateCreateStatus is the status answered to a create whose job id
 	// exists: 400 (default, bad-request) or 409 (conflict).
