@@ -74,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.postgresDSNFile, "postgres-dsn-file", "", "file holding the PostgreSQL DSN (--store postgres); preferred, e.g. a mounted Secret")
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", "", "PostgreSQL DSN (--store postgres); prefer the env var or --postgres-dsn-file so the password is not on the command line")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 10<<20, "largest accepted body in bytes; larger ones get 413")
-	fs.DurationVar(&o.deadline, "deadline", 2500*time.Millisecond, "time a delivery may take to be committed before the sender gets 503 + Retry-After")
+	fs.DurationVar(&o.deadline, "deadline", 2500*time.Millisecond, "time from receiving a body to committing it before the sender gets 503 + Retry-After")
 	fs.IntVar(&o.batchSize, "batch-size", 256, "most deliveries committed in one transaction (group commit)")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 1024, "deliveries being processed at once before new ones get 429 + Retry-After")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503 answers")

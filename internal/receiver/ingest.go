@@ -57,8 +57,6 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 	}
 	defer r.inFlight.Add(-1)
 
-	ctx, cancel := context.WithDeadline(req.Context(), start.Add(r.cfg.Deadline))
-	defer cancel()
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -70,6 +68,10 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
+	// The deadline starts once the body is in: a large body on a slow link is bounded by the HTTP
+	// server's read timeout instead, and must not turn into a 503 that every retry repeats.
+	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Deadline)
+	defer cancel()
 	meta, err := parseSinkBody(body)
 	if err != nil {
 		var be *bodyError

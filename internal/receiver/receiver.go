@@ -29,7 +29,7 @@ type Config struct {
 	ReadTokenFile     string        // optional: token for /v1/deliveries; empty disables the read API
 	TokenReload       time.Duration // how often token files are re-read; default 2s
 	MaxBodyBytes      int64         // default 10 MiB
-	Deadline          time.Duration // internal deadline per delivery; default 2.5s
+	Deadline          time.Duration // time from body read to commit before 503; default 2.5s
 	BatchSize         int           // max deliveries per commit; default 256
 	MaxInFlight       int           // deliveries queued or committing before 429; default 1024
 	RetryAfter        time.Duration // Retry-After sent with 429/503; default 5s
