@@ -23,11 +23,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/controller"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
 // leaderElectionID names the Lease that elects the active manager replica.
@@ -46,6 +48,8 @@ type options struct {
 	defaultCredentials   string
 	receiverImage        string
 	leaderElectNamespace string
+	intunedRateLimit     int
+	intunedJobWorkers    int
 }
 
 func main() {
@@ -67,6 +71,10 @@ func main() {
 		"Namespace of the leader election Lease (default: the manager's namespace).")
 	flag.StringVar(&o.defaultCredentials, "default-credentials-secret", "",
 		"namespace/name of a Secret (keys workspaceId, apiKey, optional baseURL) used by IntunedJobs without spec.credentialsRef.")
+	flag.IntVar(&o.intunedRateLimit, "intuned-rate-limit", 20,
+		"Requests per minute per Intuned URI path, shared by all IntunedJobs (Intuned allows 20). 0 turns pacing off (intuned-sim without limits, benchmarks).")
+	flag.IntVar(&o.intunedJobWorkers, "intunedjob-workers", 8,
+		"IntunedJobs reconciled concurrently (calls wait on the network and the rate limit, not the CPU).")
 	flag.StringVar(&o.receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
 		"Default container image of WebhookReceiver pods (env RECEIVER_IMAGE).")
 	zapOpts := zap.Options{Development: false}
@@ -136,10 +144,21 @@ func run(o options) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	// One pacer and one metrics set for every Intuned client: Intuned's
+	// limit is per path for the whole workspace, not per IntunedJob.
+	intunedMetrics, err := intuned.NewMetrics(metrics.Registry)
+	if err != nil {
+		return fmt.Errorf("register Intuned client metrics: %w", err)
+	}
+	pacer := intuned.NewPacer(intuned.PacerOptions{Limit: o.intunedRateLimit, Disabled: o.intunedRateLimit <= 0})
 	if err := (&controller.IntunedJobReconciler{
-		Client:             mgr.GetClient(),
-		Scheme:             mgr.GetScheme(),
-		DefaultCredentials: defaultCreds,
+		Client:                  mgr.GetClient(),
+		Scheme:                  mgr.GetScheme(),
+		DefaultCredentials:      defaultCreds,
+		Recorder:                mgr.GetEventRecorder("intunedjob-controller"),
+		Pacer:                   pacer,
+		Metrics:                 intunedMetrics,
+		MaxConcurrentReconciles: o.intunedJobWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}

@@ -2,51 +2,437 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
-// IntunedJobReconciler reconciles IntunedJob objects with Jobs on Intuned.
-// Placeholder: it only records observedGeneration until the real controller lands.
+// Defaults of the reconciler's timing.
+const (
+	// defaultPollInterval applies when spec.pollInterval is unset (the CRD
+	// defaults it to 10m as well).
+	defaultPollInterval = 10 * time.Minute
+	// activeRunPoll is how often a job with an active JobRun is refreshed.
+	activeRunPoll = 15 * time.Second
+)
+
+// EventRecorder is the part of the events API the reconciler uses
+// (mgr.GetEventRecorder returns one).
+type EventRecorder interface {
+	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// IntunedJobReconciler keeps a Job on Intuned equal to its IntunedJob.
+//
+// One reconcile: read the object → deletion (finalizer) → suspend → read
+// credentials and referenced Secrets/receiver → build the desired Job →
+// observe it on Intuned (GetJob) → create / update / nothing → pause or
+// resume → trigger → refresh the last JobRun → one status patch.
 type IntunedJobReconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
 	// DefaultCredentials names the manager-wide credentials Secret used when
 	// an IntunedJob has no spec.credentialsRef (empty Name: none).
 	DefaultCredentials types.NamespacedName
+	// Recorder receives an Event for every write to Intuned and every error;
+	// nil records nothing.
+	Recorder EventRecorder
+
+	// Pacer is shared by every Intuned client (one per credentials); nil
+	// means intuned.DefaultPacer(). Metrics likewise (nil records nothing).
+	Pacer   *intuned.Pacer
+	Metrics *intuned.Metrics
+	// Retry bounds the client's own retries inside one call.
+	Retry intuned.RetryOptions
+	// NewClient builds the client for one set of credentials; nil means the
+	// real client (intuned.New with Pacer, Metrics and Retry).
+	NewClient func(Credentials) (intuned.API, error)
+
+	// MaxConcurrentReconciles defaults to 8: Intuned calls wait on the
+	// network and on the per-path pacer, not on the CPU.
+	MaxConcurrentReconciles int
+	// PollIntervalOverride replaces every spec.pollInterval when > 0. For
+	// tests and benchmarks that cannot wait the 10 s minimum.
+	PollIntervalOverride time.Duration
+
+	clients clientCache
+	// ours remembers, per object UID, Jobs this process created or tried to
+	// create with an unknown outcome (5xx, timeout), so a Job found on
+	// Intuned afterwards is recognised as ours even before status.managed
+	// is visible in the cache. In memory only: after a restart, a Job whose
+	// create outcome was never seen reports AlreadyExists until spec.adopt
+	// is set.
+	ours sync.Map
 }
 
-// Reconcile reads the IntunedJob and records the observed generation.
-func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile brings one IntunedJob's Job on Intuned to its spec.
+func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	log := logf.FromContext(ctx)
-	var job intunedv1alpha1.IntunedJob
-	if err := r.Get(ctx, req.NamespacedName, &job); err != nil {
+	job := &intunedv1alpha1.IntunedJob{}
+	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if job.Status.ObservedGeneration == job.Generation {
+
+	if !job.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, job)
+	}
+
+	// One status patch per reconcile, with whatever the steps below found.
+	before := job.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(before.Status, job.Status) {
+			return
+		}
+		if err := r.Status().Patch(ctx, job, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+			log.Error(err, "patching status")
+			if retErr == nil {
+				retErr = err
+			}
+		}
+	}()
+
+	job.Status.JobID = job.EffectiveJobID()
+	job.Status.ObservedGeneration = job.Generation
+
+	if job.Spec.Suspend {
+		reportSuspended(job)
 		return ctrl.Result{}, nil
 	}
-	patch := client.MergeFrom(job.DeepCopy())
-	job.Status.ObservedGeneration = job.Generation
-	job.Status.JobID = job.EffectiveJobID()
-	if err := r.Status().Patch(ctx, &job, patch); err != nil && !apierrors.IsNotFound(err) {
+	if !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
+		// Added before anything exists on Intuned, so no Job can outlive
+		// its object unnoticed. The Update refreshes job (and its
+		// resourceVersion); status stays as read.
+		status := job.Status
+		controllerutil.AddFinalizer(job, intunedv1alpha1.Finalizer)
+		if err := r.Update(ctx, job); err != nil {
+			return ctrl.Result{}, err
+		}
+		job.Status = status
+		before = job.DeepCopy()
+	}
+
+	secretName := ""
+	if ref, ok := r.credentialsSecret(job); ok {
+		secretName = ref.String()
+	}
+	err := r.sync(ctx, job)
+	if err == nil {
+		reportSynced(job)
+		job.Status.LastSyncTime = ptrNow()
+		return ctrl.Result{RequeueAfter: r.nextPoll(job)}, nil
+	}
+	se := asSyncError(err, secretName)
+	reportError(job, se)
+	if se.kind != kindTransient {
+		r.event(job, "Warning", se.reason, "Sync", se.message)
+		return ctrl.Result{RequeueAfter: r.pollInterval(job)}, nil
+	}
+	r.event(job, "Warning", se.reason, "Sync", se.message)
+	if se.retryAfter > 0 {
+		return ctrl.Result{RequeueAfter: jitter(se.retryAfter)}, nil
+	}
+	// The controller's rate limiter backs off exponentially, with jitter.
+	return ctrl.Result{}, se
+}
+
+// sync observes the Job on Intuned and makes it match the spec. It returns
+// nil when the Job is in sync (and paused, triggered and refreshed as asked).
+func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.IntunedJob) error {
+	creds, err := r.credentials(ctx, job)
+	if err != nil {
+		return err
+	}
+	job.Status.WorkspaceID = creds.WorkspaceID
+	if err := r.checkConflict(ctx, job); err != nil {
+		return err
+	}
+	refs, err := r.resolveRefs(ctx, job)
+	if err != nil {
+		return err
+	}
+	desired, err := desiredJob(job, refs)
+	if err != nil {
+		return stalled(intunedv1alpha1.ReasonInvalidSpec, err.Error())
+	}
+	api, err := r.apiFor(creds)
+	if err != nil {
+		return err
+	}
+
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	observed, err := api.GetJob(ctx, project, id)
+	state := intuned.JobStateActive
+	created := false
+	switch {
+	case intuned.IsNotFound(err):
+		if err := r.create(ctx, api, job, desired); err != nil {
+			return err
+		}
+		created = true
+	case err != nil:
+		return err
+	default:
+		if !job.Status.Managed {
+			_, mine := r.ours.Load(job.UID)
+			if !mine && !job.Spec.Adopt {
+				return waitFor(intunedv1alpha1.ReasonAlreadyExists, fmt.Sprintf(
+					"a Job %q already exists in project %s and was not created by this object; set spec.adopt: true to take it over (it will be overwritten with this spec)", id, project))
+			}
+			if !mine {
+				r.event(job, "Normal", "Adopted", "Adopt", "Took over the existing Job %s on Intuned", id)
+			}
+			job.Status.Managed = true
+			r.ours.Store(job.UID, true)
+		}
+		if !inSync(desired, observed) {
+			if _, err := api.UpdateJob(ctx, project, id, desired); err != nil {
+				return intunedWriteError(err)
+			}
+			r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
+		}
+		observeJob(job, observed)
+		state = observed.State
+	}
+	r.recordSink(job, refs)
+
+	if err := r.pauseOrResume(ctx, api, job, state); err != nil {
+		return err
+	}
+	triggered, err := r.trigger(ctx, api, job)
+	if err != nil {
+		return err
+	}
+	// A Job created just now has no runs yet; skipping the list keeps the
+	// first sync at two calls (GetJob, CreateJob).
+	if !created || triggered {
+		if err := r.refreshLastRun(ctx, api, job); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// create creates the Job on Intuned. A duplicate id means someone else's
+// Job exists (or ours, after an ambiguous create): the next reconcile
+// re-observes it and decides by status.managed and spec.adopt.
+func (r *IntunedJobReconciler) create(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, desired intuned.UpdateJobRequest) error {
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	_, err := api.CreateJob(ctx, project, createRequest(id, desired))
+	switch {
+	case err == nil:
+	case intuned.IsConflict(err):
+		return &syncError{kind: kindTransient, reason: intunedv1alpha1.ReasonSyncFailed,
+			message: "Job " + id + " appeared on Intuned while creating it; re-observing", err: err}
+	case intuned.IsNotFound(err):
+		return waitFor(intunedv1alpha1.ReasonProjectNotFound, fmt.Sprintf(
+			"project %s does not exist in workspace %s (deploy it on Intuned first)", project, job.Status.WorkspaceID))
+	default:
+		if intuned.IsAmbiguous(err) {
+			r.ours.Store(job.UID, true)
+		}
+		return intunedWriteError(err)
+	}
+	verb := "Created"
+	if job.Status.Managed {
+		verb = "Recreated" // deleted on Intuned behind our back
+	}
+	r.event(job, "Normal", verb, "Create", "%s Job %s in project %s on Intuned", verb, id, project)
+	job.Status.Managed = true
+	r.ours.Store(job.UID, true)
+	job.Status.JobState = intunedv1alpha1.JobStateActive
+	job.Status.NextRunTime, job.Status.LastRunTime = nil, nil
+	return nil
+}
+
+// intunedWriteError maps an error from CreateJob/UpdateJob: 400 means
+// Intuned's validation refused the spec, which no retry fixes.
+func intunedWriteError(err error) error {
+	if intuned.IsBadRequest(err) && !intuned.IsConflict(err) {
+		var apiErr *intuned.APIError
+		msg := err.Error()
+		if errors.As(err, &apiErr) && apiErr.Message != "" {
+			msg = apiErr.Message
+		}
+		return stalled(intunedv1alpha1.ReasonInvalidSpec, "Intuned rejected the Job: "+msg)
+	}
+	return err
+}
+
+// recordSink publishes the resolved sink. The token fingerprint is the one
+// Intuned now holds: sync only gets here after Intuned accepted the create
+// or update, or already had this exact sink.
+func (r *IntunedJobReconciler) recordSink(job *intunedv1alpha1.IntunedJob, refs resolvedRefs) {
+	s := job.Spec.Sink
+	if s == nil || s.Webhook == nil {
+		job.Status.Sink = nil
+		return
+	}
+	st := &intunedv1alpha1.SinkStatus{URL: s.Webhook.URL}
+	if s.Webhook.ReceiverRef != nil {
+		st.URL = refs.ReceiverURL
+		st.TokenFingerprint = tokenFingerprint(refs.ReceiverToken)
+	}
+	job.Status.Sink = st
+}
+
+// pauseOrResume makes the Job's state match spec.paused.
+func (r *IntunedJobReconciler) pauseOrResume(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, state intuned.JobState) error {
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	switch {
+	case job.Spec.Paused && state != intuned.JobStatePaused:
+		if err := api.PauseJob(ctx, project, id); err != nil {
+			return asTransient(err)
+		}
+		r.event(job, "Normal", "Paused", "Pause", "Paused Job %s on Intuned", id)
+		job.Status.JobState = intunedv1alpha1.JobStatePaused
+		job.Status.NextRunTime = nil
+	case !job.Spec.Paused && state == intuned.JobStatePaused:
+		if err := api.ResumeJob(ctx, project, id); err != nil {
+			return asTransient(err)
+		}
+		r.event(job, "Normal", "Resumed", "Resume", "Resumed Job %s on Intuned", id)
+		job.Status.JobState = intunedv1alpha1.JobStateActive
+	}
+	return nil
+}
+
+// trigger starts one JobRun for each new value of the intuned.io/trigger
+// annotation. The value is persisted in status.lastHandledTrigger BEFORE the
+// call, with optimistic locking so a stale cached object cannot claim a
+// value twice; the call itself is never retried when its outcome is unknown.
+// So a value triggers at most once, across retries and restarts (a crash
+// between the two steps loses that trigger rather than doubling it).
+func (r *IntunedJobReconciler) trigger(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) (bool, error) {
+	want := job.Annotations[intunedv1alpha1.AnnotationTrigger]
+	if want == "" || want == job.Status.LastHandledTrigger {
+		return false, nil
+	}
+	claim := job.DeepCopy()
+	claim.Status.LastHandledTrigger = want
+	claim.Status.LastTriggeredJobRunID = ""
+	if err := r.Status().Patch(ctx, claim, client.MergeFromWithOptions(job, client.MergeFromWithOptimisticLock{})); err != nil {
+		return false, err // conflict: a newer object exists; retry reads it
+	}
+	job.Status.LastHandledTrigger = want
+	job.Status.LastTriggeredJobRunID = ""
+	job.ResourceVersion = claim.ResourceVersion
+
+	id := job.EffectiveJobID()
+	resp, err := api.TriggerJob(ctx, job.Spec.Project, id)
+	if err != nil {
+		// Not retried: the value is handled. Set a new value to try again.
+		r.event(job, "Warning", "TriggerFailed", "Trigger",
+			"Trigger %q of Job %s failed and will not be retried (set a new intuned.io/trigger value to try again): %v", want, id, err)
+		return false, nil
+	}
+	job.Status.LastTriggeredJobRunID = resp.JobRunID
+	r.event(job, "Normal", "Triggered", "Trigger", "Triggered Job %s (trigger %q): JobRun %s", id, want, resp.JobRunID)
+	return true, nil
+}
+
+// refreshLastRun reads the newest JobRun into status.lastJobRun.
+func (r *IntunedJobReconciler) refreshLastRun(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) error {
+	runs, err := api.ListJobRuns(ctx, job.Spec.Project, job.EffectiveJobID(),
+		intuned.ListRunsOptions{PageSize: 1, SortBy: "start_time,desc"})
+	if err != nil {
+		return asTransient(err)
+	}
+	if len(runs.JobRuns) == 0 {
+		job.Status.LastJobRun = nil
+		return nil
+	}
+	job.Status.LastJobRun = runSummary(runs.JobRuns[0])
+	return nil
+}
+
+// asTransient reports a failed read or pause/resume as retriable: a 400 or
+// 404 there means the Job changed under us, and the next reconcile
+// re-observes it.
+func asTransient(err error) error {
+	if intuned.IsUnauthorized(err) || intuned.IsRateLimited(err) {
+		return err
+	}
+	return &syncError{kind: kindTransient, reason: intunedv1alpha1.ReasonSyncFailed, message: err.Error(), err: err}
+}
+
+// finalize runs when the object is being deleted: with deletionPolicy
+// Delete it deletes the Job on Intuned (a 404 counts as done), then removes
+// the finalizer. Jobs this object does not manage (AlreadyExists, Conflict)
+// and suspended objects are never touched.
+func (r *IntunedJobReconciler) finalize(ctx context.Context, job *intunedv1alpha1.IntunedJob) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	id := job.EffectiveJobID()
+	if job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan && job.Status.Managed && !job.Spec.Suspend {
+		creds, err := r.credentials(ctx, job)
+		if err != nil {
+			// Without credentials the Job cannot be deleted; do not block
+			// the object (a namespace deletion removes the Secret too).
+			r.event(job, "Warning", "DeleteSkipped", "Delete",
+				"Job %s was left on Intuned: %v", id, err)
+		} else {
+			api, err := r.apiFor(creds)
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			if err := api.DeleteJob(ctx, job.Spec.Project, id); err != nil && !intuned.IsNotFound(err) {
+				r.event(job, "Warning", intunedv1alpha1.ReasonSyncFailed, "Delete", "Deleting Job %s on Intuned failed: %v", id, err)
+				if d := intuned.RetryAfter(err); d > 0 {
+					return ctrl.Result{RequeueAfter: jitter(d)}, nil
+				}
+				return ctrl.Result{}, err
+			}
+			r.event(job, "Normal", "Deleted", "Delete", "Deleted Job %s on Intuned", id)
+		}
+	}
+	r.ours.Delete(job.UID)
+	controllerutil.RemoveFinalizer(job, intunedv1alpha1.Finalizer)
+	if err := r.Update(ctx, job); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	log.V(1).Info("observed IntunedJob", "jobId", job.Status.JobID)
 	return ctrl.Result{}, nil
 }
 
-// SetupWithManager registers the reconciler with the manager.
-func (r *IntunedJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&intunedv1alpha1.IntunedJob{}).
-		Named("intunedjob").
-		Complete(r)
+// pollInterval is how often the Job is re-read from Intuned (drift repair).
+func (r *IntunedJobReconciler) pollInterval(job *intunedv1alpha1.IntunedJob) time.Duration {
+	if r.PollIntervalOverride > 0 {
+		return r.PollIntervalOverride
+	}
+	if p := job.Spec.PollInterval; p != nil && p.Duration > 0 {
+		return p.Duration
+	}
+	return defaultPollInterval
+}
+
+// nextPoll is the poll interval, shorter while a JobRun is active so its
+// progress shows up in status.
+func (r *IntunedJobReconciler) nextPoll(job *intunedv1alpha1.IntunedJob) time.Duration {
+	p := r.pollInterval(job)
+	if runActive(job.Status.LastJobRun) && p > activeRunPoll {
+		return activeRunPoll
+	}
+	return p
+}
+
+// event records a Kubernetes Event; notes never contain secrets (errors
+// from the client are redacted, and Secret values are never formatted in).
+func (r *IntunedJobReconciler) event(job *intunedv1alpha1.IntunedJob, typ, reason, action, note string, args ...any) {
+	if r.Recorder == nil {
+		return
+	}
+	r.Recorder.Eventf(job, nil, typ, reason, action, note, args...)
 }
