@@ -158,3 +158,23 @@ func TestCommandFlags(t *testing.T) {
 		t.Errorf("bad env value: %v", err)
 	}
 }
+
+// --fake-clock freezes time; the admin API moves it and scheduled runs fire.
+func TestCommandFakeClock(t *testing.T) {
+	base, _ := start(t, "--fake-clock", "--rate-limit", "0", "--run-duration", "0s")
+	root := strings.TrimSuffix(base, "/api/v1/workspace")
+	jobs := base + "/e95cb8d1-f212-4c04-ace1-c0f77e8708c7/projects/demo/jobs"
+	if code, body := do(t, "POST", jobs, "sim-api-key", `{"id":"every-ten-minutes","payload":[{"apiName":"list","parameters":{}}],
+		"configuration":{},"schedule":{"intervals":[{"every":"10m"}]}}`); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", root+"/_sim/clock/advance", "", `{"duration":"30m"}`); code != 200 {
+		t.Fatalf("advance: %d %s", code, body)
+	}
+	_, body := do(t, "GET", jobs+"/every-ten-minutes/runs", "sim-api-key", "")
+	var page struct{ TotalCount int }
+	_ = json.Unmarshal([]byte(body), &page)
+	if page.TotalCount != 3 {
+		t.Fatalf("%d scheduled runs after 30 simulated minutes: %s", page.TotalCount, body)
+	}
+}

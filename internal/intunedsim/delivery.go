@@ -256,7 +256,7 @@ func (s *Server) attemptWebhook(d *Delivery, start time.Time) Attempt {
 		if ctx.Err() == context.DeadlineExceeded {
 			return Attempt{Time: start, Error: fmt.Sprintf("timeout after %s", timeout)}
 		}
-		return Attempt{Time: start, Error: "connection error: " + redactURLError(err, d.URL)}
+		return Attempt{Time: start, Error: "connection error: " + redactURLError(err)}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -265,7 +265,7 @@ func (s *Server) attemptWebhook(d *Delivery, start time.Time) Attempt {
 
 // redactURLError drops the URL (which may carry credentials or query
 // tokens) from a client error, keeping the cause.
-func redactURLError(err error, _ string) string {
+func redactURLError(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		return ue.Err.Error()

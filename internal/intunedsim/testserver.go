@@ -3,7 +3,6 @@ package intunedsim
 import (
 	"context"
 	"net/http/httptest"
-	"sort"
 	"testing"
 	"time"
 )
@@ -32,7 +31,6 @@ func NewTestServer(tb testing.TB, opts Options) *TestServer {
 	hs := httptest.NewServer(s)
 	ts := &TestServer{Server: s, URL: hs.URL, APIBase: hs.URL + APIPrefix}
 	ws := sortedKeys(s.opts.Workspaces)
-	sort.Strings(ws)
 	if _, ok := s.opts.Workspaces[DefaultWorkspaceID]; ok {
 		ts.WorkspaceID = DefaultWorkspaceID
 	} else {
