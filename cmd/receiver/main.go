@@ -49,7 +49,7 @@ type options struct {
 	listenAddr, ingestPath, tokenHeader                 string
 	tokenFile, previousTokenFile, readTokenFile         string
 	storeKind, sqlitePath, postgresDSN, postgresDSNFile string
-	maxBodyBytes                                        int64
+	maxBodyBytes, maxInFlightBytes                      int64
 	deadline, tokenReload, shutdownGrace, retryAfter    time.Duration
 	batchSize, maxInFlight                              int
 	logLevel                                            string
@@ -77,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.deadline, "deadline", 2500*time.Millisecond, "time from receiving a body to committing it before the sender gets 503 + Retry-After")
 	fs.IntVar(&o.batchSize, "batch-size", 256, "most deliveries committed in one transaction (group commit)")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", 1024, "deliveries being processed at once before new ones get 429 + Retry-After")
+	fs.Int64Var(&o.maxInFlightBytes, "max-in-flight-bytes", 64<<20, "body bytes held in memory by in-flight deliveries before new ones get 429 + Retry-After (bounds memory)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503 answers")
 	fs.DurationVar(&o.tokenReload, "token-reload-interval", 2*time.Second, "how often the token files are re-read")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time to finish in-flight deliveries before exiting (keep below the Pod's terminationGracePeriodSeconds)")
@@ -168,7 +169,7 @@ func run(o *options, log *slog.Logger) error {
 		IngestPath: o.ingestPath, TokenHeader: o.tokenHeader, TokenFile: o.tokenFile,
 		PreviousTokenFile: o.previousTokenFile, ReadTokenFile: o.readTokenFile, TokenReload: o.tokenReload,
 		MaxBodyBytes: o.maxBodyBytes, Deadline: o.deadline, BatchSize: o.batchSize,
-		MaxInFlight: o.maxInFlight, RetryAfter: o.retryAfter, Logger: log,
+		MaxInFlight: o.maxInFlight, MaxInFlightBytes: o.maxInFlightBytes, RetryAfter: o.retryAfter, Logger: log,
 	}, st)
 	if err != nil {
 		return err

@@ -49,13 +49,19 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
 		return
 	}
-	if n := r.inFlight.Add(1); n > int64(r.cfg.MaxInFlight) {
-		r.inFlight.Add(-1)
+	// Admission: bound both the number of deliveries and the body bytes held in memory. A body of
+	// unknown length reserves the size cap. One delivery is always admitted when nothing else is.
+	reserve := req.ContentLength
+	if reserve < 0 {
+		reserve = r.cfg.MaxBodyBytes
+	}
+	n, bytesHeld := r.inFlight.Add(1), r.inFlightBytes.Add(reserve)
+	defer func() { r.inFlight.Add(-1); r.inFlightBytes.Add(-reserve) }()
+	if n > int64(r.cfg.MaxInFlight) || (n > 1 && bytesHeld > r.cfg.MaxInFlightBytes) {
 		r.m.rejected.WithLabelValues("overloaded").Inc()
 		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
 		return
 	}
-	defer r.inFlight.Add(-1)
 
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
 	if err != nil {

@@ -32,6 +32,7 @@ type Config struct {
 	Deadline          time.Duration // time from body read to commit before 503; default 2.5s
 	BatchSize         int           // max deliveries per commit; default 256
 	MaxInFlight       int           // deliveries queued or committing before 429; default 1024
+	MaxInFlightBytes  int64         // body bytes held by in-flight deliveries before 429; default 64 MiB
 	RetryAfter        time.Duration // Retry-After sent with 429/503; default 5s
 	Logger            *slog.Logger  // default slog.Default()
 }
@@ -58,6 +59,9 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
 	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 64 << 20
+	}
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 5 * time.Second
 	}
@@ -68,17 +72,18 @@ func (c *Config) setDefaults() {
 
 // Receiver serves the ingest endpoint, the read API and the health/metrics endpoints.
 type Receiver struct {
-	cfg        Config
-	st         store.Store
-	log        *slog.Logger
-	ingestAuth *tokens
-	readAuth   *tokens // nil: read API disabled
-	w          *writer
-	m          *metrics
-	inFlight   atomic.Int64
-	draining   atomic.Bool
-	stopWatch  context.CancelFunc
-	mux        *http.ServeMux
+	cfg           Config
+	st            store.Store
+	log           *slog.Logger
+	ingestAuth    *tokens
+	readAuth      *tokens // nil: read API disabled
+	w             *writer
+	m             *metrics
+	inFlight      atomic.Int64 // deliveries being handled (admission control)
+	inFlightBytes atomic.Int64 // body bytes they reserved
+	draining      atomic.Bool
+	stopWatch     context.CancelFunc
+	mux           *http.ServeMux
 }
 
 // New builds a Receiver on st and starts its writer and token watcher. Call Close to stop them;

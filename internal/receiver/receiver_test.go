@@ -370,6 +370,21 @@ func TestStoreTroubleAnswersRetryLater(t *testing.T) {
 				t.Fatalf("held delivery: %d %s", r.status, r.body)
 			}
 		})
+		t.Run("byte budget", func(t *testing.T) {
+			e := newEnv(t, kind, func(c *Config) { c.MaxInFlightBytes = 1500; c.Deadline = 5 * time.Second })
+			release := e.lockWrites(t)
+			first := make(chan response, 1)
+			go func() { first <- e.post(t, ingestToken, validBody("held-b")) }() // ~330 bytes
+			eventually(t, "first delivery in flight", func() bool { return e.rcv.inFlight.Load() == 1 })
+			r := e.post(t, ingestToken, validBody("big-b")+strings.Repeat(" ", 1500))
+			release()
+			if r.status != 429 || r.code != "overloaded" {
+				t.Fatalf("got %d %q, want 429 overloaded", r.status, r.code)
+			}
+			if r := <-first; r.status != 201 {
+				t.Fatalf("held delivery: %d %s", r.status, r.body)
+			}
+		})
 		t.Run("store closed", func(t *testing.T) {
 			e := newEnv(t, kind, nil)
 			if r := e.get(t, "/readyz"); r.status != 200 {
