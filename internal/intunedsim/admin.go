@@ -23,6 +23,16 @@ func (s *Server) adminRoutes() {
 		q := r.URL.Query()
 		s.writeJSON(w, 200, map[string]any{"deliveries": filterDeliveries(s.Deliveries(), q.Get("jobId"), q.Get("jobRunId"), q.Get("outcome"))})
 	})
+	m.HandleFunc("GET /_sim/results/{file}", func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimSuffix(r.PathValue("file"), ".jsonl")
+		b, ok := s.ResultsFile(id)
+		if !ok {
+			adminError(w, 404, "not-found", "no finished job run "+id)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_, _ = w.Write(b)
+	})
 	m.HandleFunc("GET /_sim/runs", func(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, 200, map[string]any{"runs": s.APIRuns(r.URL.Query().Get("jobRunId"))})
 	})
@@ -116,7 +126,10 @@ type faultsBody struct {
 }
 
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	if tok := s.opts.AdminToken; tok != "" {
+	// Results files are fetched through the "signed" URL Get Job Run hands
+	// out, so they need no admin token (the JobRun id is the secret).
+	isResults := r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/_sim/results/")
+	if tok := s.opts.AdminToken; tok != "" && !isResults {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
 			adminError(w, 401, "unauthorized", "admin API needs Authorization: Bearer <admin token>")
@@ -225,6 +238,22 @@ func mergePatch(doc, patch any) any {
 		}
 	}
 	return d
+}
+
+// ResultsFile returns the JSONL results of a finished JobRun.
+func (s *Server) ResultsFile(jobRunID string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, jobs := range s.jobs {
+		for _, j := range jobs {
+			for _, jr := range j.runs {
+				if jr.id == jobRunID && !jr.active() {
+					return jr.resultsJSONL(), true
+				}
+			}
+		}
+	}
+	return nil, false
 }
 
 // APIRuns returns the executed API Runs, optionally of one JobRun.

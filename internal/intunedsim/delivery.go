@@ -124,22 +124,10 @@ func (s *Server) newDeliveryLocked(jr *jobRun, run *APIRun) *Delivery {
 		Project:       projectRef{ID: j.projectID, Name: j.project},
 		ProjectJob:    idRef{ID: j.spec.ID},
 		ProjectJobRun: idRef{ID: jr.id},
-		APIInfo: sinkAPIInfo{
-			Name:       run.APIName,
-			RunID:      run.RunID,
-			Parameters: run.Parameters,
-		},
+		APIInfo:       apiInfoOf(run),
 	}
 	if jr.authID != "" {
 		body.AuthSession = &idRef{ID: jr.authID}
-	}
-	if run.Status == "completed" {
-		body.APIInfo.Result = sinkResult{Status: "completed", Result: run.Result, StatusCode: 200}
-		if len(run.Result) == 0 {
-			body.APIInfo.Result.Result = json.RawMessage("null")
-		}
-	} else {
-		body.APIInfo.Result = sinkResult{Status: "failed", Error: run.Error.Code, Message: run.Error.Message, StatusCode: run.Error.StatusCode}
 	}
 	b, _ := json.Marshal(body)
 	d := &Delivery{
@@ -164,6 +152,20 @@ func (s *Server) newDeliveryLocked(jr *jobRun, run *APIRun) *Delivery {
 		return nil
 	}
 	return d
+}
+
+// apiInfoOf renders a Run as the sink body's apiInfo object.
+func apiInfoOf(run *APIRun) sinkAPIInfo {
+	info := sinkAPIInfo{Name: run.APIName, RunID: run.RunID, Parameters: run.Parameters}
+	if run.Status == "completed" {
+		info.Result = sinkResult{Status: "completed", Result: run.Result, StatusCode: 200}
+		if len(run.Result) == 0 {
+			info.Result.Result = json.RawMessage("null")
+		}
+	} else {
+		info.Result = sinkResult{Status: "failed", Error: run.Error.Code, Message: run.Error.Message, StatusCode: run.Error.StatusCode}
+	}
+	return info
 }
 
 // attempt makes one delivery attempt and schedules the next on failure.

@@ -15,7 +15,7 @@
 //	POST   /jobs/{jobId}/pause | /resume          200 {message:"Paused"|"Resumed"}
 //	POST   /jobs/{jobId}/trigger                  200 {jobRunId, message:"Triggered"}
 //	GET    /jobs/{jobId}/runs?pageSize&pageNumber&sortBy   {jobRuns, totalCount}
-//	GET    /jobs/{jobId}/runs/{jobRunId}          {jobRun}
+//	GET    /jobs/{jobId}/runs/{jobRunId}          {jobRun, results?} (results once finished: signed_url to a JSONL file)
 //	POST   /jobs/{jobId}/runs/{jobRunId}/terminate 200 {message:"Job run terminated"}
 //
 // Every request passes, in order: call counting (key "METHOD route
@@ -76,6 +76,7 @@
 //	GET    /_sim/healthz
 //	GET    /_sim/deliveries?jobId=&jobRunId=&outcome=   {"deliveries":[Delivery...]} with body (exact JSON sent) and bodySha256
 //	GET    /_sim/runs?jobRunId=                          {"runs":[APIRun...]}
+//	GET    /_sim/results/{jobRunId}.jsonl                results file behind Get Job Run's signed_url (one apiInfo per line; no token needed)
 //	GET    /_sim/calls                                   {"calls":{"METHOD template":n}, "total":n, "writes":n}
 //	DELETE /_sim/calls                                   reset the counters
 //	GET    /_sim/faults                                  current rules

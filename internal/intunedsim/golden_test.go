@@ -182,8 +182,19 @@ func TestGoldenAndDocumentedShapes(t *testing.T) {
 	ts.WaitIdleT(t)
 
 	r = call(t, ts, "GET", "/jobs/my-awesome-job/runs/"+trig.JobRunID, nil)
-	checkGolden(t, "job-run.json", stable(r.body))
+	checkGolden(t, "job-run.json", bytes.ReplaceAll(stable(r.body), []byte(ts.URL), []byte("http://sim.test")))
 	checkDocumentedShape(t, "job-run.json", r.body, nil, nil)
+	var withResults struct {
+		Results struct {
+			SignedURL string `json:"signed_url"`
+			Size      int    `json:"size"`
+		} `json:"results"`
+	}
+	r.decode(t, &withResults)
+	file := call(t, ts, "GET", strings.TrimPrefix(withResults.Results.SignedURL, ts.URL), nil)
+	if file.status != 200 || len(file.body) != withResults.Results.Size || bytes.Count(file.body, []byte("\n")) != 3 {
+		t.Fatalf("results file %d (%d bytes, want %d): %s", file.status, len(file.body), withResults.Results.Size, file.body)
+	}
 	r = call(t, ts, "GET", "/jobs/my-awesome-job/runs?pageSize=10&pageNumber=0&sortBy=start_time,desc", nil)
 	checkGolden(t, "job-runs.json", stable(r.body))
 	checkDocumentedShape(t, "job-runs.json", r.body, nil, nil)

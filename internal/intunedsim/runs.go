@@ -286,7 +286,32 @@ func (s *Server) getRun(c *reqCtx) (int, any, *apiError) {
 	if apiErr != nil {
 		return 0, nil, apiErr
 	}
-	return http.StatusOK, jobRunEnvelope{JobRun: jr.wire()}, nil
+	env := jobRunEnvelope{JobRun: jr.wire()}
+	if !jr.active() {
+		scheme := "http"
+		if c.r.TLS != nil {
+			scheme = "https"
+		}
+		env.Results = &jobRunResults{
+			SignedURL:           scheme + "://" + c.r.Host + "/_sim/results/" + jr.id + ".jsonl",
+			Format:              "jsonl",
+			SignedURLExpiration: isoTime(s.clock.Now().Add(time.Hour)),
+			Size:                len(jr.resultsJSONL()),
+			Key:                 c.ws + "/" + c.project + "/" + jr.job.spec.ID + "/" + jr.id + ".jsonl",
+		}
+	}
+	return http.StatusOK, env, nil
+}
+
+// resultsJSONL is a finished JobRun's results file: one line per Run, each
+// the apiInfo object of that Run's sink body.
+func (jr *jobRun) resultsJSONL() []byte {
+	var buf []byte
+	for _, run := range jr.apiRuns {
+		line, _ := json.Marshal(apiInfoOf(run))
+		buf = append(append(buf, line...), '\n')
+	}
+	return buf
 }
 
 // terminateRun stops a JobRun: queued payloads are dropped and executing

@@ -196,7 +196,17 @@ type jobRunsPage struct {
 }
 
 type jobRunEnvelope struct {
-	JobRun jobRunWire `json:"jobRun"`
+	JobRun  jobRunWire     `json:"jobRun"`
+	Results *jobRunResults `json:"results,omitempty"`
+}
+
+// jobRunResults points at the aggregate results file of a finished JobRun.
+type jobRunResults struct {
+	SignedURL           string `json:"signed_url"`
+	Format              string `json:"format"`
+	SignedURLExpiration string `json:"signed_url_expiration"`
+	Size                int    `json:"size"`
+	Key                 string `json:"key"`
 }
 
 // errorBody is Intuned's error shape for the Jobs/JobRuns endpoints.
