@@ -1,0 +1,119 @@
+# intuned-operator Makefile. `make help` lists the targets.
+#
+# Tools run with `go run <module>@<pinned version>` from the Go module cache;
+# nothing is downloaded by scripts.
+
+# Image of the manager (and receiver) built by docker-build and set by deploy/build-installer.
+IMG ?= ghcr.io/intuned-operator/intuned-operator:latest
+# Container tool for docker-build.
+CONTAINER_TOOL ?= docker
+
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+# kustomize v5.8.3 needs go >= 1.27; v5.8.2 is the newest that builds with go 1.26.
+KUSTOMIZE_VERSION ?= v5.8.2
+
+CONTROLLER_GEN ?= go run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+KUSTOMIZE ?= go run sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+KUBECTL ?= kubectl
+
+# Packages whose markers generate code and manifests.
+GEN_PATHS = ./api/...;./internal/controller/...
+
+# Shell with pipefail so failing steps in pipelines fail the target.
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs (config/crd/bases) and the manager ClusterRole (config/rbac/role.yaml) from markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="$(GEN_PATHS)" \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: ## Generate DeepCopy methods (api/v1alpha1/zz_generated.deepcopy.go).
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -l -w $$(git ls-files '*.go' | grep -v '^vendor/')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: envtest
+envtest: ## Build (once, cached in bin/k8s/) the kube-apiserver, etcd and kubectl envtest uses; prints the directory.
+	hack/setup-envtest.sh
+
+.PHONY: test
+test: ## Run every test against a real API server and PostgreSQL (sets both up first); fails on stale generated files.
+	@assets="$$(hack/setup-envtest.sh)"; \
+	hack/ensure-postgres.sh; \
+	echo "KUBEBUILDER_ASSETS=$$assets"; \
+	KUBEBUILDER_ASSETS="$$assets" go test ./... $(TEST_ARGS)
+
+.PHONY: verify-generated
+verify-generated: ## Fail if generated code or manifests are stale (also checked by go test ./test/crd).
+	go test ./test/crd -run 'TestGeneratedFilesUpToDate' -count=1
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/manager.
+	go build -o bin/manager ./cmd/manager
+
+.PHONY: run
+run: manifests generate ## Run the manager against the current kubeconfig (no leader election).
+	go run ./cmd/manager --leader-elect=false
+
+.PHONY: docker-build
+docker-build: ## Build the container image $(IMG).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: build-installer
+build-installer: manifests generate ## Write dist/install.yaml: CRDs, RBAC and the manager with image $(IMG).
+	mkdir -p dist
+	rm -rf dist/.kustomize && mkdir -p dist/.kustomize && cp -r config dist/.kustomize/
+	cd dist/.kustomize/config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build dist/.kustomize/config/default > dist/install.yaml
+	rm -rf dist/.kustomize
+	@echo "wrote dist/install.yaml"
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests ## Remove the CRDs (and every IntunedJob/WebhookReceiver) from the cluster.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: build-installer ## Deploy CRDs, RBAC and the manager (image $(IMG)) to the cluster.
+	$(KUBECTL) apply --server-side -f dist/install.yaml
+
+.PHONY: undeploy
+undeploy: build-installer ## Remove the operator from the cluster.
+	$(KUBECTL) delete --ignore-not-found -f dist/install.yaml
+
+##@ Benchmarks and demo
+
+.PHONY: bench-receiver
+bench-receiver: ## Benchmark the webhook receiver (ingest throughput, SQLite vs PostgreSQL).
+	hack/ensure-postgres.sh
+	go run ./hack/bench-receiver
+
+.PHONY: demo
+demo: ## End-to-end demo against the local Intuned simulator (coming with the e2e issue).
+	@echo "make demo is not available yet: it lands with the end-to-end issue." >&2; exit 1
