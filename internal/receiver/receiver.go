@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,8 +94,12 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	if cfg.TokenFile == "" {
 		return nil, errors.New("a token file is required (the token Intuned sends)")
 	}
-	if len(cfg.IngestPath) < 2 || cfg.IngestPath[0] != '/' {
+	if len(cfg.IngestPath) < 2 || cfg.IngestPath[0] != '/' || strings.ContainsAny(cfg.IngestPath, "{} ") {
 		return nil, fmt.Errorf("ingest path %q must start with / and not be the root", cfg.IngestPath)
+	}
+	switch cfg.IngestPath {
+	case "/healthz", "/readyz", "/metrics", "/v1/deliveries":
+		return nil, fmt.Errorf("ingest path %q is taken by another endpoint", cfg.IngestPath)
 	}
 	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics()}
 	var err error

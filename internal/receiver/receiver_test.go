@@ -431,3 +431,23 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Errorf("readyz while draining: %d", r.status)
 	}
 }
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	writeFile(t, token, "x")
+	cases := map[string]Config{
+		"no token file":      {},
+		"missing token file": {TokenFile: filepath.Join(dir, "nope")},
+		"empty token file":   {TokenFile: func() string { p := filepath.Join(dir, "empty"); writeFile(t, p, " \n"); return p }()},
+		"relative path":      {TokenFile: token, IngestPath: "webhooks"},
+		"root path":          {TokenFile: token, IngestPath: "/"},
+		"taken path":         {TokenFile: token, IngestPath: "/metrics"},
+		"missing read token": {TokenFile: token, ReadTokenFile: filepath.Join(dir, "nope")},
+	}
+	for name, cfg := range cases {
+		if _, err := New(cfg, nil); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
