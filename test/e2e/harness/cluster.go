@@ -1,0 +1,277 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+)
+
+// ErrNoAssets means the envtest binaries (kube-apiserver, etcd, kubectl)
+// are not built; see hack/setup-envtest.sh.
+var ErrNoAssets = errors.New("envtest binaries not found: run `make envtest` (hack/setup-envtest.sh) or set KUBEBUILDER_ASSETS")
+
+// AssetsDir returns the directory with kube-apiserver, etcd and kubectl:
+// KUBEBUILDER_ASSETS, else the newest bin/k8s/<version>.
+func AssetsDir() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, nil
+	}
+	dirs, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "k8s", "*"))
+	sort.Strings(dirs)
+	for i := len(dirs) - 1; i >= 0; i-- {
+		ok := true
+		for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+			if _, err := os.Stat(filepath.Join(dirs[i], b)); err != nil {
+				ok = false
+			}
+		}
+		if ok {
+			return dirs[i], nil
+		}
+	}
+	return "", ErrNoAssets
+}
+
+// Scheme has the built-in kinds and this project's API.
+func Scheme() *k8sruntime.Scheme {
+	s := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := intunedv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// installManifests is config/default rendered by kustomize, split into
+// what the harness installs and what it runs itself.
+type installManifests struct {
+	crds    []*apiextensionsv1.CustomResourceDefinition
+	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC
+	manager *appsv1.Deployment           // run as a process instead
+}
+
+// renderInstall renders config/default with the kustomize built into
+// kubectl: the same manifests `make build-installer` ships.
+func renderInstall(ctx context.Context, kubectl string) (*installManifests, error) {
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(RepoRoot(), "config", "default"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize config/default: %v: %s", err, stderr.String())
+	}
+	return parseInstall(out)
+}
+
+func parseInstall(yamlDocs []byte) (*installManifests, error) {
+	m := &installManifests{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(yamlDocs), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("parse rendered manifests: %w", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		switch u.GetKind() {
+		case "CustomResourceDefinition":
+			var crd apiextensionsv1.CustomResourceDefinition
+			if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &crd); err != nil {
+				return nil, fmt.Errorf("CRD %s: %w", u.GetName(), err)
+			}
+			m.crds = append(m.crds, &crd)
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			m.objects = append(m.objects, u.DeepCopy())
+		case "Deployment":
+			var d appsv1.Deployment
+			if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+				return nil, fmt.Errorf("Deployment %s: %w", u.GetName(), err)
+			}
+			m.manager = &d
+		default:
+			// Services, ServiceMonitors, ...: nothing runs behind them here.
+		}
+	}
+	if len(m.crds) == 0 {
+		return nil, errors.New("config/default renders no CustomResourceDefinitions")
+	}
+	if m.manager == nil {
+		return nil, errors.New("config/default renders no manager Deployment")
+	}
+	// Namespaces first, then the rest in file order.
+	sort.SliceStable(m.objects, func(i, j int) bool {
+		return m.objects[i].GetKind() == "Namespace" && m.objects[j].GetKind() != "Namespace"
+	})
+	return m, nil
+}
+
+// controlPlane is kube-apiserver + etcd with the project installed.
+type controlPlane struct {
+	env        *envtest.Environment
+	client     client.Client // admin
+	kubeconfig string        // admin kubeconfig file
+	kubectl    string
+
+	managerKubeconfig string // the manager's ServiceAccount-like identity
+	manager           *appsv1.Deployment
+	managerNamespace  string
+}
+
+func startControlPlane(ctx context.Context, dir string) (*controlPlane, error) {
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	cp := &controlPlane{kubectl: filepath.Join(assets, "kubectl")}
+	inst, err := renderInstall(ctx, cp.kubectl)
+	if err != nil {
+		return nil, err
+	}
+	cp.env = &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDs:                  inst.crds,
+		Scheme:                Scheme(),
+	}
+	if _, err := cp.env.Start(); err != nil {
+		return nil, fmt.Errorf("start kube-apiserver and etcd: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = cp.env.Stop()
+		}
+	}()
+
+	// An admin for users and kubectl (system:masters), written as a
+	// self-contained kubeconfig file.
+	admin, err := cp.env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add admin user: %w", err)
+	}
+	cp.kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(admin, cp.kubeconfig); err != nil {
+		return nil, err
+	}
+	cp.client, err = client.New(admin.Config(), client.Options{Scheme: cp.env.Scheme})
+	if err != nil {
+		return nil, err
+	}
+
+	for _, o := range inst.objects {
+		if err := cp.client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("install %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+
+	// The manager authenticates as its ServiceAccount would: the RBAC from
+	// config/rbac is all it may do.
+	cp.manager = inst.manager
+	cp.managerNamespace = inst.manager.Namespace
+	sa := inst.manager.Spec.Template.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	user := envtest.User{
+		Name:   "system:serviceaccount:" + cp.managerNamespace + ":" + sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + cp.managerNamespace, "system:authenticated"},
+	}
+	mu, err := cp.env.AddUser(user, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add manager user: %w", err)
+	}
+	cp.managerKubeconfig = filepath.Join(dir, "manager.kubeconfig")
+	if err := writeKubeconfig(mu, cp.managerKubeconfig); err != nil {
+		return nil, err
+	}
+	ok = true
+	return cp, nil
+}
+
+func writeKubeconfig(u *envtest.AuthenticatedUser, path string) error {
+	b, err := u.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+func (cp *controlPlane) stop() error { return cp.env.Stop() }
+
+// managerCommand derives the manager's command line from the rendered
+// Deployment: its args, with bind addresses moved to loopback ports and the
+// leader election namespace made explicit (outside a cluster the manager
+// cannot discover its own namespace).
+func managerCommand(d *appsv1.Deployment, namespace string, probePort, metricsPort int) (args []string, env []string, err error) {
+	if len(d.Spec.Template.Spec.Containers) == 0 {
+		return nil, nil, errors.New("manager Deployment has no container")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if len(c.Command) > 1 {
+		args = append(args, c.Command[1:]...)
+	}
+	hasLENS := false
+	for _, a := range c.Args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "health-probe-bind-address":
+			a = "--health-probe-bind-address=" + loopback(probePort)
+		case "metrics-bind-address":
+			a = "--metrics-bind-address=" + loopback(metricsPort)
+		case "leader-election-namespace":
+			hasLENS = true
+		}
+		args = append(args, a)
+	}
+	if !hasLENS {
+		args = append(args, "--leader-election-namespace="+namespace)
+	}
+	if !containsFlag(args, "health-probe-bind-address") {
+		args = append(args, "--health-probe-bind-address="+loopback(probePort))
+	}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env = append(env, e.Name+"="+e.Value)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env = append(env, e.Name+"="+namespace)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			env = append(env, e.Name+"=manager-0")
+		}
+	}
+	return args, env, nil
+}
+
+func containsFlag(args []string, name string) bool {
+	for _, a := range args {
+		n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

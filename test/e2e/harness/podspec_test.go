@@ -1,0 +1,304 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// mapSource is an ObjectSource over fixed maps (the unit tests' API server).
+type mapSource struct {
+	secrets map[string]map[string][]byte
+	cms     map[string]map[string]string
+}
+
+func (m mapSource) SecretData(ns, name string) (map[string][]byte, error) {
+	d, ok := m.secrets[name]
+	if !ok {
+		return nil, fmt.Errorf("Secret %s/%s: %w", ns, name, ErrNotFound)
+	}
+	return d, nil
+}
+
+func (m mapSource) ConfigMapData(ns, name string) (map[string]string, error) {
+	d, ok := m.cms[name]
+	if !ok {
+		return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, name, ErrNotFound)
+	}
+	return d, nil
+}
+
+// receiverPodSpec is a hand-written receiver Pod, the shape the
+// WebhookReceiver controller is expected to produce.
+func receiverPodSpec() *corev1.PodSpec {
+	grace := int64(5)
+	return &corev1.PodSpec{
+		TerminationGracePeriodSeconds: &grace,
+		Containers: []corev1.Container{{
+			Name:    "receiver",
+			Command: []string{"/receiver"},
+			Args: []string{
+				"--listen-addr=:8080",
+				"--token-file=/etc/receiver/token/token",
+				"--previous-token-file=/etc/receiver/token/previous-token",
+				"--read-token-file=/etc/receiver/token/read-token",
+				"--sqlite-path=/data/receiver.db",
+				"--log-level=$(LOG_LEVEL)",
+			},
+			Env: []corev1.EnvVar{
+				{Name: "LOG_LEVEL", Value: "debug"},
+				{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+				{Name: "RECEIVER_SHUTDOWN_GRACE", Value: "2s"},
+			},
+			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/readyz", Port: intstr.FromString("http")}}},
+			LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/healthz", Port: intstr.FromInt32(8080)}}},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "token", MountPath: "/etc/receiver/token", ReadOnly: true},
+				{Name: "data", MountPath: "/data"},
+			},
+		}},
+		Volumes: []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "rcv-token"}}}},
+	}
+}
+
+func tokenSource() mapSource {
+	return mapSource{secrets: map[string]map[string][]byte{
+		"rcv-token": {"token": []byte("tok-1"), "read-token": []byte("read-1")},
+	}}
+}
+
+func TestPlanContainerRejectsBadSpecs(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*corev1.PodSpec)
+		want   string
+	}{
+		{"no command runs the image entrypoint", func(s *corev1.PodSpec) { s.Containers[0].Command = nil }, `runs "/manager"`},
+		{"unknown binary", func(s *corev1.PodSpec) { s.Containers[0].Command = []string{"/bin/receiver"} }, "not a binary of the image"},
+		{"listen port not declared", func(s *corev1.PodSpec) { s.Containers[0].Args[0] = "--listen-addr=:9090" }, "declares ports [8080]"},
+		{"probe on another port", func(s *corev1.PodSpec) {
+			s.Containers[0].ReadinessProbe.HTTPGet.Port = intstr.FromInt32(8081)
+		}, "readinessProbe targets port 8081"},
+		{"probe on unknown named port", func(s *corev1.PodSpec) {
+			s.Containers[0].LivenessProbe.HTTPGet.Port = intstr.FromString("metrics")
+		}, `port "metrics" is not a named port`},
+		{"no readiness probe", func(s *corev1.PodSpec) { s.Containers[0].ReadinessProbe = nil }, "no httpGet readinessProbe"},
+		{"token file outside volumes", func(s *corev1.PodSpec) { s.Containers[0].Args[1] = "--token-file=/etc/token" }, "--token-file \"/etc/token\" is not inside any volumeMount"},
+		{"sqlite on root filesystem", func(s *corev1.PodSpec) { s.Containers[0].Args[4] = "--sqlite-path=/var/receiver.db" }, "read-only and not persistent"},
+		{"sqlite default path", func(s *corev1.PodSpec) { s.Containers[0].Args = s.Containers[0].Args[:4] }, `"receiver.db" (/receiver.db)`},
+		{"sqlite on a secret volume", func(s *corev1.PodSpec) {
+			s.Containers[0].Args[4] = "--sqlite-path=/etc/receiver/token/db"
+		}, "read-only mount /etc/receiver/token"},
+		{"mount of a missing volume", func(s *corev1.PodSpec) {
+			s.Containers[0].VolumeMounts = append(s.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "nope", MountPath: "/x"})
+		}, `volumeMount "nope" names no volume`},
+		{"missing secret for env", func(s *corev1.PodSpec) {
+			s.Containers[0].Env = append(s.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "gone"}, Key: "k"}}})
+		}, "Secret ns/gone: not found"},
+		{"missing secret key for env", func(s *corev1.PodSpec) {
+			s.Containers[0].Env = append(s.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "rcv-token"}, Key: "dsn"}}})
+		}, `has no key "dsn"`},
+		{"two containers", func(s *corev1.PodSpec) { s.Containers = append(s.Containers, s.Containers[0]) }, "exactly one container"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := receiverPodSpec()
+			// a PVC-backed data volume, as a StatefulSet claim template
+			tt.mutate(spec)
+			dir := t.TempDir()
+			_, err := PlanContainer(spec, PodIdentity{Namespace: "ns", Name: "rcv-0", ClaimNames: map[string]string{"data": "data-rcv-0"}},
+				Layout{PodDir: filepath.Join(dir, "pod"), PVCDir: filepath.Join(dir, "pvc")},
+				Images{Binaries: map[string]string{"/receiver": "/bin/true"}, Entrypoint: "/manager"},
+				tokenSource(), 12345)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPlanContainerMapsPathsAndPort(t *testing.T) {
+	dir := t.TempDir()
+	spec := receiverPodSpec()
+	p, err := PlanContainer(spec, PodIdentity{Namespace: "ns", Name: "rcv-0", ClaimNames: map[string]string{"data": "data-rcv-0"}},
+		Layout{PodDir: filepath.Join(dir, "pod"), PVCDir: filepath.Join(dir, "pvc")},
+		Images{Binaries: map[string]string{"/receiver": "/x/receiver"}, Entrypoint: "/manager"}, tokenSource(), 12345)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"--listen-addr=127.0.0.1:12345",
+		"--token-file=" + filepath.Join(dir, "pod/volumes/secret/token/token"),
+		"--previous-token-file=" + filepath.Join(dir, "pod/volumes/secret/token/previous-token"),
+		"--read-token-file=" + filepath.Join(dir, "pod/volumes/secret/token/read-token"),
+		"--sqlite-path=" + filepath.Join(dir, "pvc/data-rcv-0/receiver.db"),
+		"--log-level=debug",
+	}
+	if strings.Join(p.Args, " ") != strings.Join(want, " ") {
+		t.Errorf("args\n got %q\nwant %q", p.Args, want)
+	}
+	if p.Path != "/x/receiver" || p.ContainerPort != 8080 || p.ReadyPath != "/readyz" || p.GraceSeconds != 5 {
+		t.Errorf("plan = %+v", p)
+	}
+	env := strings.Join(p.Env, "\n")
+	for _, w := range []string{"POD_NAME=rcv-0", "LOG_LEVEL=debug", "HOSTNAME=rcv-0"} {
+		if !strings.Contains(env, w) {
+			t.Errorf("env lacks %s: %s", w, env)
+		}
+	}
+}
+
+func TestPlanContainerListenAddrFromEnvOrDefault(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*corev1.Container)
+		wantArg string
+		wantEnv string
+	}{
+		{"flag with separate value", func(c *corev1.Container) {
+			c.Args[0] = "--listen-addr"
+			c.Args = append(c.Args[:1], append([]string{":8080"}, c.Args[1:]...)...)
+		}, "127.0.0.1:12345", ""},
+		{"environment", func(c *corev1.Container) {
+			c.Args = c.Args[1:]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "RECEIVER_LISTEN_ADDR", Value: "0.0.0.0:8080"})
+		}, "", "RECEIVER_LISTEN_ADDR=127.0.0.1:12345"},
+		{"default", func(c *corev1.Container) { c.Args = c.Args[1:] }, "--listen-addr=127.0.0.1:12345", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := receiverPodSpec()
+			tt.mutate(&spec.Containers[0])
+			dir := t.TempDir()
+			p, err := PlanContainer(spec, PodIdentity{Namespace: "ns", Name: "rcv-0", ClaimNames: map[string]string{"data": "d"}},
+				Layout{PodDir: dir, PVCDir: dir}, Images{Binaries: map[string]string{"/receiver": "/x"}}, tokenSource(), 12345)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantArg != "" && !strings.Contains(strings.Join(p.Args, " "), tt.wantArg) {
+				t.Errorf("args %q lack %q", p.Args, tt.wantArg)
+			}
+			if tt.wantEnv != "" && !strings.Contains(strings.Join(p.Env, " "), tt.wantEnv) {
+				t.Errorf("env %q lacks %q", p.Env, tt.wantEnv)
+			}
+		})
+	}
+}
+
+func TestExpandVars(t *testing.T) {
+	vars := map[string]string{"A": "1", "B": "two"}
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	tests := []struct{ in, want string }{
+		{"plain", "plain"},
+		{"$(A)", "1"},
+		{"x-$(A)-$(B)", "x-1-two"},
+		{"$(MISSING)", "$(MISSING)"},
+		{"$$(A)", "$(A)"},
+		{"$(A", "$(A"},
+		{"cost $5", "cost $5"},
+	}
+	for _, tt := range tests {
+		if got := expandVars(tt.in, lookup); got != tt.want {
+			t.Errorf("expandVars(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestProjectedVolumeFollowsSecret(t *testing.T) {
+	dir := t.TempDir()
+	src := tokenSource()
+	v := projectedVolume{hostDir: dir, secret: "rcv-token", mode: 0o644}
+	if _, err := v.materialise("ns", src); err != nil {
+		t.Fatal(err)
+	}
+	src.secrets["rcv-token"] = map[string][]byte{"token": []byte("tok-2"), "previous-token": []byte("tok-1")}
+	changed, err := v.materialise("ns", src)
+	if err != nil || !changed {
+		t.Fatalf("changed=%v err=%v", changed, err)
+	}
+	for f, want := range map[string]string{"token": "tok-2", "previous-token": "tok-1"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, f)); string(b) != want {
+			t.Errorf("%s = %q, want %q", f, b, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "read-token")); !os.IsNotExist(err) {
+		t.Errorf("read-token should be gone: %v", err)
+	}
+	if changed, _ := v.materialise("ns", src); changed {
+		t.Error("no change expected on a second refresh")
+	}
+}
+
+// TestPlanRunsTheRealReceiver runs cmd/receiver from a hand-written Pod
+// spec: it must come up ready, accept a delivery with the token from the
+// Secret file, and keep its SQLite data across a SIGKILL.
+func TestPlanRunsTheRealReceiver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	bins, err := BuildBinaries(ctx, filepath.Join(dir, "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := FreePort()
+	lay := Layout{PodDir: filepath.Join(dir, "pod"), PVCDir: filepath.Join(dir, "pvc")}
+	start := func() (*Process, *Plan) {
+		p, err := PlanContainer(receiverPodSpec(), PodIdentity{Namespace: "ns", Name: "rcv-0", ClaimNames: map[string]string{"data": "data-rcv-0"}},
+			lay, Images{Binaries: map[string]string{"/receiver": bins.Receiver}}, tokenSource(), port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range p.Files {
+			if _, err := f.materialise("ns", tokenSource()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		proc, err := StartProcess(ProcSpec{Name: "receiver", Path: p.Path, Args: p.Args, Env: p.Env, Dir: p.Dir, LogFile: filepath.Join(dir, "rcv.log")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { proc.Kill() })
+		if err := waitHTTPOK(ctx, "http://"+loopback(port)+p.ReadyPath, proc.Done()); err != nil {
+			t.Fatalf("%v\n%s", err, proc.LogTail(2000))
+		}
+		return proc, p
+	}
+	proc, _ := start()
+	body := `{"workspaceId":"w","project":{"id":"p","name":"ecommerce-scraper-quickstart"},"projectJob":{"id":"job-1234"},"projectJobRun":{"id":"jr1"},"apiInfo":{"name":"list","parameters":{},"runId":"run-1","result":{"status":"completed","result":[],"statusCode":200}}}`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+loopback(port)+"/webhooks/intuned", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer tok-1")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST = %s", resp.Status)
+	}
+	proc.Kill()
+	start()
+	raw, err := ReceiverClient{BaseURL: "http://" + loopback(port), ReadToken: "read-1"}.Raw(ctx, "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(raw) != body {
+		t.Fatalf("stored body after restart = %q", raw)
+	}
+}

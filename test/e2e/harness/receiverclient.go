@@ -1,0 +1,102 @@
+package harness
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// StoredDelivery is one line of the receiver's read API (GET /v1/deliveries).
+type StoredDelivery struct {
+	RunID      string          `json:"runId"`
+	JobID      string          `json:"jobId"`
+	JobRunID   string          `json:"jobRunId"`
+	Project    string          `json:"project"`
+	API        string          `json:"api"`
+	Status     string          `json:"status"`
+	ReceivedAt time.Time       `json:"receivedAt"`
+	Cursor     string          `json:"cursor"`
+	Body       json.RawMessage `json:"body"`
+}
+
+// ReceiverClient reads a receiver's store through its read API.
+type ReceiverClient struct {
+	BaseURL   string // e.g. http://127.0.0.1:1234 (a replica, or the externalURL's host)
+	ReadToken string
+}
+
+func (rc ReceiverClient) get(ctx context.Context, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+rc.ReadToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+// List returns every stored delivery of jobID ("" = all), following the
+// cursor to the end.
+func (rc ReceiverClient) List(ctx context.Context, jobID string) ([]StoredDelivery, error) {
+	var all []StoredDelivery
+	cursor := ""
+	for {
+		q := url.Values{"limit": {"1000"}}
+		if jobID != "" {
+			q.Set("job", jobID)
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		resp, err := rc.get(ctx, rc.BaseURL+"/v1/deliveries?"+q.Encode())
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 64<<20)
+		for sc.Scan() {
+			var d StoredDelivery
+			if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+				resp.Body.Close()
+				return nil, fmt.Errorf("decode NDJSON line: %w", err)
+			}
+			all = append(all, d)
+			n++
+		}
+		err = sc.Err()
+		next := resp.Header.Get("X-Next-Cursor")
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 || next == "" || next == cursor {
+			return all, nil
+		}
+		cursor = next
+	}
+}
+
+// Raw returns one delivery's body exactly as stored.
+func (rc ReceiverClient) Raw(ctx context.Context, runID string) ([]byte, error) {
+	resp, err := rc.get(ctx, rc.BaseURL+"/v1/deliveries/"+url.PathEscape(runID))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}

@@ -1,0 +1,150 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Default identity of intuned-sim (cmd/intuned-sim flags --workspace-id and
+// --api-key).
+const (
+	SimWorkspaceID = "e95cb8d1-f212-4c04-ace1-c0f77e8708c7"
+	SimAPIKey      = "sim-api-key"
+)
+
+// Sim is the intuned-sim process.
+type Sim struct {
+	URL         string // root, e.g. http://127.0.0.1:1234 (admin API under /_sim/)
+	BaseURL     string // Intuned API base URL for credentials (…/api/v1/workspace)
+	WorkspaceID string
+	APIKey      string
+	TimeScale   float64
+	Proc        *Process
+}
+
+// SimDelivery is one entry of the simulator's delivery log
+// (GET /_sim/deliveries).
+type SimDelivery struct {
+	RunID       string          `json:"runId"`
+	JobID       string          `json:"jobId"`
+	JobRunID    string          `json:"jobRunId"`
+	APIName     string          `json:"apiName"`
+	RunStatus   string          `json:"runStatus"`
+	SinkType    string          `json:"sinkType"`
+	URL         string          `json:"url"`
+	HeaderNames []string        `json:"headerNames"`
+	Attempts    []SimAttempt    `json:"attempts"`
+	Outcome     string          `json:"outcome"` // pending | delivered | exhausted | skipped
+	SkipReason  string          `json:"skipReason"`
+	Body        json.RawMessage `json:"body"`
+	BodySHA256  string          `json:"bodySha256"` // of the exact bytes sent
+}
+
+// SimAttempt is one delivery attempt.
+type SimAttempt struct {
+	Time       time.Time `json:"time"`
+	StatusCode int       `json:"statusCode"`
+	Error      string    `json:"error"`
+}
+
+func startSim(ctx context.Context, procs *group, bin, logDir string, timeScale float64, extra []string) (*Sim, error) {
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--addr", loopback(port), "--time-scale", strconv.FormatFloat(timeScale, 'f', -1, 64)}, extra...)
+	p, err := procs.start(ProcSpec{Name: "intuned-sim", Path: bin, Args: args, LogFile: logDir + "/intuned-sim.log"})
+	if err != nil {
+		return nil, err
+	}
+	s := &Sim{URL: "http://" + loopback(port), WorkspaceID: SimWorkspaceID, APIKey: SimAPIKey, TimeScale: timeScale, Proc: p}
+	s.BaseURL = s.URL + "/api/v1/workspace"
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitHTTPOK(wctx, s.URL+"/_sim/healthz", p.Done()); err != nil {
+		_ = p.Stop(5 * time.Second)
+		return nil, fmt.Errorf("intuned-sim: %w\n%s", err, p.LogTail(2000))
+	}
+	return s, nil
+}
+
+// Deliveries returns the delivery log for jobID ("" = all jobs).
+func (s *Sim) Deliveries(ctx context.Context, jobID string) ([]SimDelivery, error) {
+	u := s.URL + "/_sim/deliveries"
+	if jobID != "" {
+		u += "?jobId=" + url.QueryEscape(jobID)
+	}
+	var out struct {
+		Deliveries []SimDelivery `json:"deliveries"`
+	}
+	if err := getJSON(ctx, u, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Deliveries, nil
+}
+
+// Calls returns the simulator's API call counter by "METHOD route".
+func (s *Sim) Calls(ctx context.Context) (map[string]int, error) {
+	var out struct {
+		Calls map[string]int `json:"calls"`
+	}
+	err := getJSON(ctx, s.URL+"/_sim/calls", nil, &out)
+	return out.Calls, err
+}
+
+// SimJobRun is one JobRun as Intuned's API lists it (only what tests use).
+type SimJobRun struct {
+	ID     string `json:"id"`
+	Type   string `json:"type"`
+	Status string `json:"status"`
+}
+
+// JobRuns lists the JobRuns of a job through Intuned's own API (it counts
+// against that path's rate limit; use sparingly).
+func (s *Sim) JobRuns(ctx context.Context, project, jobID string) ([]SimJobRun, error) {
+	u := fmt.Sprintf("%s/%s/projects/%s/jobs/%s/runs", s.BaseURL, s.WorkspaceID, url.PathEscape(project), url.PathEscape(jobID))
+	var raw json.RawMessage
+	if err := getJSON(ctx, u, http.Header{"x-api-key": {s.APIKey}}, &raw); err != nil {
+		return nil, err
+	}
+	// The list is either a bare array or wrapped in an object.
+	var runs []SimJobRun
+	if err := json.Unmarshal(raw, &runs); err == nil {
+		return runs, nil
+	}
+	var wrapped map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &wrapped); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"jobRuns", "runs", "items", "data"} {
+		if v, ok := wrapped[k]; ok {
+			err := json.Unmarshal(v, &runs)
+			return runs, err
+		}
+	}
+	return nil, fmt.Errorf("unexpected job runs shape: %.200s", raw)
+}
+
+func getJSON(ctx context.Context, u string, h http.Header, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	for k, vs := range h {
+		req.Header[http.CanonicalHeaderKey(k)] = vs
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
