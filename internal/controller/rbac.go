@@ -14,12 +14,17 @@ package controller
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// WebhookReceiver controller: its own objects and every child it owns.
-// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/status,verbs=get;update;patch
+// WebhookReceiver controller: its own objects (status only), the children it
+// applies with server-side apply (create+patch; delete for the optional ones
+// and the workload kind a storage switch replaces), the Secrets it reads
+// (tokenSecretRef, DSN) and the IntunedJobs whose token fingerprints end a
+// rotation. Never update: every write is an apply or a status patch.
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/status,verbs=get;patch
 // +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets;services;serviceaccounts,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete

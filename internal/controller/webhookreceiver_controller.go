@@ -2,48 +2,347 @@ package controller
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/resources"
 )
 
-// WebhookReceiverReconciler deploys receiver workloads for WebhookReceiver objects.
-// Placeholder: it only records observedGeneration until the real controller lands.
+// FieldOwner is the server-side apply field manager of every child.
+const FieldOwner = resources.ManagedBy
+
+// maxReceiverNameLength keeps every derived name valid: the StatefulSet's
+// Pods get a controller-revision-hash label "<name>-<10 chars>", which must
+// fit in a 63-character label value.
+const maxReceiverNameLength = 52
+
+// WebhookReceiverReconciler deploys receiver workloads for WebhookReceiver
+// objects: it applies every child with server-side apply, keeps the token
+// Secret (generation, rotation, dropping the previous token once every
+// IntunedJob caught up) and publishes status.url and Ready.
 type WebhookReceiverReconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
-	// ReceiverImage is the default receiver container image (spec.image overrides it).
+	// ReceiverImage is the default receiver container image (spec.image
+	// overrides it; empty means resources.DefaultReceiverImage).
 	ReceiverImage string
+	// Rand is the randomness of generated tokens (nil: crypto/rand).
+	Rand io.Reader
+	// APIReader reads the token Secret uncached, so a stale cache can never
+	// make two rotations out of one (nil: set from the manager).
+	APIReader client.Reader
 }
 
-// Reconcile reads the WebhookReceiver and records the observed generation.
+// reconcileError carries the Ready reason for a failure the user must see.
+type reconcileError struct {
+	reason, message string
+	// retry: the error is transient and the reconcile is retried with
+	// back-off; otherwise a watch (spec, Secret) brings the next attempt.
+	retry bool
+	err   error
+}
+
+func (e *reconcileError) Error() string { return e.message }
+func (e *reconcileError) Unwrap() error { return e.err }
+
+func userError(reason, format string, args ...any) *reconcileError {
+	return &reconcileError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// Reconcile applies the children of one WebhookReceiver and patches its
+// status once at the end.
 func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	var whr intunedv1alpha1.WebhookReceiver
 	if err := r.Get(ctx, req.NamespacedName, &whr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if whr.Status.ObservedGeneration == whr.Generation {
+	if !whr.DeletionTimestamp.IsZero() {
+		// Children carry owner references: the garbage collector removes them.
 		return ctrl.Result{}, nil
 	}
-	patch := client.MergeFrom(whr.DeepCopy())
-	whr.Status.ObservedGeneration = whr.Generation
-	if err := r.Status().Patch(ctx, &whr, patch); err != nil && !apierrors.IsNotFound(err) {
-		return ctrl.Result{}, err
+	orig := whr.DeepCopy()
+
+	err := r.reconcile(ctx, &whr)
+
+	var rerr *reconcileError
+	switch {
+	case err == nil:
+		// reconcile set Ready itself.
+	case errors.As(err, &rerr):
+		setReady(&whr, metav1.ConditionFalse, rerr.reason, rerr.message)
+		if !rerr.retry {
+			err = nil
+		}
+	default:
+		// Unexpected API errors: generic message (it may quote an object,
+		// never a token), retried with back-off.
+		setReady(&whr, metav1.ConditionFalse, intunedv1alpha1.ReasonReconcileError, err.Error())
 	}
-	log.V(1).Info("observed WebhookReceiver")
-	return ctrl.Result{}, nil
+	whr.Status.ObservedGeneration = whr.Generation
+	if !equality.Semantic.DeepEqual(orig.Status, whr.Status) {
+		if perr := r.Status().Patch(ctx, &whr, client.MergeFrom(orig)); perr != nil {
+			if apierrors.IsNotFound(perr) {
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, errors.Join(err, fmt.Errorf("update status: %w", perr))
+		}
+	}
+	if err != nil {
+		log.Error(err, "reconcile WebhookReceiver")
+	}
+	return ctrl.Result{}, err
 }
 
-// SetupWithManager registers the reconciler with the manager.
+// reconcile does the work; it fills whr.Status (except observedGeneration)
+// and returns a *reconcileError for a reason the user should see.
+func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) error {
+	if msgs := validation.IsDNS1035Label(whr.Name); len(msgs) > 0 || len(whr.Name) > maxReceiverNameLength {
+		return userError(intunedv1alpha1.ReasonInvalidSpec,
+			"metadata.name %q names the Service and workload: it must be at most %d characters of lower-case letters, digits and '-', starting with a letter",
+			whr.Name, maxReceiverNameLength)
+	}
+
+	// The token Secret first: the Pods mount it.
+	tokens, tokenErr := r.reconcileToken(ctx, whr)
+	if tokenErr != nil {
+		var rerr *reconcileError
+		if !errors.As(tokenErr, &rerr) {
+			return tokenErr
+		}
+		// A missing user Secret must not stop the rest: the Service,
+		// workload and Ingress still converge, and the Pods start as soon
+		// as the token Secret exists.
+	}
+	if tokens != nil {
+		whr.Status.TokenSecretName = resources.TokenSecretName(whr)
+		whr.Status.TokenFingerprint = resources.Fingerprint(tokens.Token)
+		whr.Status.PreviousTokenFingerprint = resources.Fingerprint(tokens.PreviousToken)
+	}
+
+	dsnErr := r.checkDSNSecret(ctx, whr)
+	if dsnErr != nil && !isUserError(dsnErr) {
+		return dsnErr
+	}
+
+	workload, err := r.applyChildren(ctx, whr)
+	if err != nil {
+		return err
+	}
+	ingress, err := r.currentIngress(ctx, whr)
+	if err != nil {
+		return err
+	}
+
+	whr.Status.URL = publicURL(whr, ingress)
+	if tokenErr != nil {
+		return tokenErr
+	}
+	if dsnErr != nil {
+		return dsnErr
+	}
+	available, why := workload.available()
+	whr.Status.ReadyReplicas = workload.readyReplicas
+	switch {
+	case !available:
+		setReady(whr, metav1.ConditionFalse, intunedv1alpha1.ReasonWorkloadNotReady, why)
+	case whr.Status.URL == "":
+		setReady(whr, metav1.ConditionFalse, intunedv1alpha1.ReasonURLUnknown,
+			"no public URL: set spec.ingress (host) or spec.externalURL")
+	default:
+		msg := fmt.Sprintf("%d receiver Pod(s) ready at %s", workload.readyReplicas, whr.Status.URL)
+		if len(tokens.jobsBehind) > 0 {
+			msg += fmt.Sprintf("; token rotation in progress: the previous token stays accepted until IntunedJob(s) %s carry the new one",
+				strings.Join(tokens.jobsBehind, ", "))
+		}
+		setReady(whr, metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable, msg)
+	}
+	return nil
+}
+
+func isUserError(err error) bool {
+	var rerr *reconcileError
+	return errors.As(err, &rerr)
+}
+
+// checkDSNSecret reports a missing PostgreSQL DSN Secret or key (the Pods
+// cannot start without it). The DSN itself is never read into memory here.
+func (r *WebhookReceiverReconciler) checkDSNSecret(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) error {
+	if !resources.UsesPostgres(whr) {
+		return nil
+	}
+	ref := whr.Spec.Storage.Postgres.DSNSecretRef
+	var s corev1.Secret
+	if err := r.Get(ctx, client.ObjectKey{Namespace: whr.Namespace, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return userError(intunedv1alpha1.ReasonSecretNotFound,
+				"PostgreSQL DSN Secret %s (spec.storage.postgres.dsnSecretRef) not found", ref.Name)
+		}
+		return err
+	}
+	if len(s.Data[ref.Key]) == 0 {
+		return userError(intunedv1alpha1.ReasonSecretNotFound,
+			"PostgreSQL DSN Secret %s has no key %q (spec.storage.postgres.dsnSecretRef)", ref.Name, ref.Key)
+	}
+	return nil
+}
+
+// publicURL is spec.externalURL, else the Ingress URL: https when TLS is
+// set, the host from the spec (or, should it be empty, the Ingress
+// load-balancer hostname/IP), plus the path. Empty when unknown.
+func publicURL(whr *intunedv1alpha1.WebhookReceiver, ing *networkingv1.Ingress) string {
+	if whr.Spec.ExternalURL != "" {
+		return whr.Spec.ExternalURL
+	}
+	in := whr.Spec.Ingress
+	if in == nil {
+		return ""
+	}
+	host := in.Host
+	if host == "" && ing != nil {
+		for _, lb := range ing.Status.LoadBalancer.Ingress {
+			if host = lb.Hostname; host == "" {
+				host = lb.IP
+			}
+			if host != "" {
+				break
+			}
+		}
+	}
+	if host == "" {
+		return ""
+	}
+	u := url.URL{Scheme: "http", Host: host, Path: resources.IngestPath(whr)}
+	if in.TLS != nil {
+		u.Scheme = "https"
+	}
+	return u.String()
+}
+
+func setReady(whr *intunedv1alpha1.WebhookReceiver, status metav1.ConditionStatus, reason, message string) {
+	meta.SetStatusCondition(&whr.Status.Conditions, metav1.Condition{
+		Type:               intunedv1alpha1.ConditionReady,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: whr.Generation,
+	})
+}
+
+func (r *WebhookReceiverReconciler) random() io.Reader {
+	if r.Rand != nil {
+		return r.Rand
+	}
+	return rand.Reader
+}
+
+// SetupWithManager registers the reconciler, the shared field indexes and
+// the watches: the WebhookReceiver (spec and annotation changes), every
+// child it owns, the Secrets it reads, and the IntunedJobs referencing it
+// (their status.sink.tokenFingerprint ends a token rotation).
 func (r *WebhookReceiverReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := SetupIndexes(context.Background(), mgr); err != nil {
+		return err
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&intunedv1alpha1.WebhookReceiver{}).
+		For(&intunedv1alpha1.WebhookReceiver{}, builder.WithPredicates(predicate.Or[client.Object](
+			// Our own status updates change neither.
+			predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{},
+		))).
+		Owns(&corev1.Secret{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&corev1.Service{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&networkingv1.Ingress{}).
+		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.receiversReadingSecret)).
+		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(receiverOfJob),
+			builder.WithPredicates(jobTokenChanged{})).
 		Named("webhookreceiver").
 		Complete(r)
+}
+
+// receiversReadingSecret maps a Secret to the WebhookReceivers that read
+// it (tokenSecretRef, DSN).
+func (r *WebhookReceiverReconciler) receiversReadingSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list intunedv1alpha1.WebhookReceiverList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()),
+		client.MatchingFields{IndexWebhookReceiverSecrets: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "list WebhookReceivers reading a Secret")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, w := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&w)})
+	}
+	return reqs
+}
+
+// receiverOfJob maps an IntunedJob to the WebhookReceiver it references.
+// (For updates controller-runtime maps both the old and the new object, so
+// a changed receiverRef wakes both receivers.)
+func receiverOfJob(_ context.Context, o client.Object) []reconcile.Request {
+	names := intunedJobReceiverRef(o)
+	reqs := make([]reconcile.Request, 0, len(names))
+	for _, n := range names {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: n}})
+	}
+	return reqs
+}
+
+// jobTokenChanged passes IntunedJob events that can end a rotation:
+// creation, deletion, a changed receiverRef or status.sink.tokenFingerprint.
+// Everything else an IntunedJob reports (run status, times) is ignored.
+type jobTokenChanged struct{ predicate.Funcs }
+
+func (jobTokenChanged) Create(event.CreateEvent) bool   { return true }
+func (jobTokenChanged) Delete(event.DeleteEvent) bool   { return true }
+func (jobTokenChanged) Generic(event.GenericEvent) bool { return false }
+func (jobTokenChanged) Update(e event.UpdateEvent) bool {
+	o, ok1 := e.ObjectOld.(*intunedv1alpha1.IntunedJob)
+	n, ok2 := e.ObjectNew.(*intunedv1alpha1.IntunedJob)
+	if !ok1 || !ok2 {
+		return false
+	}
+	return jobFingerprint(o) != jobFingerprint(n) ||
+		!equality.Semantic.DeepEqual(intunedJobReceiverRef(o), intunedJobReceiverRef(n))
+}
+
+func jobFingerprint(j *intunedv1alpha1.IntunedJob) string {
+	if j.Status.Sink == nil {
+		return ""
+	}
+	return j.Status.Sink.TokenFingerprint
 }
