@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -11,6 +12,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -76,7 +78,7 @@ func (r *WebhookReceiverReconciler) applyChildren(ctx context.Context, whr *intu
 			if c.want == nil {
 				continue // not ours, not wanted: leave it alone
 			}
-			return ws, userError(intunedv1alpha1.ReasonResourceConflict,
+			return ws, conflictError(
 				"%s %s already exists and is not owned by this WebhookReceiver; rename or delete it",
 				kindOf(c.want), key.Name)
 		}
@@ -92,6 +94,11 @@ func (r *WebhookReceiverReconciler) applyChildren(ctx context.Context, whr *intu
 		}
 		if s, ok := c.want.(*appsv1.StatefulSet); ok && found {
 			keepVolumeClaimTemplates(s, c.current.(*appsv1.StatefulSet))
+		}
+		if whr.Spec.Autoscaling != nil && found {
+			if err := r.handOffReplicas(ctx, c.current); err != nil {
+				return ws, err
+			}
 		}
 		if err := r.apply(ctx, c.want); err != nil {
 			return ws, err
@@ -196,4 +203,77 @@ func kindOf(o client.Object) string {
 func ptrUID(o client.Object) *types.UID {
 	uid := o.GetUID()
 	return &uid
+}
+
+// conflictError reports a child name taken by an object we do not own. It
+// is retried with back-off: nothing we watch tells us when it is gone.
+func conflictError(format string, args ...any) error {
+	e := userError(intunedv1alpha1.ReasonResourceConflict, format, args...)
+	e.retry = true
+	return e
+}
+
+// replicasHandoffOwner co-owns spec.replicas while an HPA takes over.
+const replicasHandoffOwner = FieldOwner + "-replicas-handoff"
+
+// handOffReplicas runs when autoscaling is on and we still own the
+// workload's spec.replicas (autoscaling was just enabled). Simply leaving
+// replicas out of our apply would delete the field — it would fall back to
+// 1 until the HPA scales again. Instead, a second field manager first
+// applies the current value, so the field has another owner when ours
+// drops out; the HPA's first scale then takes it over.
+func (r *WebhookReceiverReconciler) handOffReplicas(ctx context.Context, current client.Object) error {
+	var replicas *int32
+	switch w := current.(type) {
+	case *appsv1.Deployment:
+		replicas = w.Spec.Replicas
+	case *appsv1.StatefulSet:
+		replicas = w.Spec.Replicas
+	default:
+		return nil
+	}
+	if replicas == nil || !managesField(current, FieldOwner, "f:spec", "f:replicas") {
+		return nil
+	}
+	gvk, err := r.GroupVersionKindFor(current)
+	if err != nil {
+		return err
+	}
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	u.SetName(current.GetName())
+	u.SetNamespace(current.GetNamespace())
+	if err := unstructured.SetNestedField(u.Object, int64(*replicas), "spec", "replicas"); err != nil {
+		return err
+	}
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(replicasHandoffOwner)); err != nil {
+		return fmt.Errorf("hand spec.replicas of %s over to the HPA: %w", current.GetName(), err)
+	}
+	return nil
+}
+
+// managesField reports whether manager's apply entry in managedFields
+// covers the field at path (e.g. "f:spec", "f:replicas").
+func managesField(obj client.Object, manager string, path ...string) bool {
+	for _, mf := range obj.GetManagedFields() {
+		if mf.Manager != manager || mf.Operation != metav1.ManagedFieldsOperationApply || mf.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(mf.FieldsV1.Raw, &fields); err != nil {
+			continue
+		}
+		node := fields
+		for i, p := range path {
+			next, ok := node[p].(map[string]any)
+			if !ok {
+				break
+			}
+			if i == len(path)-1 {
+				return true
+			}
+			node = next
+		}
+	}
+	return false
 }

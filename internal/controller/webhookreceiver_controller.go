@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -92,6 +93,10 @@ func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 
 	var rerr *reconcileError
 	switch {
+	case apierrors.IsConflict(err):
+		// Someone wrote a child (or our token Secret) since we read it:
+		// decide again from fresh data, without flapping Ready.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	case err == nil:
 		// reconcile set Ready itself.
 	case errors.As(err, &rerr):
@@ -132,7 +137,8 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 	tokens, tokenErr := r.reconcileToken(ctx, whr)
 	if tokenErr != nil {
 		var rerr *reconcileError
-		if !errors.As(tokenErr, &rerr) {
+		if !errors.As(tokenErr, &rerr) || rerr.reason == intunedv1alpha1.ReasonResourceConflict {
+			// Never start Pods that would mount someone else's Secret.
 			return tokenErr
 		}
 		// A missing user Secret must not stop the rest: the Service,

@@ -242,25 +242,27 @@ func assertOwned(t *testing.T, obj client.Object, whr *intunedv1alpha1.WebhookRe
 // has none, so owner references are what we check), and nothing else.
 func TestWebhookReceiverCreatesChildren(t *testing.T) {
 	f := newWHRFixture(t)
-	whr := f.receiver("hooks", intunedv1alpha1.WebhookReceiverSpec{
+	f.receiver("hooks", intunedv1alpha1.WebhookReceiverSpec{
 		Ingress: &intunedv1alpha1.ReceiverIngress{
 			Host: "hooks.example.com", ClassName: ptr.To("nginx"),
 			TLS: &intunedv1alpha1.ReceiverIngressTLS{SecretName: "hooks-tls"},
 		},
 	})
 	w := f.waitReady("hooks", metav1.ConditionFalse, intunedv1alpha1.ReasonWorkloadNotReady)
-	whr.UID = w.UID
 
-	children := map[string]client.Object{
-		"hooks":       &corev1.ServiceAccount{},
-		"hooks-token": &corev1.Secret{},
-		"hooks ":      &corev1.Service{},
-		"hooks  ":     &appsv1.StatefulSet{},
-		"hooks   ":    &networkingv1.Ingress{},
+	children := []struct {
+		name string
+		obj  client.Object
+	}{
+		{"hooks", &corev1.ServiceAccount{}},
+		{"hooks-token", &corev1.Secret{}},
+		{"hooks", &corev1.Service{}},
+		{"hooks", &appsv1.StatefulSet{}},
+		{"hooks", &networkingv1.Ingress{}},
 	}
-	for name, obj := range children {
-		f.waitExists(strings.TrimSpace(name), obj)
-		assertOwned(t, obj, w)
+	for _, c := range children {
+		f.waitExists(c.name, c.obj)
+		assertOwned(t, c.obj, w)
 	}
 	for _, obj := range []client.Object{&appsv1.Deployment{}, &autoscalingv2.HorizontalPodAutoscaler{},
 		&policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}} {
@@ -400,10 +402,34 @@ func TestWebhookReceiverSharesFieldsWithOtherManagers(t *testing.T) {
 	whr := f.receiver("scaled", intunedv1alpha1.WebhookReceiverSpec{
 		Storage: &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
 			DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "dsn", Key: "dsn"}}},
-		Autoscaling: &intunedv1alpha1.ReceiverAutoscaling{MinReplicas: ptr.To[int32](2), MaxReplicas: 6},
+		Replicas: ptr.To[int32](3),
+	})
+	var d appsv1.Deployment
+	f.eventually(func() string {
+		if err := f.get("scaled", &d); err != nil || d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+			return fmt.Sprintf("Deployment replicas not 3 (err %v)", err)
+		}
+		return ""
+	})
+
+	// Enabling autoscaling hands spec.replicas over without resetting it.
+	f.update(whr, func() {
+		whr.Spec.Autoscaling = &intunedv1alpha1.ReceiverAutoscaling{MinReplicas: ptr.To[int32](2), MaxReplicas: 6}
 	})
 	var hpa autoscalingv2.HorizontalPodAutoscaler
 	f.waitExists("scaled", &hpa)
+	f.eventually(func() string {
+		if err := f.get("scaled", &d); err != nil {
+			return err.Error()
+		}
+		if managesField(&d, FieldOwner, "f:spec", "f:replicas") {
+			return "the operator still owns spec.replicas"
+		}
+		return ""
+	})
+	if *d.Spec.Replicas != 3 {
+		t.Errorf("replicas = %d after enabling autoscaling, want 3 kept until the HPA decides", *d.Spec.Replicas)
+	}
 	var pdb policyv1.PodDisruptionBudget
 	f.waitExists("scaled", &pdb) // minReplicas 2: a default PDB
 	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
@@ -412,10 +438,11 @@ func TestWebhookReceiverSharesFieldsWithOtherManagers(t *testing.T) {
 
 	// The HPA (another field manager, through the scale subresource as the
 	// real one does) scales to 5; another tool annotates the Deployment.
-	var d appsv1.Deployment
-	f.waitExists("scaled", &d)
 	err := k8sClient().SubResource("scale").Update(f.ctx, &d,
-		client.WithSubResourceBody(&autoscalingv1.Scale{Spec: autoscalingv1.ScaleSpec{Replicas: 5}}),
+		client.WithSubResourceBody(&autoscalingv1.Scale{
+			ObjectMeta: metav1.ObjectMeta{Name: d.Name, Namespace: d.Namespace},
+			Spec:       autoscalingv1.ScaleSpec{Replicas: 5},
+		}),
 		client.FieldOwner("horizontal-pod-autoscaler"))
 	if err != nil {
 		t.Fatalf("scale: %v", err)

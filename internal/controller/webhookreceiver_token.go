@@ -39,7 +39,7 @@ func (r *WebhookReceiverReconciler) reconcileToken(ctx context.Context, whr *int
 		exists = false
 	}
 	if exists && !metav1.IsControlledBy(&cur, whr) {
-		return nil, userError(intunedv1alpha1.ReasonResourceConflict,
+		return nil, conflictError(
 			"Secret %s already exists and is not owned by this WebhookReceiver; the operator keeps the receiver's token there, so rename or delete it",
 			key.Name)
 	}
