@@ -650,3 +650,15 @@ func (k *Kubelet) WaitReceiverReady(ctx context.Context, ns, receiver string, n 
 		}
 	}
 }
+
+// ReleaseReceiver ends the hold-down of a replica stopped by KillReceiver:
+// the kubelet restarts it on its next sync.
+func (k *Kubelet) ReleaseReceiver(ns, receiver string, ordinal int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, w := range k.workloads {
+		if w.namespace == ns && w.receiver == receiver && ordinal < len(w.replicas) {
+			w.replicas[ordinal].nextStart = time.Time{}
+		}
+	}
+}

@@ -49,15 +49,18 @@ func (rc ReceiverClient) get(ctx context.Context, u string) (*http.Response, err
 	return resp, nil
 }
 
-// List returns every stored delivery of jobID ("" = all), following the
-// cursor to the end.
-func (rc ReceiverClient) List(ctx context.Context, jobID string) ([]StoredDelivery, error) {
+// List returns every stored delivery of jobID and jobRunID ("" = all),
+// following the cursor to the end.
+func (rc ReceiverClient) List(ctx context.Context, jobID, jobRunID string) ([]StoredDelivery, error) {
 	var all []StoredDelivery
 	cursor := ""
 	for {
 		q := url.Values{"limit": {"1000"}}
 		if jobID != "" {
 			q.Set("job", jobID)
+		}
+		if jobRunID != "" {
+			q.Set("jobRun", jobRunID)
 		}
 		if cursor != "" {
 			q.Set("cursor", cursor)

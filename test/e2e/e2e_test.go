@@ -1,0 +1,444 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
+)
+
+// h is the cluster shared by every test: one API server, simulator and
+// manager (starting them is the slow part). Each test works in its own
+// namespace with its own receiver and job; tests run one after another
+// because some of them restart the shared manager.
+var h *harness.Harness
+
+// Simulator settings: one simulated minute per real second, and each API
+// Run lasting a simulated minute (one real second), so a quickstart JobRun
+// spans a couple of seconds — long enough to break things in the middle of
+// it — while an hour of Intuned's delivery retries takes a minute.
+var simArgs = []string{"--run-duration", "60s", "--products", "5", "--seed", "7"}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if _, err := harness.AssetsDir(); err != nil {
+		if os.Getenv("CI") != "true" {
+			fmt.Fprintln(os.Stderr, "SKIP test/e2e:", err)
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "FAIL test/e2e:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var err error
+	h, err = harness.Start(ctx, harness.Options{
+		TimeScale: 60,
+		SimArgs:   simArgs,
+		Logf: func(format string, args ...any) {
+			if os.Getenv("E2E_VERBOSE") != "" {
+				fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
+			}
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL test/e2e: start harness:", err)
+		return 1
+	}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "manager log (tail):\n%s\n", tail(h.ManagerLog(), 6000))
+	}
+	h.Close()
+	return code
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+var nsSeq atomic.Int32
+
+// pair is one WebhookReceiver and one IntunedJob built from config/samples
+// in a fresh namespace.
+type pair struct {
+	ns, receiver, job string
+	externalURL       string
+	rc                harness.ReceiverClient
+	project           string
+}
+
+// newPair applies the quickstart samples into a new namespace with unique
+// names (the simulator is one workspace shared by all tests), after letting
+// mutate change the job.
+func newPair(t *testing.T, ctx context.Context, name string, mutate func(*intunedv1alpha1.IntunedJob)) *pair {
+	t.Helper()
+	s, err := h.LoadSamples(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pair{ns: fmt.Sprintf("e2e-%d-%s", nsSeq.Add(1), name)}
+	if err := h.CreateNamespace(ctx, p.ns); err != nil {
+		t.Fatal(err)
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.externalURL = fmt.Sprintf("http://127.0.0.1:%d/webhooks/intuned", port)
+	s.ForLocalCluster(p.ns, h.Sim, p.externalURL)
+	p.receiver = s.Receiver.Name
+	s.Job.Name = "e2e-" + name // also the Intuned job id: unique in the shared workspace
+	s.Job.Spec.PollInterval = &metav1.Duration{Duration: 10 * time.Second}
+	if mutate != nil {
+		mutate(s.Job)
+	}
+	p.job = s.Job.EffectiveJobID()
+	p.project = s.Job.Spec.Project
+	if err := s.Apply(ctx, h.Client); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { checkHealthy(t) })
+	return p
+}
+
+// checkHealthy fails the test if the kubelet could not run a receiver Pod
+// as specified or the manager died.
+func checkHealthy(t *testing.T) {
+	t.Helper()
+	if f := h.Kubelet.Failures(); len(f) > 0 {
+		t.Errorf("receiver Pods did not run as specified:\n%s", strings.Join(f, "\n"))
+	}
+	if exited, log := h.ManagerExited(); exited {
+		t.Errorf("manager exited: %s", log)
+	}
+}
+
+// waitReady waits for the receiver to be Ready and the job Synced, then
+// sets up the read client.
+func (p *pair) waitReady(t *testing.T, ctx context.Context) {
+	t.Helper()
+	err := harness.Eventually(ctx, 200*time.Millisecond, "WebhookReceiver Ready", func(ctx context.Context) (bool, error) {
+		var whr intunedv1alpha1.WebhookReceiver
+		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: p.receiver}, &whr); err != nil {
+			return false, err
+		}
+		if whr.Status.URL != "" && whr.Status.URL != p.externalURL {
+			return false, fmt.Errorf("status.url = %q, want the externalURL %q", whr.Status.URL, p.externalURL)
+		}
+		return meta.IsStatusConditionTrue(whr.Status.Conditions, intunedv1alpha1.ConditionReady), fmt.Errorf("conditions %v", whr.Status.Conditions)
+	})
+	if err != nil {
+		t.Fatalf("%v; kubelet failures: %v", err, h.Kubelet.Failures())
+	}
+	p.waitSynced(t, ctx)
+	_, read, err := harness.ReceiverTokens(ctx, h.Client, p.ns, p.receiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read == "" {
+		t.Fatal("token Secret has no read-token")
+	}
+	p.rc = harness.ReceiverClient{BaseURL: strings.TrimSuffix(p.externalURL, "/webhooks/intuned"), ReadToken: read}
+}
+
+func (p *pair) waitSynced(t *testing.T, ctx context.Context) {
+	t.Helper()
+	err := harness.Eventually(ctx, 200*time.Millisecond, "IntunedJob Synced", func(ctx context.Context) (bool, error) {
+		ij := p.get(t, ctx)
+		if ij.Status.Sink != nil && ij.Status.Sink.URL != "" && ij.Status.Sink.URL != p.externalURL {
+			return false, fmt.Errorf("status.sink.url = %q, want %q", ij.Status.Sink.URL, p.externalURL)
+		}
+		return meta.IsStatusConditionTrue(ij.Status.Conditions, intunedv1alpha1.ConditionSynced), fmt.Errorf("conditions %v", ij.Status.Conditions)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (p *pair) get(t *testing.T, ctx context.Context) *intunedv1alpha1.IntunedJob {
+	t.Helper()
+	var ij intunedv1alpha1.IntunedJob
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: p.job}, &ij); err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+	return &ij
+}
+
+// trigger sets the trigger annotation and waits for the JobRun it starts
+// (seen in the simulator's delivery log or the job's status).
+func (p *pair) trigger(t *testing.T, ctx context.Context, value string) {
+	t.Helper()
+	if err := harness.Trigger(ctx, h.Client, p.ns, p.job, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitStored waits until at least n deliveries of the job are in the store.
+func (p *pair) waitStored(t *testing.T, ctx context.Context, n int) {
+	t.Helper()
+	err := harness.Eventually(ctx, 100*time.Millisecond, fmt.Sprintf("%d deliveries stored", n), func(ctx context.Context) (bool, error) {
+		got, err := p.rc.List(ctx, p.job, "")
+		return len(got) >= n, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAllDelivered waits until the simulator has sent want deliveries for
+// the job and every one is acknowledged, then checks each is stored exactly
+// once with identical bytes.
+func (p *pair) waitAllDelivered(t *testing.T, ctx context.Context, want int) harness.DeliveryReport {
+	t.Helper()
+	var rep harness.DeliveryReport
+	err := harness.Eventually(ctx, 200*time.Millisecond, "every delivery acknowledged", func(ctx context.Context) (bool, error) {
+		var err error
+		rep, err = harness.CompareDeliveries(ctx, h.Sim, p.rc, p.job, "")
+		if err != nil {
+			return false, err
+		}
+		return rep.Sent >= want && rep.Pending == 0, errors.New(rep.String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("deliveries: %s", rep)
+	}
+	if rep.Sent != want || rep.Stored != want {
+		t.Fatalf("deliveries: %s; want exactly %d", rep, want)
+	}
+	return rep
+}
+
+// waitJobRunInStatus waits until status.lastJobRun names a finished JobRun
+// and returns it.
+func (p *pair) waitJobRunInStatus(t *testing.T, ctx context.Context, wantTrigger string) *intunedv1alpha1.JobRunSummary {
+	t.Helper()
+	var last *intunedv1alpha1.JobRunSummary
+	err := harness.Eventually(ctx, 250*time.Millisecond, "status.lastJobRun finished", func(ctx context.Context) (bool, error) {
+		ij := p.get(t, ctx)
+		last = ij.Status.LastJobRun
+		if wantTrigger != "" && ij.Status.LastHandledTrigger != wantTrigger {
+			return false, fmt.Errorf("lastHandledTrigger %q", ij.Status.LastHandledTrigger)
+		}
+		if last == nil {
+			return false, errors.New("no lastJobRun")
+		}
+		return last.Status == "COMPLETED" || last.Status == "FAILURE" || last.Status == "TERMINATED", fmt.Errorf("lastJobRun %+v", *last)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// jobRunIDs are the JobRuns the simulator delivered for the job.
+func jobRunIDs(t *testing.T, ctx context.Context, job string) map[string]int {
+	t.Helper()
+	ds, err := h.Sim.Deliveries(ctx, job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, d := range ds {
+		out[d.JobRunID]++
+	}
+	return out
+}
+
+// quickstartDeliveries is what one quickstart JobRun sends: the list Run
+// plus one details Run per product (--products 5).
+const quickstartDeliveries = 1 + 5
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestQuickstart is `make demo` asserted: the samples, one trigger, every
+// delivery in the store exactly once and byte for byte, and the JobRun in
+// the IntunedJob's status.
+func TestQuickstart(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	p := newPair(t, ctx, "quickstart", nil)
+	p.waitReady(t, ctx)
+	p.trigger(t, ctx, "1")
+	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	runs := jobRunIDs(t, ctx, p.job)
+	if len(runs) != 1 {
+		t.Fatalf("JobRuns in the delivery log: %v, want one", runs)
+	}
+	last := p.waitJobRunInStatus(t, ctx, "1")
+	if _, ok := runs[last.ID]; !ok {
+		t.Errorf("status.lastJobRun.id = %q, not the JobRun that delivered (%v)", last.ID, runs)
+	}
+	if last.Status != "COMPLETED" {
+		t.Errorf("status.lastJobRun.status = %q, want COMPLETED", last.Status)
+	}
+	t.Logf("quickstart: %s; lastJobRun %s %s", rep, last.ID, last.Status)
+}
+
+// TestReceiverKilledDuringRun kills the receiver after the first delivery
+// of a run and keeps it down until the simulator has seen deliveries fail;
+// Intuned's retries (on the compressed clock) must then bring every one in.
+func TestReceiverKilledDuringRun(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	p := newPair(t, ctx, "receiver-kill", nil)
+	p.waitReady(t, ctx)
+	p.trigger(t, ctx, "1")
+	p.waitStored(t, ctx, 1)
+	if err := h.Kubelet.KillReceiver(p.ns, p.receiver, 0, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Down until at least two deliveries have failed an attempt.
+	err := harness.Eventually(ctx, 100*time.Millisecond, "failed delivery attempts while the receiver is down", func(ctx context.Context) (bool, error) {
+		ds, err := h.Sim.Deliveries(ctx, p.job)
+		failed := 0
+		for _, d := range ds {
+			for _, a := range d.Attempts {
+				if a.StatusCode < 200 || a.StatusCode > 299 {
+					failed++
+					break
+				}
+			}
+		}
+		return failed >= 2, err
+	})
+	h.Kubelet.ReleaseReceiver(p.ns, p.receiver, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	if rep.Attempts <= rep.Sent {
+		t.Errorf("no retries happened (%s): the fault missed the run", rep)
+	}
+	t.Logf("receiver killed mid-run: %s", rep)
+}
+
+// TestManagerRestartMidRun crashes the manager (SIGKILL) while a JobRun is
+// delivering; the new manager must not trigger the job again, and the run's
+// data must all arrive.
+func TestManagerRestartMidRun(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	p := newPair(t, ctx, "manager-restart", nil)
+	p.waitReady(t, ctx)
+	p.trigger(t, ctx, "once")
+	p.waitStored(t, ctx, 1)
+	h.StopManager(true)
+	if err := h.StartManager(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	// The new manager has reconciled the job once it reports the finished run.
+	last := p.waitJobRunInStatus(t, ctx, "once")
+	runs, err := h.Sim.JobRuns(ctx, p.project, p.job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 1 || runs[0].ID != last.ID {
+		t.Fatalf("JobRuns on Intuned after the restart: %+v, want exactly the one in status (%s)", runs, last.ID)
+	}
+}
+
+// TestTokenRotationDuringRun rotates the receiver's token while a JobRun is
+// delivering: deliveries sent with the old token (Intuned keeps the sink of
+// a started JobRun) and with the new one must all be stored.
+func TestTokenRotationDuringRun(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	p := newPair(t, ctx, "token-rotation", nil)
+	p.waitReady(t, ctx)
+	oldToken, _, err := harness.ReceiverTokens(ctx, h.Client, p.ns, p.receiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.trigger(t, ctx, "1")
+	p.waitStored(t, ctx, 1)
+	if err := harness.RotateToken(ctx, h.Client, p.ns, p.receiver, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	err = harness.Eventually(ctx, 100*time.Millisecond, "token rotated", func(ctx context.Context) (bool, error) {
+		tok, _, err := harness.ReceiverTokens(ctx, h.Client, p.ns, p.receiver)
+		return err == nil && tok != "" && tok != oldToken, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	// A second run after the rotation uses the new token end to end.
+	p.waitSynced(t, ctx)
+	p.trigger(t, ctx, "2")
+	rep = p.waitAllDelivered(t, ctx, 2*quickstartDeliveries)
+	t.Logf("token rotated mid-run: %s", rep)
+}
+
+// TestScheduledJob lets an interval schedule fire the job on its own (no
+// trigger): a SCHEDULED JobRun must deliver in full to the receiver.
+func TestScheduledJob(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	p := newPair(t, ctx, "scheduled", func(j *intunedv1alpha1.IntunedJob) {
+		// 5 simulated minutes: 5 real seconds at --time-scale 60.
+		j.Spec.Schedule = &intunedv1alpha1.JobSchedule{Intervals: []intunedv1alpha1.ScheduleInterval{{Every: "5m"}}}
+	})
+	p.waitReady(t, ctx)
+	// The first JobRun whose deliveries are all acknowledged.
+	var jobRun string
+	var rep harness.DeliveryReport
+	err := harness.Eventually(ctx, 250*time.Millisecond, "a scheduled JobRun delivered in full", func(ctx context.Context) (bool, error) {
+		for id, n := range jobRunIDs(t, ctx, p.job) {
+			if n < quickstartDeliveries {
+				continue
+			}
+			r, err := harness.CompareDeliveries(ctx, h.Sim, p.rc, p.job, id)
+			if err != nil {
+				return false, err
+			}
+			if r.Pending == 0 {
+				jobRun, rep = id, r
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Sent != quickstartDeliveries || rep.Stored != quickstartDeliveries {
+		t.Fatalf("scheduled JobRun %s: %s", jobRun, rep)
+	}
+	runs, err := h.Sim.JobRuns(ctx, p.project, p.job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range runs {
+		if r.Type != "SCHEDULED" {
+			t.Errorf("JobRun %s has type %q; only the schedule should have run the job", r.ID, r.Type)
+		}
+		found = found || r.ID == jobRun
+	}
+	if !found {
+		t.Errorf("JobRun %s not listed by Intuned's API: %+v", jobRun, runs)
+	}
+	t.Logf("scheduled JobRun %s: %s", jobRun, rep)
+}
