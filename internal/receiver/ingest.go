@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -63,7 +64,7 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.cfg.MaxBodyBytes))
+	body, err := readBody(w, req, r.cfg.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -125,6 +126,20 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.m.stored.Inc()
-	r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
+	if r.log.Enabled(ctx, slog.LevelDebug) { // skip building the arguments on the hot path
+		r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
+	}
 	writeJSON(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
+}
+
+// readBody reads the whole body, at most limit bytes, in one allocation when the length is known
+// (net/http guarantees a body with Content-Length has exactly that many bytes, or fails).
+func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, req.Body, limit)
+	if req.ContentLength <= 0 || req.ContentLength > limit {
+		return io.ReadAll(rd)
+	}
+	buf := make([]byte, req.ContentLength)
+	_, err := io.ReadFull(rd, buf)
+	return buf, err
 }
