@@ -170,8 +170,8 @@ type received struct {
 // sinkEndpoint is a webhook receiver that records every POST and answers 200.
 type sinkEndpoint struct {
 	*httptest.Server
-	mu   sync.Mutex
-	got  []received
+	mu  sync.Mutex
+	got []received
 }
 
 func newSinkEndpoint(t *testing.T) *sinkEndpoint {

@@ -182,11 +182,15 @@ func TestUpdateJob(t *testing.T) {
 		{"clear proxy", func(r *intuned.UpdateJobRequest) { r.Proxy = nil }, func(j *intuned.Job) bool { return j.Proxy == nil }},
 		{"clear authSession", func(r *intuned.UpdateJobRequest) { r.AuthSession = nil }, func(j *intuned.Job) bool { return j.AuthSession == nil }},
 		{"clear all four", func(r *intuned.UpdateJobRequest) { r.Schedule, r.Sink, r.Proxy, r.AuthSession = nil, nil, nil, nil },
-			func(j *intuned.Job) bool { return j.Schedule == nil && j.Sink == nil && j.Proxy == nil && j.AuthSession == nil }},
+			func(j *intuned.Job) bool {
+				return j.Schedule == nil && j.Sink == nil && j.Proxy == nil && j.AuthSession == nil
+			}},
 		{"change payload and configuration", func(r *intuned.UpdateJobRequest) {
 			r.Payload = []intuned.PayloadItem{{APIName: "details", Parameters: params(`{"name":"x"}`)}}
 			r.Configuration = intuned.Configuration{MaxConcurrentRequests: ptr(1)}
-		}, func(j *intuned.Job) bool { return len(j.Payload) == 1 && j.Payload[0].APIName == "details" && j.Sink != nil }},
+		}, func(j *intuned.Job) bool {
+			return len(j.Payload) == 1 && j.Payload[0].APIName == "details" && j.Sink != nil
+		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
