@@ -373,12 +373,15 @@ type MonthRange struct {
 type JobSink struct {
 	// Webhook POSTs one JSON body per Run to an HTTP endpoint: either a URL
 	// you run, or a WebhookReceiver in this namespace (receiverRef), whose URL
-	// and auth token the operator fills in.
+	// and auth token the operator fills in. Set exactly one of url or
+	// receiverRef. Intuned retries failed deliveries (non-2xx) with backoff
+	// for up to one hour.
 	// +optional
 	Webhook *WebhookSink `json:"webhook,omitempty"`
 
 	// S3 writes each Run's result as a JSON object into an S3-compatible
-	// bucket (AWS S3, Cloudflare R2, MinIO, ...).
+	// bucket (AWS S3, Cloudflare R2, MinIO, ...). Intuned retries failed
+	// writes for up to 10 minutes.
 	// +optional
 	S3 *S3Sink `json:"s3,omitempty"`
 }
