@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# setup-envtest.sh builds the control-plane binaries envtest needs (kube-apiserver,
+# etcd, kubectl) from Go modules and prints the KUBEBUILDER_ASSETS directory.
+#
+# Why build instead of download: the usual envtest download site is unreachable
+# here; only the Go module proxy is. So we compile the binaries from the exact
+# module versions Kubernetes publishes.
+#
+#   kube-apiserver, kubectl  k8s.io/kubernetes cmd/... in a scratch module. The
+#                            k8s.io/kubernetes go.mod points its "staging" modules
+#                            (k8s.io/api, k8s.io/client-go, ...) at ./staging/src,
+#                            which only works inside its own repo, so the scratch
+#                            module replaces each of them with its published
+#                            v0.<minor>.<patch> version.
+#   etcd                     a tiny main calling etcdmain.Main, at the etcd
+#                            version k8s.io/kubernetes's go.mod uses.
+#
+# Output: bin/k8s/<version>/{kube-apiserver,etcd,kubectl} (repo-relative).
+# Builds are skipped when all three binaries exist and report the right version.
+# Stdout carries ONLY the absolute assets directory; progress goes to stderr:
+#
+#   export KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)"
+#
+# Knobs (environment):
+#   ENVTEST_K8S_VERSION   Kubernetes version to build (default 1.37.2)
+#   ENVTEST_ETCD_VERSION  etcd version (default: read from k8s.io/kubernetes's go.mod)
+#   ENVTEST_FORCE=1       rebuild even when cached binaries look right
+set -euo pipefail
+
+K8S_VERSION="${ENVTEST_K8S_VERSION:-1.37.2}"
+K8S_VERSION="${K8S_VERSION#v}"
+K8S_MAJOR="${K8S_VERSION%%.*}"
+K8S_MINOR="${K8S_VERSION#*.}"
+K8S_MINOR="${K8S_MINOR%%.*}"
+K8S_PATCH="${K8S_VERSION##*.}"
+# Staging modules are published as v0.<minor>.<patch> for Kubernetes v1.<minor>.<patch>.
+STAGING_VERSION="v0.${K8S_MINOR}.${K8S_PATCH}"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ASSETS_DIR="${ROOT}/bin/k8s/${K8S_VERSION}"
+
+log() { echo "setup-envtest: $*" >&2; }
+
+# cached_ok succeeds when every binary exists and reports the wanted version.
+# The etcd version is only known after reading the kubernetes go.mod, so when
+# ENVTEST_ETCD_VERSION is unset we accept whatever etcd reports (it was built by
+# this script for this Kubernetes version, recorded in the .etcd-version file).
+cached_ok() {
+  local d="$1"
+  [[ -x "$d/kube-apiserver" && -x "$d/kubectl" && -x "$d/etcd" ]] || return 1
+  "$d/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v${K8S_VERSION}" || return 1
+  "$d/kubectl" version --client 2>/dev/null | grep -qx "Client Version: v${K8S_VERSION}" || return 1
+  local want_etcd="${ENVTEST_ETCD_VERSION:-}"
+  if [[ -z "$want_etcd" && -f "$d/.etcd-version" ]]; then
+    want_etcd="$(cat "$d/.etcd-version")"
+  fi
+  [[ -n "$want_etcd" ]] || return 1
+  "$d/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${want_etcd#v}" || return 1
+}
+
+if [[ "${ENVTEST_FORCE:-}" != "1" ]] && cached_ok "$ASSETS_DIR"; then
+  echo "$ASSETS_DIR"
+  exit 0
+fi
+
+command -v go >/dev/null || { log "go is not on PATH"; exit 1; }
+mkdir -p "$ROOT/bin/k8s"
+
+# Serialise concurrent runs (several test runs may start at once); the second
+# one waits and then finds the cache filled.
+exec 9>"$ROOT/bin/k8s/.lock"
+if command -v flock >/dev/null; then
+  flock 9
+fi
+if [[ "${ENVTEST_FORCE:-}" != "1" ]] && cached_ok "$ASSETS_DIR"; then
+  echo "$ASSETS_DIR"
+  exit 0
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/setup-envtest.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# Scratch modules must not inherit the caller's module/workspace settings.
+export GOWORK=off
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+unset GOOS GOARCH || true
+
+start=$(date +%s)
+
+log "fetching k8s.io/kubernetes@v${K8S_VERSION} (first time: large download)"
+KGOMOD="$(cd "$WORK" && go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" |
+  sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+[[ -f "$KGOMOD" ]] || { log "could not find go.mod of k8s.io/kubernetes@v${K8S_VERSION}"; exit 1; }
+
+# Staging modules = the ones kubernetes replaces with ./staging/src/k8s.io/<name>.
+# Only those it actually requires are replaced: a few (sample-*) are never
+# published and are not part of the build graph anyway.
+mapfile -t STAGING < <(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/src/.*#\1#p' "$KGOMOD")
+[[ ${#STAGING[@]} -gt 0 ]] || { log "no staging replaces found in $KGOMOD"; exit 1; }
+
+ETCD_VERSION="${ENVTEST_ETCD_VERSION:-}"
+if [[ -z "$ETCD_VERSION" ]]; then
+  ETCD_VERSION="$(awk '$1 == "go.etcd.io/etcd/server/v3" { print $2; exit }' "$KGOMOD")"
+fi
+[[ -n "$ETCD_VERSION" ]] || { log "could not determine the etcd version"; exit 1; }
+ETCD_VERSION="v${ETCD_VERSION#v}"
+
+# --- kube-apiserver + kubectl ------------------------------------------------
+KMOD="$WORK/k8s"
+mkdir -p "$KMOD"
+{
+  echo "module envtest.local/k8s"
+  echo
+  echo "go 1.26"
+  echo
+  echo "require k8s.io/kubernetes v${K8S_VERSION}"
+  echo
+  echo "replace ("
+  for m in "${STAGING[@]}"; do
+    if grep -Eq "^[[:space:]]*${m//./\\.}[[:space:]]+v0\.0\.0" "$KGOMOD"; then
+      echo "	$m => $m ${STAGING_VERSION}"
+    fi
+  done
+  echo ")"
+} >"$KMOD/go.mod"
+
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+LDFLAGS="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  LDFLAGS+=" -X ${pkg}.gitVersion=v${K8S_VERSION}"
+  LDFLAGS+=" -X ${pkg}.gitMajor=${K8S_MAJOR}"
+  LDFLAGS+=" -X ${pkg}.gitMinor=${K8S_MINOR}"
+  LDFLAGS+=" -X ${pkg}.gitTreeState=clean"
+  LDFLAGS+=" -X ${pkg}.buildDate=${BUILD_DATE}"
+done
+
+OUT="$WORK/out"
+mkdir -p "$OUT"
+log "building kube-apiserver and kubectl v${K8S_VERSION} (first time: several minutes)"
+(cd "$KMOD" && go build -trimpath -ldflags "$LDFLAGS" -o "$OUT/" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2
+
+# --- etcd --------------------------------------------------------------------
+EMOD="$WORK/etcd"
+mkdir -p "$EMOD"
+cat >"$EMOD/go.mod" <<EOF
+module envtest.local/etcd
+
+go 1.26
+
+require go.etcd.io/etcd/server/v3 ${ETCD_VERSION}
+EOF
+cat >"$EMOD/main.go" <<'EOF'
+// Command etcd runs the etcd server for envtest.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+EOF
+log "building etcd ${ETCD_VERSION}"
+(cd "$EMOD" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd" .) >&2
+
+# --- install -----------------------------------------------------------------
+echo "${ETCD_VERSION#v}" >"$OUT/.etcd-version"
+mkdir -p "$ASSETS_DIR"
+for f in kube-apiserver kubectl etcd .etcd-version; do
+  # Copy next to the target, then rename: readers never see a half-written file.
+  cp "$OUT/$f" "$ASSETS_DIR/.$f.new"
+  mv -f "$ASSETS_DIR/.$f.new" "$ASSETS_DIR/$f"
+done
+
+if ! ENVTEST_ETCD_VERSION="$ETCD_VERSION" cached_ok "$ASSETS_DIR"; then
+  log "built binaries do not report the expected versions:"
+  "$ASSETS_DIR/kube-apiserver" --version >&2 || true
+  "$ASSETS_DIR/kubectl" version --client >&2 || true
+  "$ASSETS_DIR/etcd" --version >&2 || true
+  exit 1
+fi
+
+log "built kube-apiserver, kubectl v${K8S_VERSION} and etcd ${ETCD_VERSION} in $(($(date +%s) - start))s"
+echo "$ASSETS_DIR"
