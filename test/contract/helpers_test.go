@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,14 +222,28 @@ func noop(context.Context, intunedsim.RunContext) intunedsim.RunResult {
 
 // simClock adapts the simulator's FakeClock to the client's Clock, so the
 // client's pacer and back-off and the simulator's rate limiter share one
-// time line that only the test moves.
-type simClock struct{ fc *intunedsim.FakeClock }
+// time line that only the test moves. waiting counts the client's goroutines
+// parked on the clock, so the test advances time only when every caller is
+// parked: never while a request is in flight, which would make it arrive
+// "seconds" after the pacer let it go (a network delay no real call has).
+type simClock struct {
+	fc      *intunedsim.FakeClock
+	waiting *atomic.Int64
+}
+
+func newSimClock(fc *intunedsim.FakeClock) simClock {
+	return simClock{fc: fc, waiting: new(atomic.Int64)}
+}
 
 func (c simClock) Now() time.Time { return c.fc.Now() }
 
 func (c simClock) After(d time.Duration) <-chan time.Time {
 	ch := make(chan time.Time, 1) // buffered: an abandoned wait never blocks the clock
-	c.fc.AfterFunc(d, func() { ch <- c.fc.Now() })
+	c.waiting.Add(1)
+	c.fc.AfterFunc(d, func() {
+		c.waiting.Add(-1)
+		ch <- c.fc.Now()
+	})
 	return ch
 }
 

@@ -3,6 +3,7 @@ package contract
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,22 +16,22 @@ import (
 // milliseconds and nothing depends on the wall clock.
 
 // fakeEnv is newEnv on a shared fake clock with the simulator's limiter on.
-func fakeEnv(t *testing.T, limit int, pacer bool, maxWait time.Duration) (*env, *intunedsim.FakeClock) {
+func fakeEnv(t *testing.T, limit int, pacer bool, maxWait time.Duration) (*env, simClock) {
 	t.Helper()
 	fc := intunedsim.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
-	clk := simClock{fc}
+	clk := newSimClock(fc)
 	e := newEnv(t, intunedsim.Options{Clock: fc, RateLimit: limit, Handlers: map[string]intunedsim.APIHandler{"noop": noop}},
 		func(o *intuned.Options) {
 			o.Clock = clk
 			o.Retry.MaxWait = maxWait
 			o.Pacer = intuned.NewPacer(intuned.PacerOptions{Clock: clk, Disabled: !pacer})
 		})
-	return e, fc
+	return e, clk
 }
 
-// drive advances the fake clock one second at a time while the client waits
-// on it, until done is closed.
-func drive(t *testing.T, e *env, fc *intunedsim.FakeClock, done <-chan struct{}) {
+// drive advances the fake clock one second at a time, but only while all
+// `callers` goroutines still running are parked on it, until done is closed.
+func drive(t *testing.T, e *env, clk simClock, callers *atomic.Int64, done <-chan struct{}) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -42,10 +43,10 @@ func drive(t *testing.T, e *env, fc *intunedsim.FakeClock, done <-chan struct{})
 		if time.Now().After(deadline) {
 			t.Fatal("calls did not finish")
 		}
-		if fc.Pending() > 0 {
+		if n := callers.Load(); n > 0 && clk.waiting.Load() >= n {
 			e.sim.Advance(time.Second)
 		} else {
-			time.Sleep(time.Millisecond)
+			time.Sleep(100 * time.Microsecond)
 		}
 	}
 }
@@ -152,8 +153,10 @@ func TestRateLimitedRetry(t *testing.T) {
 			start := fc.Now()
 			done := make(chan struct{})
 			var err error
-			go func() { defer close(done); err = tc.call(ctx, e.client) }()
-			drive(t, e, fc, done)
+			var callers atomic.Int64
+			callers.Store(1)
+			go func() { defer close(done); defer callers.Add(-1); err = tc.call(ctx, e.client) }()
+			drive(t, e, fc, &callers, done)
 			if err != nil {
 				t.Fatalf("call after Retry-After: %v", err)
 			}
@@ -186,11 +189,14 @@ func TestPacerNeverEarns429(t *testing.T) {
 
 	const callers, perCaller = 3, 15 // 45 calls on one path: three windows
 	var wg sync.WaitGroup
+	var running atomic.Int64
 	errs := make(chan error, 2*callers*perCaller)
 	for range callers {
 		wg.Add(2)
+		running.Add(2)
 		go func() {
 			defer wg.Done()
+			defer running.Add(-1)
 			for range perCaller {
 				if _, err := e.client.GetJob(ctx, project, "paced-job"); err != nil {
 					errs <- err
@@ -199,6 +205,7 @@ func TestPacerNeverEarns429(t *testing.T) {
 		}()
 		go func() { // a second path paced independently
 			defer wg.Done()
+			defer running.Add(-1)
 			for range perCaller / 3 {
 				if _, err := e.client.ListJobs(ctx, project); err != nil {
 					errs <- err
@@ -208,7 +215,7 @@ func TestPacerNeverEarns429(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	drive(t, e, fc, done)
+	drive(t, e, fc, &running, done)
 	close(errs)
 	for err := range errs {
 		t.Errorf("paced call failed: %v", err)
