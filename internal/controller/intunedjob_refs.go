@@ -18,7 +18,7 @@ import (
 
 // receiverTokenKey is the key of the receiver's token Secret holding the
 // current token (the WebhookReceiver controller owns that Secret).
-const receiverTokenKey = "token"
+const receiverTokenKey = intunedv1alpha1.TokenSecretKeyToken
 
 // resolveRefs reads every Secret and the WebhookReceiver the spec references.
 // A missing Secret or key is reported as SecretNotFound; a missing receiver

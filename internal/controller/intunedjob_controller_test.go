@@ -1,0 +1,661 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+)
+
+func int32p(v int32) *int32 { return &v }
+
+// TestIntunedJobCreateUpdateSteadyState: a new IntunedJob becomes a Job on
+// Intuned in two calls, the spec (schedule, headers from a Secret, retries)
+// arrives as written, steady state makes no writes over several polls, and
+// a spec change makes exactly one update.
+func TestIntunedJobCreateUpdateSteadyState(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.createSecret("hook-auth", map[string]string{"value": "Bearer hook-secret"})
+	f.create(f.newJob("daily-products", func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.Configuration = &intunedv1alpha1.JobConfiguration{MaxConcurrentRequests: int32p(4)}
+		j.Spec.Schedule = &intunedv1alpha1.JobSchedule{
+			Intervals: []intunedv1alpha1.ScheduleInterval{{Every: "1h"}},
+			Calendars: []intunedv1alpha1.ScheduleCalendar{{
+				Hour:      []intunedv1alpha1.CalendarRange{{Start: 9}},
+				DayOfWeek: []intunedv1alpha1.DayOfWeekRange{{Start: "MONDAY", End: "FRIDAY"}},
+			}},
+		}
+		j.Spec.Sink.Webhook.Headers = map[string]string{"X-Team": "data"}
+		j.Spec.Sink.Webhook.HeadersFrom = []intunedv1alpha1.HeaderFromSecret{{
+			Name: "Authorization", SecretKeyRef: intunedv1alpha1.SecretKeyRef{Name: "hook-auth", Key: "value"},
+		}}
+	}))
+
+	j := f.waitReady("daily-products")
+	// The first sync is GetJob (404) and CreateJob; later polls only read.
+	if c, w := f.callCount("POST", "/jobs"), f.sim.WriteCalls(); c != 1 || w != 1 {
+		t.Errorf("first sync made %d creates and %d writes (%v), want 1 and 1", c, w, f.sim.Calls())
+	}
+	if j.Status.JobID != "daily-products" || !j.Status.Managed || j.Status.WorkspaceID != f.sim.WorkspaceID {
+		t.Errorf("status jobId=%q managed=%v workspace=%q", j.Status.JobID, j.Status.Managed, j.Status.WorkspaceID)
+	}
+	if j.Status.Sink == nil || j.Status.Sink.URL != "http://127.0.0.1:9/hooks/intuned" {
+		t.Errorf("status.sink = %+v", j.Status.Sink)
+	}
+	if !f.hasEvent("daily-products", "Created") {
+		t.Errorf("no Created event; events: %v", f.events("daily-products"))
+	}
+	got := f.simJob("daily-products")
+	if got == nil {
+		t.Fatal("Job not on the simulator")
+	}
+	w := got.Sink.Webhook
+	if w == nil || w.Headers["Authorization"] != "Bearer hook-secret" || w.Headers["X-Team"] != "data" {
+		t.Errorf("sink on Intuned = %+v", w)
+	}
+	if got.Configuration.MaxConcurrentRequests == nil || *got.Configuration.MaxConcurrentRequests != 4 {
+		t.Errorf("configuration on Intuned = %+v", got.Configuration)
+	}
+	if got.Schedule == nil || len(got.Schedule.Intervals) != 1 || len(got.Schedule.Calendars) != 1 {
+		t.Errorf("schedule on Intuned = %+v", got.Schedule)
+	}
+	var params map[string]any
+	_ = json.Unmarshal(got.Payload[0].Parameters, &params)
+	if params["category"] != "shoes" {
+		t.Errorf("payload parameters on Intuned = %s", got.Payload[0].Parameters)
+	}
+
+	// Steady state: several polls (each a GetJob and a ListJobRuns), no writes.
+	f.sim.ResetCalls()
+	f.waitPolls(5)
+	if w := f.sim.WriteCalls(); w != 0 {
+		t.Errorf("steady state made %d write calls: %v", w, f.sim.Calls())
+	}
+	if j := f.get("daily-products"); j.Status.NextRunTime == nil {
+		t.Errorf("status.nextRunTime not set for a scheduled job: %+v", j.Status)
+	}
+
+	// A spec change: exactly one update, then quiet again.
+	f.sim.ResetCalls()
+	f.update("daily-products", func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.Configuration.MaxConcurrentRequests = int32p(2)
+	})
+	f.waitReady("daily-products")
+	f.eventually(10*time.Second, func() string {
+		if c := f.simJob("daily-products").Configuration.MaxConcurrentRequests; c == nil || *c != 2 {
+			return "maxConcurrentRequests not updated on Intuned"
+		}
+		return ""
+	})
+	f.waitPolls(3)
+	if n := f.callCount("PUT", "/jobs/{jobId}"); n != 1 || f.sim.WriteCalls() != 1 {
+		t.Errorf("spec change made %d updates and %d writes, want 1 and 1: %v", n, f.sim.WriteCalls(), f.sim.Calls())
+	}
+	if !f.hasEvent("daily-products", "Updated") {
+		t.Errorf("no Updated event; events: %v", f.events("daily-products"))
+	}
+}
+
+// TestIntunedJobDrift: changes made on Intuned behind the operator's back
+// are repaired on the next poll.
+func TestIntunedJobDrift(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	tests := []struct {
+		name, action, patch string
+		check               func(j *intuned.Job) string
+	}{
+		{"deleted-job", "delete", "", func(j *intuned.Job) string {
+			if j == nil {
+				return "not recreated"
+			}
+			return ""
+		}},
+		{"modified-job", "modify", `{"configuration":{"maxConcurrentRequests":1},"sink":null}`, func(j *intuned.Job) string {
+			if j == nil || j.Sink == nil || j.Configuration.MaxConcurrentRequests != nil {
+				return fmt.Sprintf("not put back: %+v", j)
+			}
+			return ""
+		}},
+		{"paused-job", "pause", "", func(j *intuned.Job) string {
+			if j == nil || j.State != intuned.JobStateActive {
+				return "not resumed"
+			}
+			return ""
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.create(f.newJob(tc.name))
+			f.waitReady(tc.name)
+			f.drift(tc.name, tc.action, tc.patch)
+			f.eventually(20*time.Second, func() string { return tc.check(f.simJob(tc.name)) })
+		})
+	}
+	if !f.hasEvent("deleted-job", "Recreated") {
+		t.Errorf("no Recreated event: %v", f.events("deleted-job"))
+	}
+}
+
+// TestIntunedJobPauseResume: spec.paused pauses and resumes the Job.
+func TestIntunedJobPauseResume(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.create(f.newJob("pausable-job", func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.Paused = true
+		j.Spec.Schedule = &intunedv1alpha1.JobSchedule{Intervals: []intunedv1alpha1.ScheduleInterval{{Every: "1h"}}}
+	}))
+	f.waitReady("pausable-job")
+	f.eventually(10*time.Second, func() string {
+		if s := f.get("pausable-job").Status.JobState; s != intunedv1alpha1.JobStatePaused {
+			return "status.jobState " + string(s)
+		}
+		if s := f.simJob("pausable-job").State; s != intuned.JobStatePaused {
+			return "Intuned state " + string(s)
+		}
+		return ""
+	})
+	f.update("pausable-job", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = false })
+	f.eventually(10*time.Second, func() string {
+		if s := f.simJob("pausable-job").State; s != intuned.JobStateActive {
+			return "Intuned state " + string(s)
+		}
+		if j := f.get("pausable-job"); j.Status.JobState != intunedv1alpha1.JobStateActive || j.Status.NextRunTime == nil {
+			return fmt.Sprintf("status.jobState %s nextRunTime %v", j.Status.JobState, j.Status.NextRunTime)
+		}
+		return ""
+	})
+	for _, reason := range []string{"Paused", "Resumed"} {
+		if !f.hasEvent("pausable-job", reason) {
+			t.Errorf("no %s event: %v", reason, f.events("pausable-job"))
+		}
+	}
+}
+
+// TestIntunedJobSuspend: a suspended job makes no Intuned calls at all, not
+// even drift checks; unsuspending repairs what changed meanwhile.
+func TestIntunedJobSuspend(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.create(f.newJob("suspended-new", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true }))
+	f.waitCondition("suspended-new", intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+
+	f.create(f.newJob("suspended-later"))
+	f.waitReady("suspended-later")
+	f.update("suspended-later", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true })
+	f.waitCondition("suspended-later", intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+	f.sim.ResetCalls()
+	f.drift("suspended-later", "delete", "")
+	// Touch the object and wait well past several poll intervals.
+	f.update("suspended-later", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = true })
+	f.waitCondition("suspended-later", intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+	deadline := time.Now().Add(10 * f.poll)
+	for time.Now().Before(deadline) {
+		if n := len(f.sim.Calls()); n != 0 {
+			t.Fatalf("suspended jobs made Intuned calls: %v", f.sim.Calls())
+		}
+		time.Sleep(f.poll / 2)
+	}
+	if f.simJob("suspended-new") != nil {
+		t.Error("a suspended new job was created on Intuned")
+	}
+
+	f.update("suspended-later", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = false })
+	f.waitReady("suspended-later")
+	if j := f.simJob("suspended-later"); j == nil || j.State != intuned.JobStatePaused {
+		t.Errorf("after unsuspend the Job is %+v, want it recreated and paused", j)
+	}
+}
+
+// TestIntunedJobTriggerExactlyOnce: each new annotation value starts exactly
+// one JobRun, also when the manager stops right after the trigger call
+// reached Intuned and before the result was recorded; a repeated value and
+// a restart start nothing.
+func TestIntunedJobTriggerExactlyOnce(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.create(f.newJob("triggered-job"))
+	f.waitReady("triggered-job")
+
+	setTrigger := func(v string) {
+		f.update("triggered-job", func(j *intunedv1alpha1.IntunedJob) {
+			if j.Annotations == nil {
+				j.Annotations = map[string]string{}
+			}
+			j.Annotations[intunedv1alpha1.AnnotationTrigger] = v
+		})
+	}
+
+	// 1. Normal trigger.
+	setTrigger("run-1")
+	f.eventually(10*time.Second, func() string {
+		j := f.get("triggered-job")
+		if j.Status.LastHandledTrigger != "run-1" || j.Status.LastTriggeredJobRunID == "" || j.Status.LastJobRun == nil {
+			return fmt.Sprintf("status %+v", j.Status)
+		}
+		return ""
+	})
+	if runs := f.simRuns("triggered-job"); len(runs) != 1 {
+		t.Fatalf("%d JobRuns after one trigger, want 1", len(runs))
+	}
+	if !f.hasEvent("triggered-job", "Triggered") {
+		t.Errorf("no Triggered event: %v", f.events("triggered-job"))
+	}
+
+	// 2. Stop the manager as soon as the trigger call reached Intuned: the
+	// handled value is persisted, the JobRun id not yet.
+	before := f.callCount("POST", "/trigger")
+	setTrigger("run-2")
+	f.eventually(10*time.Second, func() string {
+		if f.callCount("POST", "/trigger") == before {
+			return "trigger call not seen yet"
+		}
+		return ""
+	})
+	f.stopManager()
+	if j := f.get("triggered-job"); j.Status.LastHandledTrigger != "run-2" {
+		t.Fatalf("lastHandledTrigger %q was not persisted before the trigger call", j.Status.LastHandledTrigger)
+	}
+	f.start()
+	f.waitPolls(3)
+	if n := f.callCount("POST", "/trigger"); n != before+1 {
+		t.Errorf("%d trigger calls for run-2, want exactly 1", n-before)
+	}
+	if runs := f.simRuns("triggered-job"); len(runs) != 2 {
+		t.Errorf("%d JobRuns after two trigger values and a restart, want 2", len(runs))
+	}
+
+	// 3. The same value again (another annotation touch) triggers nothing.
+	f.update("triggered-job", func(j *intunedv1alpha1.IntunedJob) { j.Annotations["unrelated"] = "x" })
+	f.restart()
+	f.waitPolls(3)
+	if runs := f.simRuns("triggered-job"); len(runs) != 2 {
+		t.Errorf("%d JobRuns after a restart without a new value, want 2", len(runs))
+	}
+	if j := f.get("triggered-job"); j.Status.LastJobRun == nil || j.Status.LastJobRun.Type != "MANUAL" {
+		t.Errorf("status.lastJobRun = %+v", j.Status.LastJobRun)
+	}
+}
+
+// TestIntunedJobTriggerLostNotDoubled: when the manager stops after the
+// handled value is persisted but before the trigger call completes, that
+// value is never triggered again (at most once): no duplicate JobRun.
+func TestIntunedJobTriggerLostNotDoubled(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.create(f.newJob("slow-trigger-job"))
+	f.waitReady("slow-trigger-job")
+	// The trigger call hangs for 5 s; the manager stops meanwhile, which
+	// cancels the call before Intuned handled it.
+	f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + intunedsim.APIPrefix + "/{ws}/projects/{p}/jobs/{jobId}/trigger", LatencyMS: 5000}})
+	f.update("slow-trigger-job", func(j *intunedv1alpha1.IntunedJob) {
+		j.Annotations = map[string]string{intunedv1alpha1.AnnotationTrigger: "once"}
+	})
+	f.eventually(10*time.Second, func() string {
+		if f.get("slow-trigger-job").Status.LastHandledTrigger != "once" {
+			return "lastHandledTrigger not persisted yet"
+		}
+		return ""
+	})
+	f.stopManager()
+	f.sim.SetFaults(nil)
+	f.start()
+	f.waitPolls(3)
+	if n := f.callCount("POST", "/trigger"); n != 1 {
+		t.Errorf("%d trigger calls, want 1 (never repeated)", n)
+	}
+	if runs := f.simRuns("slow-trigger-job"); len(runs) > 1 {
+		t.Errorf("%d JobRuns, want at most 1", len(runs))
+	}
+}
+
+// TestIntunedJobDeletion: deletionPolicy Delete removes the Job on Intuned
+// (also when it is already gone); Orphan leaves it.
+func TestIntunedJobDeletion(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	tests := []struct {
+		name          string
+		policy        intunedv1alpha1.DeletionPolicy
+		goneFirst     bool
+		wantOnIntuned bool
+	}{
+		{"delete-policy", intunedv1alpha1.DeletionPolicyDelete, false, false},
+		{"delete-already-gone", intunedv1alpha1.DeletionPolicyDelete, true, false},
+		{"orphan-policy", intunedv1alpha1.DeletionPolicyOrphan, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.create(f.newJob(tc.name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.DeletionPolicy = tc.policy }))
+			j := f.waitReady(tc.name)
+			if len(j.Finalizers) != 1 || j.Finalizers[0] != intunedv1alpha1.Finalizer {
+				t.Fatalf("finalizers %v", j.Finalizers)
+			}
+			if tc.goneFirst {
+				f.drift(tc.name, "delete", "")
+			}
+			if err := k8sClient().Delete(context.Background(), j); err != nil {
+				t.Fatal(err)
+			}
+			f.eventually(20*time.Second, func() string {
+				err := k8sClient().Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: tc.name}, &intunedv1alpha1.IntunedJob{})
+				if !apierrors.IsNotFound(err) {
+					return "object still exists"
+				}
+				return ""
+			})
+			if on := f.simJob(tc.name) != nil; on != tc.wantOnIntuned {
+				t.Errorf("Job on Intuned after deletion: %v, want %v", on, tc.wantOnIntuned)
+			}
+		})
+	}
+}
+
+// TestIntunedJobAdoption: a Job that exists on Intuned but was not created
+// by the object is left alone (AlreadyExists, no writes) until spec.adopt.
+func TestIntunedJobAdoption(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	_, err := f.api.CreateJob(context.Background(), testProject, intuned.CreateJobRequest{
+		ID:            "hand-made-job",
+		Payload:       []intuned.PayloadItem{{APIName: "details", Parameters: json.RawMessage(`{}`)}},
+		Configuration: intuned.Configuration{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sim.ResetCalls()
+	f.create(f.newJob("hand-made-job"))
+	j := f.waitCondition("hand-made-job", intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonAlreadyExists)
+	f.waitCondition("hand-made-job", intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, "")
+	if j.Status.Managed {
+		t.Error("status.managed is true for a Job we did not create")
+	}
+	f.waitPolls(2)
+	if w := f.sim.WriteCalls(); w != 0 {
+		t.Errorf("%d writes to someone else's Job: %v", w, f.sim.Calls())
+	}
+	if got := f.simJob("hand-made-job"); got.Payload[0].APIName != "details" {
+		t.Errorf("someone else's Job was changed: %+v", got.Payload)
+	}
+
+	f.update("hand-made-job", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Adopt = true })
+	j = f.waitReady("hand-made-job")
+	if !j.Status.Managed {
+		t.Error("status.managed not set after adoption")
+	}
+	if got := f.simJob("hand-made-job"); got.Payload[0].APIName != "list" {
+		t.Errorf("adopted Job not overwritten with the spec: %+v", got.Payload)
+	}
+	if !f.hasEvent("hand-made-job", "Adopted") {
+		t.Errorf("no Adopted event: %v", f.events("hand-made-job"))
+	}
+}
+
+// TestIntunedJobConflict: two objects claiming the same Intuned Job; the
+// later one reports Conflict and writes nothing.
+func TestIntunedJobConflict(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.create(f.newJob("first-claim", func(j *intunedv1alpha1.IntunedJob) { j.Spec.JobID = "shared-job-id" }))
+	f.waitReady("first-claim")
+	f.sim.ResetCalls()
+	f.create(f.newJob("second-claim", func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.JobID = "shared-job-id"
+		j.Spec.Configuration = &intunedv1alpha1.JobConfiguration{MaxConcurrentRequests: int32p(1)}
+		j.Spec.DeletionPolicy = intunedv1alpha1.DeletionPolicyDelete
+	}))
+	j := f.waitCondition("second-claim", intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonConflict)
+	if !strings.Contains(j.Status.Conditions[0].Message+j.Status.Conditions[1].Message, "first-claim") {
+		t.Errorf("conflict message does not name the winner: %v", j.Status.Conditions)
+	}
+	f.waitPolls(3)
+	if w := f.sim.WriteCalls(); w != 0 {
+		t.Errorf("%d writes while in conflict: %v", w, f.sim.Calls())
+	}
+	if c := f.simJob("shared-job-id").Configuration.MaxConcurrentRequests; c != nil {
+		t.Errorf("the loser changed the Job: maxConcurrentRequests %d", *c)
+	}
+	// Deleting the loser (policy Delete) must not delete the winner's Job.
+	if err := k8sClient().Delete(context.Background(), f.get("second-claim")); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(10*time.Second, func() string {
+		err := k8sClient().Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: "second-claim"}, &intunedv1alpha1.IntunedJob{})
+		if !apierrors.IsNotFound(err) {
+			return "loser still exists"
+		}
+		return ""
+	})
+	if f.simJob("shared-job-id") == nil {
+		t.Error("deleting the conflicting object deleted the winner's Job")
+	}
+}
+
+// TestIntunedJobErrors: errors from Intuned and from missing references
+// end in the documented conditions, with Intuned's message and without
+// leaking secrets.
+func TestIntunedJobErrors(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	f.createSecret("bad-proxy", map[string]string{"url": "not a proxy url"})
+	f.createSecret("wrong-key", map[string]string{
+		intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
+		intunedv1alpha1.CredentialsKeyAPIKey:      "definitely-wrong-key-123",
+		intunedv1alpha1.CredentialsKeyBaseURL:     f.sim.APIBase,
+	})
+	tests := []struct {
+		name, reason string
+		stalled      bool
+		mutate       func(*intunedv1alpha1.IntunedJob)
+		wantInMsg    string
+	}{
+		{"invalid-proxy", intunedv1alpha1.ReasonInvalidSpec, true, func(j *intunedv1alpha1.IntunedJob) {
+			j.Spec.ProxyFrom = &intunedv1alpha1.SecretKeyRef{Name: "bad-proxy", Key: "url"}
+		}, "proxy must be a URL"},
+		{"wrong-api-key", intunedv1alpha1.ReasonCredentialsInvalid, true, func(j *intunedv1alpha1.IntunedJob) {
+			j.Spec.CredentialsRef.Name = "wrong-key"
+		}, f.ns + "/wrong-key"},
+		{"no-such-project", intunedv1alpha1.ReasonProjectNotFound, false, func(j *intunedv1alpha1.IntunedJob) {
+			j.Spec.Project = "not-deployed"
+		}, "not-deployed"},
+		{"missing-credentials", intunedv1alpha1.ReasonCredentialsNotFound, false, func(j *intunedv1alpha1.IntunedJob) {
+			j.Spec.CredentialsRef.Name = "nope"
+		}, f.ns + "/nope"},
+		{"missing-header-secret", intunedv1alpha1.ReasonSecretNotFound, false, func(j *intunedv1alpha1.IntunedJob) {
+			j.Spec.Sink.Webhook.HeadersFrom = []intunedv1alpha1.HeaderFromSecret{{Name: "X-Key", SecretKeyRef: intunedv1alpha1.SecretKeyRef{Name: "absent", Key: "k"}}}
+		}, "absent"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.create(f.newJob(tc.name, tc.mutate))
+			want := metav1.ConditionFalse
+			if tc.stalled {
+				want = metav1.ConditionTrue
+			}
+			j := f.waitCondition(tc.name, intunedv1alpha1.ConditionStalled, want, tc.reason)
+			f.waitCondition(tc.name, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, tc.reason)
+			msg := ""
+			for _, c := range j.Status.Conditions {
+				msg += c.Message + "\n"
+			}
+			if !strings.Contains(msg, tc.wantInMsg) {
+				t.Errorf("condition messages %q do not contain %q", msg, tc.wantInMsg)
+			}
+			raw, _ := json.Marshal(j.Status)
+			for _, secret := range []string{"definitely-wrong-key-123", f.sim.APIKey, "not a proxy url"} {
+				if strings.Contains(string(raw)+strings.Join(f.events(tc.name), "\n"), secret) {
+					t.Errorf("a secret value appears in status or events")
+				}
+			}
+		})
+	}
+	// A stalled job does not hammer Intuned: within a few polls, at most one
+	// rejected write per poll interval, never a hot loop.
+	f.sim.ResetCalls()
+	time.Sleep(5 * f.poll)
+	if n := f.callCount("POST", "/jobs"); n > 2*5*3 {
+		t.Errorf("%d creates in 5 poll intervals from stalled jobs", n)
+	}
+}
+
+// TestIntunedJobSecretRotation: changing a referenced Secret re-syncs the
+// job through the Secret watch: a fixed API key recovers a CredentialsInvalid
+// job; a new header value reaches Intuned.
+func TestIntunedJobSecretRotation(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{poll: time.Hour}) // only watches can re-sync
+	f.createSecret("rotating-creds", map[string]string{
+		intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
+		intunedv1alpha1.CredentialsKeyAPIKey:      "old-revoked-key",
+		intunedv1alpha1.CredentialsKeyBaseURL:     f.sim.APIBase,
+	})
+	f.createSecret("hook-token", map[string]string{"v": "Bearer one"})
+	f.create(f.newJob("rotation-job", func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.CredentialsRef.Name = "rotating-creds"
+		j.Spec.Sink.Webhook.HeadersFrom = []intunedv1alpha1.HeaderFromSecret{{
+			Name: "Authorization", SecretKeyRef: intunedv1alpha1.SecretKeyRef{Name: "hook-token", Key: "v"}}}
+	}))
+	f.waitCondition("rotation-job", intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonCredentialsInvalid)
+
+	f.updateSecret("rotating-creds", map[string]string{intunedv1alpha1.CredentialsKeyAPIKey: f.sim.APIKey})
+	f.waitReady("rotation-job")
+
+	f.updateSecret("hook-token", map[string]string{"v": "Bearer two"})
+	f.eventually(10*time.Second, func() string {
+		if h := f.simJob("rotation-job").Sink.Webhook.Headers["Authorization"]; h != "Bearer two" {
+			return "header on Intuned is still the old one"
+		}
+		return ""
+	})
+}
+
+// TestIntunedJobReceiverLink: a webhook sink with receiverRef waits for the
+// WebhookReceiver (not found, not ready), then gets its URL and token; a new
+// URL or a rotated token re-syncs the job, and status.sink.tokenFingerprint
+// follows what Intuned holds.
+func TestIntunedJobReceiverLink(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{poll: time.Hour}) // only watches can re-sync
+	ctx := context.Background()
+	f.create(f.newJob("linked-job", func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.Sink.Webhook.URL = ""
+		j.Spec.Sink.Webhook.ReceiverRef = &intunedv1alpha1.LocalObjectReference{Name: "results"}
+		j.Spec.Sink.Webhook.Headers = map[string]string{"X-Team": "data"}
+	}))
+	f.waitCondition("linked-job", intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverNotFound)
+
+	whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "results"}}
+	if err := k8sClient().Create(ctx, whr); err != nil {
+		t.Fatalf("create WebhookReceiver: %v", err)
+	}
+	f.waitCondition("linked-job", intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverNotReady)
+	if f.simJob("linked-job") != nil {
+		t.Fatal("Job pushed to Intuned before the receiver was ready")
+	}
+
+	// What the WebhookReceiver controller would do: token Secret, URL, Ready.
+	f.createSecret("results-token", map[string]string{"token": "tok-1"})
+	setReceiver := func(url string) {
+		f.retryOnConflict(func() error {
+			var w intunedv1alpha1.WebhookReceiver
+			if err := k8sClient().Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "results"}, &w); err != nil {
+				return err
+			}
+			w.Status.URL = url
+			w.Status.TokenSecretName = "results-token"
+			w.Status.Conditions = []metav1.Condition{{Type: intunedv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+				Reason: intunedv1alpha1.ReasonAvailable, LastTransitionTime: metav1.Now()}}
+			return k8sClient().Status().Update(ctx, &w)
+		})
+	}
+	setReceiver("https://hooks.example.com/results")
+	j := f.waitReady("linked-job")
+	if j.Status.Sink == nil || j.Status.Sink.URL != "https://hooks.example.com/results" || j.Status.Sink.TokenFingerprint != tokenFingerprint("tok-1") {
+		t.Errorf("status.sink = %+v", j.Status.Sink)
+	}
+	w := f.simJob("linked-job").Sink.Webhook
+	if w.URL != "https://hooks.example.com/results" || w.Headers["Authorization"] != "Bearer tok-1" || w.Headers["X-Team"] != "data" {
+		t.Errorf("sink on Intuned = %+v", w)
+	}
+
+	// URL change.
+	setReceiver("https://hooks2.example.com/results")
+	f.eventually(10*time.Second, func() string {
+		if u := f.simJob("linked-job").Sink.Webhook.URL; u != "https://hooks2.example.com/results" {
+			return "URL on Intuned " + u
+		}
+		if u := f.get("linked-job").Status.Sink.URL; u != "https://hooks2.example.com/results" {
+			return "status.sink.url " + u
+		}
+		return ""
+	})
+
+	// Token rotation: the Secret changes (the receiver keeps previous-token).
+	f.updateSecret("results-token", map[string]string{"token": "tok-2", "previous-token": "tok-1"})
+	f.eventually(10*time.Second, func() string {
+		if h := f.simJob("linked-job").Sink.Webhook.Headers["Authorization"]; h != "Bearer tok-2" {
+			return "Authorization on Intuned is still the old token"
+		}
+		if fp := f.get("linked-job").Status.Sink.TokenFingerprint; fp != tokenFingerprint("tok-2") {
+			return "status.sink.tokenFingerprint not updated"
+		}
+		return ""
+	})
+
+	// Receiver deleted: the job reports it and keeps the Job on Intuned.
+	if err := k8sClient().Delete(ctx, whr); err != nil {
+		t.Fatal(err)
+	}
+	f.waitCondition("linked-job", intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverNotFound)
+}
+
+// TestIntunedJobConvergesUnderFaults: 50 jobs with a trigger each converge
+// while 30% of Intuned calls fail with 5xx or 429; no trigger value ever
+// starts two JobRuns.
+func TestIntunedJobConvergesUnderFaults(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{sim: intunedsim.Options{
+		Faults: []intunedsim.FaultRule{
+			{Match: "*", ErrorRate: 0.15, Status: 503},
+			{Match: "*", ErrorRate: 0.15 / 0.85, Status: 429},
+		},
+	}, poll: 2 * time.Second})
+	const n = 50
+	for i := range n {
+		f.create(f.newJob(fmt.Sprintf("faulty-job-%02d", i), func(j *intunedv1alpha1.IntunedJob) {
+			j.Annotations = map[string]string{intunedv1alpha1.AnnotationTrigger: "first"}
+		}))
+	}
+	f.eventually(3*time.Minute, func() string {
+		var list intunedv1alpha1.IntunedJobList
+		if err := k8sClient().List(context.Background(), &list, client.InNamespace(f.ns)); err != nil {
+			return err.Error()
+		}
+		ready := 0
+		for _, j := range list.Items {
+			if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue && j.Status.LastHandledTrigger == "first" {
+				ready++
+			}
+		}
+		if ready < n {
+			return fmt.Sprintf("%d of %d ready", ready, n)
+		}
+		return ""
+	})
+	f.sim.SetFaults(nil)
+	triggered, runs := 0, 0
+	for i := range n {
+		id := fmt.Sprintf("faulty-job-%02d", i)
+		r := len(f.simRuns(id))
+		if r > 1 {
+			t.Errorf("%s: %d JobRuns for one trigger value", id, r)
+		}
+		runs += r
+		if f.get(id).Status.LastTriggeredJobRunID != "" {
+			triggered++
+		}
+	}
+	t.Logf("50 jobs converged under 30%% faults: %d JobRuns (%d with a recorded id; the rest lost to an ambiguous trigger answer, by design never retried); calls %v",
+		runs, triggered, f.sim.Calls())
+}
