@@ -45,17 +45,22 @@ log() { echo "setup-envtest: $*" >&2; }
 # The etcd version is only known after reading the kubernetes go.mod, so when
 # ENVTEST_ETCD_VERSION is unset we accept whatever etcd reports (it was built by
 # this script for this Kubernetes version, recorded in the .etcd-version file).
+# Outputs are captured before matching: with pipefail, `cmd | grep -q` can fail
+# when grep exits early and cmd gets SIGPIPE.
 cached_ok() {
-  local d="$1"
+  local d="$1" out
   [[ -x "$d/kube-apiserver" && -x "$d/kubectl" && -x "$d/etcd" ]] || return 1
-  "$d/kube-apiserver" --version 2>/dev/null | grep -qx "Kubernetes v${K8S_VERSION}" || return 1
-  "$d/kubectl" version --client 2>/dev/null | grep -qx "Client Version: v${K8S_VERSION}" || return 1
+  out="$("$d/kube-apiserver" --version 2>/dev/null)" || return 1
+  grep -qx "Kubernetes v${K8S_VERSION}" <<<"$out" || return 1
+  out="$("$d/kubectl" version --client 2>/dev/null)" || return 1
+  grep -qx "Client Version: v${K8S_VERSION}" <<<"$out" || return 1
   local want_etcd="${ENVTEST_ETCD_VERSION:-}"
   if [[ -z "$want_etcd" && -f "$d/.etcd-version" ]]; then
     want_etcd="$(cat "$d/.etcd-version")"
   fi
   [[ -n "$want_etcd" ]] || return 1
-  "$d/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${want_etcd#v}" || return 1
+  out="$("$d/etcd" --version 2>/dev/null)" || return 1
+  grep -qx "etcd Version: ${want_etcd#v}" <<<"$out" || return 1
 }
 
 if [[ "${ENVTEST_FORCE:-}" != "1" ]] && cached_ok "$ASSETS_DIR"; then
