@@ -27,10 +27,36 @@ func TestJobShapesAndDefaults(t *testing.T) {
 	multi.Payload = append(multi.Payload, intuned.PayloadItem{APIName: "details", Parameters: params(`{"detailsUrl":"https://x/1","name":"n","n":1e3}`), RequestTimeout: ptr(30)})
 	multi.Configuration.RequestTimeout = ptr(120)
 
+	webhook := quickstartJob("webhook-options-job")
+	webhook.Sink = &intuned.Sink{Webhook: &intuned.WebhookSink{
+		URL: "https://hooks.example/in?x=1", Headers: map[string]string{"Authorization": "Bearer t", "X-Env": "test"},
+		SkipOnFail: ptr(true), APIsToSend: []string{"details"}, Retry: ptr(5), Timeout: ptr(2500),
+	}}
+	webhook.Payload[0].Retry = &intuned.RetryPolicy{}
+	s3full := quickstartJob("s3-compatible-job")
+	s3full.Sink = &intuned.Sink{S3: &intuned.S3Sink{Bucket: "b", AccessKeyID: "AK", SecretAccessKey: "SK", Region: "auto",
+		Endpoint: "https://acct.r2.cloudflarestorage.com", ForcePathStyle: ptr(true), SkipOnFail: ptr(false), APIsToSend: []string{"list"}}}
+	numeric := quickstartJob("numeric-schedule-job")
+	step := intuned.Num(2)
+	end := intuned.Num(20)
+	numeric.Schedule = &intuned.Schedule{
+		Jitter:    ptr(intuned.Num(1000)),
+		Intervals: []intuned.Interval{{Every: intuned.Num(3600000)}, {Every: intuned.Str("30m")}},
+		Calendars: []intuned.Calendar{{
+			Hour:       &intuned.CalendarField{Items: []intuned.CalendarItem{{Range: &intuned.CalendarRange{Start: intuned.Num(8), End: &end, Step: &step}}}},
+			DayOfMonth: intuned.CalAny(),
+			Month:      intuned.CalValues(intuned.Str("JANUARY")),
+			Comment:    "weekday mornings",
+		}},
+	}
+
 	cases := []struct {
 		name string
 		req  intuned.CreateJobRequest
 	}{
+		{"webhook sink options", webhook},
+		{"s3-compatible sink options", s3full},
+		{"numeric schedule, ranges, *", numeric},
 		{"minimal", quickstartJob("minimal-job")},
 		{"every optional field", fullJob("full-job-1", "https://hooks.example/in")},
 		{"s3 sink", s3},
@@ -70,14 +96,17 @@ func TestJobShapesAndDefaults(t *testing.T) {
 				t.Errorf("auth_session = %+v, want attempts defaulted to 3", a)
 			}
 			if tc.req.Sink != nil {
-				skip := (*bool)(nil)
+				skip, want := (*bool)(nil), (*bool)(nil)
 				if job.Sink != nil && job.Sink.Webhook != nil {
-					skip = job.Sink.Webhook.SkipOnFail
+					skip, want = job.Sink.Webhook.SkipOnFail, tc.req.Sink.Webhook.SkipOnFail
 				} else if job.Sink != nil && job.Sink.S3 != nil {
-					skip = job.Sink.S3.SkipOnFail
+					skip, want = job.Sink.S3.SkipOnFail, tc.req.Sink.S3.SkipOnFail
 				}
-				if skip == nil || *skip {
-					t.Errorf("sink skipOnFail = %v, want explicit false", skip)
+				if want == nil {
+					want = ptr(false) // Intuned's default, always present in answers
+				}
+				if skip == nil || *skip != *want {
+					t.Errorf("sink skipOnFail = %v, want explicit %v", skip, *want)
 				}
 			}
 			if (job.NextRunTime != nil) != (tc.req.Schedule != nil) {

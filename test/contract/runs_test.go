@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
@@ -291,5 +294,108 @@ func TestTerminateAndPausedRuns(t *testing.T) {
 	l, err := e.client.ListJobRuns(ctx, project, req.ID, intuned.ListRunsOptions{})
 	if err != nil || l.TotalCount != 2 {
 		t.Errorf("runs listed: %v %v", l, err)
+	}
+}
+
+// TestDeliveryFilters checks apisToSend and skipOnFail as the client sends
+// them: filtered Runs are logged "skipped" and never reach the endpoint.
+func TestDeliveryFilters(t *testing.T) {
+	const products = 4 // one fails (FailureShare 0.25)
+	cases := []struct {
+		name       string
+		apisToSend []string
+		skipOnFail bool
+		want       int // deliveries that reach the endpoint
+	}{
+		{"everything", nil, false, 1 + products},
+		{"details only", []string{"details"}, false, products},
+		{"skip failed", nil, true, products},
+		{"details only, skip failed", []string{"details"}, true, products - 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, intunedsim.Options{Catalogue: intunedsim.CatalogueOptions{Products: products, FailureShare: 0.25}})
+			ctx := ctxT(t)
+			sink := newSinkEndpoint(t)
+			req := quickstartJob("filter-job")
+			req.Sink = &intuned.Sink{Webhook: &intuned.WebhookSink{URL: sink.URL, APIsToSend: tc.apisToSend, SkipOnFail: ptr(tc.skipOnFail)}}
+			if _, err := e.client.CreateJob(ctx, project, req); err != nil {
+				t.Fatal(err)
+			}
+			tr, err := e.client.TriggerJob(ctx, project, req.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitRunDone(t, e.client, req.ID, tr.JobRunID)
+			eventually(t, "deliveries to settle", func() bool {
+				ds := e.sim.Deliveries()
+				for _, d := range ds {
+					if d.Outcome == intunedsim.OutcomePending {
+						return false
+					}
+				}
+				return len(ds) == 1+products
+			})
+			delivered := 0
+			for _, d := range e.sim.Deliveries() {
+				switch d.Outcome {
+				case intunedsim.OutcomeDelivered:
+					delivered++
+				case intunedsim.OutcomeSkipped:
+					if len(d.Attempts) != 0 || d.SkipReason == "" {
+						t.Errorf("skipped delivery %+v", d)
+					}
+				default:
+					t.Errorf("outcome %q", d.Outcome)
+				}
+			}
+			if delivered != tc.want || len(sink.received()) != tc.want {
+				t.Errorf("delivered %d, endpoint got %d, want %d", delivered, len(sink.received()), tc.want)
+			}
+		})
+	}
+}
+
+// TestDeliveryRetry checks on a fake clock that a webhook answered 500 is
+// retried 10 s later with the same body.
+func TestDeliveryRetry(t *testing.T) {
+	fc := intunedsim.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	e := newEnv(t, intunedsim.Options{Clock: fc, Handlers: map[string]intunedsim.APIHandler{"noop": noop}})
+	ctx := ctxT(t)
+	var mu sync.Mutex
+	var bodies [][]byte
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		bodies = append(bodies, b)
+		if len(bodies) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(hook.Close)
+	req := intuned.CreateJobRequest{ID: "retry-delivery-job", Payload: []intuned.PayloadItem{{APIName: "noop", Parameters: params(`{}`)}},
+		Sink: &intuned.Sink{Webhook: &intuned.WebhookSink{URL: hook.URL}}}
+	if _, err := e.client.CreateJob(ctx, project, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.TriggerJob(ctx, project, req.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.WaitIdleT(t)
+	e.sim.Advance(9 * time.Second)
+	if ds := e.sim.Deliveries(); len(ds) != 1 || ds[0].Outcome != intunedsim.OutcomePending || len(ds[0].Attempts) != 1 {
+		t.Fatalf("before 10 s: %+v", ds)
+	}
+	e.sim.Advance(time.Second)
+	ds := e.sim.Deliveries()
+	if len(ds) != 1 || ds[0].Outcome != intunedsim.OutcomeDelivered || len(ds[0].Attempts) != 2 ||
+		ds[0].Attempts[0].StatusCode != 500 || ds[0].Attempts[1].Time.Sub(ds[0].Attempts[0].Time) != 10*time.Second {
+		t.Fatalf("after 10 s: %+v", ds)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 2 || !bytes.Equal(bodies[0], bodies[1]) || !bytes.Equal(bodies[1], ds[0].Body) {
+		t.Errorf("bodies differ between attempts or from the log")
 	}
 }
