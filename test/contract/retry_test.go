@@ -24,7 +24,7 @@ func TestRetryClassification(t *testing.T) {
 		{"500", intunedsim.FaultRule{Times: 1, Status: 500}, 0},
 		{"503", intunedsim.FaultRule{Times: 1, Status: 503}, 0},
 		{"connection dropped", intunedsim.FaultRule{Times: 1, DropRate: 1}, 0},
-		{"timeout", intunedsim.FaultRule{Times: 1, LatencyMS: 500}, 50 * time.Millisecond},
+		{"timeout", intunedsim.FaultRule{Times: 1, LatencyMS: 1000}, 200 * time.Millisecond},
 	}
 	routes := map[string]string{
 		"ListJobs": "GET " + routeJobs, "CreateJob": "POST " + routeJobs,
@@ -41,11 +41,7 @@ func TestRetryClassification(t *testing.T) {
 				continue // each timeout case costs a real RequestTimeout; three show the rule
 			}
 			t.Run(f.name+"/"+op, func(t *testing.T) {
-				e := newEnv(t, intunedsim.Options{Handlers: map[string]intunedsim.APIHandler{"noop": noop}}, func(o *intuned.Options) {
-					if f.timeout > 0 {
-						o.RequestTimeout = f.timeout
-					}
-				})
+				e := newEnv(t, intunedsim.Options{Handlers: map[string]intunedsim.APIHandler{"noop": noop}})
 				ctx := ctxT(t)
 				if _, err := e.client.CreateJob(ctx, project, noopJob("class-job-1")); err != nil {
 					t.Fatal(err)
@@ -59,7 +55,15 @@ func TestRetryClassification(t *testing.T) {
 				if op == "CreateJob" {
 					jobID = "class-job-2"
 				}
-				call := everyOperation(e.client, jobID, tr.JobRunID)[op]
+				c := e.client // set-up used the normal timeout; the faulted call may use a short one
+				if f.timeout > 0 {
+					if c, err = intuned.New(intuned.Options{BaseURL: e.sim.APIBase, WorkspaceID: e.sim.WorkspaceID, APIKey: e.sim.APIKey,
+						Pacer: intuned.NewPacer(intuned.PacerOptions{Disabled: true}), RequestTimeout: f.timeout,
+						Retry: intuned.RetryOptions{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				call := everyOperation(c, jobID, tr.JobRunID)[op]
 
 				rule := f.rule
 				rule.Match = route
