@@ -179,14 +179,17 @@ func TestDefaultManagerDeployment(t *testing.T) {
 // bin/k8s/<version> that hack/setup-envtest.sh built.
 func assetsDir(t *testing.T) string {
 	t.Helper()
+	var candidates []string
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
+		candidates = []string{dir}
+	} else {
+		dirs, _ := filepath.Glob(filepath.Join(repoRoot(t), "bin", "k8s", "*"))
+		sort.Sort(sort.Reverse(sort.StringSlice(dirs)))
+		candidates = dirs
 	}
-	dirs, _ := filepath.Glob(filepath.Join(repoRoot(t), "bin", "k8s", "*"))
-	sort.Strings(dirs)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if _, err := os.Stat(filepath.Join(dirs[i], "kube-apiserver")); err == nil {
-			return dirs[i]
+	for _, dir := range candidates {
+		if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil {
+			return dir
 		}
 	}
 	msg := "envtest binaries not found: run hack/setup-envtest.sh or set KUBEBUILDER_ASSETS"
