@@ -320,3 +320,24 @@ func TestPauseResumeDelete(t *testing.T) {
 		t.Error("deleted job still listed")
 	}
 }
+
+// TestPathEncoding checks project names that need escaping reach the same
+// project on every call, and distinct names stay distinct projects.
+func TestPathEncoding(t *testing.T) {
+	e := newEnv(t, intunedsim.Options{})
+	ctx := ctxT(t)
+	for _, p := range []string{"my project", "projé", "a%2Fb", "a/b", "a?b", "a#b"} {
+		t.Run(p, func(t *testing.T) {
+			if _, err := e.client.CreateJob(ctx, p, quickstartJob("encoded-job")); err != nil {
+				t.Fatalf("CreateJob: %v", err)
+			}
+			if _, err := e.client.GetJob(ctx, p, "encoded-job"); err != nil {
+				t.Errorf("GetJob: %v", err)
+			}
+			l, err := e.client.ListJobs(ctx, p)
+			if err != nil || len(l) != 1 {
+				t.Errorf("ListJobs: %d jobs, %v; want 1 (projects must not share jobs)", len(l), err)
+			}
+		})
+	}
+}

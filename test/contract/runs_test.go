@@ -161,6 +161,24 @@ func TestTriggerQuickstart(t *testing.T) {
 			!slices.Contains([]string{"list", "details"}, b.APIInfo.Name) || len(b.APIInfo.RunID) != 21 || len(b.APIInfo.Parameters) == 0 {
 			t.Errorf("body fields: %s", r.Body)
 		}
+		// Exactly the guide's keys, nothing renamed or added.
+		var top map[string]json.RawMessage
+		_ = json.Unmarshal(r.Body, &top)
+		var info map[string]json.RawMessage
+		_ = json.Unmarshal(top["apiInfo"], &info)
+		if k := sortedKeys(top); !slices.Equal(k, []string{"apiInfo", "authSession", "project", "projectJob", "projectJobRun", "workspaceId"}) {
+			t.Errorf("body keys %v", k)
+		}
+		if k := sortedKeys(info); !slices.Equal(k, []string{"name", "parameters", "result", "runId"}) {
+			t.Errorf("apiInfo keys %v", k)
+		}
+		if b.APIInfo.Name == "details" {
+			var p map[string]json.RawMessage
+			_ = json.Unmarshal(b.APIInfo.Parameters, &p)
+			if k := sortedKeys(p); !slices.Equal(k, []string{"detailsUrl", "name"}) {
+				t.Errorf("details parameters keys %v, want the guide's detailsUrl, name", k)
+			}
+		}
 		switch res := b.APIInfo.Result; res.Status {
 		case "completed":
 			if res.StatusCode != 200 || len(res.Result) == 0 {
@@ -398,4 +416,13 @@ func TestDeliveryRetry(t *testing.T) {
 	if len(bodies) != 2 || !bytes.Equal(bodies[0], bodies[1]) || !bytes.Equal(bodies[1], ds[0].Body) {
 		t.Errorf("bodies differ between attempts or from the log")
 	}
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	var k []string
+	for key := range m {
+		k = append(k, key)
+	}
+	slices.Sort(k)
+	return k
 }
