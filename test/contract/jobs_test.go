@@ -341,3 +341,66 @@ func TestPathEncoding(t *testing.T) {
 		})
 	}
 }
+
+// TestSameSpecEdges creates desired Jobs whose form differs from what
+// Intuned stores (empty lists and maps, spacing and escaping in parameters,
+// defaults spelt out, partial defaults) and checks SameSpec still reports no
+// drift against both shapes, so the controller never loops on update.
+func TestSameSpecEdges(t *testing.T) {
+	e := newEnv(t, intunedsim.Options{})
+	ctx := ctxT(t)
+	cases := []struct {
+		name string
+		edit func(r *intuned.CreateJobRequest)
+	}{
+		{"empty schedule object", func(r *intuned.CreateJobRequest) { r.Schedule = &intuned.Schedule{} }},
+		{"empty interval list with jitter", func(r *intuned.CreateJobRequest) {
+			r.Schedule = &intuned.Schedule{Intervals: []intuned.Interval{}, Jitter: ptr(intuned.Str("1m"))}
+		}},
+		{"calendar with every field unset", func(r *intuned.CreateJobRequest) { r.Schedule = &intuned.Schedule{Calendars: []intuned.Calendar{{}}} }},
+		{"empty headers and apisToSend", func(r *intuned.CreateJobRequest) {
+			r.Sink = &intuned.Sink{Webhook: &intuned.WebhookSink{URL: "http://x/y", Headers: map[string]string{}, APIsToSend: []string{}}}
+		}},
+		{"parameters spacing, order and HTML characters", func(r *intuned.CreateJobRequest) {
+			r.Payload[0].Parameters = params(`{ "b" : 1, "a":"x&y<z>", "c": 1.50 }`)
+		}},
+		{"big numbers in parameters", func(r *intuned.CreateJobRequest) {
+			r.Payload[0].Parameters = params(`{"n":12345678901234567890,"f":1e400}`)
+		}},
+		{"defaults spelt out", func(r *intuned.CreateJobRequest) {
+			r.Payload[0].RequestTimeout = ptr(600)
+			r.Configuration.Retry = &intuned.RetryPolicy{MaximumAttempts: ptr(3)}
+			r.Configuration.RequestTimeout = ptr(600)
+		}},
+		{"authSession with one attempt count", func(r *intuned.CreateJobRequest) {
+			r.AuthSession = &intuned.AuthSession{ID: "abc", CheckAttempts: ptr(1)}
+		}},
+		{"no payload items", func(r *intuned.CreateJobRequest) { r.Payload = []intuned.PayloadItem{} }},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := quickstartJob("edge-job-" + string(rune('a'+i)))
+			tc.edit(&r)
+			if _, err := e.client.CreateJob(ctx, project, r); err != nil {
+				t.Fatalf("CreateJob: %v", err)
+			}
+			job, err := e.client.GetJob(ctx, project, r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !intuned.SameSpec(r.Spec(), job.Spec()) {
+				b, _ := json.Marshal(job)
+				t.Errorf("SameSpec(desired, GetJob) = false; observed %s", b)
+			}
+			items, err := e.client.ListJobs(ctx, project)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range items {
+				if it.ID == r.ID && !intuned.SameSpec(r.Spec(), it.Spec()) {
+					t.Error("SameSpec(desired, list item) = false")
+				}
+			}
+		})
+	}
+}
