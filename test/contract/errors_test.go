@@ -237,6 +237,17 @@ func TestNotFound(t *testing.T) {
 	knownJob := everyOperation(e.client, "known-job-1", unknownRun)
 	cases["unknown run/GetJobRun"] = knownJob["GetJobRun"]
 	cases["unknown run/TerminateJobRun"] = knownJob["TerminateJobRun"]
+	// A run id is only found under its own Job.
+	if _, err := e.client.CreateJob(ctx, project, quickstartJob("other-job-1")); err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.client.TriggerJob(ctx, project, "other-job-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crossed := everyOperation(e.client, "known-job-1", other.JobRunID)
+	cases["run of another job/GetJobRun"] = crossed["GetJobRun"]
+	cases["run of another job/TerminateJobRun"] = crossed["TerminateJobRun"]
 	cases["unknown project/ListJobs"] = func(ctx context.Context) error {
 		_, err := e.client.ListJobs(ctx, "no-such-project")
 		return err

@@ -16,7 +16,7 @@ import (
 // milliseconds and nothing depends on the wall clock.
 
 // fakeEnv is newEnv on a shared fake clock with the simulator's limiter on.
-func fakeEnv(t *testing.T, limit int, pacer bool, maxWait time.Duration) (*env, simClock) {
+func fakeEnv(t *testing.T, limit int, pacer bool, maxWait time.Duration, mods ...clientOpts) (*env, simClock) {
 	t.Helper()
 	fc := intunedsim.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 	clk := newSimClock(fc)
@@ -25,6 +25,9 @@ func fakeEnv(t *testing.T, limit int, pacer bool, maxWait time.Duration) (*env, 
 			o.Clock = clk
 			o.Retry.MaxWait = maxWait
 			o.Pacer = intuned.NewPacer(intuned.PacerOptions{Clock: clk, Disabled: !pacer})
+			for _, m := range mods {
+				m(o)
+			}
 		})
 	return e, clk
 }
@@ -230,5 +233,46 @@ func TestPacerNeverEarns429(t *testing.T) {
 	// 45 calls at 20 per 62 s need two full spans of simulated time.
 	if took := fc.Now().Sub(start); took < 2*time.Minute {
 		t.Errorf("45 calls took %v of simulated time: the pacer did not pace", took)
+	}
+}
+
+// TestServerStricterThanPacer: when Intuned allows fewer requests than the
+// pacer expects (here 5 per minute), the client meets 429s, blocks the path
+// for every caller for Retry-After, and every call still succeeds.
+func TestServerStricterThanPacer(t *testing.T) {
+	// Callers woken together compete for the slot the limiter frees, so one
+	// may meet several 429s in a row: allow more attempts than the default.
+	e, clk := fakeEnv(t, 5, true, 10*time.Minute, func(o *intuned.Options) { o.Retry.MaxAttempts = 20 })
+	ctx := ctxT(t)
+	if _, err := e.client.CreateJob(ctx, project, noopJob("strict-job")); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.ResetCalls()
+	const callers, perCaller = 3, 5
+	var wg sync.WaitGroup
+	var running atomic.Int64
+	errs := make(chan error, callers*perCaller)
+	for range callers {
+		wg.Add(1)
+		running.Add(1)
+		go func() {
+			defer wg.Done()
+			defer running.Add(-1)
+			for range perCaller {
+				if _, err := e.client.GetJob(ctx, project, "strict-job"); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	drive(t, e, clk, &running, done)
+	close(errs)
+	for err := range errs {
+		t.Errorf("call failed despite retries: %v", err)
+	}
+	if n := e.sim.Calls()["GET "+routeJob]; n <= callers*perCaller {
+		t.Errorf("GET job sent %d times: expected some 429s and retries", n)
 	}
 }
