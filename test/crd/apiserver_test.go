@@ -3,6 +3,7 @@ package crd
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
 var nsCounter atomic.Int32
@@ -477,4 +479,41 @@ func deref[T any](p *T) any {
 		return "<nil>"
 	}
 	return *p
+}
+
+// TestKubectlExplain: `kubectl explain` (the real binary) teaches the sink
+// and storage choices from the field docs.
+func TestKubectlExplain(t *testing.T) {
+	e := needEnv(t)
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl := e.Environment.ControlPlane.KubeCtl()
+	kubectl.Path = filepath.Join(assets, "kubectl")
+	tests := []struct {
+		field string
+		want  []string
+	}{
+		{"intunedjob.spec.sink", []string{"exactly one of", "webhook", "receiverRef", "s3"}},
+		{"intunedjob.spec.sink.webhook.url", []string{"must use https unless the host is loopback"}},
+		{"intunedjob.spec.schedule.calendars", []string{"[{start: 0, end: 59, step: 15}]", "dayOfWeek"}},
+		{"webhookreceiver.spec.storage", []string{"sqlite", "postgres", "one replica"}},
+		{"ij.spec.deletionPolicy", []string{"Orphan"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.field, func(t *testing.T) {
+			stdout, stderr, err := kubectl.Run("explain", tt.field)
+			if err != nil {
+				b, _ := io.ReadAll(stderr)
+				t.Fatalf("kubectl explain %s: %v\n%s", tt.field, err, b)
+			}
+			b, _ := io.ReadAll(stdout)
+			for _, w := range tt.want {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("kubectl explain %s lacks %q:\n%s", tt.field, w, b)
+				}
+			}
+		})
+	}
 }
