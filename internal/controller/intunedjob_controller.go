@@ -113,11 +113,12 @@ func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	if !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
 		// Added before anything exists on Intuned, so no Job can outlive
-		// its object unnoticed. The Update refreshes job (and its
+		// its object unnoticed. The patch refreshes job (and its
 		// resourceVersion); status stays as read.
 		status := job.Status
+		patch := client.MergeFrom(job.DeepCopy())
 		controllerutil.AddFinalizer(job, intunedv1alpha1.Finalizer)
-		if err := r.Update(ctx, job); err != nil {
+		if err := r.Patch(ctx, job, patch); err != nil {
 			return ctrl.Result{}, err
 		}
 		job.Status = status

@@ -1,0 +1,620 @@
+// Command bench-operator measures the IntunedJob controller against envtest
+// and the Intuned simulator (`make bench-operator`; not a test).
+//
+// Run 1, rate limit off: N IntunedJobs are applied at once and the time until
+// all are Synced is compared with a floor measured in the same run: the same
+// N objects created, plus one status write each, by a plain client with the
+// same concurrency. It also reports Intuned calls per job to converge, write
+// calls in steady state (one poll of every job) and the manager's peak RSS.
+// The manager runs as a child process (cmd/manager, built here) against the
+// envtest API server, so its RSS is its own.
+//
+// Run 2, Intuned's real limit of 20 requests per minute per path, on the
+// simulator and in the manager: time to create M jobs against the
+// rate-limit floor. All creates share one path (POST .../jobs), so M creates
+// need at least ceil(M/20)-1 full minutes after the first batch; every other
+// call of the first sync is on a per-job path. 429 answers are counted.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
+)
+
+type options struct {
+	jobs         int
+	limitJobs    int
+	workers      int
+	applyWorkers int
+	steady       time.Duration
+	poll         time.Duration
+	timeout      time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.jobs, "jobs", 1000, "IntunedJobs in the unlimited run")
+	flag.IntVar(&o.limitJobs, "limit-jobs", 100, "IntunedJobs in the run with the real 20/min limit (0 skips it; 100 takes about 4.5 minutes)")
+	flag.IntVar(&o.workers, "manager-workers", 32, "--intunedjob-workers of the manager")
+	flag.IntVar(&o.applyWorkers, "apply-workers", 16, "concurrent creates when applying the objects (same for the floor)")
+	flag.DurationVar(&o.poll, "poll", time.Minute, "spec.pollInterval of the benchmark jobs (longer than convergence takes, so converge calls are not polls)")
+	flag.DurationVar(&o.steady, "steady", 75*time.Second, "steady-state window after a manager restart in which write calls are counted (covers the restart re-read and at least one poll)")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up waiting for convergence after this long")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-operator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	ctx := context.Background()
+	fmt.Println("starting envtest ...")
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer env.Stop()
+
+	// The manager gets an admin kubeconfig; the benchmark's own client, like
+	// the manager's, has no client-side rate limit.
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		return err
+	}
+	user, err := env.Environment.AddUser(envtest.User{Name: "bench-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "bench-operator-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	kcPath := filepath.Join(tmp, "kubeconfig")
+	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	fmt.Println("building cmd/manager ...")
+	bin := filepath.Join(tmp, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build.Dir, build.Stdout, build.Stderr = testenv.RepoRoot(), os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build manager: %w", err)
+	}
+
+	// ---- run 1: rate limit off ----
+	sim, err := startSim(intunedsim.Options{RateLimit: intunedsim.RateLimitOff, Seed: 1})
+	if err != nil {
+		return err
+	}
+	defer sim.close()
+
+	floor, err := measureFloor(ctx, c, o)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+
+	ns := "bench-unlimited"
+	if err := setupNamespace(ctx, c, ns, sim); err != nil {
+		return err
+	}
+	mgr, err := startManager(bin, kcPath, tmp, o.workers, 0)
+	if err != nil {
+		return err
+	}
+	defer mgr.stop()
+
+	sim.srv.ResetCalls()
+	w := watchSynced(ctx, c, ns)
+	defer w.cancel()
+	cpu0 := cpuSnapshot()
+	start := time.Now()
+	if err := applyJobs(ctx, c, ns, o.jobs, o.applyWorkers, o.poll); err != nil {
+		return err
+	}
+	applied := time.Since(start)
+	if err := w.wait(o.jobs, o.timeout); err != nil {
+		return err
+	}
+	converge := time.Since(start)
+	cpuDiff("operator run", cpu0, cpuSnapshot())
+	convergeCalls := total(sim.srv.Calls())
+	convergeWrites := sim.srv.WriteCalls()
+	calls429 := sim.count429.Load()
+	fmt.Printf("converged in %s (objects applied in %s)\n", converge.Round(time.Millisecond), applied.Round(time.Millisecond))
+
+	// Steady state: a restarted manager re-reads every job (GetJob and
+	// ListJobRuns) and must write nothing; then it polls for -steady.
+	rss, err := peakRSS(mgr.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	mgr.stop()
+	sim.srv.ResetCalls()
+	fmt.Printf("restarting the manager; %s of steady state ...\n", o.steady)
+	mgr, err = startManager(bin, kcPath, tmp, o.workers, 0)
+	if err != nil {
+		return err
+	}
+	defer mgr.stop()
+	time.Sleep(o.steady)
+	steadyCalls := sim.srv.Calls()
+	steadyWrites := sim.srv.WriteCalls()
+	if rss2, err := peakRSS(mgr.cmd.Process.Pid); err == nil && rss2 > rss {
+		rss = rss2
+	}
+	mgr.stop()
+
+	fmt.Println()
+	fmt.Printf("IntunedJob controller, %d jobs, rate limit off (manager: %d workers, child process)\n", o.jobs, o.workers)
+	fmt.Printf("%-44s %14s %14s %8s %8s\n", "measure", "operator", "floor/target", "ratio", "ok")
+	row := func(name string, got, ref float64, unit string, ok bool) {
+		ratio := "-"
+		if ref > 0 {
+			ratio = fmt.Sprintf("%.2fx", got/ref)
+		}
+		fmt.Printf("%-44s %14s %14s %8s %8v\n", name, fmt.Sprintf("%.2f%s", got, unit), fmt.Sprintf("%.2f%s", ref, unit), ratio, ok)
+	}
+	row("time to all Synced vs create+status floor", converge.Seconds(), floor.Seconds(), "s", converge <= 2*floor)
+	row("Intuned calls per job to converge (<=2)", float64(convergeCalls)/float64(o.jobs), 2, "", float64(convergeCalls)/float64(o.jobs) <= 2)
+	row("Intuned writes per job to converge", float64(convergeWrites)/float64(o.jobs), 1, "", true)
+	row("write calls in steady state (restart+polls)", float64(steadyWrites), 0, "", steadyWrites == 0)
+	row("manager peak RSS, MiB (<150)", float64(rss)/(1<<20), 150, "", rss < 150<<20)
+	fmt.Printf("429 answers: %d; steady-state calls: %v\n", calls429, steadyCalls)
+
+	// ---- run 2: Intuned's real limit ----
+	if o.limitJobs <= 0 {
+		return nil
+	}
+	limited, err := startSim(intunedsim.Options{Seed: 2}) // default: 20/min per path
+	if err != nil {
+		return err
+	}
+	defer limited.close()
+	ns2 := "bench-limited"
+	if err := setupNamespace(ctx, c, ns2, limited); err != nil {
+		return err
+	}
+	// Remove run 1's objects so the second manager (pacer on) only works on
+	// run 2's jobs.
+	if err := c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	if err := stripFinalizers(ctx, c, ns); err != nil {
+		return err
+	}
+	mgr2, err := startManager(bin, kcPath, tmp, o.workers, 20)
+	if err != nil {
+		return err
+	}
+	defer mgr2.stop()
+	start = time.Now()
+	w2 := watchSynced(ctx, c, ns2)
+	defer w2.cancel()
+	if err := applyJobs(ctx, c, ns2, o.limitJobs, o.applyWorkers, o.poll); err != nil {
+		return err
+	}
+	if err := w2.wait(o.limitJobs, o.timeout); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	mgr2.stop()
+	// Creates share one path: batches of 20, one window (60 s) apart.
+	batches := (o.limitJobs + 19) / 20
+	limitFloor := time.Duration(batches-1) * time.Minute
+	fmt.Println()
+	fmt.Printf("IntunedJob controller, %d jobs, Intuned's limit of 20 requests/min per path (simulator and pacer on)\n", o.limitJobs)
+	fmt.Printf("time to all Synced: %s; rate-limit floor (ceil(%d/20)-1 windows of 60 s on POST .../jobs): %s; ratio %.3f (target <= 1.10)\n",
+		took.Round(time.Millisecond), o.limitJobs, limitFloor, took.Seconds()/limitFloor.Seconds())
+	fmt.Printf("429 answers: %d (target 0); Intuned calls: %d\n", limited.count429.Load(), total(limited.srv.Calls()))
+	return nil
+}
+
+// simServer is a simulator on a loopback port that counts 429 answers.
+type simServer struct {
+	srv      *intunedsim.Server
+	http     *http.Server
+	base     string
+	count429 atomic.Int64
+}
+
+func startSim(o intunedsim.Options) (*simServer, error) {
+	srv, err := intunedsim.New(o)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &simServer{srv: srv, base: "http://" + ln.Addr().String() + intunedsim.APIPrefix}
+	s.http = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		srv.ServeHTTP(rec, r)
+		if rec.status == http.StatusTooManyRequests {
+			s.count429.Add(1)
+		}
+	})}
+	go func() { _ = s.http.Serve(ln) }()
+	return s, nil
+}
+
+func (s *simServer) close() {
+	_ = s.http.Close()
+	_ = s.srv.Close()
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// setupNamespace creates the namespace and the credentials Secret.
+func setupNamespace(ctx context.Context, c client.Client, ns string, sim *simServer) error {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	return c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "intuned-creds"},
+		StringData: map[string]string{
+			intunedv1alpha1.CredentialsKeyWorkspaceID: intunedsim.DefaultWorkspaceID,
+			intunedv1alpha1.CredentialsKeyAPIKey:      intunedsim.DefaultAPIKey,
+			intunedv1alpha1.CredentialsKeyBaseURL:     sim.base,
+		},
+	})
+}
+
+func benchJob(ns string, i int, poll time.Duration) *intunedv1alpha1.IntunedJob {
+	return &intunedv1alpha1.IntunedJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("bench-job-%05d", i)},
+		Spec: intunedv1alpha1.IntunedJobSpec{
+			Project:        "bench-project",
+			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: "intuned-creds"},
+			Payload: []intunedv1alpha1.JobPayload{{
+				APIName:    "list",
+				Parameters: &apiextensionsv1.JSON{Raw: []byte(`{"page":` + strconv.Itoa(i) + `}`)},
+			}},
+			Schedule: &intunedv1alpha1.JobSchedule{Intervals: []intunedv1alpha1.ScheduleInterval{{Every: "1h"}}},
+			Sink: &intunedv1alpha1.JobSink{Webhook: &intunedv1alpha1.WebhookSink{
+				URL: "https://hooks.example.com/intuned/" + strconv.Itoa(i),
+			}},
+			PollInterval: &metav1.Duration{Duration: poll},
+		},
+	}
+}
+
+// parallel runs fn(i) for i in [0,n) on workers goroutines.
+func parallel(n, workers int, fn func(i int) error) error {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func applyJobs(ctx context.Context, c client.Client, ns string, n, workers int, poll time.Duration) error {
+	return parallel(n, workers, func(i int) error { return c.Create(ctx, benchJob(ns, i, poll)) })
+}
+
+// measureFloor creates the same objects plus one status write each with a
+// plain client, before any manager runs, then removes them.
+func measureFloor(ctx context.Context, c client.Client, o options) (time.Duration, error) {
+	ns := "bench-floor"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return 0, err
+	}
+	cpu0 := cpuSnapshot()
+	start := time.Now()
+	err := parallel(o.jobs, o.applyWorkers, func(i int) error {
+		j := benchJob(ns, i, o.poll)
+		if err := c.Create(ctx, j); err != nil {
+			return err
+		}
+		patch := client.MergeFrom(j.DeepCopy())
+		j.Status.JobID = j.Name
+		meta.SetStatusCondition(&j.Status.Conditions, metav1.Condition{Type: intunedv1alpha1.ConditionSynced,
+			Status: metav1.ConditionTrue, Reason: intunedv1alpha1.ReasonSynced, Message: "floor"})
+		return c.Status().Patch(ctx, j, patch)
+	})
+	took := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	cpuDiff("floor", cpu0, cpuSnapshot())
+	fmt.Printf("floor: %d creates + %d status writes in %s\n", o.jobs, o.jobs, took.Round(time.Millisecond))
+	return took, c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns))
+}
+
+func stripFinalizers(ctx context.Context, c client.Client, ns string) error {
+	var list intunedv1alpha1.IntunedJobList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		j := &list.Items[i]
+		patch := client.MergeFrom(j.DeepCopy())
+		j.Finalizers = nil
+		if err := c.Patch(ctx, j, patch); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncWatcher counts the jobs of a namespace that report Synced=True, from
+// a watch: the API server sends each change once, where polling lists of
+// N objects would cost it far more than the controller under test.
+type syncWatcher struct {
+	mu     sync.Mutex
+	synced map[string]bool
+	count  int
+	cancel context.CancelFunc
+}
+
+func watchSynced(ctx context.Context, c client.WithWatch, ns string) *syncWatcher {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &syncWatcher{synced: map[string]bool{}, cancel: cancel}
+	go func() {
+		for ctx.Err() == nil {
+			wi, err := c.Watch(ctx, &intunedv1alpha1.IntunedJobList{}, client.InNamespace(ns))
+			if err != nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			for ev := range wi.ResultChan() {
+				j, ok := ev.Object.(*intunedv1alpha1.IntunedJob)
+				if !ok {
+					continue
+				}
+				on := ev.Type != watch.Deleted && meta.IsStatusConditionTrue(j.Status.Conditions, intunedv1alpha1.ConditionSynced)
+				w.mu.Lock()
+				if on != w.synced[j.Name] {
+					w.synced[j.Name] = on
+					if on {
+						w.count++
+					} else {
+						w.count--
+					}
+				}
+				w.mu.Unlock()
+			}
+			wi.Stop()
+		}
+	}()
+	return w
+}
+
+func (w *syncWatcher) n() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count
+}
+
+// wait blocks until n jobs are Synced.
+func (w *syncWatcher) wait(n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := time.Now()
+	for {
+		got := w.n()
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d jobs Synced after %s", got, n, timeout)
+		}
+		if time.Since(last) > 15*time.Second {
+			fmt.Printf("  ... %d of %d Synced\n", got, n)
+			last = time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// manager is the cmd/manager child process.
+type manager struct {
+	cmd  *exec.Cmd
+	once sync.Once
+}
+
+func startManager(bin, kubeconfig, dir string, workers, rateLimit int) (*manager, error) {
+	probe, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// The log stays after the run (in the system temp dir) for inspection.
+	logf, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("bench-operator-manager-ratelimit%d.log", rateLimit)))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin,
+		"--kubeconfig", kubeconfig,
+		"--leader-elect=false",
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address", probe,
+		"--intunedjob-workers", strconv.Itoa(workers),
+		"--intuned-rate-limit", strconv.Itoa(rateLimit),
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	m := &manager{cmd: cmd}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return m, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			m.stop()
+			out, _ := os.ReadFile(logf.Name())
+			return nil, fmt.Errorf("manager not ready after 60s; log:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits (SIGKILL after 20 s).
+func (m *manager) stop() {
+	m.once.Do(func() {
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = m.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+}
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// peakRSS reads VmHWM (peak resident set) of a process, in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
+
+// cpuSnapshot is CPU seconds used so far by this process (client and
+// simulator) and each direct child (etcd, kube-apiserver, manager), by
+// command name.
+func cpuSnapshot() map[string]float64 {
+	out := map[string]float64{"bench+sim": procCPU(os.Getpid())}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < 0 {
+			continue
+		}
+		f := strings.Fields(s[closing+2:])
+		if len(f) > 2 && f[1] == strconv.Itoa(os.Getpid()) {
+			out[s[open+1:closing]] += procCPU(pid)
+		}
+	}
+	return out
+}
+
+// procCPU is utime+stime of pid in seconds (USER_HZ is 100 on Linux).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+// cpuDiff prints CPU seconds per process between two snapshots.
+func cpuDiff(label string, a, b map[string]float64) {
+	var parts []string
+	for k, v := range b {
+		if d := v - a[k]; d >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.1fs", k, d))
+		}
+	}
+	fmt.Printf("CPU during %s: %s\n", label, strings.Join(parts, ", "))
+}
+
+func total(calls map[string]int) int {
+	n := 0
+	for _, v := range calls {
+		n += v
+	}
+	return n
+}
