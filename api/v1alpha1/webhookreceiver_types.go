@@ -295,6 +295,12 @@ type WebhookReceiverStatus struct {
 	// this field cleared.
 	// +optional
 	PreviousTokenFingerprint string `json:"previousTokenFingerprint,omitempty"`
+	// NextTokenFingerprint is set while a new token is staged: the receiver
+	// Pods already accept it, and it becomes the current token (the one
+	// IntunedJobs push) once kubelet has had time to refresh the mounted
+	// Secret in every Pod.
+	// +optional
+	NextTokenFingerprint string `json:"nextTokenFingerprint,omitempty"`
 }
 
 // WebhookReceiver runs an in-cluster receiver for Intuned's webhook sink and

@@ -57,6 +57,12 @@ type WebhookReceiverReconciler struct {
 	// APIReader reads the token Secret uncached, so a stale cache can never
 	// make two rotations out of one (nil: set from the manager).
 	APIReader client.Reader
+	// TokenPropagationDelay is how long a new token is staged (accepted by
+	// the Pods, not yet pushed by IntunedJobs) before it becomes current.
+	// Zero: DefaultTokenPropagationDelay; negative: no staging.
+	TokenPropagationDelay time.Duration
+	// Now is the clock of token staging (nil: time.Now).
+	Now func() time.Time
 }
 
 // reconcileError carries the Ready reason for a failure the user must see.
@@ -89,7 +95,7 @@ func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	orig := whr.DeepCopy()
 
-	err := r.reconcile(ctx, &whr)
+	requeueAfter, err := r.reconcile(ctx, &whr)
 
 	var rerr *reconcileError
 	switch {
@@ -120,15 +126,17 @@ func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	if err != nil {
 		log.Error(err, "reconcile WebhookReceiver")
+		return ctrl.Result{}, err
 	}
-	return ctrl.Result{}, err
+	return ctrl.Result{RequeueAfter: requeueAfter}, nil
 }
 
 // reconcile does the work; it fills whr.Status (except observedGeneration)
-// and returns a *reconcileError for a reason the user should see.
-func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) error {
+// and returns a *reconcileError for a reason the user should see, and when
+// to come back for a staged token.
+func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) (time.Duration, error) {
 	if msgs := validation.IsDNS1035Label(whr.Name); len(msgs) > 0 || len(whr.Name) > maxReceiverNameLength {
-		return userError(intunedv1alpha1.ReasonInvalidSpec,
+		return 0, userError(intunedv1alpha1.ReasonInvalidSpec,
 			"metadata.name %q names the Service and workload: it must be at most %d characters of lower-case letters, digits and '-', starting with a letter",
 			whr.Name, maxReceiverNameLength)
 	}
@@ -139,7 +147,7 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 		var rerr *reconcileError
 		if !errors.As(tokenErr, &rerr) || rerr.reason == intunedv1alpha1.ReasonResourceConflict {
 			// Never start Pods that would mount someone else's Secret.
-			return tokenErr
+			return 0, tokenErr
 		}
 		// A missing user Secret must not stop the rest: the Service,
 		// workload and Ingress still converge, and the Pods start as soon
@@ -147,30 +155,29 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 	}
 	if tokens != nil {
 		whr.Status.TokenSecretName = resources.TokenSecretName(whr)
-		whr.Status.TokenFingerprint = resources.Fingerprint(tokens.Token)
-		whr.Status.PreviousTokenFingerprint = resources.Fingerprint(tokens.PreviousToken)
+		whr.Status.TokenFingerprint, whr.Status.PreviousTokenFingerprint, whr.Status.NextTokenFingerprint = tokens.fingerprints()
 	}
 
 	dsnErr := r.checkDSNSecret(ctx, whr)
 	if dsnErr != nil && !isUserError(dsnErr) {
-		return dsnErr
+		return 0, dsnErr
 	}
 
 	workload, err := r.applyChildren(ctx, whr)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ingress, err := r.currentIngress(ctx, whr)
 	if err != nil {
-		return err
+		return 0, err
 	}
 
 	whr.Status.URL = publicURL(whr, ingress)
 	if tokenErr != nil {
-		return tokenErr
+		return 0, tokenErr
 	}
 	if dsnErr != nil {
-		return dsnErr
+		return tokens.requeueAfter, dsnErr
 	}
 	available, why := workload.available()
 	whr.Status.ReadyReplicas = workload.readyReplicas
@@ -182,13 +189,19 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 			"no public URL: set spec.ingress (host) or spec.externalURL")
 	default:
 		msg := fmt.Sprintf("%d receiver Pod(s) ready at %s", workload.readyReplicas, whr.Status.URL)
+		if tokens.StagedAt != "" {
+			msg += "; token rotation: a new token is staged (the Pods accept it) and becomes current at " + tokens.promotionTime(r.delay())
+		}
 		if len(tokens.jobsBehind) > 0 {
-			msg += fmt.Sprintf("; token rotation in progress: the previous token stays accepted until IntunedJob(s) %s carry the new one",
+			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until IntunedJob(s) %s carry the new one",
 				strings.Join(tokens.jobsBehind, ", "))
+		}
+		if tokens.note != "" {
+			msg += "; " + tokens.note
 		}
 		setReady(whr, metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable, msg)
 	}
-	return nil
+	return tokens.requeueAfter, nil
 }
 
 func isUserError(err error) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,13 +38,20 @@ type whrFixture struct {
 	ctx context.Context
 }
 
-func newWHRFixture(t *testing.T) *whrFixture {
+// newWHRFixture starts the controller; tokens are staged for 200ms (real
+// time) so rotations run through every step quickly.
+func newWHRFixture(t *testing.T, configure ...func(*WebhookReceiverReconciler)) *whrFixture {
 	t.Helper()
 	f := &whrFixture{t: t, ns: newNamespace(t), ctx: context.Background()}
 	startManager(t, func(mgr ctrl.Manager) error {
-		return (&WebhookReceiverReconciler{
+		r := &WebhookReceiverReconciler{
 			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), ReceiverImage: whrTestImage,
-		}).SetupWithManager(mgr)
+			TokenPropagationDelay: 200 * time.Millisecond,
+		}
+		for _, c := range configure {
+			c(r)
+		}
+		return r.SetupWithManager(mgr)
 	})
 	return f
 }
@@ -696,4 +704,113 @@ func TestWebhookReceiverConflictsAndInvalidNames(t *testing.T) {
 	if got := string(f.tokenSecret("missing-ref")["token"]); got != "late" {
 		t.Errorf("token %q", got)
 	}
+}
+
+// fakeClock is a settable clock shared with the controller's goroutines.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestWebhookReceiverTokenStaging: a new token first reaches the Pods (as
+// previous-token) while IntunedJobs keep pushing the current one; only
+// after the propagation delay does it become current. A new rotation waits
+// for the previous one to finish.
+func TestWebhookReceiverTokenStaging(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	f := newWHRFixture(t, func(r *WebhookReceiverReconciler) {
+		r.TokenPropagationDelay = time.Hour
+		r.Now = clock.Now
+	})
+	user := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tok"}, StringData: map[string]string{"token": "old"}}
+	f.create(user)
+	job := f.job("staged-job", "staged")
+	whr := f.receiver("staged", intunedv1alpha1.WebhookReceiverSpec{
+		TokenSecretRef: &intunedv1alpha1.TokenSecretReference{Name: "tok"},
+	})
+	f.eventually(func() string {
+		if got := string(f.tokenSecret("staged")["token"]); got != "old" {
+			return "first token not copied: " + got
+		}
+		return ""
+	})
+	f.jobCarries(job, "old")
+
+	// poke makes the controller reconcile (it would requeue by itself
+	// after the delay, but the delay is on the fake clock).
+	poke := func(v string) {
+		f.update(whr, func() {
+			if whr.Annotations == nil {
+				whr.Annotations = map[string]string{}
+			}
+			whr.Annotations["test/poke"] = v
+		})
+	}
+	f.update(user, func() { user.Data = map[string][]byte{"token": []byte("new")} })
+	f.eventually(func() string {
+		d := f.tokenSecret("staged")
+		w := f.getWHR("staged")
+		switch {
+		case string(d["token"]) != "old" || string(d["previous-token"]) != "new":
+			return fmt.Sprintf("not staged: token %q previous %q", d["token"], d["previous-token"])
+		case w.Status.TokenFingerprint != resources.Fingerprint("old") ||
+			w.Status.NextTokenFingerprint != resources.Fingerprint("new") || w.Status.PreviousTokenFingerprint != "":
+			return fmt.Sprintf("status while staged: %+v", w.Status)
+		}
+		return ""
+	})
+
+	// Half the delay: still staged.
+	clock.Advance(30 * time.Minute)
+	poke("1")
+	f.waitReady("staged", metav1.ConditionFalse, intunedv1alpha1.ReasonWorkloadNotReady)
+	time.Sleep(300 * time.Millisecond) // give a wrong promotion a chance to show
+	if d := f.tokenSecret("staged"); string(d["token"]) != "old" {
+		t.Fatalf("promoted before the propagation delay")
+	}
+
+	// The delay is over: swapped; the old token stays accepted.
+	clock.Advance(31 * time.Minute)
+	poke("2")
+	f.eventually(func() string {
+		d := f.tokenSecret("staged")
+		if string(d["token"]) != "new" || string(d["previous-token"]) != "old" {
+			return fmt.Sprintf("not swapped: token %q previous %q", d["token"], d["previous-token"])
+		}
+		if w := f.getWHR("staged"); w.Status.NextTokenFingerprint != "" || w.Status.PreviousTokenFingerprint != resources.Fingerprint("old") {
+			return fmt.Sprintf("status after the swap: %+v", w.Status)
+		}
+		return ""
+	})
+
+	// Another change while the job still sends "old": it waits.
+	f.update(user, func() { user.Data = map[string][]byte{"token": []byte("newer")} })
+	poke("3")
+	f.waitReady("staged", metav1.ConditionFalse, intunedv1alpha1.ReasonWorkloadNotReady)
+	time.Sleep(300 * time.Millisecond)
+	if d := f.tokenSecret("staged"); string(d["token"]) != "new" || string(d["previous-token"]) != "old" {
+		t.Fatalf("a rotation overtook an unfinished one: token %q previous %q", d["token"], d["previous-token"])
+	}
+
+	// The job catches up: "old" is dropped and "newer" is staged.
+	f.jobCarries(job, "new")
+	f.eventually(func() string {
+		d := f.tokenSecret("staged")
+		if string(d["token"]) != "new" || string(d["previous-token"]) != "newer" {
+			return fmt.Sprintf("next rotation not staged: token %q previous %q", d["token"], d["previous-token"])
+		}
+		return ""
+	})
 }

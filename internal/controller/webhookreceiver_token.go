@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,15 +16,26 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/resources"
 )
 
+// DefaultTokenPropagationDelay is how long a new token is staged before it
+// becomes current: kubelet refreshes mounted Secrets on its periodic Pod
+// sync (1 minute by default, plus jitter), and the receiver re-reads its
+// files every 2 seconds.
+const DefaultTokenPropagationDelay = 90 * time.Second
+
 // reconcileToken keeps the controller-owned token Secret and returns what
-// it now holds (see docs/token-rotation.md):
+// it now holds (see docs/token-rotation.md). A rotation has three steps:
 //
-//   - the current token is tokenSecretRef's value, or a generated one kept
-//     across reconciles (regenerated when intuned.io/rotate-token changes);
-//   - when the current token changes, the old one moves to previous-token,
-//     which the receiver keeps accepting;
-//   - previous-token is dropped once every IntunedJob referencing this
-//     receiver reports the current fingerprint in status.sink.tokenFingerprint.
+//  1. stage: the next token goes into previous-token (the receiver accepts
+//     it from now on) while token keeps the current one, so IntunedJobs go
+//     on pushing the current token;
+//  2. after the propagation delay, swap: token = next, previous-token = old;
+//     IntunedJobs push the new token, which every Pod already accepts;
+//  3. drop previous-token once every IntunedJob referencing this receiver
+//     reports the new fingerprint in status.sink.tokenFingerprint.
+//
+// The next token is tokenSecretRef's value, or a generated one (a first
+// token, or a new one when intuned.io/rotate-token changes). A new rotation
+// waits until step 3 of the previous one is done.
 //
 // When the user's Secret is missing it returns the Secret's existing content
 // (the Pods keep working with it) together with a *reconcileError.
@@ -43,61 +55,46 @@ func (r *WebhookReceiverReconciler) reconcileToken(ctx context.Context, whr *int
 			"Secret %s already exists and is not owned by this WebhookReceiver; the operator keeps the receiver's token there, so rename or delete it",
 			key.Name)
 	}
-	var have resources.TokenData
+	st := &tokenState{}
 	if exists {
-		have = resources.TokenData{
+		st.TokenData = resources.TokenData{
 			Token:           string(cur.Data[intunedv1alpha1.TokenSecretKeyToken]),
 			PreviousToken:   string(cur.Data[intunedv1alpha1.TokenSecretKeyPreviousToken]),
 			ReadToken:       string(cur.Data[intunedv1alpha1.TokenSecretKeyReadToken]),
 			RotationHandled: cur.Annotations[resources.AnnotationRotationHandled],
+			StagedAt:        cur.Annotations[resources.AnnotationTokenStagedAt],
 		}
 	}
-	want := have
+	want := &st.TokenData
+	if want.StagedAt != "" && want.PreviousToken == "" {
+		want.StagedAt = "" // staged token removed by hand: rotation cancelled
+	}
 
-	if ref := whr.Spec.TokenSecretRef; ref != nil {
-		tok, err := r.userToken(ctx, whr.Namespace, ref)
-		if err != nil {
-			if exists {
-				return &tokenState{TokenData: have}, err
-			}
-			return nil, err
-		}
-		want.Token = tok
-	} else {
-		rotate := whr.Annotations[intunedv1alpha1.AnnotationRotateToken]
-		if want.Token == "" || (rotate != "" && rotate != have.RotationHandled) {
-			tok, err := resources.GenerateToken(r.random())
-			if err != nil {
-				return nil, err
-			}
-			want.Token = tok
-			// Recorded in the same write as the new token: one annotation
-			// value never rotates twice.
-			want.RotationHandled = rotate
-		}
+	// Step 3 of a finished rotation first: it may unblock a new one.
+	if err := r.dropPreviousIfDone(ctx, whr, st); err != nil {
+		return nil, err
 	}
-	if have.Token != "" && want.Token != have.Token {
-		want.PreviousToken = have.Token
+
+	next, err := r.nextToken(ctx, whr, st)
+	if err != nil {
+		if exists {
+			return st, err
+		}
+		return nil, err
 	}
+	r.moveTowards(st, next)
+
 	if want.ReadToken == "" {
-		tok, err := resources.GenerateToken(r.random())
-		if err != nil {
+		if want.ReadToken, err = resources.GenerateToken(r.random()); err != nil {
 			return nil, err
 		}
-		want.ReadToken = tok
 	}
-	var behind []string
-	if want.PreviousToken != "" {
-		var err error
-		if behind, err = r.jobsBehind(ctx, whr, resources.Fingerprint(want.Token)); err != nil {
-			return nil, err
-		}
-		if len(behind) == 0 {
-			want.PreviousToken = ""
-		}
+	// A swap in this reconcile starts step 3 for the new token.
+	if err := r.dropPreviousIfDone(ctx, whr, st); err != nil {
+		return nil, err
 	}
 
-	secret := resources.TokenSecret(whr, want)
+	secret := resources.TokenSecret(whr, *want)
 	if exists {
 		// Optimistic lock: if the Secret changed since we read it, the apply
 		// fails and the next reconcile decides again from the new content.
@@ -106,7 +103,90 @@ func (r *WebhookReceiverReconciler) reconcileToken(ctx context.Context, whr *int
 	if err := r.apply(ctx, secret); err != nil {
 		return nil, err
 	}
-	return &tokenState{TokenData: want, jobsBehind: behind}, nil
+	return st, nil
+}
+
+// nextToken is the token that should be current: the user's, the staged
+// one, or a newly generated one.
+func (r *WebhookReceiverReconciler) nextToken(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver, st *tokenState) (string, error) {
+	if ref := whr.Spec.TokenSecretRef; ref != nil {
+		return r.userToken(ctx, whr.Namespace, ref)
+	}
+	have := st.TokenData
+	rotate := whr.Annotations[intunedv1alpha1.AnnotationRotateToken]
+	switch {
+	case have.StagedAt != "":
+		return have.PreviousToken, nil
+	case have.Token != "" && (rotate == "" || rotate == have.RotationHandled):
+		return have.Token, nil
+	case have.Token != "" && have.PreviousToken != "":
+		st.note = fmt.Sprintf("rotation %q waits until the previous rotation has finished", rotate)
+		return have.Token, nil
+	}
+	tok, err := resources.GenerateToken(r.random())
+	if err != nil {
+		return "", err
+	}
+	// Recorded in the same write as the staged token: one annotation value
+	// never rotates twice.
+	st.RotationHandled = rotate
+	return tok, nil
+}
+
+// moveTowards takes one step from the Secret's content towards next being
+// the current token.
+func (r *WebhookReceiverReconciler) moveTowards(st *tokenState, next string) {
+	want := &st.TokenData
+	now, delay := r.now(), r.delay()
+	switch {
+	case next == "":
+		// Nothing to move to (cannot happen with a valid Secret); keep all.
+	case next == want.Token:
+		if want.StagedAt != "" { // the user went back before the swap
+			want.PreviousToken, want.StagedAt = "", ""
+		}
+	case want.Token == "":
+		// The first token: nothing has been pushed to Intuned yet.
+		want.Token = next
+	case want.StagedAt == "" && want.PreviousToken != "":
+		st.note = "a new token waits until the previous rotation has finished"
+	case delay < 0:
+		// Staging disabled: swap at once.
+		want.PreviousToken, want.Token, want.StagedAt = want.Token, next, ""
+	case want.StagedAt == "" || want.PreviousToken != next:
+		want.PreviousToken, want.StagedAt = next, now.UTC().Format(time.RFC3339)
+		st.requeueAfter = delay
+	default:
+		stagedAt, err := time.Parse(time.RFC3339, want.StagedAt)
+		if err != nil {
+			stagedAt = now // unreadable (edited by hand): start over
+			want.StagedAt = now.UTC().Format(time.RFC3339)
+		}
+		if remaining := stagedAt.Add(delay).Sub(now); remaining > 0 {
+			st.requeueAfter = remaining
+			return
+		}
+		want.PreviousToken, want.Token, want.StagedAt = want.Token, next, ""
+	}
+}
+
+// dropPreviousIfDone removes previous-token once every IntunedJob
+// referencing the receiver carries the current token; otherwise it records
+// the jobs still behind.
+func (r *WebhookReceiverReconciler) dropPreviousIfDone(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver, st *tokenState) error {
+	st.jobsBehind = nil
+	if st.StagedAt != "" || st.PreviousToken == "" {
+		return nil
+	}
+	behind, err := r.jobsBehind(ctx, whr, resources.Fingerprint(st.Token))
+	if err != nil {
+		return err
+	}
+	if len(behind) == 0 {
+		st.PreviousToken = ""
+	}
+	st.jobsBehind = behind
+	return nil
 }
 
 // tokenState is the token Secret's content after a reconcile.
@@ -114,6 +194,43 @@ type tokenState struct {
 	resources.TokenData
 	// jobsBehind are the IntunedJobs still on the previous token.
 	jobsBehind []string
+	// note explains a rotation that is waiting (for the Ready message).
+	note string
+	// requeueAfter is when a staged token becomes current.
+	requeueAfter time.Duration
+}
+
+// fingerprints returns the status fingerprints: current, previous (after a
+// swap) and next (while staged).
+func (st *tokenState) fingerprints() (current, previous, next string) {
+	current = resources.Fingerprint(st.Token)
+	if st.StagedAt != "" {
+		return current, "", resources.Fingerprint(st.PreviousToken)
+	}
+	return current, resources.Fingerprint(st.PreviousToken), ""
+}
+
+// promotionTime is when the staged token becomes current (RFC 3339).
+func (st *tokenState) promotionTime(delay time.Duration) string {
+	t, err := time.Parse(time.RFC3339, st.StagedAt)
+	if err != nil {
+		return "the next reconcile"
+	}
+	return t.Add(delay).UTC().Format(time.RFC3339)
+}
+
+func (r *WebhookReceiverReconciler) delay() time.Duration {
+	if r.TokenPropagationDelay == 0 {
+		return DefaultTokenPropagationDelay
+	}
+	return r.TokenPropagationDelay
+}
+
+func (r *WebhookReceiverReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // userToken reads the token from the user's Secret. Surrounding whitespace

@@ -117,11 +117,11 @@ func maximalSQLite() *v1alpha1.WebhookReceiver {
 
 const managerImage = "ghcr.io/intuned-operator/intuned-operator:v0.1.0"
 
-// TestGolden compares every builder's apply document for the minimal and
+// TestWebhookReceiverGolden compares every builder's apply document for the minimal and
 // maximal specs with testdata/<builder>-<spec>.golden.yaml. Run
 // `go test ./internal/resources -update` after an intended change and
 // review the diff.
-func TestGolden(t *testing.T) {
+func TestWebhookReceiverGolden(t *testing.T) {
 	specs := map[string]func() *v1alpha1.WebhookReceiver{
 		"minimal": minimal, "maximal-postgres": maximalPostgres, "maximal-sqlite": maximalSQLite,
 	}
@@ -192,9 +192,9 @@ func compareGolden(t *testing.T, file string, got []byte) {
 	}
 }
 
-// TestPodContract checks the parts of the Pod other components rely on,
+// TestWebhookReceiverPodContract checks the parts of the Pod other components rely on,
 // for both storage kinds, independently of the golden files.
-func TestPodContract(t *testing.T) {
+func TestWebhookReceiverPodContract(t *testing.T) {
 	tests := []struct {
 		name      string
 		whr       *v1alpha1.WebhookReceiver
@@ -255,7 +255,7 @@ func TestPodContract(t *testing.T) {
 	}
 }
 
-func TestImage(t *testing.T) {
+func TestWebhookReceiverImage(t *testing.T) {
 	w := minimal()
 	for _, tt := range []struct{ spec, def, want string }{
 		{"", "", DefaultReceiverImage},
@@ -269,7 +269,7 @@ func TestImage(t *testing.T) {
 	}
 }
 
-func TestIngestPath(t *testing.T) {
+func TestWebhookReceiverIngestPath(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		spec v1alpha1.WebhookReceiverSpec
@@ -290,7 +290,7 @@ func TestIngestPath(t *testing.T) {
 	}
 }
 
-func TestPodDisruptionBudgetDefault(t *testing.T) {
+func TestWebhookReceiverPodDisruptionBudgetDefault(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		spec v1alpha1.WebhookReceiverSpec
@@ -313,9 +313,9 @@ func TestPodDisruptionBudgetDefault(t *testing.T) {
 	}
 }
 
-// TestReplicasOmittedWithHPA: with autoscaling the applied workload has no
+// TestWebhookReceiverReplicasOmittedWithHPA: with autoscaling the applied workload has no
 // replicas field, so server-side apply never resets the HPA's choice.
-func TestReplicasOmittedWithHPA(t *testing.T) {
+func TestWebhookReceiverReplicasOmittedWithHPA(t *testing.T) {
 	w := maximalPostgres()
 	u, err := ForApply(Deployment(w, ""))
 	if err != nil {
@@ -331,7 +331,7 @@ func TestReplicasOmittedWithHPA(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
+func TestWebhookReceiverTokens(t *testing.T) {
 	tok, err := GenerateToken(bytes.NewReader(bytes.Repeat([]byte{0xab}, 32)))
 	if err != nil {
 		t.Fatal(err)

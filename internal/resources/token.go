@@ -43,9 +43,13 @@ func Fingerprint(token string) string {
 type TokenData struct {
 	// Token is the current ingest token (key "token").
 	Token string
-	// PreviousToken is still accepted during a rotation (key
-	// "previous-token"); empty when no rotation is in progress.
+	// PreviousToken is a second token the receiver accepts (key
+	// "previous-token"): after a rotation the old token, until every
+	// IntunedJob carries the new one; while StagedAt is set, the next
+	// token, which the Pods learn before any IntunedJob pushes it.
 	PreviousToken string
+	// StagedAt (RFC 3339) is set while PreviousToken holds the next token.
+	StagedAt string
 	// ReadToken guards the receiver's read API (key "read-token").
 	ReadToken string
 	// RotationHandled is the last intuned.io/rotate-token value acted on.
@@ -72,11 +76,21 @@ func TokenSecret(whr *v1alpha1.WebhookReceiver, d TokenData) *corev1.Secret {
 	if d.PreviousToken != "" {
 		s.Data[v1alpha1.TokenSecretKeyPreviousToken] = []byte(d.PreviousToken)
 	}
+	if d.RotationHandled != "" || d.StagedAt != "" {
+		s.Annotations = map[string]string{}
+	}
 	if d.RotationHandled != "" {
-		s.Annotations = map[string]string{AnnotationRotationHandled: d.RotationHandled}
+		s.Annotations[AnnotationRotationHandled] = d.RotationHandled
+	}
+	if d.StagedAt != "" {
+		s.Annotations[AnnotationTokenStagedAt] = d.StagedAt
 	}
 	return s
 }
+
+// AnnotationTokenStagedAt on the token Secret marks previous-token as the
+// next token, staged at this time (RFC 3339).
+const AnnotationTokenStagedAt = "intuned.io/token-staged-at"
 
 // AnnotationRotationHandled on the token Secret records the last
 // intuned.io/rotate-token value that produced a new token.
