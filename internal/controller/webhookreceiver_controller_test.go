@@ -814,3 +814,56 @@ func TestWebhookReceiverTokenStaging(t *testing.T) {
 		return ""
 	})
 }
+
+// TestWebhookReceiverMaximalSpecApplies: every optional field at once is
+// accepted by the API server (CRD validation and each child's validation)
+// and reaches the children.
+func TestWebhookReceiverMaximalSpecApplies(t *testing.T) {
+	f := newWHRFixture(t)
+	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pg"}, StringData: map[string]string{"url": "postgres://x"}})
+	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "own-token"}, StringData: map[string]string{"token": "mine"}})
+	f.receiver("max", intunedv1alpha1.WebhookReceiverSpec{
+		Autoscaling: &intunedv1alpha1.ReceiverAutoscaling{
+			MinReplicas: ptr.To[int32](2), MaxReplicas: 8, TargetCPUUtilizationPercentage: ptr.To[int32](65)},
+		Image: "example.com/receiver:9",
+		Resources: &corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("300Mi")}},
+		PodTemplate: &intunedv1alpha1.ReceiverPodTemplate{
+			Labels:       map[string]string{"team": "data"},
+			Annotations:  map[string]string{"example.com/a": "b"},
+			NodeSelector: map[string]string{"kubernetes.io/os": "linux"},
+			Tolerations:  []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+			Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 50,
+					PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "kubernetes.io/hostname",
+						LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{resources.LabelInstance: "max"}}}}}}},
+			PriorityClassName: "system-cluster-critical",
+		},
+		TokenSecretRef: &intunedv1alpha1.TokenSecretReference{Name: "own-token"},
+		Storage: &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
+			DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "pg", Key: "url"}}},
+		Ingress: &intunedv1alpha1.ReceiverIngress{ClassName: ptr.To("nginx"), Host: "max.example.com", Path: "/in",
+			TLS: &intunedv1alpha1.ReceiverIngressTLS{SecretName: "max-tls"}, Annotations: map[string]string{"cert-manager.io/cluster-issuer": "le"}},
+		PodDisruptionBudget: &intunedv1alpha1.ReceiverPodDisruptionBudget{MinAvailable: ptr.To(intstr.FromString("50%"))},
+		NetworkPolicy: &intunedv1alpha1.ReceiverNetworkPolicy{Enabled: true, From: []networkingv1.NetworkPolicyPeer{{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "ingress-nginx"}}}}},
+	})
+	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &corev1.Service{}, &appsv1.Deployment{},
+		&networkingv1.Ingress{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}} {
+		f.waitExists("max", obj)
+	}
+	var d appsv1.Deployment
+	f.waitExists("max", &d)
+	ps := d.Spec.Template.Spec
+	if len(ps.Tolerations) != 1 || ps.Affinity == nil || ps.PriorityClassName != "system-cluster-critical" ||
+		ps.NodeSelector["kubernetes.io/os"] != "linux" || d.Spec.Template.Labels["team"] != "data" ||
+		d.Spec.Template.Annotations["example.com/a"] != "b" || ps.Containers[0].Image != "example.com/receiver:9" {
+		t.Errorf("pod template allow-list not applied: %+v", d.Spec.Template)
+	}
+	f.setDeploymentAvailable("max", true)
+	w := f.waitReady("max", metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable)
+	if w.Status.URL != "https://max.example.com/in" || w.Status.ReadyReplicas != 1 {
+		t.Errorf("status url %q readyReplicas %d", w.Status.URL, w.Status.ReadyReplicas)
+	}
+}
