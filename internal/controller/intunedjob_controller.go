@@ -104,25 +104,22 @@ func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}()
 
-	job.Status.JobID = job.EffectiveJobID()
-	job.Status.ObservedGeneration = job.Generation
-
-	if job.Spec.Suspend {
-		reportSuspended(job)
-		return ctrl.Result{}, nil
-	}
-	if !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
+	if !job.Spec.Suspend && !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
 		// Added before anything exists on Intuned, so no Job can outlive
-		// its object unnoticed. The patch refreshes job (and its
-		// resourceVersion); status stays as read.
-		status := job.Status
+		// its object unnoticed. The patch refreshes job from the server.
 		patch := client.MergeFrom(job.DeepCopy())
 		controllerutil.AddFinalizer(job, intunedv1alpha1.Finalizer)
 		if err := r.Patch(ctx, job, patch); err != nil {
 			return ctrl.Result{}, err
 		}
-		job.Status = status
-		before = job.DeepCopy()
+		*before = *job.DeepCopy()
+	}
+
+	job.Status.JobID = job.EffectiveJobID()
+	job.Status.ObservedGeneration = job.Generation
+	if job.Spec.Suspend {
+		reportSuspended(job)
+		return ctrl.Result{}, nil
 	}
 
 	secretName := ""
