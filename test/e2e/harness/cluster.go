@@ -177,7 +177,9 @@ func startControlPlane(ctx context.Context, dir string) (*controlPlane, error) {
 	if err := writeKubeconfig(admin, cp.kubeconfig); err != nil {
 		return nil, err
 	}
-	cp.client, err = client.New(admin.Config(), client.Options{Scheme: cp.env.Scheme})
+	cfg := admin.Config()
+	cfg.QPS, cfg.Burst = 200, 400 // tests poll; the default client-side limit would slow them
+	cp.client, err = client.New(cfg, client.Options{Scheme: cp.env.Scheme})
 	if err != nil {
 		return nil, err
 	}

@@ -152,7 +152,7 @@ func Eventually(ctx context.Context, interval time.Duration, what string, cond f
 		if ok {
 			return nil
 		}
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			last = err
 		}
 		select {
@@ -226,7 +226,7 @@ func CompareDeliveries(ctx context.Context, sim *Sim, rc ReceiverClient, jobID, 
 			continue
 		case "exhausted":
 			rep.Exhausted++
-			rep.Problems = append(rep.Problems, fmt.Sprintf("run %s: simulator gave up after %d attempts", d.RunID, len(d.Attempts)))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("run %s (%s): simulator gave up after %d attempts (%s)", d.RunID, d.APIName, len(d.Attempts), attemptSummary(d.Attempts)))
 			continue
 		}
 		switch n := count[d.RunID]; n {
@@ -258,4 +258,25 @@ func CompareDeliveries(ctx context.Context, sim *Sim, rc ReceiverClient, jobID, 
 		rep.Problems = append(rep.Problems, fmt.Sprintf("run %s: in the store but not acknowledged by the simulator's log", id))
 	}
 	return rep, nil
+}
+
+// attemptSummary counts attempts by outcome, e.g. "201 x1, 401 x32".
+func attemptSummary(as []SimAttempt) string {
+	counts := map[string]int{}
+	var order []string
+	for _, a := range as {
+		k := fmt.Sprint(a.StatusCode)
+		if a.Error != "" {
+			k = "error " + a.Error
+		}
+		if counts[k] == 0 {
+			order = append(order, k)
+		}
+		counts[k]++
+	}
+	parts := make([]string, 0, len(order))
+	for _, k := range order {
+		parts = append(parts, fmt.Sprintf("%s x%d", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -331,7 +331,7 @@ func (k *Kubelet) syncReplica(ctx context.Context, w *workload, d desiredWorkloa
 	// Running: keep Secret volumes current (the kubelet does this within
 	// about a minute; we do it on every sync), then probe readiness.
 	for _, f := range r.plan.Files {
-		if _, err := f.materialise(w.namespace, src); err != nil {
+		if _, err := f.materialise(w.namespace, src); err != nil && ctx.Err() == nil {
 			k.mu.Lock()
 			k.fail(fmt.Sprintf("refresh volume of %s/%s: %v", w.namespace, r.pod, err))
 			k.mu.Unlock()
@@ -661,4 +661,27 @@ func (k *Kubelet) ReleaseReceiver(ns, receiver string, ordinal int) {
 			w.replicas[ordinal].nextStart = time.Time{}
 		}
 	}
+}
+
+// PartitionReceiver cuts (on) or heals (off) the network path from the
+// receiver's externalURL to its Pods, as a broken tunnel or load balancer
+// would: connections are accepted and closed at once while the Pods stay
+// up and Ready. Open connections are cut too.
+func (k *Kubelet) PartitionReceiver(ns, receiver string, on bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, w := range k.workloads {
+		if w.namespace == ns && w.receiver == receiver && w.proxy != nil {
+			w.proxy.cut.Store(on)
+			if on {
+				w.proxy.mu.Lock()
+				for c := range w.proxy.conns {
+					_ = c.Close()
+				}
+				w.proxy.mu.Unlock()
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("WebhookReceiver %s/%s has no externalURL being served", ns, receiver)
 }

@@ -17,6 +17,7 @@ import (
 type frontProxy struct {
 	ln       net.Listener
 	backends atomic.Pointer[[]string]
+	cut      atomic.Bool // a network partition: refuse every connection
 	next     atomic.Uint64
 	wg       sync.WaitGroup
 	mu       sync.Mutex
@@ -71,7 +72,7 @@ func (p *frontProxy) handle(c net.Conn) {
 	defer p.track(c, false)
 	defer c.Close()
 	bs := *p.backends.Load()
-	if len(bs) == 0 {
+	if len(bs) == 0 || p.cut.Load() {
 		return
 	}
 	b := bs[p.next.Add(1)%uint64(len(bs))]

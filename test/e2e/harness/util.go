@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -76,4 +77,11 @@ func waitHTTPOK(ctx context.Context, url string, died <-chan struct{}) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// SupportsFlag reports whether the binary lists --name in its -help output
+// (used to pass optional tuning flags only to binaries that have them).
+func SupportsFlag(bin, name string) bool {
+	out, _ := exec.Command(bin, "-help").CombinedOutput()
+	return bytes.Contains(out, []byte("-"+name+" ")) || bytes.Contains(out, []byte("-"+name+"\n")) || bytes.Contains(out, []byte("-"+name+"="))
 }
