@@ -38,6 +38,8 @@ type workloadState struct {
 	ready         bool
 	readyReplicas int32
 	why           string
+	// note is a spec change the workload cannot take (for the Ready message).
+	note string
 }
 
 func (w workloadState) available() (bool, string) {
@@ -92,8 +94,11 @@ func (r *WebhookReceiverReconciler) applyChildren(ctx context.Context, whr *intu
 		case c.want == nil:
 			continue
 		}
-		if s, ok := c.want.(*appsv1.StatefulSet); ok && found {
-			keepVolumeClaimTemplates(s, c.current.(*appsv1.StatefulSet))
+		var volumeNote string
+		if s, ok := c.want.(*appsv1.StatefulSet); ok && found && keepVolumeClaimTemplates(s, c.current.(*appsv1.StatefulSet)) {
+			volumeNote = fmt.Sprintf("spec.storage.sqlite size/storageClassName changes do not reach the existing volume "+
+				"(StatefulSet volume templates are immutable): expand PVC %s-%s-0 directly, or recreate the receiver",
+				resources.DataVolumeName, key.Name)
 		}
 		if whr.Spec.Autoscaling != nil && found {
 			if err := r.handOffReplicas(ctx, c.current); err != nil {
@@ -108,6 +113,7 @@ func (r *WebhookReceiverReconciler) applyChildren(ctx context.Context, whr *intu
 			ws = deploymentState(cur, found)
 		case *appsv1.StatefulSet:
 			ws = statefulSetState(cur, found)
+			ws.note = volumeNote
 		}
 	}
 	return ws, nil
@@ -131,14 +137,18 @@ func (r *WebhookReceiverReconciler) apply(ctx context.Context, obj runtime.Objec
 // keepVolumeClaimTemplates copies size and class from the existing
 // StatefulSet: volumeClaimTemplates are immutable, and applying a change
 // would fail every reconcile. Grow the volume by editing the PVC
-// (data-<name>-0) when its StorageClass allows expansion.
-func keepVolumeClaimTemplates(want, have *appsv1.StatefulSet) {
+// (data-<name>-0) when its StorageClass allows expansion. It reports whether
+// the spec asked for something else.
+func keepVolumeClaimTemplates(want, have *appsv1.StatefulSet) (differs bool) {
 	if len(have.Spec.VolumeClaimTemplates) == 0 || len(want.Spec.VolumeClaimTemplates) == 0 {
-		return
+		return false
 	}
 	w, h := &want.Spec.VolumeClaimTemplates[0].Spec, have.Spec.VolumeClaimTemplates[0].Spec
+	differs = !w.Resources.Requests.Storage().Equal(*h.Resources.Requests.Storage()) ||
+		(w.StorageClassName != nil && (h.StorageClassName == nil || *w.StorageClassName != *h.StorageClassName))
 	w.Resources.Requests = h.Resources.Requests.DeepCopy()
 	w.StorageClassName = h.StorageClassName
+	return differs
 }
 
 func deploymentState(d *appsv1.Deployment, found bool) workloadState {

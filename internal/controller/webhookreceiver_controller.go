@@ -181,6 +181,9 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 	}
 	available, why := workload.available()
 	whr.Status.ReadyReplicas = workload.readyReplicas
+	if workload.note != "" {
+		why += "; " + workload.note
+	}
 	switch {
 	case !available:
 		setReady(whr, metav1.ConditionFalse, intunedv1alpha1.ReasonWorkloadNotReady, why)
@@ -198,6 +201,9 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 		}
 		if tokens.note != "" {
 			msg += "; " + tokens.note
+		}
+		if workload.note != "" {
+			msg += "; " + workload.note
 		}
 		setReady(whr, metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable, msg)
 	}

@@ -377,6 +377,7 @@ func TestWebhookReceiverSpecChangesRollOut(t *testing.T) {
 		whr.Spec.Ingress.Host = "b.example.com"
 		whr.Spec.Ingress.Path = "/hooks"
 	})
+	f.setStatefulSetReady("roll", 1)
 	f.eventually(func() string {
 		var sts appsv1.StatefulSet
 		var ing networkingv1.Ingress
@@ -399,6 +400,20 @@ func TestWebhookReceiverSpecChangesRollOut(t *testing.T) {
 		}
 		return ""
 	})
+
+	// The SQLite volume template is immutable: a new size is not applied
+	// (the apply would fail), and Ready says what to do instead.
+	f.update(whr, func() {
+		whr.Spec.Storage = &intunedv1alpha1.ReceiverStorage{SQLite: &intunedv1alpha1.SQLiteStorage{Size: ptr.To(resource.MustParse("5Gi"))}}
+	})
+	w := f.waitReady("roll", metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable)
+	if msg := meta.FindStatusCondition(w.Status.Conditions, "Ready").Message; !strings.Contains(msg, "expand PVC data-roll-0") {
+		t.Errorf("Ready message does not explain the ignored size change: %s", msg)
+	}
+	var sts appsv1.StatefulSet
+	if err := f.get("roll", &sts); err != nil || sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "1Gi" {
+		t.Errorf("volume template changed (err %v)", err)
+	}
 }
 
 // TestWebhookReceiverSharesFieldsWithOtherManagers: an HPA's replica count
