@@ -61,7 +61,12 @@ type WebhookReceiverReconciler struct {
 	// the Pods, not yet pushed by IntunedJobs) before it becomes current.
 	// Zero: DefaultTokenPropagationDelay; negative: no staging.
 	TokenPropagationDelay time.Duration
-	// Now is the clock of token staging (nil: time.Now).
+	// PreviousTokenGrace keeps the previous token this long after every
+	// referencing IntunedJob carries the new one (and after the end of
+	// JobRuns that may still use it). Zero: DefaultPreviousTokenGrace;
+	// negative: drop at once.
+	PreviousTokenGrace time.Duration
+	// Now is the clock of token staging and grace (nil: time.Now).
 	Now func() time.Time
 }
 
@@ -195,9 +200,16 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 		if tokens.StagedAt != "" {
 			msg += "; token rotation: a new token is staged (the Pods accept it) and becomes current at " + tokens.promotionTime(r.delay())
 		}
-		if len(tokens.jobsBehind) > 0 {
+		switch {
+		case len(tokens.jobsBehind) > 0:
 			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until IntunedJob(s) %s carry the new one",
 				strings.Join(tokens.jobsBehind, ", "))
+		case len(tokens.runsInFlight) > 0:
+			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until the JobRuns of IntunedJob(s) %s that started with it end, plus the retry window",
+				strings.Join(tokens.runsInFlight, ", "))
+		case !tokens.previousUntil.IsZero():
+			msg += "; token rotation: every IntunedJob carries the new token; the previous one stays accepted for Intuned's retries until " +
+				tokens.previousUntil.UTC().Format(time.RFC3339)
 		}
 		if tokens.note != "" {
 			msg += "; " + tokens.note
@@ -348,7 +360,8 @@ func receiverOfJob(_ context.Context, o client.Object) []reconcile.Request {
 }
 
 // jobTokenChanged passes IntunedJob events that can end a rotation:
-// creation, deletion, a changed receiverRef or status.sink.tokenFingerprint.
+// creation, deletion, a changed receiverRef, status.sink.tokenFingerprint
+// or last JobRun (start/end).
 // Everything else an IntunedJob reports (run status, times) is ignored.
 type jobTokenChanged struct{ predicate.Funcs }
 
@@ -361,8 +374,16 @@ func (jobTokenChanged) Update(e event.UpdateEvent) bool {
 	if !ok1 || !ok2 {
 		return false
 	}
-	return jobFingerprint(o) != jobFingerprint(n) ||
+	return jobFingerprint(o) != jobFingerprint(n) || lastRunTimes(o) != lastRunTimes(n) ||
 		!equality.Semantic.DeepEqual(intunedJobReceiverRef(o), intunedJobReceiverRef(n))
+}
+
+func lastRunTimes(j *intunedv1alpha1.IntunedJob) string {
+	r := j.Status.LastJobRun
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprint(r.ID, r.Start, r.End)
 }
 
 func jobFingerprint(j *intunedv1alpha1.IntunedJob) string {

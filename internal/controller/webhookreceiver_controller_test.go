@@ -39,7 +39,8 @@ type whrFixture struct {
 }
 
 // newWHRFixture starts the controller; tokens are staged for 200ms (real
-// time) so rotations run through every step quickly.
+// time) and the previous token is dropped as soon as the jobs caught up, so
+// rotations run through every step quickly.
 func newWHRFixture(t *testing.T, configure ...func(*WebhookReceiverReconciler)) *whrFixture {
 	t.Helper()
 	f := &whrFixture{t: t, ns: newNamespace(t), ctx: context.Background()}
@@ -47,6 +48,7 @@ func newWHRFixture(t *testing.T, configure ...func(*WebhookReceiverReconciler)) 
 		r := &WebhookReceiverReconciler{
 			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), ReceiverImage: whrTestImage,
 			TokenPropagationDelay: 200 * time.Millisecond,
+			PreviousTokenGrace:    -1, // TestWebhookReceiverPreviousTokenGrace covers the grace window
 		}
 		for _, c := range configure {
 			c(r)
@@ -881,4 +883,76 @@ func TestWebhookReceiverMaximalSpecApplies(t *testing.T) {
 	if w.Status.URL != "https://max.example.com/in" || w.Status.ReadyReplicas != 1 {
 		t.Errorf("status url %q readyReplicas %d", w.Status.URL, w.Status.ReadyReplicas)
 	}
+}
+
+// TestWebhookReceiverPreviousTokenGrace: after every job carries the new
+// token, the previous one stays while a JobRun that started with the old
+// sink runs, and for the retry window after it ended.
+func TestWebhookReceiverPreviousTokenGrace(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	f := newWHRFixture(t, func(r *WebhookReceiverReconciler) {
+		r.TokenPropagationDelay = -1 // swap at once; staging has its own test
+		r.PreviousTokenGrace = time.Hour
+		r.Now = clock.Now
+	})
+	user := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tok"}, StringData: map[string]string{"token": "old"}}
+	f.create(user)
+	job := f.job("graced-job", "graced")
+	whr := f.receiver("graced", intunedv1alpha1.WebhookReceiverSpec{
+		TokenSecretRef: &intunedv1alpha1.TokenSecretReference{Name: "tok"},
+		ExternalURL:    "https://graced.example.com/webhooks/intuned",
+	})
+	f.setStatefulSetReady("graced", 1)
+	f.waitReady("graced", metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable)
+	// A JobRun started with the old token is running.
+	started := metav1.NewTime(clock.Now().Add(-10 * time.Minute))
+	f.updateStatus(job, func() {
+		job.Status.Sink = &intunedv1alpha1.SinkStatus{TokenFingerprint: resources.Fingerprint("old")}
+		job.Status.LastJobRun = &intunedv1alpha1.JobRunSummary{ID: "jr1", Start: &started}
+	})
+	f.update(user, func() { user.Data = map[string][]byte{"token": []byte("new")} })
+	f.eventually(func() string {
+		if d := f.tokenSecret("graced"); string(d["token"]) != "new" || string(d["previous-token"]) != "old" {
+			return "not swapped"
+		}
+		return ""
+	})
+	f.jobCarries(job, "new")
+	readyMessage := func() string {
+		return meta.FindStatusCondition(f.getWHR("graced").Status.Conditions, "Ready").Message
+	}
+	f.eventually(func() string {
+		if msg := readyMessage(); !strings.Contains(msg, "JobRuns of IntunedJob(s) graced-job") {
+			return "Ready does not name the running JobRun: " + msg
+		}
+		return ""
+	})
+	hasPrevious := func() bool { _, ok := f.tokenSecret("graced")["previous-token"]; return ok }
+	if !hasPrevious() {
+		t.Fatal("previous token dropped while a JobRun started with it still runs")
+	}
+
+	// The run ends: the previous token stays for the retry window.
+	clock.Advance(20 * time.Minute)
+	ended := metav1.NewTime(clock.Now())
+	f.updateStatus(job, func() { job.Status.LastJobRun.End = &ended })
+	f.eventually(func() string {
+		if msg := readyMessage(); !strings.Contains(msg, "stays accepted for Intuned's retries until 2026-11-27T13:20:00Z") {
+			return "Ready does not give the end of the grace window: " + msg
+		}
+		return ""
+	})
+	if !hasPrevious() {
+		t.Fatal("previous token dropped inside the retry window")
+	}
+
+	// The window is over.
+	clock.Advance(61 * time.Minute)
+	f.update(whr, func() { whr.Annotations = map[string]string{"test/poke": "1"} })
+	f.eventually(func() string {
+		if hasPrevious() {
+			return "previous-token still present after the grace window"
+		}
+		return ""
+	})
 }

@@ -63,6 +63,7 @@ func (r *WebhookReceiverReconciler) reconcileToken(ctx context.Context, whr *int
 			ReadToken:       string(cur.Data[intunedv1alpha1.TokenSecretKeyReadToken]),
 			RotationHandled: cur.Annotations[resources.AnnotationRotationHandled],
 			StagedAt:        cur.Annotations[resources.AnnotationTokenStagedAt],
+			CaughtUpAt:      cur.Annotations[resources.AnnotationJobsCaughtUpAt],
 		}
 	}
 	want := &st.TokenData
@@ -155,7 +156,7 @@ func (r *WebhookReceiverReconciler) moveTowards(st *tokenState, next string) {
 		want.PreviousToken, want.Token, want.StagedAt = want.Token, next, ""
 	case want.StagedAt == "" || want.PreviousToken != next:
 		want.PreviousToken, want.StagedAt = next, now.UTC().Format(time.RFC3339)
-		st.requeueAfter = delay
+		st.requeueIn(delay)
 	default:
 		stagedAt, err := time.Parse(time.RFC3339, want.StagedAt)
 		if err != nil {
@@ -163,29 +164,79 @@ func (r *WebhookReceiverReconciler) moveTowards(st *tokenState, next string) {
 			want.StagedAt = now.UTC().Format(time.RFC3339)
 		}
 		if remaining := stagedAt.Add(delay).Sub(now); remaining > 0 {
-			st.requeueAfter = remaining
+			st.requeueIn(remaining)
 			return
 		}
 		want.PreviousToken, want.Token, want.StagedAt = want.Token, next, ""
 	}
 }
 
-// dropPreviousIfDone removes previous-token once every IntunedJob
-// referencing the receiver carries the current token; otherwise it records
-// the jobs still behind.
+// DefaultPreviousTokenGrace keeps the previous token after every job
+// carries the new one: a JobRun keeps the sink it started with, and
+// Intuned retries a failed delivery for up to an hour.
+const DefaultPreviousTokenGrace = time.Hour
+
+// dropPreviousIfDone removes previous-token once nobody can still send it:
+// every IntunedJob referencing the receiver carries the current token, no
+// JobRun that may have started with the old sink is still running, and the
+// grace window (Intuned's retry window) after the later of "all caught up"
+// and the end of such JobRuns has passed. Otherwise it records why not.
 func (r *WebhookReceiverReconciler) dropPreviousIfDone(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver, st *tokenState) error {
-	st.jobsBehind = nil
+	st.jobsBehind, st.runsInFlight, st.previousUntil = nil, nil, time.Time{}
 	if st.StagedAt != "" || st.PreviousToken == "" {
+		st.CaughtUpAt = ""
 		return nil
 	}
-	behind, err := r.jobsBehind(ctx, whr, resources.Fingerprint(st.Token))
+	jobs, err := r.referencingJobs(ctx, whr)
 	if err != nil {
 		return err
 	}
-	if len(behind) == 0 {
-		st.PreviousToken = ""
+	current := resources.Fingerprint(st.Token)
+	for _, j := range jobs {
+		if jobFingerprint(&j) != current {
+			st.jobsBehind = append(st.jobsBehind, j.Name)
+		}
 	}
-	st.jobsBehind = behind
+	if len(st.jobsBehind) > 0 {
+		st.CaughtUpAt = ""
+		return nil
+	}
+	grace := r.PreviousTokenGrace
+	if grace == 0 {
+		grace = DefaultPreviousTokenGrace
+	}
+	if grace < 0 {
+		st.PreviousToken, st.CaughtUpAt = "", ""
+		return nil
+	}
+	now := r.now()
+	caughtUp, err := time.Parse(time.RFC3339, st.CaughtUpAt)
+	if err != nil {
+		caughtUp = now
+		st.CaughtUpAt = now.UTC().Format(time.RFC3339)
+	}
+	until := caughtUp.Add(grace)
+	for _, j := range jobs {
+		run := j.Status.LastJobRun
+		if run == nil || (run.Start != nil && run.Start.After(caughtUp)) {
+			continue // no run, or one that started with the new sink
+		}
+		if run.End == nil {
+			st.runsInFlight = append(st.runsInFlight, j.Name)
+			continue
+		}
+		if t := run.End.Add(grace); t.After(until) {
+			until = t
+		}
+	}
+	if len(st.runsInFlight) == 0 && !now.Before(until) {
+		st.PreviousToken, st.CaughtUpAt = "", ""
+		return nil
+	}
+	st.previousUntil = until
+	if len(st.runsInFlight) == 0 {
+		st.requeueIn(until.Sub(now))
+	}
 	return nil
 }
 
@@ -196,8 +247,23 @@ type tokenState struct {
 	jobsBehind []string
 	// note explains a rotation that is waiting (for the Ready message).
 	note string
-	// requeueAfter is when a staged token becomes current.
+	// runsInFlight are IntunedJobs whose last JobRun may still send the
+	// previous token; previousUntil is when the grace window ends.
+	runsInFlight  []string
+	previousUntil time.Time
+	// requeueAfter is when the next step is due (staged token becomes
+	// current, grace window ends).
 	requeueAfter time.Duration
+}
+
+// requeueIn asks for a reconcile after d (the earliest request wins).
+func (st *tokenState) requeueIn(d time.Duration) {
+	if d <= 0 {
+		d = time.Second
+	}
+	if st.requeueAfter == 0 || d < st.requeueAfter {
+		st.requeueAfter = d
+	}
 }
 
 // fingerprints returns the status fingerprints: current, previous (after a
@@ -264,20 +330,14 @@ func (r *WebhookReceiverReconciler) userToken(ctx context.Context, namespace str
 	return tok, nil
 }
 
-// jobsBehind lists the IntunedJobs referencing this receiver whose Intuned
-// sink does not carry the current token yet (sorted names).
-func (r *WebhookReceiverReconciler) jobsBehind(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver, fingerprint string) ([]string, error) {
+// referencingJobs lists the IntunedJobs whose sink references this
+// receiver, sorted by name.
+func (r *WebhookReceiverReconciler) referencingJobs(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) ([]intunedv1alpha1.IntunedJob, error) {
 	var jobs intunedv1alpha1.IntunedJobList
 	if err := r.List(ctx, &jobs, client.InNamespace(whr.Namespace),
 		client.MatchingFields{IndexIntunedJobReceiverRef: whr.Name}); err != nil {
 		return nil, fmt.Errorf("list IntunedJobs referencing the receiver: %w", err)
 	}
-	var behind []string
-	for i := range jobs.Items {
-		if jobFingerprint(&jobs.Items[i]) != fingerprint {
-			behind = append(behind, jobs.Items[i].Name)
-		}
-	}
-	sort.Strings(behind)
-	return behind, nil
+	sort.Slice(jobs.Items, func(i, k int) bool { return jobs.Items[i].Name < jobs.Items[k].Name })
+	return jobs.Items, nil
 }

@@ -50,6 +50,10 @@ type TokenData struct {
 	PreviousToken string
 	// StagedAt (RFC 3339) is set while PreviousToken holds the next token.
 	StagedAt string
+	// CaughtUpAt (RFC 3339) is when every IntunedJob was first seen carrying
+	// the current token; the previous one is kept for a grace window after
+	// it, since JobRuns started earlier still send the old token.
+	CaughtUpAt string
 	// ReadToken guards the receiver's read API (key "read-token").
 	ReadToken string
 	// RotationHandled is the last intuned.io/rotate-token value acted on.
@@ -76,8 +80,11 @@ func TokenSecret(whr *v1alpha1.WebhookReceiver, d TokenData) *corev1.Secret {
 	if d.PreviousToken != "" {
 		s.Data[v1alpha1.TokenSecretKeyPreviousToken] = []byte(d.PreviousToken)
 	}
-	if d.RotationHandled != "" || d.StagedAt != "" {
+	if d.RotationHandled != "" || d.StagedAt != "" || d.CaughtUpAt != "" {
 		s.Annotations = map[string]string{}
+	}
+	if d.CaughtUpAt != "" {
+		s.Annotations[AnnotationJobsCaughtUpAt] = d.CaughtUpAt
 	}
 	if d.RotationHandled != "" {
 		s.Annotations[AnnotationRotationHandled] = d.RotationHandled
@@ -87,6 +94,10 @@ func TokenSecret(whr *v1alpha1.WebhookReceiver, d TokenData) *corev1.Secret {
 	}
 	return s
 }
+
+// AnnotationJobsCaughtUpAt on the token Secret records when every
+// referencing IntunedJob first carried the current token (RFC 3339).
+const AnnotationJobsCaughtUpAt = "intuned.io/jobs-caught-up-at"
 
 // AnnotationTokenStagedAt on the token Secret marks previous-token as the
 // next token, staged at this time (RFC 3339).
