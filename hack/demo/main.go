@@ -22,8 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
@@ -34,6 +36,7 @@ type options struct {
 	dir          string
 	timeScale    float64
 	products     int
+	runDuration  time.Duration
 	verbose      bool
 	timeout      time.Duration
 }
@@ -44,6 +47,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "working directory for kubeconfig, logs and receiver data (default: a new temporary directory, removed on exit)")
 	flag.Float64Var(&o.timeScale, "time-scale", 10, "intuned-sim --time-scale: simulated seconds per real second (Run durations, schedules, retries)")
 	flag.IntVar(&o.products, "products", 5, "products the simulated ecommerce-scraper-quickstart `list` API returns (one `details` Run each)")
+	flag.DurationVar(&o.runDuration, "run-duration", 10*time.Second, "simulated duration of each API Run (intuned-sim --run-duration; real time = this / -time-scale)")
 	flag.BoolVar(&o.verbose, "v", false, "also print the operator's log")
 	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up if the flow has not finished by then")
 	flag.Parse()
@@ -63,6 +67,7 @@ func say(format string, args ...any) {
 }
 
 func run(ctx context.Context, o options) error {
+	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime; keep the output to ours
 	if _, err := harness.AssetsDir(); err != nil {
 		say("envtest binaries missing: building them with hack/setup-envtest.sh (first time only, a few minutes)")
 		dir, err := setupEnvtest(ctx)
@@ -95,7 +100,7 @@ func run(ctx context.Context, o options) error {
 		Dir:       o.dir,
 		Binaries:  &bins,
 		TimeScale: o.timeScale,
-		SimArgs:   []string{"--products", strconv.Itoa(o.products)},
+		SimArgs:   []string{"--products", strconv.Itoa(o.products), "--run-duration", o.runDuration.String()},
 		Logf: func(format string, args ...any) {
 			msg := fmt.Sprintf(format, args...)
 			if o.verbose || !strings.HasPrefix(msg, "kubelet:") || strings.Contains(msg, "started receiver") || strings.Contains(msg, "cannot run") || strings.Contains(msg, "exited") {
@@ -228,8 +233,12 @@ func quickstart(ctx context.Context, h *harness.Harness, o options) error {
 			return false, err
 		}
 		rep = r
-		if r.Stored != lastN || r.Sent != lastTotal {
-			say("deliveries received %d/%d (%d attempts so far)", r.Stored, r.Sent, r.Attempts)
+		if r.Sent > 0 && (r.Stored != lastN || r.Sent != lastTotal) {
+			if r.Attempts > r.Sent {
+				say("deliveries received %d/%d (%d retried attempts so far)", r.Stored, r.Sent, r.Attempts-r.Sent)
+			} else {
+				say("deliveries received %d/%d", r.Stored, r.Sent)
+			}
 			lastN, lastTotal = r.Stored, r.Sent
 		}
 		if lr := ij.Status.LastJobRun; finished == "" && lr != nil && lr.ID == jobRun && terminal(lr.Status) {
