@@ -89,7 +89,6 @@ func userError(reason, format string, args ...any) *reconcileError {
 // Reconcile applies the children of one WebhookReceiver and patches its
 // status once at the end.
 func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
 	var whr intunedv1alpha1.WebhookReceiver
 	if err := r.Get(ctx, req.NamespacedName, &whr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -130,8 +129,7 @@ func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 	}
 	if err != nil {
-		log.Error(err, "reconcile WebhookReceiver")
-		return ctrl.Result{}, err
+		return ctrl.Result{}, err // controller-runtime logs it and backs off
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter}, nil
 }
