@@ -252,10 +252,7 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	bins, err := BuildBinaries(ctx, filepath.Join(dir, "bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	bins := testBinaries(t)
 	port, _ := FreePort()
 	lay := Layout{PodDir: filepath.Join(dir, "pod"), PVCDir: filepath.Join(dir, "pvc")}
 	start := func() (*Process, *Plan) {
