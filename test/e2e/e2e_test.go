@@ -19,6 +19,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
 	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
 )
 
@@ -127,6 +128,13 @@ type pair struct {
 // names (the simulator is one workspace shared by all tests), after letting
 // mutate change the job.
 func newPair(t *testing.T, ctx context.Context, name string, mutate func(*intunedv1alpha1.IntunedJob)) *pair {
+	return newPairWith(t, ctx, name, mutate, nil)
+}
+
+// newPairWith is newPair that also lets prepare change the receiver and
+// create what it needs in the namespace first.
+func newPairWith(t *testing.T, ctx context.Context, name string, mutate func(*intunedv1alpha1.IntunedJob),
+	prepare func(ns string, whr *intunedv1alpha1.WebhookReceiver)) *pair {
 	t.Helper()
 	s, err := h.LoadSamples(ctx)
 	if err != nil {
@@ -148,20 +156,24 @@ func newPair(t *testing.T, ctx context.Context, name string, mutate func(*intune
 	if mutate != nil {
 		mutate(s.Job)
 	}
+	if prepare != nil {
+		prepare(p.ns, s.Receiver)
+	}
 	p.job = s.Job.EffectiveJobID()
 	p.project = s.Job.Spec.Project
 	if err := s.Apply(ctx, h.Client); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { checkHealthy(t) })
+	before := len(h.Kubelet.Failures())
+	t.Cleanup(func() { checkHealthy(t, before) })
 	return p
 }
 
 // checkHealthy fails the test if the kubelet could not run a receiver Pod
 // as specified or the manager died.
-func checkHealthy(t *testing.T) {
+func checkHealthy(t *testing.T, before int) {
 	t.Helper()
-	if f := h.Kubelet.Failures(); len(f) > 0 {
+	if f := h.Kubelet.Failures()[before:]; len(f) > 0 {
 		t.Errorf("receiver Pods did not run as specified:\n%s", strings.Join(f, "\n"))
 	}
 	if exited, log := h.ManagerExited(); exited {
@@ -524,4 +536,69 @@ func TestScheduledJob(t *testing.T) {
 		t.Errorf("JobRun %s not listed by Intuned's API: %+v", jobRun, runs)
 	}
 	t.Logf("scheduled JobRun %s: %s", jobRun, rep)
+}
+
+// TestPostgresReceiverScalesOut runs the receiver on PostgreSQL with two
+// replicas (a Deployment): both run from the operator's Pod spec with the
+// DSN from a Secret file, deliveries spread over them, and killing one
+// mid-run loses nothing.
+func TestPostgresReceiverScalesOut(t *testing.T) {
+	if _, err := pgtest.FindBinDir(); err != nil {
+		if os.Getenv("CI") != "true" {
+			t.Skip("PostgreSQL binaries not found:", err)
+		}
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	pg, err := pgtest.Start(ctx, pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	dsn, err := pg.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPairWith(t, ctx, "postgres", nil, func(ns string, whr *intunedv1alpha1.WebhookReceiver) {
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "receiver-db"}, StringData: map[string]string{"dsn": dsn}}
+		if err := h.Client.Create(ctx, sec); err != nil {
+			t.Fatal(err)
+		}
+		two := int32(2)
+		whr.Spec.Replicas = &two
+		whr.Spec.Storage = &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
+			DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "receiver-db", Key: "dsn"}}}
+	})
+	// Stop the receivers before the database goes away (cleanups run last
+	// registered first).
+	t.Cleanup(func() {
+		var whr intunedv1alpha1.WebhookReceiver
+		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: p.receiver}, &whr); err != nil {
+			t.Error(err)
+			return
+		}
+		patch := client.MergeFrom(whr.DeepCopy())
+		whr.Spec.Replicas = new(int32)
+		if err := h.Client.Patch(ctx, &whr, patch); err != nil {
+			t.Error(err)
+			return
+		}
+		err := harness.Eventually(ctx, 100*time.Millisecond, "receivers stopped", func(context.Context) (bool, error) {
+			return len(h.Kubelet.ReceiverReplicas(p.ns, p.receiver)) == 0, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	p.waitReady(t, ctx)
+	if err := h.Kubelet.WaitReceiverReady(ctx, p.ns, p.receiver, 2); err != nil {
+		t.Fatal(err)
+	}
+	p.trigger(t, ctx, "1")
+	p.waitStored(t, ctx, 1)
+	if err := h.Kubelet.KillReceiver(p.ns, p.receiver, 1, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	t.Logf("postgres, 2 replicas, one killed mid-run: %s", rep)
 }
