@@ -140,7 +140,7 @@ func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	r.event(job, "Warning", se.reason, "Sync", se.message)
 	if se.retryAfter > 0 {
-		return ctrl.Result{RequeueAfter: jitter(se.retryAfter)}, nil
+		return ctrl.Result{RequeueAfter: afterRetryAfter(se.retryAfter)}, nil
 	}
 	// The controller's rate limiter backs off exponentially, with jitter.
 	return ctrl.Result{}, se
@@ -390,7 +390,7 @@ func (r *IntunedJobReconciler) finalize(ctx context.Context, job *intunedv1alpha
 			if err := api.DeleteJob(ctx, job.Spec.Project, id); err != nil && !intuned.IsNotFound(err) {
 				r.event(job, "Warning", intunedv1alpha1.ReasonSyncFailed, "Delete", "Deleting Job %s on Intuned failed: %v", id, err)
 				if d := intuned.RetryAfter(err); d > 0 {
-					return ctrl.Result{RequeueAfter: jitter(d)}, nil
+					return ctrl.Result{RequeueAfter: afterRetryAfter(d)}, nil
 				}
 				return ctrl.Result{}, err
 			}

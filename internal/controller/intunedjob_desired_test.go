@@ -132,3 +132,18 @@ func TestIntunedJobNextPoll(t *testing.T) {
 		t.Errorf("active-run poll %s", got)
 	}
 }
+
+// TestIntunedJobBackoffJitter: back-off is spread but never shorter than
+// asked; after a Retry-After the spread is small.
+func TestIntunedJobBackoffJitter(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, time.Second, time.Minute} {
+		for range 100 {
+			if j := jitter(d); j < d || j > d+d/5 {
+				t.Fatalf("jitter(%s) = %s", d, j)
+			}
+			if a := afterRetryAfter(d); a < d || a > d+min(d/20, 2*time.Second) {
+				t.Fatalf("afterRetryAfter(%s) = %s", d, a)
+			}
+		}
+	}
+}

@@ -207,6 +207,14 @@ func jitter(d time.Duration) time.Duration {
 	return d + rand.N(d/5+1)
 }
 
+// afterRetryAfter is when to retry after a server's Retry-After (or the
+// pacer's own wait): never earlier, and only a little later, since the
+// wait is already exact; the small spread keeps jobs that waited together
+// from arriving in the same instant.
+func afterRetryAfter(d time.Duration) time.Duration {
+	return d + rand.N(min(d/20, 2*time.Second)+1)
+}
+
 func ptrNow() *metav1.Time {
 	t := metav1.Now()
 	return &t
