@@ -11,8 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -557,17 +555,6 @@ func equalJSON(a, b any) bool {
 	return string(x) == string(y)
 }
 
-func (k *Kubelet) findWorkload(ns, name string) *workload {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, kind := range []string{"StatefulSet", "Deployment"} {
-		if w := k.workloads[kind+"/"+key(ns, name)]; w != nil {
-			return w
-		}
-	}
-	return nil
-}
-
 // ReceiverReplicas describes the replicas of the workload that belongs to
 // WebhookReceiver ns/receiver (nil when none runs yet).
 func (k *Kubelet) ReceiverReplicas(ns, receiver string) []ReplicaInfo {
@@ -583,26 +570,11 @@ func (k *Kubelet) ReceiverReplicas(ns, receiver string) []ReplicaInfo {
 		for _, r := range w.replicas {
 			ri := ReplicaInfo{Pod: r.pod, HostPort: r.hostPort, Ready: r.ready, Restarts: r.restarts, LogFile: r.logFile}
 			if r.plan != nil {
-				ri.Args, ri.Env = r.plan.Args, r.plan.Env
+				ri.Args, ri.Env, ri.DataDirs = r.plan.Args, r.plan.Env, r.plan.DataDirs
 			}
-			ri.DataDirs = dataDirs(k.root, ns, r)
 			out = append(out, ri)
 		}
 	}
-	return out
-}
-
-func dataDirs(root, ns string, r *replica) []string {
-	var out []string
-	for _, base := range []string{filepath.Join(root, "pvc", ns), filepath.Join(root, "pods", ns, r.pod, "volumes", "empty-dir")} {
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if e.IsDir() && (strings.HasSuffix(e.Name(), "-"+strconv.Itoa(r.ordinal)) || !strings.Contains(base, "pvc")) {
-				out = append(out, filepath.Join(base, e.Name()))
-			}
-		}
-	}
-	sort.Strings(out)
 	return out
 }
 

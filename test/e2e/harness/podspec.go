@@ -59,7 +59,8 @@ type Plan struct {
 	ReadyPath     string // readiness probe path
 	GraceSeconds  int64  // terminationGracePeriodSeconds
 
-	Files []projectedVolume // Secret/ConfigMap volumes to (re)materialise
+	Files    []projectedVolume // Secret/ConfigMap volumes to (re)materialise
+	DataDirs []string          // host directories of the writable volumes (emptyDir, PVC)
 }
 
 // projectedVolume is a Secret or ConfigMap volume materialised as files in
@@ -124,6 +125,12 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 		return nil, err
 	}
 	p.Files = files
+	for _, m := range mounts {
+		if !m.readOnly {
+			p.DataDirs = append(p.DataDirs, m.hostPath)
+		}
+	}
+	sort.Strings(p.DataDirs)
 
 	args := append(argv[1:], c.Args...)
 	lookup := envLookup(env)

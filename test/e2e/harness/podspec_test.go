@@ -150,6 +150,9 @@ func TestPlanContainerMapsPathsAndPort(t *testing.T) {
 	if strings.Join(p.Args, " ") != strings.Join(want, " ") {
 		t.Errorf("args\n got %q\nwant %q", p.Args, want)
 	}
+	if len(p.DataDirs) != 1 || p.DataDirs[0] != filepath.Join(dir, "pvc/data-rcv-0") {
+		t.Errorf("data dirs = %q", p.DataDirs)
+	}
 	if p.Path != "/x/receiver" || p.ContainerPort != 8080 || p.ReadyPath != "/readyz" || p.GraceSeconds != 5 {
 		t.Errorf("plan = %+v", p)
 	}
