@@ -132,7 +132,7 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprintf(os.Stderr, "operator log: %s\n", h.ManagerLog())
 		return err
 	}
-	say("quickstart flow took %s (apply → every delivery stored)", time.Since(flowStart).Round(100*time.Millisecond))
+	say("quickstart flow took %s (apply → JobRun finished in the IntunedJob status, every delivery stored)", time.Since(flowStart).Round(100*time.Millisecond))
 	if o.exitWhenDone {
 		return nil
 	}
