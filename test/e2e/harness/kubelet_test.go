@@ -24,20 +24,28 @@ import (
 
 var (
 	buildOnce sync.Once
+	buildDir  string
 	built     Binaries
 	buildErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 // testBinaries builds the binaries once per test binary.
 func testBinaries(t *testing.T) Binaries {
 	t.Helper()
 	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "harness-bin-")
-		if err != nil {
-			buildErr = err
+		buildDir, buildErr = os.MkdirTemp("", "harness-bin-")
+		if buildErr != nil {
 			return
 		}
-		built, buildErr = BuildBinaries(context.Background(), dir)
+		built, buildErr = BuildBinaries(context.Background(), buildDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
