@@ -45,7 +45,9 @@ func StartProcess(spec ProcSpec) (*Process, error) {
 	if cmd.Env == nil {
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group (Stop/Kill reach grandchildren); killed with us if
+	// the harness dies without cleaning up (a test timeout panic, SIGKILL).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	p := &Process{spec: spec, cmd: cmd, done: make(chan struct{})}
 	var out io.Writer = io.Discard
 	if spec.LogFile != "" {
