@@ -658,6 +658,8 @@ type SinkStatus struct {
 // +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastRunTime`
 // +kubebuilder:printcolumn:name="Last Run Status",type=string,JSONPath=`.status.lastJobRun.status`,priority=1
 // +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextRunTime`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=`.status.sink.url`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="has(self.spec.jobId) || (size(self.metadata.name) >= 7 && self.metadata.name.matches('^[a-zA-Z0-9_-]+$'))",message="metadata.name is used as the Intuned job id when spec.jobId is unset, so it must be at least 7 characters of letters, digits and '-' (no dots); otherwise set spec.jobId"
 // +kubebuilder:validation:XValidation:rule="(has(self.spec.jobId) ? self.spec.jobId : self.metadata.name) == (has(oldSelf.spec.jobId) ? oldSelf.spec.jobId : oldSelf.metadata.name)",message="the Intuned job id (spec.jobId, or metadata.name when unset) is immutable; create a new IntunedJob instead"
