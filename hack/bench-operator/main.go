@@ -494,6 +494,7 @@ func startManager(bin, kubeconfig, dir string, workers, rateLimit int) (*manager
 		"--intuned-rate-limit", strconv.Itoa(rateLimit),
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	fmt.Printf("manager (rate limit %d/min) logs to %s\n", rateLimit, logf.Name())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, err
