@@ -150,6 +150,7 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	tuneGC(o.maxInFlightBytes, log)
 	if err := run(o, log); err != nil {
 		log.Error("receiver stopped", "err", err)
 		os.Exit(1)
