@@ -32,23 +32,24 @@ type bodyError struct {
 func (e *bodyError) Error() string { return e.msg }
 
 type idObject struct {
-	ID *string `json:"id"`
+	ID string `json:"id"`
 }
 
-// sinkBody mirrors the sink body; pointers distinguish "absent" from "empty". Fields we do not index
-// (parameters, result payload, authSession...) are not decoded: the raw body is stored as is.
+// sinkBody mirrors the sink body. Objects are pointers to tell "absent" from "present"; strings are
+// values because absent, null and "" all mean missing. Fields we do not index (parameters, result
+// payload, authSession...) are not decoded: the raw body is stored as is.
 type sinkBody struct {
-	WorkspaceID *string `json:"workspaceId"`
+	WorkspaceID string `json:"workspaceId"`
 	Project     *struct {
-		Name *string `json:"name"`
+		Name string `json:"name"`
 	} `json:"project"`
 	ProjectJob    *idObject `json:"projectJob"`
 	ProjectJobRun *idObject `json:"projectJobRun"`
 	APIInfo       *struct {
-		Name   *string `json:"name"`
-		RunID  *string `json:"runId"`
+		Name   string `json:"name"`
+		RunID  string `json:"runId"`
 		Result *struct {
-			Status *string `json:"status"`
+			Status string `json:"status"`
 		} `json:"result"`
 	} `json:"apiInfo"`
 }
@@ -68,12 +69,12 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 		return sinkMeta{}, &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
 	}
 	var missing []string
-	need := func(name string, v *string) string {
-		if v == nil || strings.TrimSpace(*v) == "" {
+	need := func(name string, v string) string {
+		if strings.TrimSpace(v) == "" {
 			missing = append(missing, name)
 			return ""
 		}
-		return *v
+		return v
 	}
 	m := sinkMeta{}
 	need("workspaceId", b.WorkspaceID)

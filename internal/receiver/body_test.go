@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +60,18 @@ func FuzzParseSinkBody(f *testing.F) {
 			t.Fatalf("accepted an over-long id: %+v", m)
 		}
 	})
+}
+
+// BenchmarkParseSinkBody: validation of a ~1 KiB body like hack/bench-receiver sends.
+func BenchmarkParseSinkBody(b *testing.B) {
+	body := []byte(`{"workspaceId":"e95cb8d1-f212-4c04-ace1-c0f77e8708c7","project":{"id":"482bf507","name":"bench"},` +
+		`"projectJob":{"id":"bench-job"},"projectJobRun":{"id":"08523ea6-5c6b-413e-995a-40e4f6fd7846"},` +
+		`"apiInfo":{"name":"details","runId":"sqlite-r0-1234567","parameters":{},"result":{"status":"completed","statusCode":200,` +
+		`"result":{"pad":"` + strings.Repeat("x", 700) + `"}}}}`)
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := parseSinkBody(body); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
