@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	// Client auth plugins (OIDC, exec, ...) for running outside a cluster.
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
@@ -47,6 +48,8 @@ type options struct {
 	leaderElect          bool
 	defaultCredentials   string
 	receiverImage        string
+	tokenPropagation     time.Duration
+	previousTokenGrace   time.Duration
 	leaderElectNamespace string
 	intunedRateLimit     int
 	intunedJobWorkers    int
@@ -78,6 +81,10 @@ func main() {
 	flag.StringVar(&o.receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
 		"Default container image of WebhookReceiver pods (env RECEIVER_IMAGE).")
 	zapOpts := zap.Options{Development: false}
+	flag.DurationVar(&o.tokenPropagation, "token-propagation-delay", controller.DefaultTokenPropagationDelay,
+		"How long a rotated receiver token is accepted before it becomes current (time for the kubelet to update the mounted Secret in every receiver Pod).")
+	flag.DurationVar(&o.previousTokenGrace, "previous-token-grace", controller.DefaultPreviousTokenGrace,
+		"How long receivers keep accepting the previous token after every IntunedJob carries the new one (Intuned retries a delivery for up to 1h).")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -163,9 +170,11 @@ func run(o options) error {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}
 	if err := (&controller.WebhookReceiverReconciler{
-		Client:        mgr.GetClient(),
-		Scheme:        mgr.GetScheme(),
-		ReceiverImage: o.receiverImage,
+		Client:                mgr.GetClient(),
+		Scheme:                mgr.GetScheme(),
+		ReceiverImage:         o.receiverImage,
+		TokenPropagationDelay: o.tokenPropagation,
+		PreviousTokenGrace:    o.previousTokenGrace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up WebhookReceiver controller: %w", err)
 	}

@@ -28,8 +28,6 @@ const (
 	// indexSecretRefs: "namespace/name" of every Secret the job reads
 	// (credentials, or the manager default; headersFrom; S3; proxyFrom).
 	indexSecretRefs = "intunedjob.secretRefs"
-	// indexReceiverRef: "namespace/name" of the job's WebhookReceiver.
-	indexReceiverRef = "intunedjob.receiverRef"
 	// indexClaim: "workspace/project/jobId" of the Intuned Job the object
 	// claims, from status.workspaceId (recorded once the credentials were
 	// read; the workspace is only known from them), spec.project and the
@@ -44,7 +42,8 @@ func (r *IntunedJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := idx.IndexField(ctx, &intunedv1alpha1.IntunedJob{}, indexSecretRefs, r.secretRefs); err != nil {
 		return err
 	}
-	if err := idx.IndexField(ctx, &intunedv1alpha1.IntunedJob{}, indexReceiverRef, receiverRef); err != nil {
+	// The receiverRef index is shared with the WebhookReceiver controller.
+	if err := SetupIndexes(ctx, mgr); err != nil {
 		return err
 	}
 	if err := idx.IndexField(ctx, &intunedv1alpha1.IntunedJob{}, indexClaim, claimKeyOf); err != nil {
@@ -103,14 +102,6 @@ func (r *IntunedJobReconciler) secretRefs(o client.Object) []string {
 	return out
 }
 
-func receiverRef(o client.Object) []string {
-	job := o.(*intunedv1alpha1.IntunedJob)
-	if s := job.Spec.Sink; s != nil && s.Webhook != nil && s.Webhook.ReceiverRef != nil {
-		return []string{job.Namespace + "/" + s.Webhook.ReceiverRef.Name}
-	}
-	return nil
-}
-
 func claimKey(workspace, project, jobID string) string {
 	return workspace + "/" + project + "/" + jobID
 }
@@ -131,7 +122,7 @@ func (r *IntunedJobReconciler) jobsForSecret(ctx context.Context, o client.Objec
 	if err := r.List(ctx, &receivers, client.InNamespace(o.GetNamespace())); err == nil {
 		for _, whr := range receivers.Items {
 			if whr.Status.TokenSecretName == o.GetName() {
-				reqs = append(reqs, r.jobsMatching(ctx, indexReceiverRef, whr.Namespace+"/"+whr.Name)...)
+				reqs = append(reqs, r.jobsMatching(ctx, IndexIntunedJobReceiverRef, whr.Name, client.InNamespace(whr.Namespace))...)
 			}
 		}
 	}
@@ -141,12 +132,12 @@ func (r *IntunedJobReconciler) jobsForSecret(ctx context.Context, o client.Objec
 // jobsForReceiver maps a WebhookReceiver event (URL, readiness, token
 // fingerprint changed) to the jobs linked to it.
 func (r *IntunedJobReconciler) jobsForReceiver(ctx context.Context, o client.Object) []reconcile.Request {
-	return r.jobsMatching(ctx, indexReceiverRef, o.GetNamespace()+"/"+o.GetName())
+	return r.jobsMatching(ctx, IndexIntunedJobReceiverRef, o.GetName(), client.InNamespace(o.GetNamespace()))
 }
 
-func (r *IntunedJobReconciler) jobsMatching(ctx context.Context, index, value string) []reconcile.Request {
+func (r *IntunedJobReconciler) jobsMatching(ctx context.Context, index, value string, opts ...client.ListOption) []reconcile.Request {
 	var jobs intunedv1alpha1.IntunedJobList
-	if err := r.List(ctx, &jobs, client.MatchingFields{index: value}); err != nil {
+	if err := r.List(ctx, &jobs, append(opts, client.MatchingFields{index: value})...); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "listing IntunedJobs for a watch event", "index", index)
 		return nil
 	}
