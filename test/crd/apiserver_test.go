@@ -72,7 +72,7 @@ func TestCRDsInstalled(t *testing.T) {
 		shortName string
 		columns   []string
 	}{
-		{"intunedjobs.intuned.io", "ij", []string{"Project", "Job ID", "State", "Synced", "Ready", "Last Run", "Last Run Status", "Next Run", "Age"}},
+		{"intunedjobs.intuned.io", "ij", []string{"Project", "Job ID", "State", "Synced", "Ready", "Last Run", "Last Run Status", "Next Run", "Reason", "Sink", "Age"}},
 		{"webhookreceivers.intuned.io", "whr", []string{"URL", "Ready", "Replicas", "Age"}},
 	}
 	for _, tt := range tests {
