@@ -43,11 +43,21 @@ func AssetsDir() (string, error) {
 	dirs, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "k8s", "*"))
 	sort.Strings(dirs)
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if _, err := os.Stat(filepath.Join(dirs[i], "kube-apiserver")); err == nil {
+		if complete(dirs[i]) {
 			return dirs[i], nil
 		}
 	}
 	return "", ErrNoAssets
+}
+
+// complete reports whether dir holds every binary the tests use.
+func complete(dir string) bool {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // InCI reports whether the tests run under CI, where nothing may be skipped

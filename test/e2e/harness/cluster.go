@@ -18,50 +18,22 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
-// ErrNoAssets means the envtest binaries (kube-apiserver, etcd, kubectl)
-// are not built; see hack/setup-envtest.sh.
-var ErrNoAssets = errors.New("envtest binaries not found: run `make envtest` (hack/setup-envtest.sh) or set KUBEBUILDER_ASSETS")
-
-// AssetsDir returns the directory with kube-apiserver, etcd and kubectl:
-// KUBEBUILDER_ASSETS, else the newest bin/k8s/<version>.
-func AssetsDir() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	dirs, _ := filepath.Glob(filepath.Join(RepoRoot(), "bin", "k8s", "*"))
-	sort.Strings(dirs)
-	for i := len(dirs) - 1; i >= 0; i-- {
-		ok := true
-		for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
-			if _, err := os.Stat(filepath.Join(dirs[i], b)); err != nil {
-				ok = false
-			}
-		}
-		if ok {
-			return dirs[i], nil
-		}
-	}
-	return "", ErrNoAssets
-}
-
-// Scheme has the built-in kinds and this project's API.
-func Scheme() *k8sruntime.Scheme {
-	s := k8sruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := intunedv1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
+// The envtest binaries and the scheme are shared with the other envtest
+// users through internal/testutil/testenv.
+var (
+	// ErrNoAssets means the envtest binaries are not built.
+	ErrNoAssets = testenv.ErrNoAssets
+	// AssetsDir returns the directory with kube-apiserver, etcd and kubectl.
+	AssetsDir = testenv.AssetsDir
+	// Scheme has the built-in kinds and this project's API.
+	Scheme = testenv.Scheme
+)
 
 // installManifests is config/default rendered by kustomize, split into
 // what the harness installs and what it runs itself.
