@@ -576,9 +576,20 @@ type IntunedJobStatus struct {
 	LastHandledTrigger string `json:"lastHandledTrigger,omitempty"`
 
 	// LastTriggeredJobRunID is the JobRun that the last handled trigger
-	// started (empty when that trigger call failed or its outcome is unknown).
+	// started (empty while its outcome is unknown, or when Intuned refused it).
 	// +optional
 	LastTriggeredJobRunID string `json:"lastTriggeredJobRunId,omitempty"`
+
+	// LastTriggerTime is when the operator claimed lastHandledTrigger, just
+	// before calling Intuned's trigger. While lastTriggeredJobRunId is empty
+	// and this is set, the trigger is pending: the operator stopped during the
+	// call or the call failed without a definite refusal (5xx, timeout, 429).
+	// The operator then looks for a MANUAL JobRun started since this time and
+	// records it, or, when there is none, triggers again. Cleared when Intuned
+	// refused the trigger (400, 401, 404): that value is handled and never
+	// retried.
+	// +optional
+	LastTriggerTime *metav1.Time `json:"lastTriggerTime,omitempty"`
 
 	// Managed is true once this object created the Job on Intuned or adopted
 	// it (spec.adopt). A Job with this id that exists on Intuned while Managed

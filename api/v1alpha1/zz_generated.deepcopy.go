@@ -213,6 +213,10 @@ func (in *IntunedJobStatus) DeepCopyInto(out *IntunedJobStatus) {
 		*out = new(JobRunSummary)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.LastTriggerTime != nil {
+		in, out := &in.LastTriggerTime, &out.LastTriggerTime
+		*out = (*in).DeepCopy()
+	}
 	if in.LastSyncTime != nil {
 		in, out := &in.LastSyncTime, &out.LastSyncTime
 		*out = (*in).DeepCopy()

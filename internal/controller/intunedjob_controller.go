@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +28,20 @@ const (
 	defaultPollInterval = 10 * time.Minute
 	// activeRunPoll is how often a job with an active JobRun is refreshed.
 	activeRunPoll = 15 * time.Second
+
+	// triggerVerifyDelay is how long a pending trigger waits after its claim
+	// before a missing JobRun is taken to mean the call never reached
+	// Intuned: a call that timed out may still be completing there.
+	triggerVerifyDelay = 5 * time.Second
+	// triggerClockSkew: lastTriggerTime is read from the operator's clock,
+	// a JobRun's start_time from Intuned's. A run up to this much "before"
+	// the claim still counts. The price: if two trigger values come within
+	// this window and the second one's call is lost, the first one's run is
+	// taken for it (that value is lost, never doubled).
+	triggerClockSkew = 30 * time.Second
+	// triggerRunsPage is how many of the newest JobRuns are searched for a
+	// pending trigger's run; only runs since the claim can match.
+	triggerRunsPage = 10
 )
 
 // EventRecorder is the part of the events API the reconciler uses
@@ -307,38 +322,121 @@ func (r *IntunedJobReconciler) pauseOrResume(ctx context.Context, api intuned.AP
 	return nil
 }
 
-// trigger starts one JobRun for each new value of the intuned.io/trigger
-// annotation. The value is persisted in status.lastHandledTrigger BEFORE the
-// call, with optimistic locking so a stale cached object cannot claim a
-// value twice; the call itself is never retried when its outcome is unknown.
-// So a value triggers at most once, across retries and restarts (a crash
-// between the two steps loses that trigger rather than doubling it).
+// trigger starts exactly one JobRun for each new value of the
+// intuned.io/trigger annotation, crossplane-style: intent recorded, then
+// verified.
+//
+//  1. Claim: status.lastHandledTrigger = value and lastTriggerTime = now are
+//     persisted BEFORE the call, with optimistic locking, so a stale cached
+//     object can never claim a value (or re-send it) twice.
+//  2. Call TriggerJob once. Success records the JobRun id. A definite
+//     refusal (400, 401, 404) clears lastTriggerTime: the value is handled,
+//     not retried; the user sets a new one. Any other failure leaves the
+//     trigger pending.
+//  3. A pending trigger (claimed, no JobRun id, lastTriggerTime set: the
+//     operator stopped during the call, or it failed ambiguously) is
+//     verified on a later reconcile: a MANUAL JobRun started since the claim
+//     is recorded as its run; only when none has appeared is it claimed and
+//     called again.
 func (r *IntunedJobReconciler) trigger(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) (bool, error) {
 	want := job.Annotations[intunedv1alpha1.AnnotationTrigger]
-	if want == "" || want == job.Status.LastHandledTrigger {
+	if want == "" {
 		return false, nil
 	}
-	claim := job.DeepCopy()
-	claim.Status.LastHandledTrigger = want
-	claim.Status.LastTriggeredJobRunID = ""
-	if err := r.Status().Patch(ctx, claim, client.MergeFromWithOptions(job, client.MergeFromWithOptimisticLock{})); err != nil {
+	if want == job.Status.LastHandledTrigger {
+		if !triggerPending(job) {
+			return false, nil
+		}
+		run, err := r.findTriggeredRun(ctx, api, job)
+		if err != nil {
+			return false, asTransient(err)
+		}
+		if run != "" {
+			job.Status.LastTriggeredJobRunID = run
+			r.event(job, "Normal", "Triggered", "Trigger", "Triggered Job %s (trigger %q): JobRun %s (recovered)", job.EffectiveJobID(), want, run)
+			return true, nil
+		}
+		if time.Since(job.Status.LastTriggerTime.Time) < triggerVerifyDelay {
+			return false, nil // nextPoll comes back once the delay has passed
+		}
+		// No JobRun: the earlier call never reached Intuned. Send it again.
+	}
+	if err := r.writeTrigger(ctx, job, want, ptrNow()); err != nil {
 		return false, err // conflict: a newer object exists; retry reads it
 	}
-	job.Status.LastHandledTrigger = want
-	job.Status.LastTriggeredJobRunID = ""
-	job.ResourceVersion = claim.ResourceVersion
 
 	id := job.EffectiveJobID()
 	resp, err := api.TriggerJob(ctx, job.Spec.Project, id)
-	if err != nil {
-		// Not retried: the value is handled. Set a new value to try again.
+	switch {
+	case err == nil:
+		job.Status.LastTriggeredJobRunID = resp.JobRunID
+		r.event(job, "Normal", "Triggered", "Trigger", "Triggered Job %s (trigger %q): JobRun %s", id, want, resp.JobRunID)
+		return true, nil
+	case triggerRefused(err):
+		if err := r.writeTrigger(ctx, job, want, nil); err != nil {
+			return false, err // still pending: verified and sent again
+		}
 		r.event(job, "Warning", "TriggerFailed", "Trigger",
-			"Trigger %q of Job %s failed and will not be retried (set a new intuned.io/trigger value to try again): %v", want, id, err)
-		return false, nil
+			"Intuned refused trigger %q of Job %s; it will not be retried (set a new intuned.io/trigger value to try again): %v", want, id, err)
+	default:
+		r.event(job, "Warning", "TriggerUnknown", "Trigger",
+			"Outcome of trigger %q of Job %s is unknown; it will be verified and sent again only if no JobRun started: %v", want, id, err)
 	}
-	job.Status.LastTriggeredJobRunID = resp.JobRunID
-	r.event(job, "Normal", "Triggered", "Trigger", "Triggered Job %s (trigger %q): JobRun %s", id, want, resp.JobRunID)
-	return true, nil
+	return false, nil
+}
+
+// writeTrigger sets the trigger fields of status (the handled value, no
+// JobRun id, pending since at) and persists them at once, with optimistic
+// locking. They are not left to the reconcile's final status patch: that
+// one diffs against the object as read before this write.
+func (r *IntunedJobReconciler) writeTrigger(ctx context.Context, job *intunedv1alpha1.IntunedJob, value string, at *metav1.Time) error {
+	changed := job.DeepCopy()
+	changed.Status.LastHandledTrigger = value
+	changed.Status.LastTriggeredJobRunID = ""
+	changed.Status.LastTriggerTime = at
+	if err := r.Status().Patch(ctx, changed, client.MergeFromWithOptions(job, client.MergeFromWithOptimisticLock{})); err != nil {
+		return err
+	}
+	job.Status.LastHandledTrigger = value
+	job.Status.LastTriggeredJobRunID = ""
+	job.Status.LastTriggerTime = at
+	job.ResourceVersion = changed.ResourceVersion
+	return nil
+}
+
+// triggerPending reports whether the handled trigger's outcome is unknown.
+func triggerPending(job *intunedv1alpha1.IntunedJob) bool {
+	return job.Status.LastTriggerTime != nil && job.Status.LastTriggeredJobRunID == ""
+}
+
+// triggerRefused reports whether Intuned answered the trigger with a
+// definite client error (4xx other than 429): it certainly started nothing,
+// and sending it again would fail the same way.
+func triggerRefused(err error) bool {
+	var apiErr *intuned.APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode >= 400 && apiErr.StatusCode < 500 &&
+		!intuned.IsRateLimited(err)
+}
+
+// findTriggeredRun returns the id of the newest MANUAL JobRun that started
+// at or after the pending trigger's claim (less triggerClockSkew), or "".
+func (r *IntunedJobReconciler) findTriggeredRun(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) (string, error) {
+	runs, err := api.ListJobRuns(ctx, job.Spec.Project, job.EffectiveJobID(),
+		intuned.ListRunsOptions{PageSize: triggerRunsPage, SortBy: "start_time,desc"})
+	if err != nil {
+		return "", err
+	}
+	since := job.Status.LastTriggerTime.Add(-triggerClockSkew)
+	for _, run := range runs.JobRuns {
+		started := run.StartTime
+		if started.IsZero() {
+			started = run.CreatedAt
+		}
+		if run.Type == intuned.JobRunManual && !started.Before(since) {
+			return run.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // refreshLastRun reads the newest JobRun into status.lastJobRun.
@@ -416,10 +514,13 @@ func (r *IntunedJobReconciler) pollInterval(job *intunedv1alpha1.IntunedJob) tim
 	return defaultPollInterval
 }
 
-// nextPoll is the poll interval, shorter while a JobRun is active so its
-// progress shows up in status.
+// nextPoll is the poll interval, shorter while a trigger is pending (to
+// verify it) or a JobRun is active (so its progress shows up in status).
 func (r *IntunedJobReconciler) nextPoll(job *intunedv1alpha1.IntunedJob) time.Duration {
 	p := r.pollInterval(job)
+	if triggerPending(job) {
+		return min(p, triggerVerifyDelay)
+	}
 	if runActive(job.Status.LastJobRun) && p > activeRunPoll {
 		return activeRunPoll
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,24 +219,16 @@ func TestIntunedJobSuspend(t *testing.T) {
 
 // TestIntunedJobTriggerExactlyOnce: each new annotation value starts exactly
 // one JobRun, also when the manager stops right after the trigger call
-// reached Intuned and before the result was recorded; a repeated value and
-// a restart start nothing.
+// reached Intuned and before the result was recorded (the run is then
+// recovered, not triggered again); a repeated value and a restart start
+// nothing.
 func TestIntunedJobTriggerExactlyOnce(t *testing.T) {
 	f := newIJFixture(t, fixtureOptions{})
 	f.create(f.newJob("triggered-job"))
 	f.waitReady("triggered-job")
 
-	setTrigger := func(v string) {
-		f.update("triggered-job", func(j *intunedv1alpha1.IntunedJob) {
-			if j.Annotations == nil {
-				j.Annotations = map[string]string{}
-			}
-			j.Annotations[intunedv1alpha1.AnnotationTrigger] = v
-		})
-	}
-
 	// 1. Normal trigger.
-	setTrigger("run-1")
+	f.setTrigger("triggered-job", "run-1")
 	f.eventually(10*time.Second, func() string {
 		j := f.get("triggered-job")
 		if j.Status.LastHandledTrigger != "run-1" || j.Status.LastTriggeredJobRunID == "" || j.Status.LastJobRun == nil {
@@ -246,14 +239,15 @@ func TestIntunedJobTriggerExactlyOnce(t *testing.T) {
 	if runs := f.simRuns("triggered-job"); len(runs) != 1 {
 		t.Fatalf("%d JobRuns after one trigger, want 1", len(runs))
 	}
+	run1 := f.get("triggered-job").Status.LastTriggeredJobRunID
 	if !f.hasEvent("triggered-job", "Triggered") {
 		t.Errorf("no Triggered event: %v", f.events("triggered-job"))
 	}
 
 	// 2. Stop the manager as soon as the trigger call reached Intuned: the
-	// handled value is persisted, the JobRun id not yet.
+	// handled value is persisted, the JobRun id perhaps not yet.
 	before := f.callCount("POST", "/trigger")
-	setTrigger("run-2")
+	f.setTrigger("triggered-job", "run-2")
 	f.eventually(10*time.Second, func() string {
 		if f.callCount("POST", "/trigger") == before {
 			return "trigger call not seen yet"
@@ -261,16 +255,21 @@ func TestIntunedJobTriggerExactlyOnce(t *testing.T) {
 		return ""
 	})
 	f.stopManager()
-	if j := f.get("triggered-job"); j.Status.LastHandledTrigger != "run-2" {
-		t.Fatalf("lastHandledTrigger %q was not persisted before the trigger call", j.Status.LastHandledTrigger)
+	if j := f.get("triggered-job"); j.Status.LastHandledTrigger != "run-2" || j.Status.LastTriggerTime == nil {
+		t.Fatalf("trigger run-2 was not claimed before the trigger call: %+v", j.Status)
 	}
 	f.start()
+	j := f.waitTriggerRecorded("triggered-job", "run-2")
 	f.waitPolls(3)
 	if n := f.callCount("POST", "/trigger"); n != before+1 {
 		t.Errorf("%d trigger calls for run-2, want exactly 1", n-before)
 	}
-	if runs := f.simRuns("triggered-job"); len(runs) != 2 {
-		t.Errorf("%d JobRuns after two trigger values and a restart, want 2", len(runs))
+	runs := f.simRuns("triggered-job")
+	if len(runs) != 2 {
+		t.Fatalf("%d JobRuns after two trigger values and a restart, want 2", len(runs))
+	}
+	if id := j.Status.LastTriggeredJobRunID; id == run1 || !slices.ContainsFunc(runs, func(r intuned.JobRun) bool { return r.ID == id }) {
+		t.Errorf("lastTriggeredJobRunId %q for run-2 is not the second JobRun: %+v", id, runs)
 	}
 
 	// 3. The same value again (another annotation touch) triggers nothing.
@@ -285,34 +284,125 @@ func TestIntunedJobTriggerExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestIntunedJobTriggerLostNotDoubled: when the manager stops after the
-// handled value is persisted but before the trigger call completes, that
-// value is never triggered again (at most once): no duplicate JobRun.
-func TestIntunedJobTriggerLostNotDoubled(t *testing.T) {
+// TestIntunedJobTriggerClaimedBeforeCrash: a manager that claimed a trigger
+// value and stopped before calling Intuned left a pending trigger; the next
+// manager finds no JobRun for it and triggers exactly once.
+func TestIntunedJobTriggerClaimedBeforeCrash(t *testing.T) {
+	const name = "crashed-trigger-job"
 	f := newIJFixture(t, fixtureOptions{})
-	f.create(f.newJob("slow-trigger-job"))
-	f.waitReady("slow-trigger-job")
-	// The trigger call hangs for 5 s; the manager stops meanwhile, which
-	// cancels the call before Intuned handled it.
-	f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + intunedsim.APIPrefix + "/{ws}/projects/{p}/jobs/{jobId}/trigger", LatencyMS: 5000}})
-	f.update("slow-trigger-job", func(j *intunedv1alpha1.IntunedJob) {
-		j.Annotations = map[string]string{intunedv1alpha1.AnnotationTrigger: "once"}
-	})
+	f.create(f.newJob(name))
+	f.waitReady(name)
+	f.stopManager()
+
+	f.setTrigger(name, "before-crash")
+	j := f.get(name)
+	patch := client.MergeFrom(j.DeepCopy())
+	j.Status.LastHandledTrigger = "before-crash"
+	j.Status.LastTriggerTime = &metav1.Time{Time: time.Now()}
+	if err := k8sClient().Status().Patch(context.Background(), j, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	f.start()
+	j = f.waitTriggerRecorded(name, "before-crash")
+	f.waitPolls(3)
+	runs := f.simRuns(name)
+	if len(runs) != 1 || runs[0].ID != j.Status.LastTriggeredJobRunID || runs[0].Type != intuned.JobRunManual {
+		t.Errorf("JobRuns %+v, want exactly one MANUAL run with id %q", runs, j.Status.LastTriggeredJobRunID)
+	}
+	if n := f.callCount("POST", "/trigger"); n != 1 {
+		t.Errorf("%d trigger calls, want 1", n)
+	}
+}
+
+// TestIntunedJobTriggerCancelledCallResent: the manager stops while the
+// trigger call waits in the simulator, which cancels the call before
+// Intuned acted. The next manager sees no JobRun for the pending value and
+// sends it again: exactly one JobRun.
+func TestIntunedJobTriggerCancelledCallResent(t *testing.T) {
+	const name = "slow-trigger-job"
+	f := newIJFixture(t, fixtureOptions{})
+	f.create(f.newJob(name))
+	f.waitReady(name)
+	f.sim.SetFaults([]intunedsim.FaultRule{{Match: triggerRoute, LatencyMS: 5000}})
+	f.setTrigger(name, "once")
 	f.eventually(10*time.Second, func() string {
-		if f.get("slow-trigger-job").Status.LastHandledTrigger != "once" {
-			return "lastHandledTrigger not persisted yet"
+		if f.callCount("POST", "/trigger") == 0 {
+			return "trigger call not seen yet"
 		}
 		return ""
 	})
 	f.stopManager()
 	f.sim.SetFaults(nil)
 	f.start()
+	j := f.waitTriggerRecorded(name, "once")
 	f.waitPolls(3)
-	if n := f.callCount("POST", "/trigger"); n != 1 {
-		t.Errorf("%d trigger calls, want 1 (never repeated)", n)
+	if n := f.callCount("POST", "/trigger"); n != 2 {
+		t.Errorf("%d trigger calls, want 2 (the cancelled one, then one resend)", n)
 	}
-	if runs := f.simRuns("slow-trigger-job"); len(runs) > 1 {
-		t.Errorf("%d JobRuns, want at most 1", len(runs))
+	if runs := f.simRuns(name); len(runs) != 1 || runs[0].ID != j.Status.LastTriggeredJobRunID {
+		t.Errorf("JobRuns %+v, want exactly one, with id %q", runs, j.Status.LastTriggeredJobRunID)
+	}
+}
+
+// TestIntunedJobTriggerOutcomes: a trigger call that fails ambiguously is
+// verified against the JobRuns on Intuned and sent again only when it
+// never took effect; a trigger Intuned refuses is not retried.
+func TestIntunedJobTriggerOutcomes(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	proxy := newTriggerProxy(t, f.sim.URL)
+	f.createSecret("proxied-creds", map[string]string{
+		intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
+		intunedv1alpha1.CredentialsKeyAPIKey:      f.sim.APIKey,
+		intunedv1alpha1.CredentialsKeyBaseURL:     proxy.URL + intunedsim.APIPrefix,
+	})
+	failNext := func(status int) func() {
+		return func() { f.sim.SetFaults([]intunedsim.FaultRule{{Match: triggerRoute, Status: status, Times: 1}}) }
+	}
+	tests := []struct {
+		name      string
+		fail      func() // makes the next trigger call fail
+		wantCalls int    // trigger calls Intuned saw
+		wantRun   bool   // one JobRun, recorded; else none and not pending
+		wantEvent string // a note fragment
+	}{
+		{"5xx-after-acting", proxy.loseNextAnswer, 1, true, "(recovered)"},
+		{"5xx-before-acting", failNext(503), 2, true, "is unknown"},
+		{"refused-400", failNext(400), 1, false, "will not be retried"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.create(f.newJob(tc.name, func(j *intunedv1alpha1.IntunedJob) {
+				j.Spec.CredentialsRef = &intunedv1alpha1.LocalObjectReference{Name: "proxied-creds"}
+			}))
+			f.waitReady(tc.name)
+			before := f.callCount("POST", "/trigger")
+			tc.fail()
+			f.setTrigger(tc.name, "now")
+			var j *intunedv1alpha1.IntunedJob
+			f.eventually(30*time.Second, func() string {
+				j = f.get(tc.name)
+				if j.Status.LastHandledTrigger != "now" || triggerPending(j) {
+					return fmt.Sprintf("trigger not settled: %+v", j.Status)
+				}
+				return ""
+			})
+			f.waitPolls(10) // several reconciles of every job in the namespace
+			if n := f.callCount("POST", "/trigger") - before; n != tc.wantCalls {
+				t.Errorf("%d trigger calls, want %d", n, tc.wantCalls)
+			}
+			runs := f.simRuns(tc.name)
+			j = f.get(tc.name)
+			switch {
+			case tc.wantRun && (len(runs) != 1 || runs[0].ID != j.Status.LastTriggeredJobRunID):
+				t.Errorf("JobRuns %+v, want exactly one, with id %q", runs, j.Status.LastTriggeredJobRunID)
+			case !tc.wantRun && (len(runs) != 0 || j.Status.LastTriggeredJobRunID != "" || j.Status.LastTriggerTime != nil):
+				t.Errorf("JobRuns %+v, status %+v; want no run and no pending trigger", runs, j.Status)
+			}
+			if !slices.ContainsFunc(f.events(tc.name), func(e string) bool { return strings.Contains(e, tc.wantEvent) }) {
+				t.Errorf("no event with %q: %v", tc.wantEvent, f.events(tc.name))
+			}
+		})
 	}
 }
 
@@ -612,8 +702,8 @@ func TestIntunedJobReceiverLink(t *testing.T) {
 }
 
 // TestIntunedJobConvergesUnderFaults: 50 jobs with a trigger each converge
-// while 30% of Intuned calls fail with 5xx or 429; no trigger value ever
-// starts two JobRuns.
+// while 30% of Intuned calls fail with 5xx or 429; every trigger value
+// starts exactly one JobRun (failed trigger calls are verified, then resent).
 func TestIntunedJobConvergesUnderFaults(t *testing.T) {
 	f := newIJFixture(t, fixtureOptions{sim: intunedsim.Options{
 		Faults: []intunedsim.FaultRule{
@@ -634,7 +724,8 @@ func TestIntunedJobConvergesUnderFaults(t *testing.T) {
 		}
 		ready := 0
 		for _, j := range list.Items {
-			if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue && j.Status.LastHandledTrigger == "first" {
+			if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue &&
+				j.Status.LastHandledTrigger == "first" && j.Status.LastTriggeredJobRunID != "" {
 				ready++
 			}
 		}
@@ -644,18 +735,12 @@ func TestIntunedJobConvergesUnderFaults(t *testing.T) {
 		return ""
 	})
 	f.sim.SetFaults(nil)
-	triggered, runs := 0, 0
 	for i := range n {
 		id := fmt.Sprintf("faulty-job-%02d", i)
-		r := len(f.simRuns(id))
-		if r > 1 {
-			t.Errorf("%s: %d JobRuns for one trigger value", id, r)
-		}
-		runs += r
-		if f.get(id).Status.LastTriggeredJobRunID != "" {
-			triggered++
+		runs := f.simRuns(id)
+		if len(runs) != 1 || runs[0].ID != f.get(id).Status.LastTriggeredJobRunID {
+			t.Errorf("%s: JobRuns %+v for one trigger value, want exactly the recorded one", id, runs)
 		}
 	}
-	t.Logf("50 jobs converged under 30%% faults: %d JobRuns (%d with a recorded id; the rest lost to an ambiguous trigger answer, by design never retried); calls %v",
-		runs, triggered, f.sim.Calls())
+	t.Logf("50 jobs converged under 30%% faults, one JobRun each; calls %v", f.sim.Calls())
 }

@@ -131,6 +131,10 @@ func TestIntunedJobNextPoll(t *testing.T) {
 	if got := r.nextPoll(j); got != activeRunPoll {
 		t.Errorf("active-run poll %s", got)
 	}
+	j.Status.LastTriggerTime = &metav1.Time{Time: time.Now()} // claimed, no JobRun id: pending
+	if got := r.nextPoll(j); got != triggerVerifyDelay {
+		t.Errorf("pending-trigger poll %s", got)
+	}
 }
 
 // TestIntunedJobBackoffJitter: back-off is spread but never shorter than

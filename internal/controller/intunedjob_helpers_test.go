@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,3 +357,67 @@ func (f *ijFixture) hasEvent(name, reason string) bool {
 	}
 	return false
 }
+
+// triggerRoute is the simulator's call-counter key (and fault match) of
+// Intuned's trigger endpoint.
+const triggerRoute = "POST " + intunedsim.APIPrefix + "/{ws}/projects/{p}/jobs/{jobId}/trigger"
+
+// setTrigger sets the intuned.io/trigger annotation as a user would.
+func (f *ijFixture) setTrigger(name, value string) {
+	f.t.Helper()
+	f.update(name, func(j *intunedv1alpha1.IntunedJob) {
+		if j.Annotations == nil {
+			j.Annotations = map[string]string{}
+		}
+		j.Annotations[intunedv1alpha1.AnnotationTrigger] = value
+	})
+}
+
+// waitTriggerRecorded waits until trigger value is handled with a JobRun
+// id recorded, and returns the job.
+func (f *ijFixture) waitTriggerRecorded(name, value string) *intunedv1alpha1.IntunedJob {
+	f.t.Helper()
+	var j *intunedv1alpha1.IntunedJob
+	f.eventually(30*time.Second, func() string {
+		j = f.get(name)
+		if j.Status.LastHandledTrigger != value || j.Status.LastTriggeredJobRunID == "" {
+			return fmt.Sprintf("trigger %q not recorded: %+v", value, j.Status)
+		}
+		return ""
+	})
+	return j
+}
+
+// triggerProxy forwards every request to the simulator. After
+// loseNextAnswer, the next trigger call still reaches the simulator (which
+// starts the JobRun) but its answer is replaced by a 502: Intuned acted,
+// the caller cannot know.
+type triggerProxy struct {
+	URL  string
+	lose atomic.Bool
+}
+
+func newTriggerProxy(t *testing.T, target string) *triggerProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(u)
+	p := &triggerProxy{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/trigger") && p.lose.CompareAndSwap(true, false) {
+			forward.ServeHTTP(httptest.NewRecorder(), r)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadGateway)
+			_, _ = w.Write([]byte(`{"code":"bad-gateway","category":"internal","message":"answer lost","retirable":true}`))
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.URL = srv.URL
+	return p
+}
+
+func (p *triggerProxy) loseNextAnswer() { p.lose.Store(true) }
