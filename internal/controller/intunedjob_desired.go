@@ -182,13 +182,13 @@ func schedule(s *intunedv1alpha1.JobSchedule) *intuned.Schedule {
 	}
 	for _, c := range s.Calendars {
 		out.Calendars = append(out.Calendars, intuned.Calendar{
-			Second:     numField(c.Second),
-			Minute:     numField(c.Minute),
-			Hour:       numField(c.Hour),
-			DayOfMonth: numField(c.DayOfMonth),
-			Year:       numField(c.Year),
-			DayOfWeek:  dayField(c.DayOfWeek),
-			Month:      monthField(c.Month),
+			Second:     calendarField(c.Second, numRange),
+			Minute:     calendarField(c.Minute, numRange),
+			Hour:       calendarField(c.Hour, numRange),
+			DayOfMonth: calendarField(c.DayOfMonth, numRange),
+			Year:       calendarField(c.Year, numRange),
+			DayOfWeek:  calendarField(c.DayOfWeek, dayRange),
+			Month:      calendarField(c.Month, monthRange),
 			Comment:    c.Comment,
 		})
 	}
@@ -204,66 +204,51 @@ func msValue(v string) intuned.NumOrString {
 	return intuned.Str(v)
 }
 
-func numField(rs []intunedv1alpha1.CalendarRange) *intuned.CalendarField {
+// calendarField sends one calendar field as a list of range objects.
+func calendarField[R any](rs []R, toRange func(R) *intuned.CalendarRange) *intuned.CalendarField {
 	if len(rs) == 0 {
 		return nil
 	}
 	f := &intuned.CalendarField{List: true}
 	for _, r := range rs {
-		cr := &intuned.CalendarRange{Start: intuned.Num(int64(r.Start))}
-		if r.End != nil {
-			e := intuned.Num(int64(*r.End))
-			cr.End = &e
-		}
-		if r.Step != nil {
-			st := intuned.Num(int64(*r.Step))
-			cr.Step = &st
-		}
-		f.Items = append(f.Items, intuned.CalendarItem{Range: cr})
+		f.Items = append(f.Items, intuned.CalendarItem{Range: toRange(r)})
 	}
 	return f
 }
 
-// namedRange is a day or month range before conversion.
-type namedRange struct {
-	start, end string
-	step       *int32
+func numRange(r intunedv1alpha1.CalendarRange) *intuned.CalendarRange {
+	cr := &intuned.CalendarRange{Start: intuned.Num(int64(r.Start)), Step: stepValue(r.Step)}
+	if r.End != nil {
+		e := intuned.Num(int64(*r.End))
+		cr.End = &e
+	}
+	return cr
 }
 
-func namedField(rs []namedRange) *intuned.CalendarField {
-	if len(rs) == 0 {
+// namedRange is a range of day or month names.
+func namedRange(start, end string, step *int32) *intuned.CalendarRange {
+	cr := &intuned.CalendarRange{Start: intuned.Str(start), Step: stepValue(step)}
+	if end != "" {
+		e := intuned.Str(end)
+		cr.End = &e
+	}
+	return cr
+}
+
+func dayRange(r intunedv1alpha1.DayOfWeekRange) *intuned.CalendarRange {
+	return namedRange(string(r.Start), string(r.End), r.Step)
+}
+
+func monthRange(r intunedv1alpha1.MonthRange) *intuned.CalendarRange {
+	return namedRange(string(r.Start), string(r.End), r.Step)
+}
+
+func stepValue(step *int32) *intuned.NumOrString {
+	if step == nil {
 		return nil
 	}
-	f := &intuned.CalendarField{List: true}
-	for _, r := range rs {
-		cr := &intuned.CalendarRange{Start: intuned.Str(r.start)}
-		if r.end != "" {
-			e := intuned.Str(r.end)
-			cr.End = &e
-		}
-		if r.step != nil {
-			st := intuned.Num(int64(*r.step))
-			cr.Step = &st
-		}
-		f.Items = append(f.Items, intuned.CalendarItem{Range: cr})
-	}
-	return f
-}
-
-func dayField(rs []intunedv1alpha1.DayOfWeekRange) *intuned.CalendarField {
-	var n []namedRange
-	for _, r := range rs {
-		n = append(n, namedRange{string(r.Start), string(r.End), r.Step})
-	}
-	return namedField(n)
-}
-
-func monthField(rs []intunedv1alpha1.MonthRange) *intuned.CalendarField {
-	var n []namedRange
-	for _, r := range rs {
-		n = append(n, namedRange{string(r.Start), string(r.End), r.Step})
-	}
-	return namedField(n)
+	st := intuned.Num(int64(*step))
+	return &st
 }
 
 func retryPolicy(r *intunedv1alpha1.RetryPolicy) *intuned.RetryPolicy {
