@@ -50,8 +50,9 @@ const checkpointEvery = time.Second
 
 // Store is a store.Store backed by one SQLite file.
 type Store struct {
-	write *sql.DB // exactly one connection: SQLite allows one writer at a time anyway
-	read  *sql.DB // several connections: WAL lets readers run beside the writer
+	write  *sql.DB   // exactly one connection: SQLite allows one writer at a time anyway
+	insert *sql.Stmt // insertDelivery, prepared once on the write connection
+	read   *sql.DB   // several connections: WAL lets readers run beside the writer
 
 	stopCheckpoints chan struct{}
 	checkpointsDone chan struct{}
@@ -91,6 +92,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: apply schema: %w", err)
 	}
+	if s.insert, err = write.PrepareContext(ctx, insertDelivery); err != nil {
+		close(s.checkpointsDone)
+		s.Close()
+		return nil, fmt.Errorf("sqlite: prepare insert: %w", err)
+	}
 	go s.checkpoints()
 	return s, nil
 }
@@ -116,20 +122,25 @@ const insertDelivery = `INSERT INTO deliveries
 	ON CONFLICT (run_id) DO NOTHING`
 
 // Save implements store.Store. The transaction starts with BEGIN IMMEDIATE (one writer at a time).
+//
+// The inserts run with a context that cannot be cancelled: for a cancellable one the driver starts
+// a watcher goroutine and installs a progress handler per statement, which cost about as much as
+// an insert. ctx still bounds the whole transaction: database/sql rolls it back when ctx ends, and
+// the loop stops at the next row.
 func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	stmt, err := tx.PrepareContext(ctx, insertDelivery)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: prepare: %w", err)
-	}
-	defer stmt.Close()
+	// tx.Stmt reuses the statement already prepared on the (single) write connection.
+	stmt := tx.Stmt(s.insert)
 	dup := make([]bool, len(ds))
 	for i, d := range ds {
-		res, err := stmt.ExecContext(ctx, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName,
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: insert: %w", err)
+		}
+		res, err := stmt.ExecContext(context.Background(), d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName,
 			d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
@@ -231,5 +242,9 @@ func (s *Store) Close() error {
 		close(s.stopCheckpoints)
 	}
 	<-s.checkpointsDone
-	return errors.Join(s.read.Close(), s.write.Close())
+	var stmtErr error
+	if s.insert != nil {
+		stmtErr = s.insert.Close()
+	}
+	return errors.Join(stmtErr, s.read.Close(), s.write.Close())
 }
