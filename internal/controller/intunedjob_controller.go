@@ -121,7 +121,9 @@ func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 	if !job.Spec.Suspend && !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
 		// Added before anything exists on Intuned, so no Job can outlive
-		// its object unnoticed. The patch refreshes job from the server.
+		// its object unnoticed. Usually the install's admission policy
+		// (config/admission) set it at create and this write is skipped.
+		// The patch refreshes job from the server.
 		patch := client.MergeFrom(job.DeepCopy())
 		controllerutil.AddFinalizer(job, intunedv1alpha1.Finalizer)
 		if err := r.Patch(ctx, job, patch); err != nil {

@@ -97,6 +97,10 @@ func TestDefaultRendersFullInstall(t *testing.T) {
 		{"ClusterRole", "", namePrefix + "webhookreceiver-viewer-role"},
 		{"Service", namespace, namePrefix + "controller-manager-metrics-service"},
 		{"Deployment", namespace, namePrefix + "controller-manager"},
+		// Cluster-scoped, but kustomize does not know these kinds and sets
+		// the namespace; the API server ignores it (TestFinalizerAdmissionPolicy).
+		{"MutatingAdmissionPolicy", namespace, namePrefix + "intunedjob-finalizer"},
+		{"MutatingAdmissionPolicyBinding", namespace, namePrefix + "intunedjob-finalizer"},
 	}
 	for _, w := range want {
 		t.Run(w.kind+"/"+w.name, func(t *testing.T) {

@@ -39,7 +39,7 @@ var (
 // what the harness installs and what it runs itself.
 type installManifests struct {
 	crds    []*apiextensionsv1.CustomResourceDefinition
-	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC
+	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC, admission policies
 	manager *appsv1.Deployment           // run as a process instead
 }
 
@@ -77,7 +77,8 @@ func parseInstall(yamlDocs []byte) (*installManifests, error) {
 				return nil, fmt.Errorf("CRD %s: %w", u.GetName(), err)
 			}
 			m.crds = append(m.crds, &crd)
-		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
 			m.objects = append(m.objects, u.DeepCopy())
 		case "Deployment":
 			var d appsv1.Deployment
@@ -156,9 +157,20 @@ func startControlPlane(ctx context.Context, dir string) (*controlPlane, error) {
 		return nil, err
 	}
 
+	var policies []*unstructured.Unstructured
 	for _, o := range inst.objects {
 		if err := cp.client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("install %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+		if strings.HasPrefix(o.GetKind(), "MutatingAdmissionPolicy") {
+			policies = append(policies, o)
+		}
+	}
+	// Tests run against the install as users get it: wait until the API
+	// server enforces its admission policy (it loads policies asynchronously).
+	if len(policies) > 0 {
+		if err := testenv.CreateAdmissionPolicies(ctx, cp.client, policies, inst.manager.Namespace); err != nil {
+			return nil, err
 		}
 	}
 

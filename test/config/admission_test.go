@@ -1,0 +1,92 @@
+package config
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
+)
+
+// TestFinalizerAdmissionPolicy installs the rendered install's CRDs and its
+// MutatingAdmissionPolicy for real and checks what an IntunedJob looks like
+// right after create: the finalizer is added unless the object is
+// suspended, other finalizers are kept, and it is never added twice.
+func TestFinalizerAdmissionPolicy(t *testing.T) {
+	objs := renderDefault(t)
+	env, admin := startAPIServer(t, assetsDir(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var policies []*unstructured.Unstructured
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "CustomResourceDefinition":
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.Create(ctx, crd); err != nil {
+				t.Fatalf("create CRD: %v", err)
+			}
+			waitEstablished(ctx, t, admin, crd.Name)
+		case "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
+			policies = append(policies, o.DeepCopy())
+		}
+	}
+	if len(policies) != 2 {
+		t.Fatalf("config/default renders %d admission policy objects, want a policy and its binding", len(policies))
+	}
+	// Created once the CRDs are served, so its REST mapper knows IntunedJob.
+	c, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := "policy-test"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	// The binding must name the prefixed policy, or nothing would happen and
+	// this wait fails.
+	if err := testenv.CreateAdmissionPolicies(ctx, c, policies, ns); err != nil {
+		t.Fatal(err)
+	}
+
+	const other = "example.com/keep"
+	for _, tc := range []struct {
+		name       string
+		suspend    bool
+		finalizers []string
+		want       []string
+	}{
+		{name: "plain", want: []string{intunedv1alpha1.Finalizer}},
+		{name: "suspended", suspend: true, want: nil},
+		{name: "keeps-others", finalizers: []string{other}, want: []string{other, intunedv1alpha1.Finalizer}},
+		{name: "already-set", finalizers: []string{intunedv1alpha1.Finalizer}, want: []string{intunedv1alpha1.Finalizer}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			job := &intunedv1alpha1.IntunedJob{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "job-" + tc.name, Finalizers: tc.finalizers},
+				Spec: intunedv1alpha1.IntunedJobSpec{
+					Project: "p", Suspend: tc.suspend,
+					Payload: []intunedv1alpha1.JobPayload{{APIName: "a"}},
+				},
+			}
+			if err := c.Create(ctx, job, client.DryRunAll); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if !slices.Equal(job.Finalizers, tc.want) {
+				t.Errorf("finalizers after create = %q, want %q", job.Finalizers, tc.want)
+			}
+		})
+	}
+}
