@@ -4,8 +4,12 @@
 // Run 1, rate limit off: N IntunedJobs are applied at once and the time until
 // all are Synced is compared with a floor measured in the same run: the same
 // N objects created, plus one status write each, by a plain client with the
-// same concurrency. It also reports Intuned calls per job to converge, write
-// calls in steady state (one poll of every job) and the manager's peak RSS.
+// same concurrency, on the bare API server. Then the install's admission
+// policy (config/admission: the finalizer on create) is added, the floor is
+// measured again with it for reference, and the operator runs. It also
+// reports the API requests per job of each phase, Intuned calls per job to
+// converge, write calls in steady state (one poll of every job) and the
+// manager's peak RSS. -apiserver-cpuprofile profiles kube-apiserver.
 // The manager runs as a child process (cmd/manager, built here) against the
 // envtest API server, so its RSS is its own.
 //
@@ -21,11 +25,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,17 +61,19 @@ type options struct {
 	steady       time.Duration
 	poll         time.Duration
 	timeout      time.Duration
+	profile      string
 }
 
 func main() {
 	var o options
 	flag.IntVar(&o.jobs, "jobs", 1000, "IntunedJobs in the unlimited run")
 	flag.IntVar(&o.limitJobs, "limit-jobs", 100, "IntunedJobs in the run with the real 20/min limit (0 skips it; 100 takes about 4.5 minutes)")
-	flag.IntVar(&o.workers, "manager-workers", 32, "--intunedjob-workers of the manager")
+	flag.IntVar(&o.workers, "manager-workers", 64, "--intunedjob-workers of the manager")
 	flag.IntVar(&o.applyWorkers, "apply-workers", 16, "concurrent creates when applying the objects (same for the floor)")
 	flag.DurationVar(&o.poll, "poll", time.Minute, "spec.pollInterval of the benchmark jobs (longer than convergence takes, so converge calls are not polls)")
 	flag.DurationVar(&o.steady, "steady", 75*time.Second, "steady-state window after a manager restart in which write calls are counted (covers the restart re-read and at least one poll)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up waiting for convergence after this long")
+	flag.StringVar(&o.profile, "apiserver-cpuprofile", "", "write CPU profiles of kube-apiserver (10 s) during the operator run to this file and during the floor to <file without .prof>.floor.prof (go tool pprof)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-operator:", err)
@@ -122,9 +130,36 @@ func run(o options) error {
 	}
 	defer sim.close()
 
-	floor, err := measureFloor(ctx, c, o)
+	// The floor is measured on a bare API server. The operator's install
+	// (config/default) adds an admission policy that sets the finalizer on
+	// create; it is installed after the floor, so its cost counts against
+	// the operator. The floor is measured once more with it, for reference.
+	// A short unmeasured round first, so the floor is not slowed by a cold
+	// API server (that would flatter the operator).
+	warm := o
+	warm.jobs = max(1, o.jobs/5)
+	if _, err := measureFloor(ctx, c, cfg, warm, "bench-warmup"); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	floorProfile := ""
+	if o.profile != "" {
+		floorProfile = strings.TrimSuffix(o.profile, ".prof") + ".floor.prof"
+	}
+	stopFloorProfile := profileAPIServer(cfg, floorProfile)
+	floor, err := measureFloor(ctx, c, cfg, o, "bench-floor")
+	stopFloorProfile()
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench-probe"}}); err != nil {
+		return err
+	}
+	if err := testenv.InstallAdmissionPolicies(ctx, c, "bench-probe"); err != nil {
+		return err
+	}
+	floorPolicy, err := measureFloor(ctx, c, cfg, o, "bench-floor-policy")
+	if err != nil {
+		return fmt.Errorf("floor with admission policy: %w", err)
 	}
 
 	ns := "bench-unlimited"
@@ -140,7 +175,8 @@ func run(o options) error {
 	sim.srv.ResetCalls()
 	w := watchSynced(ctx, c, ns)
 	defer w.cancel()
-	cpu0 := cpuSnapshot()
+	stopProfile := profileAPIServer(cfg, o.profile)
+	cpu0, req0 := cpuSnapshot(), apiRequests(cfg)
 	start := time.Now()
 	if err := applyJobs(ctx, c, ns, o.jobs, o.applyWorkers, o.poll); err != nil {
 		return err
@@ -151,6 +187,8 @@ func run(o options) error {
 	}
 	converge := time.Since(start)
 	cpuDiff("operator run", cpu0, cpuSnapshot())
+	requestDiff("operator run", req0, apiRequests(cfg), o.jobs)
+	stopProfile()
 	convergeCalls := total(sim.srv.Calls())
 	convergeWrites := sim.srv.WriteCalls()
 	calls429 := sim.count429.Load()
@@ -189,6 +227,7 @@ func run(o options) error {
 		fmt.Printf("%-44s %14s %14s %8s %8v\n", name, fmt.Sprintf("%.2f%s", got, unit), fmt.Sprintf("%.2f%s", ref, unit), ratio, ok)
 	}
 	row("time to all Synced vs create+status floor", converge.Seconds(), floor.Seconds(), "s", converge <= 2*floor)
+	row("  same, floor with the finalizer policy", converge.Seconds(), floorPolicy.Seconds(), "s", converge <= 2*floorPolicy)
 	row("Intuned calls per job to converge (<=2)", float64(convergeCalls)/float64(o.jobs), 2, "", float64(convergeCalls)/float64(o.jobs) <= 2)
 	row("Intuned writes per job to converge", float64(convergeWrites)/float64(o.jobs), 1, "", true)
 	row("write calls in steady state (restart+polls)", float64(steadyWrites), 0, "", steadyWrites == 0)
@@ -357,12 +396,11 @@ func applyJobs(ctx context.Context, c client.Client, ns string, n, workers int, 
 
 // measureFloor creates the same objects plus one status write each with a
 // plain client, before any manager runs, then removes them.
-func measureFloor(ctx context.Context, c client.Client, o options) (time.Duration, error) {
-	ns := "bench-floor"
+func measureFloor(ctx context.Context, c client.Client, cfg *rest.Config, o options, ns string) (time.Duration, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return 0, err
 	}
-	cpu0 := cpuSnapshot()
+	cpu0, req0 := cpuSnapshot(), apiRequests(cfg)
 	start := time.Now()
 	err := parallel(o.jobs, o.applyWorkers, func(i int) error {
 		j := benchJob(ns, i, o.poll)
@@ -379,9 +417,15 @@ func measureFloor(ctx context.Context, c client.Client, o options) (time.Duratio
 	if err != nil {
 		return 0, err
 	}
-	cpuDiff("floor", cpu0, cpuSnapshot())
-	fmt.Printf("floor: %d creates + %d status writes in %s\n", o.jobs, o.jobs, took.Round(time.Millisecond))
-	return took, c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns))
+	cpuDiff(ns, cpu0, cpuSnapshot())
+	requestDiff(ns, req0, apiRequests(cfg), o.jobs)
+	fmt.Printf("%s: %d creates + %d status writes in %s\n", ns, o.jobs, o.jobs, took.Round(time.Millisecond))
+	// Gone before the manager starts: the admission policy gave them the
+	// finalizer, and finalizing them must not count against the operator.
+	if err := c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns)); err != nil {
+		return 0, err
+	}
+	return took, stripFinalizers(ctx, c, ns)
 }
 
 func stripFinalizers(ctx context.Context, c client.Client, ns string) error {
@@ -618,4 +662,96 @@ func total(calls map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+// profileAPIServer starts a CPU profile of kube-apiserver (its /debug/pprof
+// endpoint) and returns a function that waits for it and writes it to file.
+// An empty file does nothing.
+func profileAPIServer(cfg *rest.Config, file string) func() {
+	if file == "" {
+		return func() {}
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/debug/pprof/profile?seconds=10")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+			return
+		}
+		defer res.Body.Close()
+		out, err := os.Create(file)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+			return
+		}
+		defer out.Close()
+		if _, err := io.Copy(out, res.Body); err != nil {
+			fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+		}
+	}()
+	return func() { <-done }
+}
+
+// apiRequests reads kube-apiserver's apiserver_request_total and sums it by
+// "VERB resource[/subresource]" (empty on error), to show which requests a
+// phase made.
+func apiRequests(cfg *rest.Config) map[string]float64 {
+	out := map[string]float64{}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return out
+	}
+	res, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/metrics")
+	if err != nil {
+		return out
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		labels, ok := strings.CutPrefix(line, "apiserver_request_total{")
+		if !ok {
+			continue
+		}
+		labels, val, _ := strings.Cut(labels, "} ")
+		l := map[string]string{}
+		for _, kv := range strings.Split(labels, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			l[k] = strings.Trim(v, `"`)
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		n, _ := strconv.ParseFloat(val, 64)
+		out[key] += n
+	}
+	return out
+}
+
+// requestDiff prints the API requests per job made between two
+// apiRequests snapshots, writes first.
+func requestDiff(label string, a, b map[string]float64, jobs int) {
+	var writes, reads []string
+	for k, v := range b {
+		d := v - a[k]
+		if d <= 0 {
+			continue
+		}
+		part := fmt.Sprintf("%s %.2f", k, d/float64(jobs))
+		switch verb, _, _ := strings.Cut(k, " "); verb {
+		case "GET", "LIST", "WATCH":
+			reads = append(reads, part)
+		default:
+			writes = append(writes, part)
+		}
+	}
+	slices.Sort(writes)
+	slices.Sort(reads)
+	fmt.Printf("API requests per job during %s: writes: %s; reads: %s\n", label, strings.Join(writes, ", "), strings.Join(reads, ", "))
 }
