@@ -57,16 +57,19 @@ type sinkBody struct {
 // parseSinkBody checks that body is one JSON object shaped like a sink body and extracts its columns.
 func parseSinkBody(body []byte) (sinkMeta, error) {
 	var b sinkBody
-	if err := json.Unmarshal(body, &b); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			field := typeErr.Field
-			if field == "" {
-				return sinkMeta{}, &bodyError{reasonNotSinkBody, "body must be a JSON object (an Intuned sink body)"}
+	if !decodeSinkBodyFast(body, &b) {
+		b = sinkBody{}
+		if err := json.Unmarshal(body, &b); err != nil {
+			var typeErr *json.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				field := typeErr.Field
+				if field == "" {
+					return sinkMeta{}, &bodyError{reasonNotSinkBody, "body must be a JSON object (an Intuned sink body)"}
+				}
+				return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s has the wrong type (%s)", field, typeErr.Value)}
 			}
-			return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s has the wrong type (%s)", field, typeErr.Value)}
+			return sinkMeta{}, &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
 		}
-		return sinkMeta{}, &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
 	}
 	var missing []string
 	need := func(name string, v string) string {

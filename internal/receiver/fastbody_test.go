@@ -1,0 +1,54 @@
+package receiver
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+var fastSeeds = []string{
+	`{"workspaceId":"w","project":{"id":"x","name":"p"},"projectJob":{"id":"j"},"projectJobRun":{"id":"jr"},"apiInfo":{"name":"a","runId":"r","parameters":{"a":[1,{"b":"}"}],"c":null},"result":{"status":"completed","statusCode":200,"result":[{"x":"y\"z"}]}}}`,
+	` { "workspaceId" : "w" , "project" : { "name" : "p" } , "apiInfo" : { "name" : "a" , "runId" : "r" , "result" : { "status" : "failed" } } } `,
+	`{"WorkspaceId":"w"}`, `{"workspaceid":"w","workspaceId":"v"}`, `{"workspaceId":"w","workspaceId":"v"}`,
+	`{"project":{"name":"a"},"project":{"id":"b"}}`, `{"project":null}`, `{"project":{"name":null}}`,
+	`{"workspaceId":"w\u00e9"}`, `{"workspaceId":"wé"}`, `{"workspaceId":"w\"x"}`, `{"w\u006frkspaceId":"w"}`,
+	`{"apiInfo":{"runId":1}}`, `{"apiInfo":[]}`, `{"apiInfo":{"result":{"status":true}}}`, `{"x":1e5,"y":-0.5,"z":[true,false,null]}`,
+	`{"projectJob":{"ID":"j"}}`, `{"projectJob":{"id":"j","Id":"k"}}`, `{"a":"\\","workspaceId":"w"}`, `{"a":{"b":{"c":[[]]}},"workspaceId":"w"}`,
+	`{}`, `[]`, `1`, `"x"`, `null`, `{"a":1}x`, `{"a":}`, "\xff", `{"\xff":1}`, `{"a":"\xff","workspaceId":"w"}`,
+}
+
+// FuzzDecodeSinkBodyFast: whenever the fast decoder accepts a body, encoding/json decodes exactly
+// the same struct without error, so parseSinkBody answers the same either way.
+func FuzzDecodeSinkBodyFast(f *testing.F) {
+	for _, s := range append(fastSeeds, fuzzSeeds...) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast sinkBody
+		if !decodeSinkBodyFast(body, &fast) {
+			return
+		}
+		var slow sinkBody
+		if err := json.Unmarshal(body, &slow); err != nil {
+			t.Fatalf("fast decoder accepted %q, encoding/json says %v", body, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("decoders disagree on %q:\nfast %s\nslow %s", body, dump(fast), dump(slow))
+		}
+	})
+}
+
+func dump(b sinkBody) string {
+	out, _ := json.Marshal(b)
+	return string(out)
+}
+
+// TestDecodeSinkBodyFastTakesRealBodies: the shapes Intuned sends take the fast path.
+func TestDecodeSinkBodyFastTakesRealBodies(t *testing.T) {
+	for _, body := range []string{fastSeeds[0], fastSeeds[1], validBody("run-1")} {
+		var b sinkBody
+		if !decodeSinkBodyFast([]byte(body), &b) {
+			t.Errorf("fast path refused %s", body)
+		}
+	}
+}
