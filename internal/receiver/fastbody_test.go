@@ -2,6 +2,8 @@ package receiver
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
 )
@@ -49,6 +51,23 @@ func TestDecodeSinkBodyFastTakesRealBodies(t *testing.T) {
 		var b sinkBody
 		if !decodeSinkBodyFast([]byte(body), &b) {
 			t.Errorf("fast path refused %s", body)
+		}
+	}
+}
+
+// TestWriteIngestResponseMatchesWriteJSON: the hand-built answer is byte for byte what
+// encoding/json writes, for plain run ids and for ones that need escaping (those take writeJSON).
+func TestWriteIngestResponseMatchesWriteJSON(t *testing.T) {
+	for _, id := range []string{"656CxOdANRlR5lWUAt_eC", "run-1.2~x", "a\"b", `a\b`, "<&>", "é", "\x7f", "a b/c"} {
+		for _, status := range []string{"stored", "duplicate"} {
+			want, got := httptest.NewRecorder(), httptest.NewRecorder()
+			writeJSON(want, http.StatusCreated, ingestResponse{RunID: id, Status: status})
+			writeIngestResponse(got, http.StatusCreated, ingestResponse{RunID: id, Status: status})
+			if got.Body.String() != want.Body.String() || got.Code != want.Code ||
+				got.Header().Get("Content-Type") != want.Header().Get("Content-Type") {
+				t.Errorf("runId %q: got %d %q %q, want %d %q %q", id, got.Code, got.Header().Get("Content-Type"), got.Body,
+					want.Code, want.Header().Get("Content-Type"), want.Body)
+			}
 		}
 	}
 }

@@ -39,7 +39,8 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		reject(http.StatusUnauthorized, "unauthorized", "missing or invalid token in "+r.cfg.TokenHeader+" header")
 		return
 	}
-	if ct := req.Header.Get("Content-Type"); ct != "" { // Intuned sends application/json; tolerate none
+	// Intuned sends exactly application/json (no need to parse that); tolerate none.
+	if ct := req.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			reject(http.StatusUnsupportedMediaType, "media_type", "Content-Type must be application/json")
@@ -122,14 +123,34 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 	if dup {
 		r.m.duplicates.Inc()
 		r.log.Debug("duplicate delivery", "runId", meta.RunID)
-		writeJSON(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "duplicate"})
+		writeIngestResponse(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "duplicate"})
 		return
 	}
 	r.m.stored.Inc()
 	if r.log.Enabled(ctx, slog.LevelDebug) { // skip building the arguments on the hot path
 		r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
 	}
-	writeJSON(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
+	writeIngestResponse(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
+}
+
+// writeIngestResponse writes the same bytes as writeJSON(w, status, resp), without reflection for
+// the usual run id (printable ASCII that JSON and Go's HTML-safe encoding leave as is).
+func writeIngestResponse(w http.ResponseWriter, status int, resp ingestResponse) {
+	for i := 0; i < len(resp.RunID); i++ {
+		if c := resp.RunID[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			writeJSON(w, status, resp)
+			return
+		}
+	}
+	b := make([]byte, 0, len(resp.RunID)+40)
+	b = append(b, `{"runId":"`...)
+	b = append(b, resp.RunID...)
+	b = append(b, `","status":"`...)
+	b = append(b, resp.Status...)
+	b = append(b, "\"}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(status)
+	w.Write(b) //nolint:errcheck // the client may be gone; nothing to do
 }
 
 // readBody reads the whole body, at most limit bytes, in one allocation when the length is known
