@@ -73,6 +73,11 @@ var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the database file at path and applies the schema.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return openEvery(ctx, path, checkpointEvery)
+}
+
+// openEvery is Open with the background checkpoint interval (tests use a short one).
+func openEvery(ctx context.Context, path string, checkpointEvery time.Duration) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
@@ -108,15 +113,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare insert: %w", err)
 	}
-	go s.checkpoints()
+	go s.checkpoints(checkpointEvery)
 	return s, nil
 }
 
 // checkpoints runs PASSIVE checkpoints from a reader connection: they never block the writer. See
 // checkpointEvery.
-func (s *Store) checkpoints() {
+func (s *Store) checkpoints(every time.Duration) {
 	defer close(s.checkpointsDone)
-	tick := time.NewTicker(checkpointEvery)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
