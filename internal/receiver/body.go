@@ -31,28 +31,35 @@ type bodyError struct {
 
 func (e *bodyError) Error() string { return e.msg }
 
-type idObject struct {
-	ID string `json:"id"`
-}
-
 // sinkBody mirrors the sink body. Objects are pointers to tell "absent" from "present"; strings are
 // values because absent, null and "" all mean missing. Fields we do not index (parameters, result
 // payload, authSession...) are not decoded: the raw body is stored as is.
 type sinkBody struct {
-	WorkspaceID string `json:"workspaceId"`
-	Project     *struct {
-		Name string `json:"name"`
-	} `json:"project"`
-	ProjectJob    *idObject `json:"projectJob"`
-	ProjectJobRun *idObject `json:"projectJobRun"`
-	APIInfo       *struct {
-		Name   string `json:"name"`
-		RunID  string `json:"runId"`
-		Result *struct {
-			Status string `json:"status"`
-		} `json:"result"`
-	} `json:"apiInfo"`
+	WorkspaceID   string      `json:"workspaceId"`
+	Project       *nameObject `json:"project"`
+	ProjectJob    *idObject   `json:"projectJob"`
+	ProjectJobRun *idObject   `json:"projectJobRun"`
+	APIInfo       *apiInfo    `json:"apiInfo"`
 }
+
+type apiInfo struct {
+	Name   string        `json:"name"`
+	RunID  string        `json:"runId"`
+	Result *statusObject `json:"result"`
+}
+
+// The nested objects of which we read one string field.
+type (
+	idObject struct {
+		ID string `json:"id"`
+	}
+	nameObject struct {
+		Name string `json:"name"`
+	}
+	statusObject struct {
+		Status string `json:"status"`
+	}
+)
 
 // parseSinkBody checks that body is one JSON object shaped like a sink body and extracts its columns.
 func parseSinkBody(body []byte) (sinkMeta, error) {

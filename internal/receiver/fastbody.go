@@ -22,29 +22,16 @@ func decodeSinkBodyFast(body []byte, b *sinkBody) bool {
 		case "workspaceId":
 			return d.str(&b.WorkspaceID)
 		case "project":
-			b.Project = new(struct {
-				Name string `json:"name"`
-			})
-			return d.object(func(key []byte) bool {
-				if string(key) == "name" {
-					return d.str(&b.Project.Name)
-				}
-				return d.other(key, "name")
-			})
+			b.Project = new(nameObject)
+			return d.stringFieldObject("name", &b.Project.Name)
 		case "projectJob":
 			b.ProjectJob = new(idObject)
-			return d.idObject(b.ProjectJob)
+			return d.stringFieldObject("id", &b.ProjectJob.ID)
 		case "projectJobRun":
 			b.ProjectJobRun = new(idObject)
-			return d.idObject(b.ProjectJobRun)
+			return d.stringFieldObject("id", &b.ProjectJobRun.ID)
 		case "apiInfo":
-			b.APIInfo = new(struct {
-				Name   string `json:"name"`
-				RunID  string `json:"runId"`
-				Result *struct {
-					Status string `json:"status"`
-				} `json:"result"`
-			})
+			b.APIInfo = new(apiInfo)
 			a := b.APIInfo
 			return d.object(func(key []byte) bool {
 				switch string(key) {
@@ -53,15 +40,8 @@ func decodeSinkBodyFast(body []byte, b *sinkBody) bool {
 				case "runId":
 					return d.str(&a.RunID)
 				case "result":
-					a.Result = new(struct {
-						Status string `json:"status"`
-					})
-					return d.object(func(key []byte) bool {
-						if string(key) == "status" {
-							return d.str(&a.Result.Status)
-						}
-						return d.other(key, "status")
-					})
+					a.Result = new(statusObject)
+					return d.stringFieldObject("status", &a.Result.Status)
 				}
 				return d.other(key, "name", "runId", "result")
 			})
@@ -149,12 +129,14 @@ func (d *fastDecoder) object(field func(key []byte) bool) bool {
 	}
 }
 
-func (d *fastDecoder) idObject(o *idObject) bool {
+// stringFieldObject reads an object of which we keep one string field (project.name, projectJob.id,
+// apiInfo.result.status ...) into dst.
+func (d *fastDecoder) stringFieldObject(name string, dst *string) bool {
 	return d.object(func(key []byte) bool {
-		if string(key) == "id" {
-			return d.str(&o.ID)
+		if string(key) == name {
+			return d.str(dst)
 		}
-		return d.other(key, "id")
+		return d.other(key, name)
 	})
 }
 
