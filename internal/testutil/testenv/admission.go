@@ -74,6 +74,16 @@ func readManifests(file string) ([]*unstructured.Unstructured, error) {
 	if err != nil {
 		return nil, err
 	}
+	objs, err := DecodeManifests(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return objs, nil
+}
+
+// DecodeManifests decodes a multi-document YAML (or JSON) stream, such as
+// kustomize output, skipping empty documents.
+func DecodeManifests(data []byte) ([]*unstructured.Unstructured, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []*unstructured.Unstructured
 	for {
@@ -81,7 +91,7 @@ func readManifests(file string) ([]*unstructured.Unstructured, error) {
 		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
 			return out, nil
 		} else if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
+			return nil, err
 		}
 		if len(u.Object) > 0 {
 			out = append(out, u)

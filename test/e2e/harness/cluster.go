@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -46,30 +44,12 @@ type installManifests struct {
 // renderInstall renders config/default with the kustomize built into
 // kubectl: the same manifests `make build-installer` ships.
 func renderInstall(ctx context.Context, kubectl string) (*installManifests, error) {
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(RepoRoot(), "config", "default"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	objs, err := kustomize(ctx, kubectl, "default")
 	if err != nil {
-		return nil, fmt.Errorf("kubectl kustomize config/default: %v: %s", err, stderr.String())
+		return nil, err
 	}
-	return parseInstall(out)
-}
-
-func parseInstall(yamlDocs []byte) (*installManifests, error) {
 	m := &installManifests{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(yamlDocs), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, fmt.Errorf("parse rendered manifests: %w", err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
+	for _, u := range objs {
 		switch u.GetKind() {
 		case "CustomResourceDefinition":
 			var crd apiextensionsv1.CustomResourceDefinition
@@ -79,7 +59,7 @@ func parseInstall(yamlDocs []byte) (*installManifests, error) {
 			m.crds = append(m.crds, &crd)
 		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 			"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
-			m.objects = append(m.objects, u.DeepCopy())
+			m.objects = append(m.objects, u)
 		case "Deployment":
 			var d appsv1.Deployment
 			if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
@@ -260,4 +240,20 @@ func containsFlag(args []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// kustomize renders config/<dir> with the kustomize built into kubectl.
+func kustomize(ctx context.Context, kubectl, dir string) ([]*unstructured.Unstructured, error) {
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(RepoRoot(), "config", dir))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize config/%s: %v: %s", dir, err, stderr.String())
+	}
+	objs, err := testenv.DecodeManifests(out)
+	if err != nil {
+		return nil, fmt.Errorf("parse config/%s as rendered: %w", dir, err)
+	}
+	return objs, nil
 }

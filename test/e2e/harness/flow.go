@@ -1,25 +1,19 @@
 package harness
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -40,23 +34,12 @@ type Samples struct {
 
 // LoadSamples renders config/samples with kubectl's kustomize.
 func (h *Harness) LoadSamples(ctx context.Context) (*Samples, error) {
-	cmd := exec.CommandContext(ctx, h.Kubectl, "kustomize", filepath.Join(RepoRoot(), "config", "samples"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	objs, err := kustomize(ctx, h.Kubectl, "samples")
 	if err != nil {
-		return nil, fmt.Errorf("kubectl kustomize config/samples: %v: %s", err, stderr.String())
+		return nil, err
 	}
 	s := &Samples{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, err
-		}
+	for _, u := range objs {
 		var target any
 		switch u.GetKind() {
 		case "Secret":
