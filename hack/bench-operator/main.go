@@ -39,6 +39,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -712,24 +714,21 @@ func apiRequests(cfg *rest.Config) map[string]float64 {
 		return out
 	}
 	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		labels, ok := strings.CutPrefix(line, "apiserver_request_total{")
-		if !ok {
-			continue
-		}
-		labels, val, _ := strings.Cut(labels, "} ")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return out
+	}
+	for _, m := range families["apiserver_request_total"].GetMetric() {
 		l := map[string]string{}
-		for _, kv := range strings.Split(labels, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			l[k] = strings.Trim(v, `"`)
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
 		}
 		key := l["verb"] + " " + l["resource"]
 		if l["subresource"] != "" {
 			key += "/" + l["subresource"]
 		}
-		n, _ := strconv.ParseFloat(val, 64)
-		out[key] += n
+		out[key] += m.GetCounter().GetValue()
 	}
 	return out
 }
