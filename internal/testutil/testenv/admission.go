@@ -31,8 +31,8 @@ func InstallAdmissionPolicies(ctx context.Context, c client.Client, namespace st
 }
 
 // CreateAdmissionPolicies creates objs (the IntunedJob finalizer policy and
-// its binding), unless they exist, and waits until the API server enforces them: an IntunedJob
-// created in namespace with dry run must come back with the finalizer.
+// its binding), unless they exist, and waits until the API server enforces
+// them (WaitForAdmissionPolicies).
 func CreateAdmissionPolicies(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, namespace string) error {
 	for _, o := range objs {
 		o := o.DeepCopy()
@@ -41,7 +41,13 @@ func CreateAdmissionPolicies(ctx context.Context, c client.Client, objs []*unstr
 			return fmt.Errorf("create %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
 	}
-	// Policies take effect asynchronously (the API server's policy informer).
+	return WaitForAdmissionPolicies(ctx, c, namespace)
+}
+
+// WaitForAdmissionPolicies waits until the API server enforces the
+// IntunedJob finalizer policy, which it loads asynchronously: an IntunedJob
+// created in namespace with dry run must come back with the finalizer.
+func WaitForAdmissionPolicies(ctx context.Context, c client.Client, namespace string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for i := 0; ; i++ {
 		probe := &intunedv1alpha1.IntunedJob{

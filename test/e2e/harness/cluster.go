@@ -137,19 +137,17 @@ func startControlPlane(ctx context.Context, dir string) (*controlPlane, error) {
 		return nil, err
 	}
 
-	var policies []*unstructured.Unstructured
+	hasPolicy := false
 	for _, o := range inst.objects {
 		if err := cp.client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("install %s %s: %w", o.GetKind(), o.GetName(), err)
 		}
-		if strings.HasPrefix(o.GetKind(), "MutatingAdmissionPolicy") {
-			policies = append(policies, o)
-		}
+		hasPolicy = hasPolicy || o.GetKind() == "MutatingAdmissionPolicy"
 	}
 	// Tests run against the install as users get it: wait until the API
 	// server enforces its admission policy (it loads policies asynchronously).
-	if len(policies) > 0 {
-		if err := testenv.CreateAdmissionPolicies(ctx, cp.client, policies, inst.manager.Namespace); err != nil {
+	if hasPolicy {
+		if err := testenv.WaitForAdmissionPolicies(ctx, cp.client, inst.manager.Namespace); err != nil {
 			return nil, err
 		}
 	}
