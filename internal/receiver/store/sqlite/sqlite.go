@@ -77,7 +77,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 }
 
 // openEvery is Open with the background checkpoint interval (tests use a short one).
-func openEvery(ctx context.Context, path string, checkpointEvery time.Duration) (*Store, error) {
+func openEvery(ctx context.Context, path string, every time.Duration) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
@@ -88,7 +88,7 @@ func openEvery(ctx context.Context, path string, checkpointEvery time.Duration) 
 	q.Add("_pragma", "foreign_keys(ON)")
 	dsn := "file:" + path + "?" + q.Encode()
 
-	// The writer never checkpoints itself (wal_autocheckpoint=0); see checkpointEvery.
+	// No automatic checkpoints on the commit path (wal_autocheckpoint=0): see checkpointEvery.
 	write, err := sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -113,7 +113,7 @@ func openEvery(ctx context.Context, path string, checkpointEvery time.Duration) 
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare insert: %w", err)
 	}
-	go s.checkpoints(checkpointEvery)
+	go s.checkpoints(every)
 	return s, nil
 }
 
