@@ -51,6 +51,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/hack/internal/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
@@ -198,7 +199,7 @@ func run(o options) error {
 
 	// Steady state: a restarted manager re-reads every job (GetJob and
 	// ListJobRuns) and must write nothing; then it polls for -steady.
-	rss, err := peakRSS(mgr.cmd.Process.Pid)
+	rss, err := procstat.PeakRSS(mgr.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func run(o options) error {
 	time.Sleep(o.steady)
 	steadyCalls := sim.srv.Calls()
 	steadyWrites := sim.srv.WriteCalls()
-	if rss2, err := peakRSS(mgr.cmd.Process.Pid); err == nil && rss2 > rss {
+	if rss2, err := procstat.PeakRSS(mgr.cmd.Process.Pid); err == nil && rss2 > rss {
 		rss = rss2
 	}
 	mgr.stop()
@@ -588,26 +589,11 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// peakRSS reads VmHWM (peak resident set) of a process, in bytes.
-func peakRSS(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmHWM in /proc status")
-}
-
 // cpuSnapshot is CPU seconds used so far by this process (client and
 // simulator) and each direct child (etcd, kube-apiserver, manager), by
 // command name.
 func cpuSnapshot() map[string]float64 {
-	out := map[string]float64{"bench+sim": procCPU(os.Getpid())}
+	out := map[string]float64{"bench+sim": procstat.CPUTime(os.Getpid()).Seconds()}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -625,26 +611,10 @@ func cpuSnapshot() map[string]float64 {
 		}
 		f := strings.Fields(s[closing+2:])
 		if len(f) > 2 && f[1] == strconv.Itoa(os.Getpid()) {
-			out[s[open+1:closing]] += procCPU(pid)
+			out[s[open+1:closing]] += procstat.CPUTime(pid).Seconds()
 		}
 	}
 	return out
-}
-
-// procCPU is utime+stime of pid in seconds (USER_HZ is 100 on Linux).
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
 }
 
 // cpuDiff prints CPU seconds per process between two snapshots.

@@ -32,6 +32,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/intuned-operator/intuned-operator/hack/internal/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
 )
 
@@ -79,7 +80,7 @@ type server struct {
 	lat      []time.Duration
 	errors   int
 	seconds  float64
-	rssKiB   int64
+	rssBytes int64
 	before   map[string]float64 // metrics at the start of the measurement
 	cpu      time.Duration      // CPU time (user+system) the server used while measured
 	batch    float64            // mean deliveries per commit (receiver /metrics)
@@ -117,16 +118,16 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 	for r := range rounds {
 		for _, s := range servers {
 			fmt.Fprintf(os.Stderr, "round %d/%d: %s for %s ...\n", r+1, rounds, s.name, slice)
-			cpu0 := cpuTime(s.cmd.Process.Pid)
+			cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
 			lat, errs, secs := b.load(s.base, fmt.Sprintf("%s-r%d", s.name, r), slice)
-			s.cpu += cpuTime(s.cmd.Process.Pid) - cpu0
+			s.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
 			s.lat = append(s.lat, lat...)
 			s.errors += errs
 			s.seconds += secs
 		}
 	}
 	for _, s := range servers {
-		s.rssKiB = peakRSS(s.cmd.Process.Pid)
+		s.rssBytes, _ = procstat.PeakRSS(s.cmd.Process.Pid) // 0 if unreadable
 		after := scrape(s.base + "/metrics")
 		if n := after["receiver_commit_batch_size_count"] - s.before["receiver_commit_batch_size_count"]; n > 0 {
 			s.batch = (after["receiver_commit_batch_size_sum"] - s.before["receiver_commit_batch_size_sum"]) / n
@@ -322,37 +323,6 @@ func (b *bench) load(base, prefix string, d time.Duration) ([]time.Duration, int
 	return all, errs, time.Since(start).Seconds()
 }
 
-// peakRSS reads VmHWM (peak resident set size, KiB) of pid from /proc.
-func peakRSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-			return n
-		}
-	}
-	return -1
-}
-
-// cpuTime is the user+system CPU time of pid (from /proc/<pid>/stat, in clock ticks of 10 ms).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	_, rest, _ := strings.Cut(string(b), ") ") // the command name may contain spaces
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
-}
-
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -392,7 +362,7 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int) {
 			cpuPerReq = fmt.Sprintf("%d us", s.cpu.Microseconds()/int64(len(s.lat)))
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%s\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
-			float64(s.rssKiB)/1024, cpuPerReq, s.errors, batch, commit, targets[s.name])
+			float64(s.rssBytes)/(1<<20), cpuPerReq, s.errors, batch, commit, targets[s.name])
 	}
 	tw.Flush()
 	fmt.Println("\nCPU/req = server process CPU time per answered request (the postgres server's own CPU is not included);")
