@@ -77,6 +77,15 @@ func (f *whrFixture) receiver(name string, spec intunedv1alpha1.WebhookReceiverS
 	return w
 }
 
+// postgresStorage creates a Secret "dsn" holding a DSN and returns postgres
+// storage that points at it.
+func (f *whrFixture) postgresStorage() *intunedv1alpha1.ReceiverStorage {
+	f.t.Helper()
+	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "dsn"}, StringData: map[string]string{"dsn": "postgres://x"}})
+	return &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
+		DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "dsn", Key: "dsn"}}}
+}
+
 // update re-reads obj, applies mutate and writes it back (retrying on
 // conflicts with the controller).
 func (f *whrFixture) update(obj client.Object, mutate func()) {
@@ -423,10 +432,8 @@ func TestWebhookReceiverSpecChangesRollOut(t *testing.T) {
 // are put back.
 func TestWebhookReceiverSharesFieldsWithOtherManagers(t *testing.T) {
 	f := newWHRFixture(t)
-	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "dsn"}, StringData: map[string]string{"dsn": "postgres://x"}})
 	whr := f.receiver("scaled", intunedv1alpha1.WebhookReceiverSpec{
-		Storage: &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
-			DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "dsn", Key: "dsn"}}},
+		Storage:  f.postgresStorage(),
 		Replicas: ptr.To[int32](3),
 	})
 	var d appsv1.Deployment
@@ -510,10 +517,8 @@ func TestWebhookReceiverSharesFieldsWithOtherManagers(t *testing.T) {
 // Deployment with a StatefulSet.
 func TestWebhookReceiverRemovesUnneededChildren(t *testing.T) {
 	f := newWHRFixture(t)
-	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "dsn"}, StringData: map[string]string{"dsn": "postgres://x"}})
 	whr := f.receiver("full", intunedv1alpha1.WebhookReceiverSpec{
-		Storage: &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
-			DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "dsn", Key: "dsn"}}},
+		Storage:       f.postgresStorage(),
 		Autoscaling:   &intunedv1alpha1.ReceiverAutoscaling{MaxReplicas: 3},
 		Ingress:       &intunedv1alpha1.ReceiverIngress{Host: "full.example.com"},
 		NetworkPolicy: &intunedv1alpha1.ReceiverNetworkPolicy{Enabled: true},
