@@ -16,6 +16,9 @@
 #                            version k8s.io/kubernetes's go.mod uses.
 #
 # Output: bin/k8s/<version>/{kube-apiserver,etcd,kubectl} (repo-relative).
+# With ENVTEST_NODE=1 the same `go build` also produces the binaries a real
+# node needs (kube-controller-manager, kube-scheduler, kubelet, kube-proxy):
+# one build shares the compiled packages, far cheaper than two (hack/cluster).
 # Builds are skipped when all three binaries exist and report the right version.
 # Stdout carries ONLY the absolute assets directory; progress goes to stderr:
 #
@@ -25,6 +28,7 @@
 #   ENVTEST_K8S_VERSION   Kubernetes version to build (default 1.37.2)
 #   ENVTEST_ETCD_VERSION  etcd version (default: read from k8s.io/kubernetes's go.mod)
 #   ENVTEST_FORCE=1       rebuild even when cached binaries look right
+#   ENVTEST_NODE=1        also build the node binaries (see above)
 set -euo pipefail
 
 K8S_VERSION="${ENVTEST_K8S_VERSION:-1.37.2}"
@@ -38,6 +42,10 @@ STAGING_VERSION="v0.${K8S_MINOR}.${K8S_PATCH}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ASSETS_DIR="${ROOT}/bin/k8s/${K8S_VERSION}"
+K8S_BINARIES=(kube-apiserver kubectl)
+if [[ "${ENVTEST_NODE:-}" == "1" ]]; then
+  K8S_BINARIES+=(kube-controller-manager kube-scheduler kubelet kube-proxy)
+fi
 
 log() { echo "setup-envtest: $*" >&2; }
 
@@ -49,9 +57,14 @@ log() { echo "setup-envtest: $*" >&2; }
 # when grep exits early and cmd gets SIGPIPE.
 cached_ok() {
   local d="$1" out
-  [[ -x "$d/kube-apiserver" && -x "$d/kubectl" && -x "$d/etcd" ]] || return 1
-  out="$("$d/kube-apiserver" --version 2>/dev/null)" || return 1
-  grep -qx "Kubernetes v${K8S_VERSION}" <<<"$out" || return 1
+  [[ -x "$d/etcd" ]] || return 1
+  local b
+  for b in "${K8S_BINARIES[@]}"; do
+    [[ -x "$d/$b" ]] || return 1
+    [[ "$b" == kubectl ]] && continue
+    out="$("$d/$b" --version 2>/dev/null)" || return 1
+    grep -qx "Kubernetes v${K8S_VERSION}" <<<"$out" || return 1
+  done
   out="$("$d/kubectl" version --client 2>/dev/null)" || return 1
   grep -qx "Client Version: v${K8S_VERSION}" <<<"$out" || return 1
   local want_etcd="${ENVTEST_ETCD_VERSION:-}"
@@ -142,9 +155,9 @@ done
 
 OUT="$WORK/out"
 mkdir -p "$OUT"
-log "building kube-apiserver and kubectl v${K8S_VERSION} (first time: several minutes)"
+log "building ${K8S_BINARIES[*]} v${K8S_VERSION} (first time: several minutes)"
 (cd "$KMOD" && go build -trimpath -ldflags "$LDFLAGS" -o "$OUT/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) >&2
+  "${K8S_BINARIES[@]/#/k8s.io/kubernetes/cmd/}") >&2
 
 # --- etcd --------------------------------------------------------------------
 EMOD="$WORK/etcd"
@@ -174,7 +187,7 @@ log "building etcd ${ETCD_VERSION}"
 # --- install -----------------------------------------------------------------
 echo "${ETCD_VERSION#v}" >"$OUT/.etcd-version"
 mkdir -p "$ASSETS_DIR"
-for f in kube-apiserver kubectl etcd .etcd-version; do
+for f in "${K8S_BINARIES[@]}" etcd .etcd-version; do
   # Copy next to the target, then rename: readers never see a half-written file.
   cp "$OUT/$f" "$ASSETS_DIR/.$f.new"
   mv -f "$ASSETS_DIR/.$f.new" "$ASSETS_DIR/$f"
@@ -188,5 +201,5 @@ if ! ENVTEST_ETCD_VERSION="$ETCD_VERSION" cached_ok "$ASSETS_DIR"; then
   exit 1
 fi
 
-log "built kube-apiserver, kubectl v${K8S_VERSION} and etcd ${ETCD_VERSION} in $(($(date +%s) - start))s"
+log "built ${K8S_BINARIES[*]} v${K8S_VERSION} and etcd ${ETCD_VERSION} in $(($(date +%s) - start))s"
 echo "$ASSETS_DIR"
