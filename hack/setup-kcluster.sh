@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# setup-kcluster.sh installs and builds what the local single-node cluster
+# (internal/testutil/kcluster, docs/e2e.md) needs, and prints nothing but the
+# tools directory on stdout. Everything is cached; a second run takes seconds.
+#
+#   Debian packages   containerd runc containernetworking-plugins iptables conntrack
+#                     (installed with apt-get when missing; needs root)
+#   bin/k8s/<ver>/    etcd and every Kubernetes binary, by hack/setup-envtest.sh with ENVTEST_NODE=1
+#   bin/kcluster/     traefik (built from its Go module), pause, kcluster and pause.tar
+#
+# Knobs: TRAEFIK_VERSION (default v3.6.12; 3.7.x needs modules the proxy here refuses).
+set -euo pipefail
+
+TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.6.12}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/bin/kcluster"
+log() { echo "setup-kcluster: $*" >&2; }
+
+missing=()
+for c in containerd containerd-shim-runc-v2 runc ctr iptables conntrack nsenter ip; do
+  command -v "$c" >/dev/null || missing+=("$c")
+done
+[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap ]] || missing+=(cni-plugins)
+if ((${#missing[@]})); then
+  log "installing Debian packages (missing: ${missing[*]})"
+  command -v apt-get >/dev/null || { log "no apt-get: install containerd, runc, containernetworking-plugins, iptables, conntrack yourself"; exit 1; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends containerd runc containernetworking-plugins iptables conntrack util-linux iproute2 >/dev/null
+fi
+
+ENVTEST_NODE=1 "$ROOT/hack/setup-envtest.sh" >/dev/null
+
+mkdir -p "$TOOLS"
+exec 9>"$TOOLS/.lock"
+flock 9
+
+export GOWORK=off
+unset GOOS GOARCH || true
+
+# Traefik: the module has replace and exclude directives, which `go build
+# module@version` ignores, so it is built in a scratch module that repeats them.
+if [[ ! -x "$TOOLS/traefik" || "$(cat "$TOOLS/.traefik-version" 2>/dev/null)" != "$TRAEFIK_VERSION" ]]; then
+  start=$(date +%s)
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/setup-kcluster.XXXXXX")"
+  trap 'rm -rf "$WORK"' EXIT
+  TMOD="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@${TRAEFIK_VERSION}" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
+  [[ -f "$TMOD" ]] || { log "could not download traefik ${TRAEFIK_VERSION}"; exit 1; }
+  {
+    echo "module kcluster.local/traefik"
+    echo
+    echo "go 1.26"
+    echo
+    echo "require github.com/traefik/traefik/v3 ${TRAEFIK_VERSION}"
+    echo
+    # Its replace ( ... ) block and exclude lines, verbatim.
+    sed -n '/^replace (/,/^)/p; /^replace [^(]/p; /^exclude /p' "$TMOD"
+  } >"$WORK/go.mod"
+  log "building traefik ${TRAEFIK_VERSION} (first time: about 20 minutes on 2 cores)"
+  (cd "$WORK" && GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+    -o "$TOOLS/traefik.new" github.com/traefik/traefik/v3/cmd/traefik) >&2
+  mv -f "$TOOLS/traefik.new" "$TOOLS/traefik"
+  echo "$TRAEFIK_VERSION" >"$TOOLS/.traefik-version"
+  log "built traefik in $(($(date +%s) - start))s"
+fi
+
+# Our own pieces: cheap to rebuild (the Go cache makes this a link at most).
+(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -o "$TOOLS/pause" ./hack/kcluster/pause &&
+  CGO_ENABLED=0 go build -trimpath -o "$TOOLS/kcluster" ./hack/kcluster) >&2
+"$TOOLS/kcluster" pause-image "$TOOLS/pause" "$TOOLS/pause.tar"
+
+echo "$TOOLS"
