@@ -35,11 +35,19 @@ type Options struct {
 	Durable bool
 	// Log, if set, receives the server's output (default: discarded).
 	Log *os.File
+	// ListenAddr is the address the server listens on and DSNs name
+	// (default 127.0.0.1).
+	ListenAddr string
+	// NetNS, if set, is a network namespace (e.g. /run/netns/NAME) to run
+	// the server in, so Pods of a local cluster living there can reach it
+	// at ListenAddr.
+	NetNS string
 }
 
-// Server is a running PostgreSQL server listening on 127.0.0.1.
+// Server is a running PostgreSQL server listening on 127.0.0.1 (or Options.ListenAddr).
 type Server struct {
 	dir  string
+	addr string
 	port int
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -87,7 +95,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, done: make(chan struct{})}
+	s := &Server{dir: dir, addr: opts.ListenAddr, done: make(chan struct{})}
+	if s.addr == "" {
+		s.addr = "127.0.0.1"
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -107,6 +118,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("initdb failed: %w\n%s", err, out)
 	}
+	if opts.NetNS != "" {
+		// initdb trusts loopback only; Pods connect from the cluster's Pod range,
+		// inside a namespace nothing outside this machine can reach.
+		hba, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		_, err = hba.WriteString("host all all 0.0.0.0/0 trust\n")
+		hba.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.port, err = freePort()
 	if err != nil {
 		return nil, err
@@ -115,11 +139,22 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Durable {
 		fsync = "on"
 	}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-p", strconv.Itoa(s.port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync="+fsync, "-c", "max_connections=200", "-c", "shared_buffers=64MB")
+	args := []string{filepath.Join(bin, "postgres"), "-D", data,
+		"-p", strconv.Itoa(s.port), "-k", dir, "-c", "listen_addresses=" + s.addr,
+		"-c", "fsync=" + fsync, "-c", "max_connections=200", "-c", "shared_buffers=64MB"}
+	attr := &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
+	if opts.NetNS != "" {
+		// nsenter must enter the namespace as root, then become the server's user.
+		ns := []string{"nsenter", "--net=" + opts.NetNS}
+		if cred != nil {
+			ns = append(ns, fmt.Sprintf("--setuid=%d", cred.Uid), fmt.Sprintf("--setgid=%d", cred.Gid))
+		}
+		args = append(append(ns, "--"), args...)
+		attr.Credential = nil
+	}
+	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Dir = dir
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
+	s.cmd.SysProcAttr = attr
 	if opts.Log != nil {
 		s.cmd.Stdout, s.cmd.Stderr = opts.Log, opts.Log
 	}
@@ -177,9 +212,9 @@ func (s *Server) waitReady(ctx context.Context) error {
 	}
 }
 
-// DSN returns a connection URL for database db as the superuser `postgres` (trust auth, loopback).
+// DSN returns a connection URL for database db as the superuser `postgres` (trust auth, ListenAddr).
 func (s *Server) DSN(db string) string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.port, db)
+	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", net.JoinHostPort(s.addr, strconv.Itoa(s.port)), db)
 }
 
 var dbCounter atomic.Int64
