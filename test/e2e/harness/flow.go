@@ -34,7 +34,12 @@ type Samples struct {
 
 // LoadSamples renders config/samples with kubectl's kustomize.
 func (h *Harness) LoadSamples(ctx context.Context) (*Samples, error) {
-	objs, err := kustomize(ctx, h.Kubectl, "samples")
+	return LoadSamples(ctx, h.Kubectl)
+}
+
+// LoadSamples renders config/samples with the kustomize of the given kubectl.
+func LoadSamples(ctx context.Context, kubectl string) (*Samples, error) {
+	objs, err := kustomize(ctx, kubectl, "samples")
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,239 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/resources"
+	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
+)
+
+var nsSeq atomic.Int32
+
+// pair is the quickstart samples (credentials, WebhookReceiver, IntunedJob)
+// in a fresh namespace that enforces the restricted Pod Security Standard.
+type pair struct {
+	ns, receiver, job string
+	host              string // the receiver's Ingress host
+	rc                harness.ReceiverClient
+}
+
+// quickstartDeliveries is what one quickstart JobRun sends: the list Run
+// plus one details Run per product (--products 5).
+const quickstartDeliveries = 1 + 5
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// newPair applies config/samples into a new namespace, changed only where
+// this machine differs from a user's: the credentials point at intuned-sim
+// and the Ingress host is one the simulator's namespace resolves to the
+// node (a user's DNS does that for Intuned), with a path of its own. No TLS:
+// there is no certificate authority the simulator could trust.
+func newPair(t *testing.T, ctx context.Context, name string, mutate func(*harness.Samples)) *pair {
+	t.Helper()
+	s, err := harness.LoadSamples(ctx, env.kubectl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pair{ns: fmt.Sprintf("kc-%d-%s", nsSeq.Add(1), name), host: env.kc.Config().IngressHosts[0]}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.ns, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+		"pod-security.kubernetes.io/warn":    "restricted",
+	}}}
+	if err := env.client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	s.Credentials.Namespace = p.ns
+	s.Credentials.StringData = map[string]string{
+		intunedv1alpha1.CredentialsKeyWorkspaceID: env.sim.WorkspaceID,
+		intunedv1alpha1.CredentialsKeyAPIKey:      env.sim.APIKey,
+		intunedv1alpha1.CredentialsKeyBaseURL:     env.sim.BaseURL,
+	}
+	s.Credentials.Data = nil
+	s.Receiver.Namespace = p.ns
+	s.Receiver.Spec.Ingress.Host = p.host
+	// Receivers of every test share the host; each gets its own path.
+	s.Receiver.Spec.Ingress.Path = "/webhooks/" + p.ns
+	s.Receiver.Spec.Ingress.TLS = nil
+	s.Job.Namespace = p.ns
+	s.Job.Name = "kc-" + name // also the Intuned job id: unique in the shared workspace
+	s.Job.Spec.PollInterval = &metav1.Duration{Duration: 10 * time.Second}
+	if mutate != nil {
+		mutate(s)
+	}
+	p.receiver, p.job = s.Receiver.Name, s.Job.EffectiveJobID()
+	if err := s.Apply(ctx, env.client); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitReady waits for the receiver's Pods, Service and Ingress to be Ready
+// with the Ingress URL published, and the job to be Synced with that URL.
+func (p *pair) waitReady(t *testing.T, ctx context.Context) {
+	t.Helper()
+	wantURL := "http://" + p.host + resources.IngestPath(&intunedv1alpha1.WebhookReceiver{})
+	err := harness.Eventually(ctx, 250*time.Millisecond, "WebhookReceiver Ready", func(ctx context.Context) (bool, error) {
+		var whr intunedv1alpha1.WebhookReceiver
+		if err := env.client.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: p.receiver}, &whr); err != nil {
+			return false, err
+		}
+		wantURL = "http://" + p.host + resources.IngestPath(&whr)
+		if whr.Status.URL != "" && whr.Status.URL != wantURL {
+			return false, fmt.Errorf("status.url = %q, want the Ingress URL %q", whr.Status.URL, wantURL)
+		}
+		return meta.IsStatusConditionTrue(whr.Status.Conditions, intunedv1alpha1.ConditionReady), fmt.Errorf("conditions %v", whr.Status.Conditions)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = harness.Eventually(ctx, 250*time.Millisecond, "IntunedJob Synced with the Ingress URL", func(ctx context.Context) (bool, error) {
+		ij := p.get(t, ctx)
+		if ij.Status.Sink == nil || ij.Status.Sink.URL != wantURL {
+			return false, fmt.Errorf("status.sink %+v, want url %q", ij.Status.Sink, wantURL)
+		}
+		return meta.IsStatusConditionTrue(ij.Status.Conditions, intunedv1alpha1.ConditionSynced), fmt.Errorf("conditions %v", ij.Status.Conditions)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, read, err := harness.ReceiverTokens(ctx, env.client, p.ns, p.receiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The read API through the receiver's Service: its ClusterIP, routed from
+	// the host into the cluster's namespace by kube-proxy's rules.
+	var svc corev1.Service
+	whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Name: p.receiver, Namespace: p.ns}}
+	if err := env.client.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: resources.ChildName(whr)}, &svc); err != nil {
+		t.Fatal(err)
+	}
+	p.rc = harness.ReceiverClient{BaseURL: fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, resources.HTTPPort), ReadToken: read}
+}
+
+func (p *pair) get(t *testing.T, ctx context.Context) *intunedv1alpha1.IntunedJob {
+	t.Helper()
+	var ij intunedv1alpha1.IntunedJob
+	if err := env.client.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: p.job}, &ij); err != nil && ctx.Err() == nil {
+		t.Fatal(err)
+	}
+	return &ij
+}
+
+func (p *pair) trigger(t *testing.T, ctx context.Context, value string) {
+	t.Helper()
+	if err := harness.Trigger(ctx, env.client, p.ns, p.job, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitAllDelivered waits until the simulator has sent want deliveries for
+// the job, every one acknowledged, and checks each is stored exactly once
+// with the bytes sent, and that every one went to the Ingress URL.
+func (p *pair) waitAllDelivered(t *testing.T, ctx context.Context, want int) harness.DeliveryReport {
+	t.Helper()
+	var rep harness.DeliveryReport
+	err := harness.Eventually(ctx, 250*time.Millisecond, "every delivery acknowledged", func(ctx context.Context) (bool, error) {
+		var err error
+		rep, err = harness.CompareDeliveries(ctx, env.sim, p.rc, p.job, "")
+		if err != nil {
+			return false, err
+		}
+		return rep.Sent >= want && rep.Pending == 0, errors.New(rep.String())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Sent != want || rep.Stored != want {
+		t.Fatalf("deliveries: %s; want exactly %d, each stored once", rep, want)
+	}
+	ds, err := env.sim.Deliveries(ctx, p.job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if u, err := url.Parse(d.URL); err != nil || u.Host != p.host {
+			t.Errorf("run %s was posted to %q, not to the Ingress host %s", d.RunID, d.URL, p.host)
+		}
+	}
+	return rep
+}
+
+// waitJobRunFinished waits until status.lastJobRun names a finished JobRun
+// started by the given trigger.
+func (p *pair) waitJobRunFinished(t *testing.T, ctx context.Context, trigger string) *intunedv1alpha1.JobRunSummary {
+	t.Helper()
+	var last *intunedv1alpha1.JobRunSummary
+	err := harness.Eventually(ctx, 250*time.Millisecond, "status.lastJobRun finished", func(ctx context.Context) (bool, error) {
+		ij := p.get(t, ctx)
+		last = ij.Status.LastJobRun
+		if ij.Status.LastHandledTrigger != trigger {
+			return false, fmt.Errorf("lastHandledTrigger %q", ij.Status.LastHandledTrigger)
+		}
+		if last == nil {
+			return false, errors.New("no lastJobRun")
+		}
+		return last.Status == "COMPLETED" || last.Status == "FAILURE" || last.Status == "TERMINATED", fmt.Errorf("lastJobRun %+v", *last)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return last
+}
+
+// receiverPods lists the receiver's Pods.
+func (p *pair) receiverPods(t *testing.T, ctx context.Context) []corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := env.client.List(ctx, &pods, client.InNamespace(p.ns)); err != nil {
+		t.Fatal(err)
+	}
+	var out []corev1.Pod
+	for _, pod := range pods.Items {
+		if strings.HasPrefix(pod.Name, resources.ChildName(&intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Name: p.receiver}})) {
+			out = append(out, pod)
+		}
+	}
+	return out
+}
+
+// TestQuickstartThroughIngress is the README's quickstart on a real node:
+// the operator installed from its installer manifest runs as a Pod of the
+// locally built image; the WebhookReceiver becomes a StatefulSet Pod with a
+// provisioned volume, a Service and an Ingress; Intuned (the simulator)
+// posts every Run to the Ingress URL; the data is read back.
+func TestQuickstartThroughIngress(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	p := newPair(t, ctx, "quickstart", nil)
+	p.waitReady(t, ctx)
+	p.trigger(t, ctx, "1")
+	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	last := p.waitJobRunFinished(t, ctx, "1")
+	if last.Status != "COMPLETED" {
+		t.Errorf("status.lastJobRun.status = %q, want COMPLETED", last.Status)
+	}
+	pods := p.receiverPods(t, ctx)
+	if len(pods) != 1 {
+		t.Fatalf("receiver Pods: %d, want 1", len(pods))
+	}
+	if img := pods[0].Spec.Containers[0].Image; img != "kcluster.local/intuned-operator:dev" {
+		t.Errorf("receiver image %q", img)
+	}
+	t.Logf("quickstart through the Ingress: %s", rep)
+}
