@@ -97,7 +97,9 @@ func run(m *testing.M) (code int) {
 		if env.sim != nil {
 			_ = env.sim.Proc.Stop(5 * time.Second)
 		}
-		if err := kc.Down(true); err != nil {
+		// A failed run keeps the state directory (component logs, etcd) to look
+		// at; the next run removes it before it starts.
+		if err := kc.Down(code == 0); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL test/cluster: teardown:", err)
 			code = 1
 		}

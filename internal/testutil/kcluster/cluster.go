@@ -81,7 +81,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 		{"rbac", nil, c.rbacReady},
 		{"kube-controller-manager", c.startIfDown("kube-controller-manager"), nil},
 		{"kube-scheduler", c.startIfDown("kube-scheduler"), nil},
-		{"kubelet", c.startIfDown("kubelet"), nil},
+		{"kubelet", c.startIfDown("kubelet"), c.kubeletReady},
 		{"kube-proxy", c.startIfDown("kube-proxy"), nil},
 		{"addons", nil, c.applyAddons},
 		{"traefik", c.startIfDown("traefik"), c.traefikReady},
@@ -145,7 +145,9 @@ func (c *Cluster) startIfDown(name string) func() error {
 }
 
 // Restart stops one component (SIGTERM; SIGKILL with kill) and starts it
-// again, e.g. "kubelet" or "containerd" in a fault test.
+// again, e.g. "kubelet" or "containerd" in a fault test. It returns when the
+// component serves again, as a node's service manager would wait before the
+// next step of an upgrade.
 func (c *Cluster) Restart(ctx context.Context, name string, kill bool) error {
 	grace := 30 * time.Second
 	if kill {
@@ -157,8 +159,13 @@ func (c *Cluster) Restart(ctx context.Context, name string, kill bool) error {
 	if err := c.startIfDown(name)(); err != nil {
 		return err
 	}
-	if name == "containerd" {
-		return c.containerdReady(ctx)
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	switch name {
+	case "containerd":
+		return c.containerdReady(wctx)
+	case "kubelet":
+		return c.kubeletReady(wctx)
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ kind: KubeletConfiguration
 address: %[1]s
 port: 10250
 readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
+healthzBindAddress: %[1]s
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
@@ -200,6 +200,21 @@ func (c *Cluster) component(name string) (component, error) {
 		}}, nil
 	}
 	return component{}, fmt.Errorf("unknown component %q", name)
+}
+
+// kubeletReady waits for the kubelet's health endpoint: it answers once the
+// kubelet has connected to containerd (before that, a kubelet that cannot
+// reach the runtime exits).
+func (c *Cluster) kubeletReady(ctx context.Context) error {
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	return poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		resp, err := hc.Get("http://" + c.cfg.NodeIP + ":10248/healthz")
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("healthz: %s", resp.Status)
+	})
 }
 
 func (c *Cluster) containerdReady(ctx context.Context) error {
