@@ -13,6 +13,10 @@ import (
 // ErrNotFound is returned by Get when no delivery has the requested run id.
 var ErrNotFound = errors.New("delivery not found")
 
+// ErrFull is wrapped by a write that was refused or failed because the store's volume is (nearly)
+// full. It is temporary: writes work again once space is freed.
+var ErrFull = errors.New("store volume is full")
+
 // Delivery is one accepted webhook body plus the columns extracted from it.
 type Delivery struct {
 	RunID        string
@@ -65,4 +69,24 @@ type Store interface {
 	// Ping reports whether the store is reachable (used by /readyz).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// WriteChecker is implemented by stores that can tell, without writing a delivery, that a write
+// would fail now (SQLite: too little free space). /readyz uses it so a receiver that cannot store
+// stops getting traffic, and comes back by itself when the check passes again.
+type WriteChecker interface {
+	CheckWritable(ctx context.Context) error
+}
+
+// Space is how full a store's volume is.
+type Space struct {
+	FreeBytes     int64 // available to the store's process
+	CapacityBytes int64 // size of the volume
+	WALBytes      int64 // SQLite write-ahead log file
+	MinFreeBytes  int64 // the store refuses writes below this much free space (plus the WAL)
+}
+
+// SpaceReporter is implemented by stores that live on a local volume (SQLite); /metrics exports it.
+type SpaceReporter interface {
+	Space() (Space, error)
 }

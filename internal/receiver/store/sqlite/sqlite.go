@@ -6,14 +6,19 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
@@ -45,6 +50,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 PRAGMA user_version = 1;
 `
 
+// schemaVersion is the user_version the schema above sets. Open applies the schema only to a file
+// with an older version: a start writes nothing otherwise (even an unchanged PRAGMA user_version
+// appends a WAL frame), so a receiver can start and serve reads on a full volume.
+const schemaVersion = 1
+
 // checkpointEvery is how often the background checkpointer copies the WAL into the database file.
 // Doing it outside the writer keeps most of that work off the commit path (no periodic latency
 // spikes).
@@ -58,28 +68,57 @@ PRAGMA user_version = 1;
 // of writes (83 MB in the same benchmark) at no measurable throughput cost.
 const checkpointEvery = time.Second
 
+// DefaultMinFreeBytes is the free space the store keeps on its volume by default: writes are
+// refused (store.ErrFull) before the volume fills up, so a checkpoint always has room to move the
+// WAL into the database file and the store can recover by itself once space returns.
+const DefaultMinFreeBytes = 16 << 20
+
+// Options tune Open. Zero values take the defaults.
+type Options struct {
+	// MinFreeBytes: a write is refused with store.ErrFull while the volume has less than this
+	// much free space on top of the WAL's size. Default DefaultMinFreeBytes.
+	MinFreeBytes int64
+	// CheckpointEvery is the background checkpoint interval (see checkpointEvery); it is also
+	// how often an idle WAL is truncated and a full store looks for space again. Default 1s.
+	CheckpointEvery time.Duration
+}
+
 // Store is a store.Store backed by one SQLite file.
 type Store struct {
-	write  *sql.DB   // exactly one connection: SQLite allows one writer at a time anyway
-	insert *sql.Stmt // insertDelivery, prepared once on the write connection
-	read   *sql.DB   // several connections: WAL lets readers run beside the writer
+	path    string
+	minFree int64
+	write   *sql.DB   // exactly one connection: SQLite allows one writer at a time anyway
+	insert  *sql.Stmt // insertDelivery, prepared once on the write connection
+	read    *sql.DB   // several connections: WAL lets readers run beside the writer
 
 	stopCheckpoints  chan struct{}
 	checkpointsDone  chan struct{}
-	finishCheckpoint atomic.Bool // set after a background checkpoint; the writer finishes it
+	finishCheckpoint atomic.Bool  // set after a background checkpoint; the writer finishes it
+	writes           atomic.Int64 // transactions committed; the checkpointer tells idle from busy
+	full             atomic.Bool  // the last space check failed: writes are refused
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.WriteChecker  = (*Store)(nil)
+	_ store.SpaceReporter = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database file at path and applies the schema.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return openEvery(ctx, path, checkpointEvery)
+	return OpenWith(ctx, path, Options{})
 }
 
-// openEvery is Open with the background checkpoint interval (tests use a short one).
-func openEvery(ctx context.Context, path string, every time.Duration) (*Store, error) {
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
+	}
+	if o.MinFreeBytes <= 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = checkpointEvery
 	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -89,49 +128,200 @@ func openEvery(ctx context.Context, path string, every time.Duration) (*Store, e
 	dsn := "file:" + path + "?" + q.Encode()
 
 	// No automatic checkpoints on the commit path (wal_autocheckpoint=0): see checkpointEvery.
-	write, err := sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
+	write, err := openDB(dsn + "&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open: %w", err)
+		return nil, err
 	}
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
-	read, err := sql.Open("sqlite", dsn)
+	read, err := openDB(dsn)
 	if err != nil {
 		write.Close()
-		return nil, fmt.Errorf("sqlite: open: %w", err)
+		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	s := &Store{write: write, read: read, stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
-	if _, err := write.ExecContext(ctx, schema); err != nil {
+	s := &Store{path: path, minFree: o.MinFreeBytes, write: write, read: read,
+		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
 		close(s.checkpointsDone)
 		s.Close()
-		return nil, fmt.Errorf("sqlite: apply schema: %w", err)
+		return nil, err
 	}
 	if s.insert, err = write.PrepareContext(ctx, insertDelivery); err != nil {
 		close(s.checkpointsDone)
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare insert: %w", err)
 	}
-	go s.checkpoints(every)
+	go s.checkpoints(o.CheckpointEvery)
 	return s, nil
 }
 
+// openDB opens a pool whose connections keep the WAL and shared-memory files when the last one
+// closes (SQLITE_FCNTL_PERSIST_WAL). SQLite deletes them by default, and a read needs them: on a
+// full volume it could not create the shared-memory file again (SQLITE_IOERR_SHMSIZE), so a
+// receiver restarted there could not even serve reads. Close truncates the WAL to zero bytes first.
+func openDB(dsn string) (*sql.DB, error) {
+	c, err := msqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	return sql.OpenDB(persistWAL{c}), nil
+}
+
+type persistWAL struct{ driver.Connector }
+
+func (p persistWAL) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := p.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fc, ok := conn.(msqlite.FileControl)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("sqlite: driver connection has no file control")
+	}
+	if _, err := fc.FileControlPersistWAL("main", 1); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sqlite: persist WAL: %w", err)
+	}
+	return conn, nil
+}
+
+// migrate applies the schema when the file's version is older than schemaVersion, and writes
+// nothing when it is current.
+func (s *Store) migrate(ctx context.Context) error {
+	var version int
+	if err := s.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("sqlite: read schema version: %w", err)
+	}
+	switch {
+	case version == schemaVersion:
+		return nil
+	case version > schemaVersion:
+		return fmt.Errorf("sqlite: %s has schema version %d, newer than this receiver's %d", s.path, version, schemaVersion)
+	}
+	if _, err := s.write.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("sqlite: apply schema: %w", err)
+	}
+	return nil
+}
+
 // checkpoints runs PASSIVE checkpoints from a reader connection: they never block the writer. See
-// checkpointEvery.
+// checkpointEvery. When no transaction committed since the last tick it truncates the WAL, so an
+// idle store gives its space back; when the store is full it looks for space again, so writes
+// resume by themselves once space returns (even while /readyz keeps traffic away).
 func (s *Store) checkpoints(every time.Duration) {
 	defer close(s.checkpointsDone)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	lastWrites := s.writes.Load()
 	for {
 		select {
 		case <-s.stopCheckpoints:
 			return
 		case <-tick.C:
-			s.read.Exec("PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck // retried next tick; the WAL stays valid
-			s.finishCheckpoint.Store(true)
 		}
+		if s.full.Load() {
+			s.ensureSpace(context.Background()) //nolint:errcheck // reported by the next write or CheckWritable
+			continue
+		}
+		if w := s.writes.Load(); w != lastWrites {
+			lastWrites = w
+		} else {
+			if s.walBytes() > 0 {
+				s.truncateWAL(context.Background()) //nolint:errcheck // retried next tick
+			}
+			continue
+		}
+		s.read.Exec("PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck // retried next tick; the WAL stays valid
+		s.finishCheckpoint.Store(true)
 	}
+}
+
+// truncateWAL copies the whole WAL into the database file and truncates it to zero bytes. It runs
+// on the write connection (so between two transactions) and waits at most a moment for readers:
+// when one is in the way it reports false and the caller tries again later.
+func (s *Store) truncateWAL(ctx context.Context) (bool, error) {
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 250"); err != nil {
+		return false, err
+	}
+	defer conn.ExecContext(context.Background(), "PRAGMA busy_timeout = 10000") //nolint:errcheck // best effort; a failure leaves 250 ms
+	var busy, logFrames, checkpointed int
+	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return false, err
+	}
+	return busy == 0, nil
+}
+
+// ensureSpace refuses a write (store.ErrFull) unless the volume has MinFreeBytes free on top of
+// the WAL's size: that keeps room for a checkpoint to move the whole WAL into the database file,
+// which is what frees the WAL's space. Without it the WAL filled every byte freed (a volume grown
+// from 8 to 64 MiB filled within 2 s), checkpoints then failed for lack of space, and the store
+// never recovered. When space is short it first truncates the WAL and looks again.
+func (s *Store) ensureSpace(ctx context.Context) error {
+	free, _, err := volumeSpace(s.path)
+	if err != nil {
+		return nil // cannot tell: let SQLite report a real failure
+	}
+	if wal := s.walBytes(); free >= s.minFree+wal {
+		s.full.Store(false)
+		return nil
+	}
+	s.truncateWAL(ctx) //nolint:errcheck // judged by the space left below
+	free, _, err = volumeSpace(s.path)
+	if wal := s.walBytes(); err == nil && free >= s.minFree+wal {
+		s.full.Store(false)
+		return nil
+	}
+	s.full.Store(true)
+	return fmt.Errorf("sqlite: %w: %d bytes free, %d kept free plus the WAL", store.ErrFull, free, s.minFree)
+}
+
+// walBytes is the size of the WAL file (0 when it does not exist).
+func (s *Store) walBytes() int64 {
+	fi, err := os.Stat(s.path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// volumeSpace returns the bytes available to this process and the size of the volume holding path.
+func volumeSpace(path string) (free, capacity int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
+}
+
+// asFull marks an error SQLite reports for a full disk (SQLITE_FULL) as store.ErrFull, and the
+// store as full so the checkpointer looks for space again.
+func (s *Store) asFull(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		s.full.Store(true)
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	}
+	return err
+}
+
+// CheckWritable implements store.WriteChecker: whether there is space for a write now.
+func (s *Store) CheckWritable(ctx context.Context) error { return s.ensureSpace(ctx) }
+
+// Space implements store.SpaceReporter.
+func (s *Store) Space() (store.Space, error) {
+	free, capacity, err := volumeSpace(s.path)
+	if err != nil {
+		return store.Space{}, fmt.Errorf("sqlite: statfs: %w", err)
+	}
+	return store.Space{FreeBytes: free, CapacityBytes: capacity, WALBytes: s.walBytes(), MinFreeBytes: s.minFree}, nil
 }
 
 const insertDelivery = `INSERT INTO deliveries
@@ -146,9 +336,12 @@ const insertDelivery = `INSERT INTO deliveries
 // an insert. ctx still bounds the whole transaction: database/sql rolls it back when ctx ends, and
 // the loop stops at the next row.
 func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+	if err := s.ensureSpace(ctx); err != nil {
+		return nil, err
+	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: begin: %w", err)
+		return nil, fmt.Errorf("sqlite: begin: %w", s.asFull(err))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	// tx.Stmt reuses the statement already prepared on the (single) write connection.
@@ -161,7 +354,7 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 		res, err := stmt.ExecContext(context.Background(), d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName,
 			d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: insert: %w", err)
+			return nil, fmt.Errorf("sqlite: insert: %w", s.asFull(err))
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
@@ -170,8 +363,9 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 		dup[i] = n == 0
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: commit: %w", err)
+		return nil, fmt.Errorf("sqlite: commit: %w", s.asFull(err))
 	}
+	s.writes.Add(1)
 	if s.finishCheckpoint.CompareAndSwap(true, false) {
 		// The deliveries are committed; a failed checkpoint only leaves frames for the next one.
 		s.write.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck
@@ -181,11 +375,15 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 
 // Quarantine implements store.Store.
 func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
+	if err := s.ensureSpace(ctx); err != nil {
+		return err
+	}
 	_, err := s.write.ExecContext(ctx, `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
 		r.ReceivedAt.UnixMicro(), r.Reason, r.Body)
 	if err != nil {
-		return fmt.Errorf("sqlite: quarantine: %w", err)
+		return fmt.Errorf("sqlite: quarantine: %w", s.asFull(err))
 	}
+	s.writes.Add(1)
 	return nil
 }
 
@@ -264,6 +462,9 @@ func (s *Store) Close() error {
 		close(s.stopCheckpoints)
 	}
 	<-s.checkpointsDone
+	if s.insert != nil { // opened fully: leave an empty WAL behind (see openDB)
+		s.truncateWAL(context.Background()) //nolint:errcheck // the next start checkpoints what is left
+	}
 	var stmtErr error
 	if s.insert != nil {
 		stmtErr = s.insert.Close()
