@@ -64,6 +64,14 @@ func newEnv(t testing.TB, kind string, mutate func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
+	e.serve(t, mutate)
+	return e
+}
+
+// serve starts a receiver on e.st behind a real HTTP server.
+func (e *testEnv) serve(t testing.TB, mutate func(*Config)) {
+	t.Helper()
+	var err error
 	writeFile(t, filepath.Join(e.dir, "token"), ingestToken)
 	writeFile(t, filepath.Join(e.dir, "read-token"), readToken)
 	cfg := Config{
@@ -82,7 +90,6 @@ func newEnv(t testing.TB, kind string, mutate func(*Config)) *testEnv {
 	srv := httptest.NewServer(e.rcv.Handler())
 	t.Cleanup(func() { srv.Close(); e.rcv.Close() })
 	e.url = srv.URL
-	return e
 }
 
 func writeFile(t testing.TB, path, content string) {

@@ -87,9 +87,8 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		// Authenticated but malformed: keep it, so nothing an authorised sender sent is lost.
 		qerr := r.st.Quarantine(ctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body})
 		if qerr != nil {
-			r.log.Error("cannot quarantine invalid body", "err", qerr)
-			r.m.rejected.WithLabelValues("store_error").Inc()
-			r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+			r.storeErrs.Error("cannot quarantine invalid body", "err", qerr)
+			r.storeTrouble(w, qerr)
 			return
 		}
 		reject(http.StatusBadRequest, be.reason, be.msg)
@@ -116,8 +115,7 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		r.retryLater(w, http.StatusServiceUnavailable, "deadline", "delivery was not committed in time; retry later")
 		return
 	default:
-		r.m.rejected.WithLabelValues("store_error").Inc()
-		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		r.storeTrouble(w, err)
 		return
 	}
 	if dup {
@@ -131,6 +129,18 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
 	}
 	writeIngestResponse(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
+}
+
+// storeTrouble answers a delivery the store could not take: 503 with Retry-After, so Intuned
+// brings it back later.
+func (r *Receiver) storeTrouble(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrFull) {
+		r.m.rejected.WithLabelValues("store_full").Inc()
+		r.retryLater(w, http.StatusServiceUnavailable, "store_full", "the store's volume is full; retry later")
+		return
+	}
+	r.m.rejected.WithLabelValues("store_error").Inc()
+	r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 }
 
 // writeIngestResponse writes the same bytes as writeJSON(w, status, resp), without reflection for

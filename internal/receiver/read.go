@@ -98,7 +98,7 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 	}
 	recs, err := r.st.List(req.Context(), f, limit)
 	if err != nil {
-		r.log.Error("list deliveries", "err", err)
+		r.storeErrs.Error("list deliveries", "err", err)
 		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 		return
 	}
@@ -132,7 +132,7 @@ func (r *Receiver) getDelivery(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if err != nil {
-		r.log.Error("get delivery", "err", err)
+		r.storeErrs.Error("get delivery", "err", err)
 		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 		return
 	}

@@ -46,3 +46,11 @@ func Fill(t testing.TB, path string) int64 {
 		}
 	}
 }
+
+// ResizeTmpfs grows (or shrinks) a tmpfs that Tmpfs mounted, as a volume expansion would.
+func ResizeTmpfs(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, "size="+strconv.FormatInt(size, 10)); err != nil {
+		t.Fatalf("resize tmpfs %s: %v", dir, err)
+	}
+}
