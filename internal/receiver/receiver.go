@@ -80,9 +80,10 @@ type Receiver struct {
 	readAuth      *tokens // nil: read API disabled
 	w             *writer
 	m             *metrics
-	storeErrs     *limitedLog  // store errors, logged at most every storeErrorLogEvery
-	inFlight      atomic.Int64 // deliveries being handled (admission control)
-	inFlightBytes atomic.Int64 // body bytes they reserved
+	storeErrs     *limitedLog   // store errors, logged at most every storeErrorLogEvery
+	readers       chan struct{} // read API requests being served (maxReaders)
+	inFlight      atomic.Int64  // deliveries being handled (admission control)
+	inFlightBytes atomic.Int64  // body bytes they reserved
 	draining      atomic.Bool
 	stopWatch     context.CancelFunc
 	mux           *http.ServeMux
@@ -102,7 +103,8 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	case "/healthz", "/readyz", "/metrics", "/v1/deliveries":
 		return nil, fmt.Errorf("ingest path %q is taken by another endpoint", cfg.IngestPath)
 	}
-	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery)}
+	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery),
+		readers: make(chan struct{}, maxReaders)}
 	var err error
 	if r.ingestAuth, err = newTokens(cfg.TokenHeader, cfg.TokenFile, cfg.PreviousTokenFile, r.log); err != nil {
 		return nil, fmt.Errorf("read ingest token: %w", err)

@@ -51,6 +51,9 @@ type Filter struct {
 	ResultStatus string
 	Since        time.Time // deliveries received at or after this time; zero = no bound
 	AfterSeq     int64     // cursor: only deliveries with Seq > AfterSeq
+	// MaxBytes bounds the bodies one List returns: it stops before the delivery that would take
+	// them past MaxBytes, but always returns at least one. 0 = no bound.
+	MaxBytes int64
 }
 
 // Store persists deliveries. Implementations must be safe for concurrent use, though the receiver
@@ -62,7 +65,8 @@ type Store interface {
 	Save(ctx context.Context, deliveries []Delivery) (dup []bool, err error)
 	// Quarantine keeps an invalid body so that nothing authenticated is ever dropped.
 	Quarantine(ctx context.Context, r Rejected) error
-	// List returns up to limit deliveries matching f in Seq order.
+	// List returns up to limit deliveries matching f in Seq order, their bodies bounded by
+	// f.MaxBytes.
 	List(ctx context.Context, f Filter, limit int) ([]Record, error)
 	// Get returns the delivery with the given run id or ErrNotFound.
 	Get(ctx context.Context, runID string) (Record, error)

@@ -177,6 +177,17 @@ func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Re
 	}
 	args = append(args, limit)
 	q := fmt.Sprintf("%s WHERE %s ORDER BY seq LIMIT $%d", selectColumns, strings.Join(where, " AND "), len(args))
+	if f.MaxBytes > 0 {
+		// The server sends every row of a result whether or not the client reads it, so the
+		// byte bound is applied in the query: a running total of body sizes (octet_length reads a
+		// stored body's size without fetching it) cuts the page, keeping the first row always.
+		args = append(args, f.MaxBytes)
+		q = fmt.Sprintf(`SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM (
+			SELECT *, sum(octet_length(body)) OVER (ORDER BY seq) AS total, row_number() OVER (ORDER BY seq) AS n
+			FROM deliveries WHERE %s ORDER BY seq LIMIT $%d) page
+			WHERE n = 1 OR total <= $%d ORDER BY seq`,
+			strings.Join(where, " AND "), len(args)-1, len(args))
+	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list: %w", err)

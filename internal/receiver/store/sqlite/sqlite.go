@@ -412,10 +412,15 @@ func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Re
 	}
 	defer rows.Close()
 	var out []store.Record
+	var bytes int64
+	// SQLite produces rows one at a time, so stopping here leaves the rest unread.
 	for rows.Next() {
 		r, err := scan(rows)
 		if err != nil {
 			return nil, err
+		}
+		if bytes += int64(len(r.Body)); f.MaxBytes > 0 && bytes > f.MaxBytes && len(out) > 0 {
+			break
 		}
 		out = append(out, r)
 	}

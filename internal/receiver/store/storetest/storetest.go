@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ConcurrentDuplicates", func(t *testing.T) { testConcurrent(t, open(t)) })
 	t.Run("ListFiltersAndCursor", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("QuarantineAndPing", func(t *testing.T) { testQuarantine(t, open(t)) })
+	t.Run("ListMaxBytes", func(t *testing.T) { testListMaxBytes(t, open(t)) })
 }
 
 func testSaveGet(t *testing.T, s store.Store) {
@@ -218,5 +219,45 @@ func testQuarantine(t *testing.T, s store.Store) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testListMaxBytes: a page stops before the body that would take it past MaxBytes, holds at least
+// one delivery however large, and paging by cursor still returns everything once.
+func testListMaxBytes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	sizes := []int{100, 300, 5000, 200, 200, 200}
+	var batch []store.Delivery
+	for i, n := range sizes {
+		d := Delivery(fmt.Sprintf("b%d", i), "j", "jr", "a", "completed", time.Now())
+		d.Body = []byte(fmt.Sprintf(`{"pad":"%s"}`, bytes.Repeat([]byte("x"), n-10)))
+		batch = append(batch, d)
+	}
+	if _, err := s.Save(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var pages []string
+	f := store.Filter{MaxBytes: 1000}
+	for len(pages) < 10 {
+		recs, err := s.List(ctx, f, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		var ids []string
+		for _, r := range recs {
+			ids = append(ids, r.RunID)
+		}
+		pages = append(pages, fmt.Sprint(ids))
+		f.AfterSeq = recs[len(recs)-1].Seq
+	}
+	if got, want := fmt.Sprint(pages), "[[b0 b1] [b2] [b3 b4 b5]]"; got != want {
+		t.Errorf("pages by 1000 bytes = %s, want %s", got, want)
+	}
+	recs, err := s.List(ctx, store.Filter{MaxBytes: 1000, JobID: "j"}, 1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("limit 1 with a byte bound: %d %v", len(recs), err)
 	}
 }
