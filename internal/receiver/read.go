@@ -80,6 +80,10 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 	}
 	q := req.URL.Query()
 	f := store.Filter{JobID: q.Get("job"), JobRunID: q.Get("jobRun"), APIName: q.Get("api"), ResultStatus: q.Get("status")}
+	if v := f.ResultStatus; v != "" && v != "completed" && v != "failed" {
+		writeError(w, http.StatusBadRequest, "invalid_status", "status must be completed or failed")
+		return
+	}
 	limit := defaultListLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

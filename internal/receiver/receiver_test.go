@@ -54,6 +54,12 @@ func TestIngestStatuses(t *testing.T) {
 			{name: "runId is a number", body: strings.Replace(validBody("x"), `"x"`, `7`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "NUL in runId", body: strings.Replace(validBody("x"), `"x"`, `"a\u0000b"`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "trailing garbage", body: validBody("x") + "}", wantStatus: 400, wantCode: "invalid_json", quarantine: true},
+			// Issue 14: what the receiver keys on is what every reader sees.
+			{name: "invalid UTF-8 in runId", body: strings.Replace(validBody("x"), `"x"`, "\"x\xff\"", 1), wantStatus: 400, wantCode: "invalid_utf8", quarantine: true},
+			{name: "invalid UTF-8 in the result", body: strings.Replace(validBody("x"), `[1]`, "\"\xc3\x28\"", 1), wantStatus: 400, wantCode: "invalid_utf8", quarantine: true},
+			{name: "deep nesting", body: strings.Replace(validBody("x"), `[1]`, strings.Repeat("[", 700)+strings.Repeat("]", 700), 1), wantStatus: 400, wantCode: "too_deep", quarantine: true},
+			{name: "runId given twice", body: strings.Replace(validBody("x"), `"runId":"x"`, `"runId":"x","runId":"y"`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
+			{name: "RUNID is not runId", body: strings.Replace(validBody("case-A"), `"runId":"case-A"`, `"runId":"case-A","RUNID":"case-B"`, 1), wantStatus: 201},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -91,8 +97,11 @@ func TestIngestStatuses(t *testing.T) {
 				}
 			})
 		}
-		if n := e.count(t, "deliveries"); n != 5 {
-			t.Errorf("deliveries stored = %d, want 5", n)
+		if n := e.count(t, "deliveries"); n != 6 {
+			t.Errorf("deliveries stored = %d, want 6", n)
+		}
+		if e.get(t, "/v1/deliveries/case-A").status != 200 || e.get(t, "/v1/deliveries/case-B").status != 404 {
+			t.Errorf("the body with runId and RUNID is not stored under runId")
 		}
 	})
 }
@@ -298,6 +307,8 @@ func TestReadAPI(t *testing.T) {
 			"/v1/deliveries?limit=x":         "invalid_limit",
 			"/v1/deliveries?since=yesterday": "invalid_since",
 			"/v1/deliveries?cursor=!!":       "invalid_cursor",
+			"/v1/deliveries?status=bogus":    "invalid_status",
+			"/v1/deliveries?status=Failed":   "invalid_status",
 		}
 		for path, code := range bad {
 			if r := e.get(t, path); r.status != 400 || r.code != code {
