@@ -111,7 +111,7 @@ func TestParseSinkBodyKeys(t *testing.T) {
 		{"129 levels", nested(maxNestingDepth - 2), "", reasonTooDeep},
 		{"9000 levels", nested(9000), "", reasonTooDeep},
 		{"deep but invalid", "{" + strings.Repeat("[", 9000), "", reasonTooDeep},
-		{"brackets in strings do not nest", withAPIInfo(`"runId":"A","x":"`+strings.Repeat("[{", 500)+`"`), "A", ""},
+		{"brackets in strings do not nest", withAPIInfo(`"runId":"A","x":"` + strings.Repeat("[{", 500) + `"`), "A", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
