@@ -146,8 +146,14 @@ func (e *testEnv) get(t *testing.T, path string) response {
 // count runs a COUNT(*) query directly against the store's database.
 func (e *testEnv) count(t *testing.T, table string) int {
 	t.Helper()
+	return e.countWhere(t, table, "true")
+}
+
+// countWhere counts the rows of table that match an SQL condition.
+func (e *testEnv) countWhere(t *testing.T, table, cond string) int {
+	t.Helper()
 	var n int
-	q := "SELECT count(*) FROM " + table
+	q := "SELECT count(*) FROM " + table + " WHERE " + cond
 	switch e.kind {
 	case "sqlite":
 		db, err := sql.Open("sqlite", e.sqlitePath)

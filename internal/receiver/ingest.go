@@ -15,7 +15,7 @@ import (
 
 type ingestResponse struct {
 	RunID  string `json:"runId"`
-	Status string `json:"status"` // "stored" or "duplicate"
+	Status string `json:"status"` // "stored", "duplicate" or "conflict"
 }
 
 // ingest handles one webhook delivery. Order of checks: method, token, media type, size, shape;
@@ -106,7 +106,7 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	dup, err := r.w.submit(ctx, store.Delivery{
+	res, err := r.w.submit(ctx, store.Delivery{
 		RunID: meta.RunID, JobID: meta.JobID, JobRunID: meta.JobRunID, Project: meta.Project,
 		APIName: meta.APIName, ResultStatus: meta.ResultStatus, ReceivedAt: start.UTC(), Body: body,
 	})
@@ -129,7 +129,16 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		r.storeTrouble(w, err)
 		return
 	}
-	if dup {
+	if res.Conflict {
+		// The first body stays (the contract); the second is in quarantine. Still 2xx, or
+		// Intuned would retry it for an hour, but the sender can tell from the status.
+		r.m.conflicts.Inc()
+		r.log.Warn("conflicting duplicate: runId already stored with a different body; kept the stored one, quarantined this one",
+			"runId", meta.RunID, "storedBytes", res.StoredBytes, "receivedBytes", len(body))
+		writeIngestResponse(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "conflict"})
+		return
+	}
+	if res.Dup {
 		r.m.duplicates.Inc()
 		r.log.Debug("duplicate delivery", "runId", meta.RunID)
 		writeIngestResponse(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "duplicate"})

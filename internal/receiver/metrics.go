@@ -14,6 +14,7 @@ type metrics struct {
 	received      prometheus.Counter
 	stored        prometheus.Counter
 	duplicates    prometheus.Counter
+	conflicts     prometheus.Counter
 	rejected      *prometheus.CounterVec
 	batchSize     prometheus.Histogram
 	commitSeconds prometheus.Histogram
@@ -27,7 +28,9 @@ func newMetrics(st store.Store) *metrics {
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "receiver_deliveries_stored_total", Help: "Deliveries committed for the first time."}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "receiver_deliveries_duplicate_total", Help: "Deliveries whose runId was already stored (answered 200, not stored again)."}),
+			Name: "receiver_deliveries_duplicate_total", Help: "Deliveries whose runId was already stored with the same body (answered 200 duplicate, not stored again)."}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "receiver_deliveries_conflict_total", Help: "Deliveries whose runId was already stored with a different body (answered 200 conflict; the stored body kept, this one quarantined as conflicting_duplicate)."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "receiver_deliveries_rejected_total", Help: "Ingest requests not stored, by reason (unauthorized, method, media_type, too_large, invalid_json, not_sink_body, overloaded, deadline, store_error, store_full, shutting_down, read_error)."},
 			[]string{"reason"}),
@@ -38,7 +41,7 @@ func newMetrics(st store.Store) *metrics {
 			Name: "receiver_commit_duration_seconds", Help: "Time to commit one batch to the store.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
-	m.reg.MustRegister(m.received, m.stored, m.duplicates, m.rejected, m.batchSize, m.commitSeconds,
+	m.reg.MustRegister(m.received, m.stored, m.duplicates, m.conflicts, m.rejected, m.batchSize, m.commitSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sr, ok := st.(store.SpaceReporter); ok {
 		m.reg.MustRegister(spaceCollector{sr})

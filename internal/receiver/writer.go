@@ -27,7 +27,7 @@ type pending struct {
 }
 
 type outcome struct {
-	dup bool
+	res store.Result
 	err error
 }
 
@@ -61,7 +61,7 @@ func newWriter(st store.Store, queueSize, maxBatch int, commitTimeout time.Durat
 }
 
 // submit queues d and waits until its batch commits or ctx ends. It never blocks on a full queue.
-func (w *writer) submit(ctx context.Context, d store.Delivery) (dup bool, err error) {
+func (w *writer) submit(ctx context.Context, d store.Delivery) (res store.Result, err error) {
 	p := &pending{ctx: ctx, d: d, result: make(chan outcome, 1)}
 	w.mu.RLock()
 	switch {
@@ -76,13 +76,13 @@ func (w *writer) submit(ctx context.Context, d store.Delivery) (dup bool, err er
 	}
 	w.mu.RUnlock()
 	if err != nil {
-		return false, err
+		return store.Result{}, err
 	}
 	select {
 	case o := <-p.result:
-		return o.dup, o.err
+		return o.res, o.err
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return store.Result{}, ctx.Err()
 	}
 }
 
@@ -125,7 +125,7 @@ func (w *writer) commit(batch []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.commitTimeout)
 	defer cancel()
 	start := time.Now()
-	dup, err := w.st.Save(ctx, ds)
+	results, err := w.st.Save(ctx, ds)
 	w.m.commitSeconds.Observe(time.Since(start).Seconds())
 	w.m.batchSize.Observe(float64(len(ds)))
 	// A full store refuses every delivery alike: no point in trying them one by one.
@@ -134,12 +134,12 @@ func (w *writer) commit(batch []*pending) {
 		// retry one by one, so only the culprit gets an error.
 		w.log.Warn("batch commit failed; retrying deliveries one by one", "deliveries", len(ds), "err", err)
 		for i, p := range live {
-			d, err := w.st.Save(ctx, ds[i:i+1])
+			res, err := w.st.Save(ctx, ds[i:i+1])
 			if err != nil {
 				w.failed(err, "runId", p.d.RunID)
 				p.result <- outcome{err: err}
 			} else {
-				p.result <- outcome{dup: d[0]}
+				p.result <- outcome{res: res[0]}
 			}
 		}
 		return
@@ -151,7 +151,7 @@ func (w *writer) commit(batch []*pending) {
 		if err != nil {
 			p.result <- outcome{err: err}
 		} else {
-			p.result <- outcome{dup: dup[i]}
+			p.result <- outcome{res: results[i]}
 		}
 	}
 }

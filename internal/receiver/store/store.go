@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -43,6 +44,28 @@ type Rejected struct {
 	Body       []byte
 }
 
+// ReasonConflictingDuplicate is the quarantine reason of a body whose run id was already stored
+// with a different body.
+const ReasonConflictingDuplicate = "conflicting_duplicate"
+
+// Result is what Save did with one delivery.
+type Result struct {
+	// Dup: the run id was already stored (by an earlier call, another replica, or an earlier
+	// entry in the same slice); the stored delivery is left untouched (the first one wins).
+	Dup bool
+	// Conflict: a duplicate whose body differs from the stored one. That body is kept in the
+	// quarantine table (reason ReasonConflictingDuplicate), in the same transaction, so a
+	// second body for a run is never silently lost.
+	Conflict bool
+	// StoredBytes is the size of the stored body, for a duplicate.
+	StoredBytes int64
+}
+
+// ConflictReason is the quarantine reason text for a conflicting duplicate of runID.
+func ConflictReason(runID string) string {
+	return ReasonConflictingDuplicate + ": apiInfo.runId " + strconv.Quote(runID) + " is already stored with a different body"
+}
+
 // Filter narrows List. Empty fields match everything.
 type Filter struct {
 	JobID        string
@@ -59,10 +82,9 @@ type Filter struct {
 // Store persists deliveries. Implementations must be safe for concurrent use, though the receiver
 // calls Save from a single writer goroutine so that concurrent requests share one transaction.
 type Store interface {
-	// Save commits all deliveries in one transaction. dup[i] reports that deliveries[i].RunID was
-	// already stored (by an earlier call, another replica, or an earlier entry in the same slice);
-	// such entries are left untouched. Either every new delivery is committed, or err != nil.
-	Save(ctx context.Context, deliveries []Delivery) (dup []bool, err error)
+	// Save commits all deliveries in one transaction and reports what it did with each.
+	// Either every new delivery (and every conflicting body) is committed, or err != nil.
+	Save(ctx context.Context, deliveries []Delivery) ([]Result, error)
 	// Quarantine keeps an invalid body so that nothing authenticated is ever dropped.
 	Quarantine(ctx context.Context, r Rejected) error
 	// List returns up to limit deliveries matching f in Seq order, their bodies bounded by

@@ -335,7 +335,7 @@ const insertDelivery = `INSERT INTO deliveries
 // a watcher goroutine and installs a progress handler per statement, which cost about as much as
 // an insert. ctx still bounds the whole transaction: database/sql rolls it back when ctx ends, and
 // the loop stops at the next row.
-func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, error) {
 	if err := s.ensureSpace(ctx); err != nil {
 		return nil, err
 	}
@@ -346,7 +346,7 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	// tx.Stmt reuses the statement already prepared on the (single) write connection.
 	stmt := tx.Stmt(s.insert)
-	dup := make([]bool, len(ds))
+	results := make([]store.Result, len(ds))
 	for i, d := range ds {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
@@ -360,7 +360,11 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
 		}
-		dup[i] = n == 0
+		if n == 0 {
+			if results[i], err = s.duplicate(tx, d); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("sqlite: commit: %w", s.asFull(err))
@@ -370,7 +374,29 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 		// The deliveries are committed; a failed checkpoint only leaves frames for the next one.
 		s.write.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck
 	}
-	return dup, nil
+	return results, nil
+}
+
+// duplicate compares a delivery whose run id is stored with the stored body and, when they
+// differ, quarantines it in the same transaction (the rare path: Intuned resends the same body).
+func (s *Store) duplicate(tx *sql.Tx, d store.Delivery) (store.Result, error) {
+	r := store.Result{Dup: true}
+	var same bool
+	err := tx.QueryRowContext(context.Background(), `SELECT body = ?, length(body) FROM deliveries WHERE run_id = ?`,
+		d.Body, d.RunID).Scan(&same, &r.StoredBytes)
+	if err != nil {
+		return r, fmt.Errorf("sqlite: compare duplicate: %w", err)
+	}
+	if same {
+		return r, nil
+	}
+	r.Conflict = true
+	_, err = tx.ExecContext(context.Background(), `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
+		d.ReceivedAt.UnixMicro(), store.ConflictReason(d.RunID), d.Body)
+	if err != nil {
+		return r, fmt.Errorf("sqlite: quarantine conflicting duplicate: %w", s.asFull(err))
+	}
+	return r, nil
 }
 
 // Quarantine implements store.Store.

@@ -41,12 +41,12 @@ func TestReopenKeepsDataAndSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	dup, err := s.Save(ctx, []store.Delivery{
+	res, err := s.Save(ctx, []store.Delivery{
 		storetest.Delivery("a", "j", "jr", "x", "completed", time.Now()),
 		storetest.Delivery("b", "j", "jr", "x", "completed", time.Now()),
 	})
-	if err != nil || !dup[0] || dup[1] {
-		t.Fatalf("dup=%v err=%v, want [true false]", dup, err)
+	if err != nil || !res[0].Dup || res[0].Conflict || res[1].Dup {
+		t.Fatalf("results=%+v err=%v, want a duplicate and a new one", res, err)
 	}
 	recs, err := s.List(ctx, store.Filter{}, 10)
 	if err != nil || len(recs) != 2 || recs[0].Seq >= recs[1].Seq {
