@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -96,6 +97,9 @@ type Store struct {
 	finishCheckpoint atomic.Bool  // set after a background checkpoint; the writer finishes it
 	writes           atomic.Int64 // transactions committed; the checkpointer tells idle from busy
 	full             atomic.Bool  // the last space check failed: writes are refused
+	// checkpointMu keeps the background checkpoint and truncateWAL apart: SQLite runs one
+	// checkpoint at a time and answers another with SQLITE_BUSY at once (no busy handler).
+	checkpointMu sync.Mutex
 }
 
 var (
@@ -234,7 +238,9 @@ func (s *Store) checkpoints(every time.Duration) {
 			}
 			continue
 		}
+		s.checkpointMu.Lock()
 		s.read.Exec("PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck // retried next tick; the WAL stays valid
+		s.checkpointMu.Unlock()
 		s.finishCheckpoint.Store(true)
 	}
 }
@@ -243,6 +249,8 @@ func (s *Store) checkpoints(every time.Duration) {
 // on the write connection (so between two transactions) and waits at most a moment for readers:
 // when one is in the way it reports false and the caller tries again later.
 func (s *Store) truncateWAL(ctx context.Context) (bool, error) {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	conn, err := s.write.Conn(ctx)
 	if err != nil {
 		return false, err
@@ -273,14 +281,22 @@ func (s *Store) ensureSpace(ctx context.Context) error {
 		s.full.Store(false)
 		return nil
 	}
-	s.truncateWAL(ctx) //nolint:errcheck // judged by the space left below
+	truncated, terr := s.truncateWAL(ctx)
 	free, _, err = volumeSpace(s.path)
-	if wal := s.walBytes(); err == nil && free >= s.minFree+wal {
+	wal := s.walBytes()
+	if err == nil && free >= s.minFree+wal {
 		s.full.Store(false)
 		return nil
 	}
 	s.full.Store(true)
-	return fmt.Errorf("sqlite: %w: %d bytes free, %d kept free plus the WAL", store.ErrFull, free, s.minFree)
+	why := ""
+	switch {
+	case terr != nil:
+		why = "; truncating the WAL failed: " + terr.Error()
+	case !truncated:
+		why = "; the WAL could not be truncated (readers in the way)"
+	}
+	return fmt.Errorf("sqlite: %w: %d bytes free, %d kept free plus the WAL (%d bytes)%s", store.ErrFull, free, s.minFree, wal, why)
 }
 
 // walBytes is the size of the WAL file (0 when it does not exist).
