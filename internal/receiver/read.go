@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
@@ -149,7 +151,13 @@ func writeListedLine(w *bufio.Writer, rec *store.Record) error {
 	}
 	w.Write(meta[:len(meta)-1]) //nolint:errcheck // bufio.Writer keeps the first error
 	w.WriteString(`,"body":`)   //nolint:errcheck
-	writeCompactJSON(w, rec.Body)
+	body := rec.Body
+	if !utf8.Valid(body) {
+		// Stored before ingest refused invalid UTF-8: replace the bad bytes, so the line still
+		// parses everywhere. GET /v1/deliveries/{runId} keeps the raw bytes.
+		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+	}
+	writeCompactJSON(w, body)
 	_, err = w.WriteString("}\n")
 	return err
 }

@@ -3,8 +3,13 @@ package receiver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
 
 // TestWriteCompactJSON: the NDJSON body writer drops exactly the whitespace json.Compact drops.
@@ -25,4 +30,28 @@ func TestWriteCompactJSON(t *testing.T) {
 			t.Errorf("%q:\n got %q\nwant %q", in, got.String(), want.String())
 		}
 	}
+}
+
+// TestListLinesAreValidUTF8: a body stored before ingest refused invalid UTF-8 is listed with the
+// bad bytes replaced, so every NDJSON line parses in strict readers; the raw endpoint keeps them.
+func TestListLinesAreValidUTF8(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind string) {
+		e := newEnv(t, kind, nil)
+		legacy := store.Delivery{RunID: "legacy", Project: "p", APIName: "a", ResultStatus: "completed",
+			ReceivedAt: time.Now(), Body: []byte("{\"x\": \"a\xffb\xc3\x28\"}")}
+		if _, err := e.st.Save(context.Background(), []store.Delivery{legacy}); err != nil {
+			t.Fatal(err)
+		}
+		r := e.get(t, "/v1/deliveries")
+		if !utf8.Valid(r.body) {
+			t.Fatalf("listed lines are not valid UTF-8: %q", r.body)
+		}
+		lines := ndjson(t, r.body)
+		if len(lines) != 1 || string(lines[0].Body) != `{"x":"a`+"\uFFFD"+`b`+"\uFFFD"+`("}` {
+			t.Fatalf("listed %q", r.body)
+		}
+		if raw := e.get(t, "/v1/deliveries/legacy"); !bytes.Equal(raw.body, legacy.Body) {
+			t.Fatalf("raw body changed: %q", raw.body)
+		}
+	})
 }
