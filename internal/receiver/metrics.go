@@ -32,7 +32,7 @@ func newMetrics(st store.Store) *metrics {
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "receiver_deliveries_conflict_total", Help: "Deliveries whose runId was already stored with a different body (answered 200 conflict; the stored body kept, this one quarantined as conflicting_duplicate)."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "receiver_deliveries_rejected_total", Help: "Ingest requests not stored, by reason (unauthorized, method, media_type, too_large, invalid_json, not_sink_body, overloaded, deadline, store_error, store_full, shutting_down, read_error)."},
+			Name: "receiver_deliveries_rejected_total", Help: "Ingest requests not stored, by reason (unauthorized, method, media_type, too_large, invalid_json, invalid_utf8, too_deep, not_sink_body, overloaded, deadline, store_error, store_full, shutting_down, read_error)."},
 			[]string{"reason"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "receiver_commit_batch_size", Help: "Deliveries per group-commit transaction.",
