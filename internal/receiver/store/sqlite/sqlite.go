@@ -273,9 +273,9 @@ func (s *Store) truncateWAL(ctx context.Context) (bool, error) {
 // from 8 to 64 MiB filled within 2 s), checkpoints then failed for lack of space, and the store
 // never recovered. When space is short it first truncates the WAL and looks again.
 func (s *Store) ensureSpace(ctx context.Context) error {
-	free, _, err := volumeSpace(s.path)
-	if err != nil {
-		return nil // cannot tell: let SQLite report a real failure
+	free, capacity, err := volumeSpace(s.path)
+	if err != nil || capacity == 0 {
+		return nil // cannot tell (some FUSE file systems report zeros): let SQLite report a real failure
 	}
 	if wal := s.walBytes(); free >= s.minFree+wal {
 		s.full.Store(false)
