@@ -337,6 +337,9 @@ func (s *Store) Space() (store.Space, error) {
 	if err != nil {
 		return store.Space{}, fmt.Errorf("sqlite: statfs: %w", err)
 	}
+	if capacity == 0 {
+		return store.Space{}, errors.New("sqlite: the volume reports no size")
+	}
 	return store.Space{FreeBytes: free, CapacityBytes: capacity, WALBytes: s.walBytes(), MinFreeBytes: s.minFree}, nil
 }
 
