@@ -49,7 +49,7 @@ type options struct {
 	listenAddr, ingestPath, tokenHeader                 string
 	tokenFile, previousTokenFile, readTokenFile         string
 	storeKind, sqlitePath, postgresDSN, postgresDSNFile string
-	maxBodyBytes, maxInFlightBytes                      int64
+	maxBodyBytes, maxInFlightBytes, sqliteMinFreeBytes  int64
 	deadline, tokenReload, shutdownGrace, retryAfter    time.Duration
 	batchSize, maxInFlight                              int
 	logLevel                                            string
@@ -71,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.readTokenFile, "read-token-file", "", "file holding the token for the read API /v1/deliveries (empty disables the read API)")
 	fs.StringVar(&o.storeKind, "store", "sqlite", "where deliveries are stored: sqlite (one replica) or postgres (any number of replicas)")
 	fs.StringVar(&o.sqlitePath, "sqlite-path", "receiver.db", "SQLite database file (--store sqlite); put it on a persistent volume")
+	fs.Int64Var(&o.sqliteMinFreeBytes, "sqlite-min-free-bytes", sqlite.DefaultMinFreeBytes, "free space kept on the SQLite volume: below this (plus the WAL's size) deliveries get 503 store_full and /readyz fails, so a checkpoint always has room and the store recovers by itself once space returns")
 	fs.StringVar(&o.postgresDSNFile, "postgres-dsn-file", "", "file holding the PostgreSQL DSN (--store postgres); preferred, e.g. a mounted Secret")
 	fs.StringVar(&o.postgresDSN, "postgres-dsn", "", "PostgreSQL DSN (--store postgres); prefer the env var or --postgres-dsn-file so the password is not on the command line")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 10<<20, "largest accepted body in bytes; larger ones get 413")
@@ -114,7 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 func openStore(ctx context.Context, o *options) (store.Store, error) {
 	switch o.storeKind {
 	case "sqlite":
-		return sqlite.Open(ctx, o.sqlitePath)
+		return sqlite.OpenWith(ctx, o.sqlitePath, sqlite.Options{MinFreeBytes: o.sqliteMinFreeBytes})
 	case "postgres":
 		dsn := o.postgresDSN
 		if o.postgresDSNFile != "" {

@@ -68,6 +68,15 @@ type WebhookReceiverReconciler struct {
 	PreviousTokenGrace time.Duration
 	// Now is the clock of token staging and grace (nil: time.Now).
 	Now func() time.Time
+	// ReceiverMetrics reads a receiver's /metrics (nil: GET through its
+	// Service), for ConditionVolumeNearlyFull of SQLite receivers.
+	ReceiverMetrics func(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) ([]byte, error)
+	// VolumeCheckInterval is how often a ready SQLite receiver's free
+	// space is read (zero: DefaultVolumeCheckInterval).
+	VolumeCheckInterval time.Duration
+	// Recorder receives a Warning Event when a receiver's volume becomes
+	// nearly full or full (nil: no Events).
+	Recorder EventRecorder
 }
 
 // reconcileError carries the Ready reason for a failure the user must see.
@@ -217,7 +226,15 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 		}
 		setReady(whr, metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable, msg)
 	}
-	return tokens.requeueAfter, nil
+	requeue := tokens.requeueAfter
+	if available && !resources.UsesPostgres(whr) {
+		// Free space changes without any watch event: poll it.
+		r.checkVolume(ctx, whr)
+		if every := r.volumeCheckInterval(); requeue == 0 || every < requeue {
+			requeue = every
+		}
+	}
+	return requeue, nil
 }
 
 func isUserError(err error) bool {

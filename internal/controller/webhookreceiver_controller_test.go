@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -47,8 +48,14 @@ func newWHRFixture(t *testing.T, configure ...func(*WebhookReceiverReconciler)) 
 	startManager(t, func(mgr ctrl.Manager) error {
 		r := &WebhookReceiverReconciler{
 			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), ReceiverImage: whrTestImage,
+			Recorder:              mgr.GetEventRecorder("webhookreceiver-controller"),
 			TokenPropagationDelay: 200 * time.Millisecond,
 			PreviousTokenGrace:    -1, // TestWebhookReceiverPreviousTokenGrace covers the grace window
+			// No receiver runs under envtest (and the network is loopback only): never look its
+			// Service up. TestWebhookReceiverVolumeNearlyFull serves metrics of its own.
+			ReceiverMetrics: func(context.Context, *intunedv1alpha1.WebhookReceiver) ([]byte, error) {
+				return nil, errors.New("no receiver Pods run under envtest")
+			},
 		}
 		for _, c := range configure {
 			c(r)

@@ -1,19 +1,29 @@
 package receiver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Reasons a body is rejected; they are the `reason` label of the rejected metric, the quarantine
 // table's reason column and the error code in the 400 response.
 const (
 	reasonInvalidJSON = "invalid_json"
+	reasonInvalidUTF8 = "invalid_utf8"
+	reasonTooDeep     = "too_deep"
 	reasonNotSinkBody = "not_sink_body"
 )
+
+// maxNestingDepth bounds how deeply a body's objects and arrays nest. Stored bodies are read back
+// inside NDJSON lines (one level deeper) by tools with their own limits: jq 1.6 stops at 256
+// levels, Python's json near 1000 (its recursion limit); 9,000-deep bodies broke both.
+const maxNestingDepth = 128
 
 // maxIDLen bounds identifiers that become indexed columns; real ones are UUIDs, nanoids and slugs.
 const maxIDLen = 256
@@ -62,20 +72,20 @@ type (
 )
 
 // parseSinkBody checks that body is one JSON object shaped like a sink body and extracts its columns.
+// Every reader of /v1/deliveries must see the body as the receiver did: so it must be valid
+// UTF-8 (invalid bytes decode to U+FFFD, which made distinct runIds one, and broke NDJSON
+// readers), nest at most maxNestingDepth levels, and name each of our fields exactly once,
+// matched case-sensitively as Python and JavaScript do (encoding/json matched "RUNID" too and
+// took the last of several).
 func parseSinkBody(body []byte) (sinkMeta, error) {
+	if !utf8.Valid(body) {
+		return sinkMeta{}, &bodyError{reasonInvalidUTF8, "body is not valid UTF-8"}
+	}
 	var b sinkBody
 	if !decodeSinkBodyFast(body, &b) {
 		b = sinkBody{}
-		if err := json.Unmarshal(body, &b); err != nil {
-			var typeErr *json.UnmarshalTypeError
-			if errors.As(err, &typeErr) {
-				field := typeErr.Field
-				if field == "" {
-					return sinkMeta{}, &bodyError{reasonNotSinkBody, "body must be a JSON object (an Intuned sink body)"}
-				}
-				return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s has the wrong type (%s)", field, typeErr.Value)}
-			}
-			return sinkMeta{}, &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+		if err := decodeSinkBody(body, &b); err != nil {
+			return sinkMeta{}, err
 		}
 	}
 	var missing []string
@@ -128,6 +138,196 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 		if strings.IndexFunc(f.v, unicode.IsControl) >= 0 {
 			return sinkMeta{}, &bodyError{reasonNotSinkBody, f.name + " contains control characters"}
 		}
+		// U+FFFD is what a lone surrogate escape (\ud800) decodes to: distinct ids would be one.
+		if strings.ContainsRune(f.v, utf8.RuneError) {
+			return sinkMeta{}, &bodyError{reasonNotSinkBody, f.name + " contains U+FFFD (a replacement for an invalid character)"}
+		}
 	}
 	return m, nil
+}
+
+// decodeSinkBody is the reference decoder (the fast one defers to it for anything unusual): any
+// valid JSON at most maxNestingDepth deep, our fields matched exactly after unescaping, each at
+// most once per object, null meaning absent. Its errors are safe to return to the sender.
+func decodeSinkBody(body []byte, b *sinkBody) error {
+	if jsonDepth(body) > maxNestingDepth {
+		return &bodyError{reasonTooDeep, fmt.Sprintf("body nests deeper than %d levels", maxNestingDepth)}
+	}
+	// Check the syntax first, so invalid JSON is always invalid_json whatever its shape.
+	var obj struct{}
+	if err := json.Unmarshal(body, &obj); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			return &bodyError{reasonNotSinkBody, "body must be a JSON object (an Intuned sink body)"}
+		}
+		return &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+	}
+	d := tokenWalker{json.NewDecoder(bytes.NewReader(body))}
+	d.dec.UseNumber() // numbers are skipped; none may fail to convert
+	d.dec.Token()     //nolint:errcheck // the opening brace; the body is valid
+	str := func(dst *string) func(string) error {
+		return func(path string) error { return d.str(path, dst) }
+	}
+	return d.fields("", map[string]func(string) error{
+		"workspaceId": str(&b.WorkspaceID),
+		"project": func(path string) error {
+			return d.object(path, func() { b.Project = new(nameObject) }, func() map[string]func(string) error {
+				return map[string]func(string) error{"name": str(&b.Project.Name)}
+			})
+		},
+		"projectJob": func(path string) error {
+			return d.object(path, func() { b.ProjectJob = new(idObject) }, func() map[string]func(string) error {
+				return map[string]func(string) error{"id": str(&b.ProjectJob.ID)}
+			})
+		},
+		"projectJobRun": func(path string) error {
+			return d.object(path, func() { b.ProjectJobRun = new(idObject) }, func() map[string]func(string) error {
+				return map[string]func(string) error{"id": str(&b.ProjectJobRun.ID)}
+			})
+		},
+		"apiInfo": func(path string) error {
+			return d.object(path, func() { b.APIInfo = new(apiInfo) }, func() map[string]func(string) error {
+				a := b.APIInfo
+				return map[string]func(string) error{
+					"name":  str(&a.Name),
+					"runId": str(&a.RunID),
+					"result": func(path string) error {
+						return d.object(path, func() { a.Result = new(statusObject) }, func() map[string]func(string) error {
+							return map[string]func(string) error{"status": str(&a.Result.Status)}
+						})
+					},
+				}
+			})
+		},
+	})
+}
+
+// tokenWalker walks a body already known to be valid JSON.
+type tokenWalker struct{ dec *json.Decoder }
+
+// fields reads the members of an object whose opening brace was read, up to its closing one:
+// ours (by exact name) go to their handler, at most once each; the rest are skipped.
+func (d tokenWalker) fields(prefix string, ours map[string]func(path string) error) error {
+	var seen []string
+	for {
+		tok, err := d.dec.Token()
+		if err != nil {
+			return &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+		}
+		key, ok := tok.(string)
+		if !ok { // the closing brace
+			return nil
+		}
+		handle, isOurs := ours[key]
+		if !isOurs {
+			if err := d.skip(); err != nil {
+				return err
+			}
+			continue
+		}
+		if slices.Contains(seen, key) {
+			return &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s%s is given more than once", prefix, key)}
+		}
+		seen = append(seen, key)
+		if err := handle(prefix + key); err != nil {
+			return err
+		}
+	}
+}
+
+// object reads one of our object fields: null leaves it absent; an object is created (create)
+// and its members read with the handlers ours returns.
+func (d tokenWalker) object(path string, create func(), ours func() map[string]func(string) error) error {
+	tok, err := d.dec.Token()
+	if err != nil {
+		return &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+	}
+	switch tok {
+	case nil:
+		return nil
+	case json.Delim('{'):
+		create()
+		return d.fields(path+".", ours())
+	}
+	return wrongType(path, tok)
+}
+
+// str reads one of our string fields; null means empty.
+func (d tokenWalker) str(path string, dst *string) error {
+	tok, err := d.dec.Token()
+	if err != nil {
+		return &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+	}
+	switch v := tok.(type) {
+	case nil:
+		*dst = ""
+		return nil
+	case string:
+		*dst = v
+		return nil
+	}
+	return wrongType(path, tok)
+}
+
+// skip reads past one value.
+func (d tokenWalker) skip() error {
+	depth := 0
+	for {
+		tok, err := d.dec.Token()
+		if err != nil {
+			return &bodyError{reasonInvalidJSON, "body is not valid JSON: " + err.Error()}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
+}
+
+func wrongType(path string, tok json.Token) error {
+	kind := "string"
+	switch tok.(type) {
+	case json.Delim:
+		kind = "array"
+		if tok == json.Delim('{') {
+			kind = "object"
+		}
+	case json.Number:
+		kind = "number"
+	case bool:
+		kind = "bool"
+	}
+	return &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s has the wrong type (%s)", path, kind)}
+}
+
+// jsonDepth returns how deeply the objects and arrays of body nest (brackets inside strings do
+// not count). It does not check the syntax.
+func jsonDepth(body []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range body {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
 }

@@ -37,6 +37,11 @@ var fuzzSeeds = []string{
 	`{"workspaceId":"w","project":{"name":"p"},"projectJob":{"id":""},"apiInfo":{"name":"a","runId":"r","result":{"status":"completed"}}}`,
 	`{"workspaceId":1}`, `[]`, `null`, `"s"`, `{}`, `{"apiInfo":null}`, `{"project":{"name":null}}`, "\xff",
 	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"r","result":{"status":"completed"}}} x`,
+	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"r","RUNID":"s","result":{"status":"completed"}}}`,
+	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"r","runId":"s","result":{"status":"completed"}}}`,
+	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","r\u0075nId":"r","result":{"status":"completed"}}}`,
+	`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"\udc00","result":{"status":"completed"}}}`,
+	"{\"workspaceId\":\"w\",\"project\":{\"name\":\"p\"},\"apiInfo\":{\"name\":\"a\",\"runId\":\"r\xff\",\"result\":{\"status\":\"completed\"}}}",
 }
 
 // FuzzParseSinkBody: the decoder never panics, and whatever it accepts has every required column.
@@ -48,7 +53,8 @@ func FuzzParseSinkBody(f *testing.F) {
 		m, err := parseSinkBody(body)
 		if err != nil {
 			var be *bodyError
-			if !errors.As(err, &be) || (be.reason != reasonInvalidJSON && be.reason != reasonNotSinkBody) || be.msg == "" {
+			if !errors.As(err, &be) || be.msg == "" ||
+				(be.reason != reasonInvalidJSON && be.reason != reasonNotSinkBody && be.reason != reasonInvalidUTF8 && be.reason != reasonTooDeep) {
 				t.Fatalf("error without a reason: %v", err)
 			}
 			return
@@ -73,5 +79,52 @@ func BenchmarkParseSinkBody(b *testing.B) {
 		if _, err := parseSinkBody(body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestParseSinkBodyKeys: what the receiver keys on is what every JSON reader sees.
+func TestParseSinkBodyKeys(t *testing.T) {
+	withAPIInfo := func(members string) string {
+		return `{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a",` + members + `,"result":{"status":"completed"}}}`
+	}
+	nested := func(arrays int) string { // the result payload is at depth 4
+		return strings.Replace(validBody("deep"), `"result":[1]`, `"result":`+strings.Repeat("[", arrays)+strings.Repeat("]", arrays), 1)
+	}
+	cases := []struct {
+		name, body string
+		wantRunID  string // when accepted
+		wantReason string // when rejected
+	}{
+		{"case variant is another field", withAPIInfo(`"runId":"A","RUNID":"B"`), "A", ""},
+		{"case variant after", withAPIInfo(`"RUNID":"B","runId":"A"`), "A", ""},
+		{"only a case variant", withAPIInfo(`"RunId":"A"`), "", reasonNotSinkBody},
+		{"runId twice", withAPIInfo(`"runId":"A","runId":"B"`), "", reasonNotSinkBody},
+		{"runId twice, one escaped", withAPIInfo(`"runId":"A","r\u0075nId":"B"`), "", reasonNotSinkBody},
+		{"escaped name", withAPIInfo(`"r\u0075nId":"A"`), "A", ""},
+		{"apiInfo twice", `{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":"A","result":{"status":"completed"}},"apiInfo":{"name":"a","runId":"B","result":{"status":"completed"}}}`, "", reasonNotSinkBody},
+		{"other field twice is fine", withAPIInfo(`"runId":"A","parameters":1,"parameters":2`), "A", ""},
+		{"invalid UTF-8 in runId", withAPIInfo("\"runId\":\"A\xff\""), "", reasonInvalidUTF8},
+		{"invalid UTF-8 elsewhere", withAPIInfo("\"runId\":\"A\",\"x\":\"\xc3\x28\""), "", reasonInvalidUTF8},
+		{"lone surrogate in runId", withAPIInfo(`"runId":"\ud800"`), "", reasonNotSinkBody},
+		{"lone surrogate elsewhere is valid JSON", withAPIInfo(`"runId":"A","x":"\ud800"`), "A", ""},
+		{"128 levels", nested(maxNestingDepth - 3), "deep", ""},
+		{"129 levels", nested(maxNestingDepth - 2), "", reasonTooDeep},
+		{"9000 levels", nested(9000), "", reasonTooDeep},
+		{"deep but invalid", "{" + strings.Repeat("[", 9000), "", reasonTooDeep},
+		{"brackets in strings do not nest", withAPIInfo(`"runId":"A","x":"` + strings.Repeat("[{", 500) + `"`), "A", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := parseSinkBody([]byte(c.body))
+			var be *bodyError
+			switch {
+			case c.wantReason == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case c.wantReason == "" && m.RunID != c.wantRunID:
+				t.Fatalf("runId %q, want %q", m.RunID, c.wantRunID)
+			case c.wantReason != "" && (!errors.As(err, &be) || be.reason != c.wantReason):
+				t.Fatalf("got %+v (%v), want reason %s", m, err, c.wantReason)
+			}
+		})
 	}
 }

@@ -1,15 +1,16 @@
 package receiver
 
-// decodeSinkBodyFast fills b from body like json.Unmarshal(body, b) would, for the shape real
+// decodeSinkBodyFast fills b from body like decodeSinkBody(body, b) would, for the shape real
 // deliveries have, in one pass without reflection: about 5x cheaper than encoding/json, whose
 // validation scan alone costs more than this whole decoder. It reports false, leaving b
-// unspecified, for anything it does not handle exactly like encoding/json: JSON it does not accept
-// (it is at least as strict as json.Valid, and gives up beyond maxFastDepth nested containers),
-// a top level that is not an object, a field name that differs from
-// ours only in case (encoding/json matches those too), a non-ASCII or escaped field name, a field
-// given twice, null or a value of another type for one of our fields, or one of our strings with an
-// escape or a non-ASCII byte. The caller then decodes with encoding/json, which also produces the
-// error messages. FuzzDecodeSinkBodyFast checks the two agree.
+// unspecified, for anything it does not handle exactly like decodeSinkBody: JSON it does not
+// accept (it is at least as strict as json.Valid, and gives up beyond maxNestingDepth nested
+// containers), a top level that is not an object, a non-ASCII or escaped field name (it could
+// unescape to one of ours), a field name given twice in one of the objects it reads, null or a
+// value of another type for one of our fields, or one of our strings with an escape or a
+// non-ASCII byte. Field names are matched exactly: "RUNID" is not "runId". The caller then
+// decodes with decodeSinkBody, which also produces the error messages. FuzzDecodeSinkBodyFast
+// checks the two agree. It does not check UTF-8 (parseSinkBody does, before either decoder).
 //
 // Why not a faster JSON library: github.com/goccy/go-json (as fast as this) skips unknown fields
 // without validating them, so it accepts bodies encoding/json rejects (a fuzz run found {"":{""}}
@@ -43,17 +44,14 @@ func decodeSinkBodyFast(body []byte, b *sinkBody) bool {
 					a.Result = new(statusObject)
 					return d.stringFieldObject("status", &a.Result.Status)
 				}
-				return d.other(key, "name", "runId", "result")
+				return d.skip()
 			})
 		}
-		return d.other(key, "workspaceId", "project", "projectJob", "projectJobRun", "apiInfo")
+		return d.skip()
 	})
 	d.space()
 	return ok && d.i == len(d.buf)
 }
-
-// maxFastDepth bounds the nesting the fast decoder follows (encoding/json allows 10000).
-const maxFastDepth = 200
 
 // fastDecoder is a validating JSON reader: d.i is the next byte of buf; every method returns false
 // when the input is not valid JSON or not of the expected shape.
@@ -87,10 +85,14 @@ func (d *fastDecoder) object(field func(key []byte) bool) bool {
 	if d.peek() != '{' {
 		return false
 	}
+	if d.depth++; d.depth > maxNestingDepth {
+		return false
+	}
 	d.i++
 	d.space()
 	if d.peek() == '}' {
 		d.i++
+		d.depth--
 		return true
 	}
 	var seenBuf [8][]byte
@@ -122,6 +124,7 @@ func (d *fastDecoder) object(field func(key []byte) bool) bool {
 			d.space()
 		case '}':
 			d.i++
+			d.depth--
 			return true
 		default:
 			return false
@@ -136,7 +139,7 @@ func (d *fastDecoder) stringFieldObject(name string, dst *string) bool {
 		if string(key) == name {
 			return d.str(dst)
 		}
-		return d.other(key, name)
+		return d.skip()
 	})
 }
 
@@ -168,36 +171,6 @@ func (d *fastDecoder) plainString() ([]byte, bool) {
 	return nil, false
 }
 
-// other skips the value of a field we do not decode, unless its name would match one of ours
-// case-insensitively (encoding/json would decode it into that field).
-func (d *fastDecoder) other(key []byte, ours ...string) bool {
-	for _, name := range ours {
-		if equalFoldASCII(key, name) {
-			return false
-		}
-	}
-	return d.skip()
-}
-
-func equalFoldASCII(a []byte, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
 // skip reads past one value of any type, checking its syntax as json.Valid does.
 func (d *fastDecoder) skip() bool {
 	switch c := d.peek(); {
@@ -222,7 +195,7 @@ func (d *fastDecoder) skipContainer(open byte) bool {
 	if open == '[' {
 		closer = ']'
 	}
-	if d.depth++; d.depth > maxFastDepth {
+	if d.depth++; d.depth > maxNestingDepth {
 		return false
 	}
 	d.i++

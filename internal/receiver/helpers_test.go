@@ -64,6 +64,14 @@ func newEnv(t testing.TB, kind string, mutate func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
+	e.serve(t, mutate)
+	return e
+}
+
+// serve starts a receiver on e.st behind a real HTTP server.
+func (e *testEnv) serve(t testing.TB, mutate func(*Config)) {
+	t.Helper()
+	var err error
 	writeFile(t, filepath.Join(e.dir, "token"), ingestToken)
 	writeFile(t, filepath.Join(e.dir, "read-token"), readToken)
 	cfg := Config{
@@ -82,7 +90,6 @@ func newEnv(t testing.TB, kind string, mutate func(*Config)) *testEnv {
 	srv := httptest.NewServer(e.rcv.Handler())
 	t.Cleanup(func() { srv.Close(); e.rcv.Close() })
 	e.url = srv.URL
-	return e
 }
 
 func writeFile(t testing.TB, path, content string) {
@@ -139,8 +146,14 @@ func (e *testEnv) get(t *testing.T, path string) response {
 // count runs a COUNT(*) query directly against the store's database.
 func (e *testEnv) count(t *testing.T, table string) int {
 	t.Helper()
+	return e.countWhere(t, table, "true")
+}
+
+// countWhere counts the rows of table that match an SQL condition.
+func (e *testEnv) countWhere(t *testing.T, table, cond string) int {
+	t.Helper()
 	var n int
-	q := "SELECT count(*) FROM " + table
+	q := "SELECT count(*) FROM " + table + " WHERE " + cond
 	switch e.kind {
 	case "sqlite":
 		db, err := sql.Open("sqlite", e.sqlitePath)

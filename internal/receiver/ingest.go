@@ -15,7 +15,7 @@ import (
 
 type ingestResponse struct {
 	RunID  string `json:"runId"`
-	Status string `json:"status"` // "stored" or "duplicate"
+	Status string `json:"status"` // "stored", "duplicate" or "conflict"
 }
 
 // ingest handles one webhook delivery. Order of checks: method, token, media type, size, shape;
@@ -48,31 +48,42 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if req.ContentLength > r.cfg.MaxBodyBytes {
+		r.drainBody(w, req, false)
 		reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
 		return
 	}
-	// Admission: bound both the number of deliveries and the body bytes held in memory. A body of
-	// unknown length reserves the size cap. One delivery is always admitted when nothing else is.
-	reserve := req.ContentLength
-	if reserve < 0 {
-		reserve = r.cfg.MaxBodyBytes
-	}
-	n, bytesHeld := r.inFlight.Add(1), r.inFlightBytes.Add(reserve)
-	defer func() { r.inFlight.Add(-1); r.inFlightBytes.Add(-reserve) }()
-	if n > int64(r.cfg.MaxInFlight) || (n > 1 && bytesHeld > r.cfg.MaxInFlightBytes) {
+	// Admission: bound both the number of deliveries and the body bytes held in memory. Bytes are
+	// reserved as the body buffer grows (see readBody), so a sender that declares a large
+	// Content-Length and then stalls holds little. One delivery is always admitted when it is the
+	// only one holding bytes.
+	if n := r.inFlight.Add(1); n > int64(r.cfg.MaxInFlight) || r.inFlightBytes.Load() > r.cfg.MaxInFlightBytes {
+		r.inFlight.Add(-1)
 		r.m.rejected.WithLabelValues("overloaded").Inc()
 		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
 		return
 	}
+	var held int64
+	defer func() { r.inFlight.Add(-1); r.inFlightBytes.Add(-held) }()
+	reserve := func(b int64) bool {
+		held += b
+		total := r.inFlightBytes.Add(b)
+		return total <= r.cfg.MaxInFlightBytes || total == held
+	}
 
-	body, err := readBody(w, req, r.cfg.MaxBodyBytes)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
-		} else {
-			reject(http.StatusBadRequest, "read_error", "could not read the request body")
-		}
+	body, err := readBody(req, r.cfg.MaxBodyBytes, reserve)
+	switch {
+	case err == nil:
+	case errors.Is(err, errTooLarge):
+		r.drainBody(w, req, true)
+		reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
+		return
+	case errors.Is(err, errOverloaded):
+		r.drainBody(w, req, true)
+		r.m.rejected.WithLabelValues("overloaded").Inc()
+		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
+		return
+	default:
+		reject(http.StatusBadRequest, "read_error", "could not read the request body")
 		return
 	}
 
@@ -87,16 +98,15 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		// Authenticated but malformed: keep it, so nothing an authorised sender sent is lost.
 		qerr := r.st.Quarantine(ctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body})
 		if qerr != nil {
-			r.log.Error("cannot quarantine invalid body", "err", qerr)
-			r.m.rejected.WithLabelValues("store_error").Inc()
-			r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+			r.storeErrs.Error("cannot quarantine invalid body", "err", qerr)
+			r.storeTrouble(w, qerr)
 			return
 		}
 		reject(http.StatusBadRequest, be.reason, be.msg)
 		return
 	}
 
-	dup, err := r.w.submit(ctx, store.Delivery{
+	res, err := r.w.submit(ctx, store.Delivery{
 		RunID: meta.RunID, JobID: meta.JobID, JobRunID: meta.JobRunID, Project: meta.Project,
 		APIName: meta.APIName, ResultStatus: meta.ResultStatus, ReceivedAt: start.UTC(), Body: body,
 	})
@@ -116,11 +126,19 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		r.retryLater(w, http.StatusServiceUnavailable, "deadline", "delivery was not committed in time; retry later")
 		return
 	default:
-		r.m.rejected.WithLabelValues("store_error").Inc()
-		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		r.storeTrouble(w, err)
 		return
 	}
-	if dup {
+	if res.Conflict {
+		// The first body stays (the contract); the second is in quarantine. Still 2xx, or
+		// Intuned would retry it for an hour, but the sender can tell from the status.
+		r.m.conflicts.Inc()
+		r.log.Warn("conflicting duplicate: runId already stored with a different body; kept the stored one, quarantined this one",
+			"runId", meta.RunID, "storedBytes", res.StoredBytes, "receivedBytes", len(body))
+		writeIngestResponse(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "conflict"})
+		return
+	}
+	if res.Dup {
 		r.m.duplicates.Inc()
 		r.log.Debug("duplicate delivery", "runId", meta.RunID)
 		writeIngestResponse(w, http.StatusOK, ingestResponse{RunID: meta.RunID, Status: "duplicate"})
@@ -131,6 +149,18 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
 	}
 	writeIngestResponse(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
+}
+
+// storeTrouble answers a delivery the store could not take: 503 with Retry-After, so Intuned
+// brings it back later.
+func (r *Receiver) storeTrouble(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrFull) {
+		r.m.rejected.WithLabelValues("store_full").Inc()
+		r.retryLater(w, http.StatusServiceUnavailable, "store_full", "the store's volume is full; retry later")
+		return
+	}
+	r.m.rejected.WithLabelValues("store_error").Inc()
+	r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 }
 
 // writeIngestResponse writes the same bytes as writeJSON(w, status, resp), without reflection for
@@ -153,14 +183,70 @@ func writeIngestResponse(w http.ResponseWriter, status int, resp ingestResponse)
 	w.Write(b) //nolint:errcheck // the client may be gone; nothing to do
 }
 
-// readBody reads the whole body, at most limit bytes, in one allocation when the length is known
-// (net/http guarantees a body with Content-Length has exactly that many bytes, or fails).
-func readBody(w http.ResponseWriter, req *http.Request, limit int64) ([]byte, error) {
-	rd := http.MaxBytesReader(w, req.Body, limit)
-	if req.ContentLength <= 0 || req.ContentLength > limit {
-		return io.ReadAll(rd)
+// smallBody: a body up to this size (a usual delivery is about 1 KiB) is read into one buffer of
+// its Content-Length, reserved at once; a larger or unsized one into a buffer that grows as bytes
+// arrive, each growth reserved first.
+const smallBody = 64 << 10
+
+var errTooLarge = errors.New("body exceeds the size limit")
+
+// readBody reads the whole body, at most limit bytes. reserve(n) is called before the buffer
+// grows by n bytes and reports whether the in-flight budget allows it (else errOverloaded).
+// net/http guarantees a body with Content-Length has exactly that many bytes, or fails.
+func readBody(req *http.Request, limit int64, reserve func(int64) bool) ([]byte, error) {
+	cl := req.ContentLength
+	size := int64(smallBody)
+	if cl >= 0 && cl < size {
+		size = cl
 	}
-	buf := make([]byte, req.ContentLength)
-	_, err := io.ReadFull(rd, buf)
-	return buf, err
+	if !reserve(size) {
+		return nil, errOverloaded
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if cl >= 0 && int64(len(buf)) == cl {
+				return buf, nil
+			}
+			// Double, up to the declared length or one byte past the limit (to see it passed).
+			grow := min(int64(cap(buf)), limit+1-int64(cap(buf)))
+			if cl >= 0 {
+				grow = min(grow, cl-int64(cap(buf)))
+			}
+			if !reserve(grow) {
+				return nil, errOverloaded
+			}
+			buf = append(make([]byte, 0, int64(cap(buf))+grow), buf...)
+		}
+		n, err := req.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// drainTimeout bounds the time spent discarding a body that will not be stored.
+const drainTimeout = 10 * time.Second
+
+// drainBody reads and discards the rest of a body that will not be stored, up to
+// max(4 x MaxBodyBytes, 16 MiB) and for at most drainTimeout, before the error answer goes out:
+// a client that writes its whole body before reading the answer (Python's urllib) saw a
+// connection reset instead of the 413 when the receiver answered and closed first. Past that
+// bound the connection is closed after the answer. started says some of the body was read already;
+// if not, and the client waits for "100 Continue", nothing is drained (it never sends the body).
+func (r *Receiver) drainBody(w http.ResponseWriter, req *http.Request, started bool) {
+	if !started && strings.EqualFold(req.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(drainTimeout)) //nolint:errcheck // without a deadline the server's ReadTimeout still applies
+	if _, err := io.CopyN(io.Discard, req.Body, max(4*r.cfg.MaxBodyBytes, 16<<20)); err == nil {
+		w.Header().Set("Connection", "close") // more follows: not worth reading
+	}
 }

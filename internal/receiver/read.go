@@ -1,6 +1,8 @@
 package receiver
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -8,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
@@ -15,6 +18,14 @@ import (
 const (
 	defaultListLimit = 100
 	maxListLimit     = 1000
+	// maxPageBytes bounds the bodies of one page of GET /v1/deliveries: a page is read into
+	// memory before it is sent (X-Next-Cursor goes out first), and 40 bodies of 10 MiB took a
+	// reader's RSS from 16 to 460 MB. A page stops before the body that would pass it (but holds
+	// at least one).
+	maxPageBytes = 8 << 20
+	// maxReaders bounds the read API requests served at once (each holds up to a page, or one
+	// body for GET /v1/deliveries/{runId}); more get 429 with Retry-After.
+	maxReaders = 8
 )
 
 // listedDelivery is one NDJSON line of GET /v1/deliveries.
@@ -26,8 +37,8 @@ type listedDelivery struct {
 	API        string          `json:"api"`
 	Status     string          `json:"status"`
 	ReceivedAt time.Time       `json:"receivedAt"`
-	Cursor     string          `json:"cursor"` // pass as ?cursor= to continue after this line
-	Body       json.RawMessage `json:"body"`
+	Cursor     string          `json:"cursor"`         // pass as ?cursor= to continue after this line
+	Body       json.RawMessage `json:"body,omitempty"` // written separately by writeListedLine
 }
 
 // The cursor is opaque to clients; today it wraps the receive sequence number.
@@ -71,6 +82,10 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 	}
 	q := req.URL.Query()
 	f := store.Filter{JobID: q.Get("job"), JobRunID: q.Get("jobRun"), APIName: q.Get("api"), ResultStatus: q.Get("status")}
+	if v := f.ResultStatus; v != "" && v != "completed" && v != "failed" {
+		writeError(w, http.StatusBadRequest, "invalid_status", "status must be completed or failed")
+		return
+	}
 	limit := defaultListLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -96,9 +111,14 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 		}
 		f.AfterSeq = seq
 	}
+	if !r.acquireReader(w) {
+		return
+	}
+	defer r.releaseReader()
+	f.MaxBytes = maxPageBytes
 	recs, err := r.st.List(req.Context(), f, limit)
 	if err != nil {
-		r.log.Error("list deliveries", "err", err)
+		r.storeErrs.Error("list deliveries", "err", err)
 		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 		return
 	}
@@ -108,23 +128,87 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("X-Next-Cursor", encodeCursor(next))
-	enc := json.NewEncoder(w)
-	for _, rec := range recs {
-		line := listedDelivery{
-			RunID: rec.RunID, JobID: rec.JobID, JobRunID: rec.JobRunID, Project: rec.Project, API: rec.APIName,
-			Status: rec.ResultStatus, ReceivedAt: rec.ReceivedAt, Cursor: encodeCursor(rec.Seq), Body: rec.Body,
-		}
-		if err := enc.Encode(line); err != nil {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	for i := range recs {
+		if err := writeListedLine(bw, &recs[i]); err != nil {
 			return // client went away
 		}
+		recs[i].Body = nil // sent: the GC may take it while the rest of the page goes out
+	}
+	bw.Flush() //nolint:errcheck // client may be gone
+}
+
+// writeListedLine writes one NDJSON line. The body is copied straight from the stored bytes,
+// without the line-sized buffer json.Encoder would build for it, minus the whitespace between
+// tokens: a body's newlines would otherwise split the line.
+func writeListedLine(w *bufio.Writer, rec *store.Record) error {
+	meta, err := json.Marshal(listedDelivery{
+		RunID: rec.RunID, JobID: rec.JobID, JobRunID: rec.JobRunID, Project: rec.Project, API: rec.APIName,
+		Status: rec.ResultStatus, ReceivedAt: rec.ReceivedAt, Cursor: encodeCursor(rec.Seq),
+	})
+	if err != nil {
+		return err
+	}
+	w.Write(meta[:len(meta)-1]) //nolint:errcheck // bufio.Writer keeps the first error
+	w.WriteString(`,"body":`)   //nolint:errcheck
+	body := rec.Body
+	if !utf8.Valid(body) {
+		// Stored before ingest refused invalid UTF-8: replace the bad bytes, so the line still
+		// parses everywhere. GET /v1/deliveries/{runId} keeps the raw bytes.
+		body = bytes.ToValidUTF8(body, []byte("\uFFFD"))
+	}
+	writeCompactJSON(w, body)
+	_, err = w.WriteString("}\n")
+	return err
+}
+
+// writeCompactJSON writes b, which is valid JSON (ingest checked it), without the whitespace
+// outside its strings.
+func writeCompactJSON(w *bufio.Writer, b []byte) {
+	start, inString, escaped := 0, false, false
+	for i, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			w.Write(b[start:i]) //nolint:errcheck // bufio.Writer keeps the first error
+			start = i + 1
+		}
+	}
+	w.Write(b[start:]) //nolint:errcheck
+}
+
+// acquireReader takes one of maxReaders slots or answers 429 itself.
+func (r *Receiver) acquireReader(w http.ResponseWriter) bool {
+	select {
+	case r.readers <- struct{}{}:
+		return true
+	default:
+		r.retryLater(w, http.StatusTooManyRequests, "too_many_readers", "too many read API requests at once; retry later")
+		return false
 	}
 }
+
+func (r *Receiver) releaseReader() { <-r.readers }
 
 // getDelivery serves GET /v1/deliveries/{runId}: the raw body exactly as Intuned sent it.
 func (r *Receiver) getDelivery(w http.ResponseWriter, req *http.Request) {
 	if !r.readAllowed(w, req) {
 		return
 	}
+	if !r.acquireReader(w) {
+		return
+	}
+	defer r.releaseReader()
 	runID := req.PathValue("runId")
 	rec, err := r.st.Get(req.Context(), runID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -132,7 +216,7 @@ func (r *Receiver) getDelivery(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if err != nil {
-		r.log.Error("get delivery", "err", err)
+		r.storeErrs.Error("get delivery", "err", err)
 		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 		return
 	}

@@ -80,8 +80,10 @@ type Receiver struct {
 	readAuth      *tokens // nil: read API disabled
 	w             *writer
 	m             *metrics
-	inFlight      atomic.Int64 // deliveries being handled (admission control)
-	inFlightBytes atomic.Int64 // body bytes they reserved
+	storeErrs     *limitedLog   // store errors, logged at most every storeErrorLogEvery
+	readers       chan struct{} // read API requests being served (maxReaders)
+	inFlight      atomic.Int64  // deliveries being handled (admission control)
+	inFlightBytes atomic.Int64  // body bytes they reserved
 	draining      atomic.Bool
 	stopWatch     context.CancelFunc
 	mux           *http.ServeMux
@@ -101,7 +103,8 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	case "/healthz", "/readyz", "/metrics", "/v1/deliveries":
 		return nil, fmt.Errorf("ingest path %q is taken by another endpoint", cfg.IngestPath)
 	}
-	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics()}
+	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery),
+		readers: make(chan struct{}, maxReaders)}
 	var err error
 	if r.ingestAuth, err = newTokens(cfg.TokenHeader, cfg.TokenFile, cfg.PreviousTokenFile, r.log); err != nil {
 		return nil, fmt.Errorf("read ingest token: %w", err)
@@ -119,7 +122,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	}
 	// The commit timeout outlives the request deadline so a slow commit still lands (the sender
 	// retries and gets "duplicate") instead of being abandoned half-way.
-	r.w = newWriter(st, cfg.MaxInFlight, cfg.BatchSize, 4*cfg.Deadline, r.m, r.log)
+	r.w = newWriter(st, cfg.MaxInFlight, cfg.BatchSize, 4*cfg.Deadline, r.m, r.log, r.storeErrs)
 
 	r.mux = http.NewServeMux()
 	r.mux.HandleFunc(cfg.IngestPath, r.ingest)
@@ -150,6 +153,10 @@ func (r *Receiver) Close() {
 	r.stopWatch()
 }
 
+// readyz reports whether this receiver can take deliveries now: not while shutting down, not
+// while the store is unreachable or cannot write (SQLite: its volume is full), and not for
+// RetryAfter after a commit failed. The Service then stops sending here and Intuned retries
+// later; readiness comes back by itself when the store recovers.
 func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
 	if r.draining.Load() {
 		writeError(w, http.StatusServiceUnavailable, "shutting_down", "receiver is shutting down")
@@ -158,8 +165,23 @@ func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
 	ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
 	defer cancel()
 	if err := r.st.Ping(ctx); err != nil {
-		r.log.Warn("readiness: store unreachable", "err", err)
+		r.storeErrs.Error("readiness: store unreachable", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "store is not reachable")
+		return
+	}
+	if wc, ok := r.st.(store.WriteChecker); ok {
+		if err := wc.CheckWritable(ctx); err != nil {
+			r.storeErrs.Error("readiness: store cannot write", "err", err)
+			code := "store_unwritable"
+			if errors.Is(err, store.ErrFull) {
+				code = "store_full"
+			}
+			writeError(w, http.StatusServiceUnavailable, code, "store cannot write now: "+err.Error())
+			return
+		}
+	}
+	if last := r.w.lastFailure.Load(); last != 0 && time.Since(time.Unix(0, last)) < r.cfg.RetryAfter {
+		writeError(w, http.StatusServiceUnavailable, "store_unwritable", "a commit to the store failed moments ago")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

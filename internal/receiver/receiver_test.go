@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -54,6 +55,12 @@ func TestIngestStatuses(t *testing.T) {
 			{name: "runId is a number", body: strings.Replace(validBody("x"), `"x"`, `7`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "NUL in runId", body: strings.Replace(validBody("x"), `"x"`, `"a\u0000b"`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
 			{name: "trailing garbage", body: validBody("x") + "}", wantStatus: 400, wantCode: "invalid_json", quarantine: true},
+			// Issue 14: what the receiver keys on is what every reader sees.
+			{name: "invalid UTF-8 in runId", body: strings.Replace(validBody("x"), `"x"`, "\"x\xff\"", 1), wantStatus: 400, wantCode: "invalid_utf8", quarantine: true},
+			{name: "invalid UTF-8 in the result", body: strings.Replace(validBody("x"), `[1]`, "\"\xc3\x28\"", 1), wantStatus: 400, wantCode: "invalid_utf8", quarantine: true},
+			{name: "deep nesting", body: strings.Replace(validBody("x"), `[1]`, strings.Repeat("[", 700)+strings.Repeat("]", 700), 1), wantStatus: 400, wantCode: "too_deep", quarantine: true},
+			{name: "runId given twice", body: strings.Replace(validBody("x"), `"runId":"x"`, `"runId":"x","runId":"y"`, 1), wantStatus: 400, wantCode: "not_sink_body", quarantine: true},
+			{name: "RUNID is not runId", body: strings.Replace(validBody("case-A"), `"runId":"case-A"`, `"runId":"case-A","RUNID":"case-B"`, 1), wantStatus: 201},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
@@ -91,8 +98,11 @@ func TestIngestStatuses(t *testing.T) {
 				}
 			})
 		}
-		if n := e.count(t, "deliveries"); n != 5 {
-			t.Errorf("deliveries stored = %d, want 5", n)
+		if n := e.count(t, "deliveries"); n != 6 {
+			t.Errorf("deliveries stored = %d, want 6", n)
+		}
+		if e.get(t, "/v1/deliveries/case-A").status != 200 || e.get(t, "/v1/deliveries/case-B").status != 404 {
+			t.Errorf("the body with runId and RUNID is not stored under runId")
 		}
 	})
 }
@@ -298,6 +308,8 @@ func TestReadAPI(t *testing.T) {
 			"/v1/deliveries?limit=x":         "invalid_limit",
 			"/v1/deliveries?since=yesterday": "invalid_since",
 			"/v1/deliveries?cursor=!!":       "invalid_cursor",
+			"/v1/deliveries?status=bogus":    "invalid_status",
+			"/v1/deliveries?status=Failed":   "invalid_status",
 		}
 		for path, code := range bad {
 			if r := e.get(t, path); r.status != 400 || r.code != code {
@@ -450,4 +462,55 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			t.Errorf("%s: want an error", name)
 		}
 	}
+}
+
+// TestConflictingDuplicate: a second, different body for a stored runId keeps the first (the
+// contract), is kept in quarantine rather than dropped, is counted and logged, and is answered
+// 2xx with status "conflict" so the sender can tell without Intuned retrying forever.
+func TestConflictingDuplicate(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind string) {
+		var logs syncBuffer
+		e := newEnv(t, kind, func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+		first := validBody("twice")
+		second := strings.Replace(first, `"result":[1]`, `"result":[1,2,3]`, 1)
+		steps := []struct {
+			name, body string
+			status     int
+			answer     string
+			quarantine int
+		}{
+			{"first", first, 201, "stored", 0},
+			{"same body again", first, 200, "duplicate", 0},
+			{"different body", second, 200, "conflict", 1},
+			{"different body again", second, 200, "conflict", 1},
+		}
+		for _, s := range steps {
+			before := e.count(t, "quarantine")
+			r := e.post(t, ingestToken, s.body)
+			var ans ingestResponse
+			json.Unmarshal(r.body, &ans) //nolint:errcheck // checked below
+			if r.status != s.status || ans.Status != s.answer || ans.RunID != "twice" {
+				t.Fatalf("%s: %d %s, want %d %q", s.name, r.status, r.body, s.status, s.answer)
+			}
+			if got := e.count(t, "quarantine") - before; got != s.quarantine {
+				t.Errorf("%s: %d bodies quarantined, want %d", s.name, got, s.quarantine)
+			}
+		}
+		if r := e.get(t, "/v1/deliveries/twice"); string(r.body) != first {
+			t.Errorf("stored body is %s, want the first", r.body)
+		}
+		if n := e.count(t, "deliveries"); n != 1 {
+			t.Errorf("%d deliveries stored, want 1", n)
+		}
+		if n := e.countWhere(t, "quarantine", "reason LIKE 'conflicting_duplicate:%'"); n != 2 {
+			t.Errorf("%d quarantined as conflicting_duplicate, want 2", n)
+		}
+		if !bytes.Contains(e.get(t, "/metrics").body, []byte("receiver_deliveries_conflict_total 2")) {
+			t.Error("conflicts not counted")
+		}
+		warn := fmt.Sprintf(`"storedBytes":%d,"receivedBytes":%d`, len(first), len(second))
+		if !strings.Contains(logs.String(), `"level":"WARN"`) || !strings.Contains(logs.String(), warn) {
+			t.Errorf("no warning with both sizes (%s) in:\n%s", warn, logs.String())
+		}
+	})
 }

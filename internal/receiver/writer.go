@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
@@ -26,7 +27,7 @@ type pending struct {
 }
 
 type outcome struct {
-	dup bool
+	res store.Result
 	err error
 }
 
@@ -40,23 +41,27 @@ type writer struct {
 	commitTimeout time.Duration
 	m             *metrics
 	log           *slog.Logger
+	storeErrs     *limitedLog
+	// lastFailure is when a commit last failed with a store error (unix ns; 0 = never); /readyz
+	// reports the receiver not ready for a while after it.
+	lastFailure atomic.Int64
 
 	mu     sync.RWMutex // guards closed against a send on the closed queue
 	closed bool
 	done   chan struct{}
 }
 
-func newWriter(st store.Store, queueSize, maxBatch int, commitTimeout time.Duration, m *metrics, log *slog.Logger) *writer {
+func newWriter(st store.Store, queueSize, maxBatch int, commitTimeout time.Duration, m *metrics, log *slog.Logger, storeErrs *limitedLog) *writer {
 	w := &writer{
 		st: st, queue: make(chan *pending, queueSize), maxBatch: maxBatch,
-		commitTimeout: commitTimeout, m: m, log: log, done: make(chan struct{}),
+		commitTimeout: commitTimeout, m: m, log: log, storeErrs: storeErrs, done: make(chan struct{}),
 	}
 	go w.run()
 	return w
 }
 
 // submit queues d and waits until its batch commits or ctx ends. It never blocks on a full queue.
-func (w *writer) submit(ctx context.Context, d store.Delivery) (dup bool, err error) {
+func (w *writer) submit(ctx context.Context, d store.Delivery) (res store.Result, err error) {
 	p := &pending{ctx: ctx, d: d, result: make(chan outcome, 1)}
 	w.mu.RLock()
 	switch {
@@ -71,13 +76,13 @@ func (w *writer) submit(ctx context.Context, d store.Delivery) (dup bool, err er
 	}
 	w.mu.RUnlock()
 	if err != nil {
-		return false, err
+		return store.Result{}, err
 	}
 	select {
 	case o := <-p.result:
-		return o.dup, o.err
+		return o.res, o.err
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return store.Result{}, ctx.Err()
 	}
 }
 
@@ -120,34 +125,41 @@ func (w *writer) commit(batch []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.commitTimeout)
 	defer cancel()
 	start := time.Now()
-	dup, err := w.st.Save(ctx, ds)
+	results, err := w.st.Save(ctx, ds)
 	w.m.commitSeconds.Observe(time.Since(start).Seconds())
 	w.m.batchSize.Observe(float64(len(ds)))
-	if err != nil && len(ds) > 1 && ctx.Err() == nil {
+	// A full store refuses every delivery alike: no point in trying them one by one.
+	if err != nil && len(ds) > 1 && ctx.Err() == nil && !errors.Is(err, store.ErrFull) {
 		// One delivery the store rejects must not fail the others that shared its transaction:
 		// retry one by one, so only the culprit gets an error.
 		w.log.Warn("batch commit failed; retrying deliveries one by one", "deliveries", len(ds), "err", err)
 		for i, p := range live {
-			d, err := w.st.Save(ctx, ds[i:i+1])
+			res, err := w.st.Save(ctx, ds[i:i+1])
 			if err != nil {
-				w.log.Error("commit failed", "runId", p.d.RunID, "err", err)
+				w.failed(err, "runId", p.d.RunID)
 				p.result <- outcome{err: err}
 			} else {
-				p.result <- outcome{dup: d[0]}
+				p.result <- outcome{res: res[0]}
 			}
 		}
 		return
 	}
 	if err != nil {
-		w.log.Error("commit failed", "deliveries", len(ds), "err", err)
+		w.failed(err, "deliveries", len(ds))
 	}
 	for i, p := range live {
 		if err != nil {
 			p.result <- outcome{err: err}
 		} else {
-			p.result <- outcome{dup: dup[i]}
+			p.result <- outcome{res: results[i]}
 		}
 	}
+}
+
+// failed records a store error: rate-limited in the log, and remembered for /readyz.
+func (w *writer) failed(err error, args ...any) {
+	w.lastFailure.Store(time.Now().UnixNano())
+	w.storeErrs.Error("commit failed", append(args, "err", err)...)
 }
 
 // close stops accepting deliveries, commits everything already queued and returns when done.

@@ -7,11 +7,16 @@ package store
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
 // ErrNotFound is returned by Get when no delivery has the requested run id.
 var ErrNotFound = errors.New("delivery not found")
+
+// ErrFull is wrapped by a write that was refused or failed because the store's volume is (nearly)
+// full. It is temporary: writes work again once space is freed.
+var ErrFull = errors.New("store volume is full")
 
 // Delivery is one accepted webhook body plus the columns extracted from it.
 type Delivery struct {
@@ -39,6 +44,28 @@ type Rejected struct {
 	Body       []byte
 }
 
+// ReasonConflictingDuplicate is the quarantine reason of a body whose run id was already stored
+// with a different body.
+const ReasonConflictingDuplicate = "conflicting_duplicate"
+
+// Result is what Save did with one delivery.
+type Result struct {
+	// Dup: the run id was already stored (by an earlier call, another replica, or an earlier
+	// entry in the same slice); the stored delivery is left untouched (the first one wins).
+	Dup bool
+	// Conflict: a duplicate whose body differs from the stored one. That body is kept in the
+	// quarantine table (reason ReasonConflictingDuplicate), in the same transaction, so a
+	// second body for a run is never silently lost.
+	Conflict bool
+	// StoredBytes is the size of the stored body, for a duplicate.
+	StoredBytes int64
+}
+
+// ConflictReason is the quarantine reason text for a conflicting duplicate of runID.
+func ConflictReason(runID string) string {
+	return ReasonConflictingDuplicate + ": apiInfo.runId " + strconv.Quote(runID) + " is already stored with a different body"
+}
+
 // Filter narrows List. Empty fields match everything.
 type Filter struct {
 	JobID        string
@@ -47,22 +74,45 @@ type Filter struct {
 	ResultStatus string
 	Since        time.Time // deliveries received at or after this time; zero = no bound
 	AfterSeq     int64     // cursor: only deliveries with Seq > AfterSeq
+	// MaxBytes bounds the bodies one List returns: it stops before the delivery that would take
+	// them past MaxBytes, but always returns at least one. 0 = no bound.
+	MaxBytes int64
 }
 
 // Store persists deliveries. Implementations must be safe for concurrent use, though the receiver
 // calls Save from a single writer goroutine so that concurrent requests share one transaction.
 type Store interface {
-	// Save commits all deliveries in one transaction. dup[i] reports that deliveries[i].RunID was
-	// already stored (by an earlier call, another replica, or an earlier entry in the same slice);
-	// such entries are left untouched. Either every new delivery is committed, or err != nil.
-	Save(ctx context.Context, deliveries []Delivery) (dup []bool, err error)
+	// Save commits all deliveries in one transaction and reports what it did with each.
+	// Either every new delivery (and every conflicting body) is committed, or err != nil.
+	Save(ctx context.Context, deliveries []Delivery) ([]Result, error)
 	// Quarantine keeps an invalid body so that nothing authenticated is ever dropped.
 	Quarantine(ctx context.Context, r Rejected) error
-	// List returns up to limit deliveries matching f in Seq order.
+	// List returns up to limit deliveries matching f in Seq order, their bodies bounded by
+	// f.MaxBytes.
 	List(ctx context.Context, f Filter, limit int) ([]Record, error)
 	// Get returns the delivery with the given run id or ErrNotFound.
 	Get(ctx context.Context, runID string) (Record, error)
 	// Ping reports whether the store is reachable (used by /readyz).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// WriteChecker is implemented by stores that can tell, without writing a delivery, that a write
+// would fail now (SQLite: too little free space). /readyz uses it so a receiver that cannot store
+// stops getting traffic, and comes back by itself when the check passes again.
+type WriteChecker interface {
+	CheckWritable(ctx context.Context) error
+}
+
+// Space is how full a store's volume is.
+type Space struct {
+	FreeBytes     int64 // available to the store's process
+	CapacityBytes int64 // size of the volume
+	WALBytes      int64 // SQLite write-ahead log file
+	MinFreeBytes  int64 // the store refuses writes below this much free space (plus the WAL)
+}
+
+// SpaceReporter is implemented by stores that live on a local volume (SQLite); /metrics exports it.
+type SpaceReporter interface {
+	Space() (Space, error)
 }

@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
@@ -115,27 +114,42 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-const insertDelivery = `INSERT INTO deliveries
-	(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-	ON CONFLICT (run_id) DO NOTHING`
+// saveDelivery inserts a delivery unless its run id is stored. For a duplicate it compares the
+// bodies and, when they differ, keeps the new body in the quarantine table. One statement, so a
+// batch stays one pipelined round trip. The old CTE reads the statement's snapshot: it sees a row
+// committed earlier, or inserted by an earlier statement of the batch, but not the one ins inserts.
+// Batches of all replicas commit one after another (writeLockKey), so none is in flight unseen.
+const saveDelivery = `WITH ins AS (
+		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (run_id) DO NOTHING
+		RETURNING 1
+	), old AS (
+		SELECT body = $8 AS same, octet_length(body) AS size FROM deliveries WHERE run_id = $1
+	), q AS (
+		INSERT INTO quarantine (received_at, reason, body)
+		SELECT $7, $9, $8 FROM old WHERE NOT old.same AND NOT EXISTS (SELECT 1 FROM ins)
+		RETURNING 1
+	)
+	SELECT EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM q), coalesce((SELECT size FROM old), 0)`
 
 // Save implements store.Store. The lock and all inserts go to the server as one pipelined batch,
 // which PostgreSQL runs as one implicit transaction committed at the batch's Sync: a single network
 // round trip per group commit. Close returns only after the commit, so a nil error means durable.
-func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, error) {
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", int64(writeLockKey))
 	for _, d := range ds {
-		b.Queue(insertDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body)
+		b.Queue(saveDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body,
+			store.ConflictReason(d.RunID))
 	}
 	br := s.pool.SendBatch(ctx, b)
-	dup := make([]bool, len(ds))
+	results := make([]store.Result, len(ds))
 	_, err := br.Exec()
 	for i := 0; err == nil && i < len(ds); i++ {
-		var tag pgconn.CommandTag
-		tag, err = br.Exec()
-		dup[i] = tag.RowsAffected() == 0
+		var inserted bool
+		err = br.QueryRow().Scan(&inserted, &results[i].Conflict, &results[i].StoredBytes)
+		results[i].Dup = !inserted
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -143,7 +157,7 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: save: %w", err)
 	}
-	return dup, nil
+	return results, nil
 }
 
 // Quarantine implements store.Store.
@@ -177,6 +191,17 @@ func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Re
 	}
 	args = append(args, limit)
 	q := fmt.Sprintf("%s WHERE %s ORDER BY seq LIMIT $%d", selectColumns, strings.Join(where, " AND "), len(args))
+	if f.MaxBytes > 0 {
+		// The server sends every row of a result whether or not the client reads it, so the
+		// byte bound is applied in the query: a running total of body sizes (octet_length reads a
+		// stored body's size without fetching it) cuts the page, keeping the first row always.
+		args = append(args, f.MaxBytes)
+		q = fmt.Sprintf(`SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM (
+			SELECT *, sum(octet_length(body)) OVER (ORDER BY seq) AS total, row_number() OVER (ORDER BY seq) AS n
+			FROM deliveries WHERE %s ORDER BY seq LIMIT $%d) page
+			WHERE n = 1 OR total <= $%d ORDER BY seq`,
+			strings.Join(where, " AND "), len(args)-1, len(args))
+	}
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: list: %w", err)

@@ -79,7 +79,7 @@ func TestSaveBatchIsAtomic(t *testing.T) {
 	if _, err := s.Get(ctx, "good"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("half a batch was committed: %v", err)
 	}
-	if dup, err := s.Save(ctx, []store.Delivery{good}); err != nil || dup[0] {
-		t.Fatalf("store unusable after a failed batch: %v %v", dup, err)
+	if res, err := s.Save(ctx, []store.Delivery{good}); err != nil || res[0].Dup {
+		t.Fatalf("store unusable after a failed batch: %+v %v", res, err)
 	}
 }

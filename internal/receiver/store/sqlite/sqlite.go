@@ -6,14 +6,20 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
@@ -45,6 +51,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 PRAGMA user_version = 1;
 `
 
+// schemaVersion is the user_version the schema above sets. Open applies the schema only to a file
+// with an older version: a start writes nothing otherwise (even an unchanged PRAGMA user_version
+// appends a WAL frame), so a receiver can start and serve reads on a full volume.
+const schemaVersion = 1
+
 // checkpointEvery is how often the background checkpointer copies the WAL into the database file.
 // Doing it outside the writer keeps most of that work off the commit path (no periodic latency
 // spikes).
@@ -58,28 +69,60 @@ PRAGMA user_version = 1;
 // of writes (83 MB in the same benchmark) at no measurable throughput cost.
 const checkpointEvery = time.Second
 
+// DefaultMinFreeBytes is the free space the store keeps on its volume by default: writes are
+// refused (store.ErrFull) before the volume fills up, so a checkpoint always has room to move the
+// WAL into the database file and the store can recover by itself once space returns.
+const DefaultMinFreeBytes = 16 << 20
+
+// Options tune Open. Zero values take the defaults.
+type Options struct {
+	// MinFreeBytes: a write is refused with store.ErrFull while the volume has less than this
+	// much free space on top of the WAL's size. Default DefaultMinFreeBytes.
+	MinFreeBytes int64
+	// CheckpointEvery is the background checkpoint interval (see checkpointEvery); it is also
+	// how often an idle WAL is truncated and a full store looks for space again. Default 1s.
+	CheckpointEvery time.Duration
+}
+
 // Store is a store.Store backed by one SQLite file.
 type Store struct {
-	write  *sql.DB   // exactly one connection: SQLite allows one writer at a time anyway
-	insert *sql.Stmt // insertDelivery, prepared once on the write connection
-	read   *sql.DB   // several connections: WAL lets readers run beside the writer
+	path    string
+	minFree int64
+	write   *sql.DB   // exactly one connection: SQLite allows one writer at a time anyway
+	insert  *sql.Stmt // insertDelivery, prepared once on the write connection
+	read    *sql.DB   // several connections: WAL lets readers run beside the writer
 
 	stopCheckpoints  chan struct{}
 	checkpointsDone  chan struct{}
-	finishCheckpoint atomic.Bool // set after a background checkpoint; the writer finishes it
+	finishCheckpoint atomic.Bool  // set after a background checkpoint; the writer finishes it
+	writes           atomic.Int64 // transactions committed; the checkpointer tells idle from busy
+	full             atomic.Bool  // the last space check failed: writes are refused
+	// checkpointMu keeps the background checkpoint and truncateWAL apart: SQLite runs one
+	// checkpoint at a time and answers another with SQLITE_BUSY at once (no busy handler).
+	checkpointMu sync.Mutex
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.WriteChecker  = (*Store)(nil)
+	_ store.SpaceReporter = (*Store)(nil)
+)
 
 // Open opens (creating if needed) the database file at path and applies the schema.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return openEvery(ctx, path, checkpointEvery)
+	return OpenWith(ctx, path, Options{})
 }
 
-// openEvery is Open with the background checkpoint interval (tests use a short one).
-func openEvery(ctx context.Context, path string, every time.Duration) (*Store, error) {
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
+	}
+	if o.MinFreeBytes <= 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = checkpointEvery
 	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -89,49 +132,215 @@ func openEvery(ctx context.Context, path string, every time.Duration) (*Store, e
 	dsn := "file:" + path + "?" + q.Encode()
 
 	// No automatic checkpoints on the commit path (wal_autocheckpoint=0): see checkpointEvery.
-	write, err := sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
+	write, err := openDB(dsn + "&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: open: %w", err)
+		return nil, err
 	}
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
-	read, err := sql.Open("sqlite", dsn)
+	read, err := openDB(dsn)
 	if err != nil {
 		write.Close()
-		return nil, fmt.Errorf("sqlite: open: %w", err)
+		return nil, err
 	}
 	read.SetMaxOpenConns(4)
-	s := &Store{write: write, read: read, stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
-	if _, err := write.ExecContext(ctx, schema); err != nil {
+	s := &Store{path: path, minFree: o.MinFreeBytes, write: write, read: read,
+		stopCheckpoints: make(chan struct{}), checkpointsDone: make(chan struct{})}
+	if err := s.migrate(ctx); err != nil {
 		close(s.checkpointsDone)
 		s.Close()
-		return nil, fmt.Errorf("sqlite: apply schema: %w", err)
+		return nil, err
 	}
 	if s.insert, err = write.PrepareContext(ctx, insertDelivery); err != nil {
 		close(s.checkpointsDone)
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare insert: %w", err)
 	}
-	go s.checkpoints(every)
+	go s.checkpoints(o.CheckpointEvery)
 	return s, nil
 }
 
+// openDB opens a pool whose connections keep the WAL and shared-memory files when the last one
+// closes (SQLITE_FCNTL_PERSIST_WAL). SQLite deletes them by default, and a read needs them: on a
+// full volume it could not create the shared-memory file again (SQLITE_IOERR_SHMSIZE), so a
+// receiver restarted there could not even serve reads. Close truncates the WAL to zero bytes first.
+func openDB(dsn string) (*sql.DB, error) {
+	c, err := msqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	return sql.OpenDB(persistWAL{c}), nil
+}
+
+type persistWAL struct{ driver.Connector }
+
+func (p persistWAL) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := p.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fc, ok := conn.(msqlite.FileControl)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("sqlite: driver connection has no file control")
+	}
+	if _, err := fc.FileControlPersistWAL("main", 1); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("sqlite: persist WAL: %w", err)
+	}
+	return conn, nil
+}
+
+// migrate applies the schema when the file's version is older than schemaVersion, and writes
+// nothing when it is current.
+func (s *Store) migrate(ctx context.Context) error {
+	var version int
+	if err := s.write.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("sqlite: read schema version: %w", err)
+	}
+	switch {
+	case version == schemaVersion:
+		return nil
+	case version > schemaVersion:
+		return fmt.Errorf("sqlite: %s has schema version %d, newer than this receiver's %d", s.path, version, schemaVersion)
+	}
+	if _, err := s.write.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("sqlite: apply schema: %w", err)
+	}
+	return nil
+}
+
 // checkpoints runs PASSIVE checkpoints from a reader connection: they never block the writer. See
-// checkpointEvery.
+// checkpointEvery. When no transaction committed since the last tick it truncates the WAL, so an
+// idle store gives its space back; when the store is full it looks for space again, so writes
+// resume by themselves once space returns (even while /readyz keeps traffic away).
 func (s *Store) checkpoints(every time.Duration) {
 	defer close(s.checkpointsDone)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	lastWrites := s.writes.Load()
 	for {
 		select {
 		case <-s.stopCheckpoints:
 			return
 		case <-tick.C:
-			s.read.Exec("PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck // retried next tick; the WAL stays valid
-			s.finishCheckpoint.Store(true)
 		}
+		if s.full.Load() {
+			s.ensureSpace(context.Background()) //nolint:errcheck // reported by the next write or CheckWritable
+			continue
+		}
+		if w := s.writes.Load(); w != lastWrites {
+			lastWrites = w
+		} else {
+			if s.walBytes() > 0 {
+				s.truncateWAL(context.Background()) //nolint:errcheck // retried next tick
+			}
+			continue
+		}
+		s.checkpointMu.Lock()
+		s.read.Exec("PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck // retried next tick; the WAL stays valid
+		s.checkpointMu.Unlock()
+		s.finishCheckpoint.Store(true)
 	}
+}
+
+// truncateWAL copies the whole WAL into the database file and truncates it to zero bytes. It runs
+// on the write connection (so between two transactions) and waits at most a moment for readers:
+// when one is in the way it reports false and the caller tries again later.
+func (s *Store) truncateWAL(ctx context.Context) (bool, error) {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 250"); err != nil {
+		return false, err
+	}
+	defer conn.ExecContext(context.Background(), "PRAGMA busy_timeout = 10000") //nolint:errcheck // best effort; a failure leaves 250 ms
+	var busy, logFrames, checkpointed int
+	if err := conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed); err != nil {
+		return false, err
+	}
+	return busy == 0, nil
+}
+
+// ensureSpace refuses a write (store.ErrFull) unless the volume has MinFreeBytes free on top of
+// the WAL's size: that keeps room for a checkpoint to move the whole WAL into the database file,
+// which is what frees the WAL's space. Without it the WAL filled every byte freed (a volume grown
+// from 8 to 64 MiB filled within 2 s), checkpoints then failed for lack of space, and the store
+// never recovered. When space is short it first truncates the WAL and looks again.
+func (s *Store) ensureSpace(ctx context.Context) error {
+	free, capacity, err := volumeSpace(s.path)
+	if err != nil || capacity == 0 {
+		return nil // cannot tell (some FUSE file systems report zeros): let SQLite report a real failure
+	}
+	if wal := s.walBytes(); free >= s.minFree+wal {
+		s.full.Store(false)
+		return nil
+	}
+	truncated, terr := s.truncateWAL(ctx)
+	free, _, err = volumeSpace(s.path)
+	wal := s.walBytes()
+	if err == nil && free >= s.minFree+wal {
+		s.full.Store(false)
+		return nil
+	}
+	s.full.Store(true)
+	why := ""
+	switch {
+	case terr != nil:
+		why = "; truncating the WAL failed: " + terr.Error()
+	case !truncated:
+		why = "; the WAL could not be truncated (readers in the way)"
+	}
+	return fmt.Errorf("sqlite: %w: %d bytes free, %d kept free plus the WAL (%d bytes)%s", store.ErrFull, free, s.minFree, wal, why)
+}
+
+// walBytes is the size of the WAL file (0 when it does not exist).
+func (s *Store) walBytes() int64 {
+	fi, err := os.Stat(s.path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// volumeSpace returns the bytes available to this process and the size of the volume holding path.
+func volumeSpace(path string) (free, capacity int64, err error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
+}
+
+// asFull marks an error SQLite reports for a full disk (SQLITE_FULL) as store.ErrFull, and the
+// store as full so the checkpointer looks for space again.
+func (s *Store) asFull(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		s.full.Store(true)
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	}
+	return err
+}
+
+// CheckWritable implements store.WriteChecker: whether there is space for a write now.
+func (s *Store) CheckWritable(ctx context.Context) error { return s.ensureSpace(ctx) }
+
+// Space implements store.SpaceReporter.
+func (s *Store) Space() (store.Space, error) {
+	free, capacity, err := volumeSpace(s.path)
+	if err != nil {
+		return store.Space{}, fmt.Errorf("sqlite: statfs: %w", err)
+	}
+	if capacity == 0 {
+		return store.Space{}, errors.New("sqlite: the volume reports no size")
+	}
+	return store.Space{FreeBytes: free, CapacityBytes: capacity, WALBytes: s.walBytes(), MinFreeBytes: s.minFree}, nil
 }
 
 const insertDelivery = `INSERT INTO deliveries
@@ -145,15 +354,18 @@ const insertDelivery = `INSERT INTO deliveries
 // a watcher goroutine and installs a progress handler per statement, which cost about as much as
 // an insert. ctx still bounds the whole transaction: database/sql rolls it back when ctx ends, and
 // the loop stops at the next row.
-func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
+func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, error) {
+	if err := s.ensureSpace(ctx); err != nil {
+		return nil, err
+	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: begin: %w", err)
+		return nil, fmt.Errorf("sqlite: begin: %w", s.asFull(err))
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	// tx.Stmt reuses the statement already prepared on the (single) write connection.
 	stmt := tx.Stmt(s.insert)
-	dup := make([]bool, len(ds))
+	results := make([]store.Result, len(ds))
 	for i, d := range ds {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
@@ -161,31 +373,62 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]bool, error) {
 		res, err := stmt.ExecContext(context.Background(), d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName,
 			d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body)
 		if err != nil {
-			return nil, fmt.Errorf("sqlite: insert: %w", err)
+			return nil, fmt.Errorf("sqlite: insert: %w", s.asFull(err))
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
 		}
-		dup[i] = n == 0
+		if n == 0 {
+			if results[i], err = s.duplicate(tx, d); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("sqlite: commit: %w", err)
+		return nil, fmt.Errorf("sqlite: commit: %w", s.asFull(err))
 	}
+	s.writes.Add(1)
 	if s.finishCheckpoint.CompareAndSwap(true, false) {
 		// The deliveries are committed; a failed checkpoint only leaves frames for the next one.
 		s.write.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)") //nolint:errcheck
 	}
-	return dup, nil
+	return results, nil
+}
+
+// duplicate compares a delivery whose run id is stored with the stored body and, when they
+// differ, quarantines it in the same transaction (the rare path: Intuned resends the same body).
+func (s *Store) duplicate(tx *sql.Tx, d store.Delivery) (store.Result, error) {
+	r := store.Result{Dup: true}
+	var same bool
+	err := tx.QueryRowContext(context.Background(), `SELECT body = ?, length(body) FROM deliveries WHERE run_id = ?`,
+		d.Body, d.RunID).Scan(&same, &r.StoredBytes)
+	if err != nil {
+		return r, fmt.Errorf("sqlite: compare duplicate: %w", err)
+	}
+	if same {
+		return r, nil
+	}
+	r.Conflict = true
+	_, err = tx.ExecContext(context.Background(), `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
+		d.ReceivedAt.UnixMicro(), store.ConflictReason(d.RunID), d.Body)
+	if err != nil {
+		return r, fmt.Errorf("sqlite: quarantine conflicting duplicate: %w", s.asFull(err))
+	}
+	return r, nil
 }
 
 // Quarantine implements store.Store.
 func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
+	if err := s.ensureSpace(ctx); err != nil {
+		return err
+	}
 	_, err := s.write.ExecContext(ctx, `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
 		r.ReceivedAt.UnixMicro(), r.Reason, r.Body)
 	if err != nil {
-		return fmt.Errorf("sqlite: quarantine: %w", err)
+		return fmt.Errorf("sqlite: quarantine: %w", s.asFull(err))
 	}
+	s.writes.Add(1)
 	return nil
 }
 
@@ -214,10 +457,15 @@ func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Re
 	}
 	defer rows.Close()
 	var out []store.Record
+	var bytes int64
+	// SQLite produces rows one at a time, so stopping here leaves the rest unread.
 	for rows.Next() {
 		r, err := scan(rows)
 		if err != nil {
 			return nil, err
+		}
+		if bytes += int64(len(r.Body)); f.MaxBytes > 0 && bytes > f.MaxBytes && len(out) > 0 {
+			break
 		}
 		out = append(out, r)
 	}
@@ -264,6 +512,9 @@ func (s *Store) Close() error {
 		close(s.stopCheckpoints)
 	}
 	<-s.checkpointsDone
+	if s.insert != nil { // opened fully: leave an empty WAL behind (see openDB)
+		s.truncateWAL(context.Background()) //nolint:errcheck // the next start checkpoints what is left
+	}
 	var stmtErr error
 	if s.insert != nil {
 		stmtErr = s.insert.Close()

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ConcurrentDuplicates", func(t *testing.T) { testConcurrent(t, open(t)) })
 	t.Run("ListFiltersAndCursor", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("QuarantineAndPing", func(t *testing.T) { testQuarantine(t, open(t)) })
+	t.Run("ListMaxBytes", func(t *testing.T) { testListMaxBytes(t, open(t)) })
 }
 
 func testSaveGet(t *testing.T, s store.Store) {
@@ -40,12 +41,12 @@ func testSaveGet(t *testing.T, s store.Store) {
 	d := Delivery("run-a", "job-1", "jr-1", "list", "completed", at)
 	d.Body = []byte("{ \"odd\" :\t\"spacing\\u00e9\", \"é\": [1,2 ] }\n") // stored as-is, not re-encoded
 	noJob := Delivery("run-b", "", "", "details", "failed", at)
-	dup, err := s.Save(ctx, []store.Delivery{d, noJob})
+	res, err := s.Save(ctx, []store.Delivery{d, noJob})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dup[0] || dup[1] {
-		t.Fatalf("dup = %v, want none", dup)
+	if res[0] != (store.Result{}) || res[1] != (store.Result{}) {
+		t.Fatalf("results = %+v, want both stored", res)
 	}
 	for _, want := range []store.Delivery{d, noJob} {
 		got, err := s.Get(ctx, want.RunID)
@@ -74,31 +75,43 @@ func testDuplicates(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	now := time.Now()
 	first := Delivery("r1", "j", "jr", "a", "completed", now)
+	r2 := Delivery("r2", "j", "jr", "a", "completed", now)
+	r4 := Delivery("r4", "j", "jr", "a", "completed", now)
+	stored, same := store.Result{}, func(d store.Delivery) store.Result {
+		return store.Result{Dup: true, StoredBytes: int64(len(d.Body))}
+	}
+	conflict := func(d store.Delivery) store.Result {
+		return store.Result{Dup: true, Conflict: true, StoredBytes: int64(len(d.Body))}
+	}
 	steps := []struct {
 		name  string
 		batch []store.Delivery
-		want  []bool
+		want  []store.Result
 	}{
-		{"new", []store.Delivery{first, Delivery("r2", "j", "jr", "a", "completed", now)}, []bool{false, false}},
-		{"one old one new", []store.Delivery{Delivery("r2", "j", "jr", "a", "failed", now), Delivery("r3", "j", "jr", "a", "completed", now)}, []bool{true, false}},
-		{"same run twice in one batch", []store.Delivery{Delivery("r4", "j", "jr", "a", "completed", now), Delivery("r4", "j", "jr", "a", "failed", now)}, []bool{false, true}},
+		{"new", []store.Delivery{first, r2}, []store.Result{stored, stored}},
+		{"same body again", []store.Delivery{r2}, []store.Result{same(r2)}},
+		{"other body, and a new one", []store.Delivery{Delivery("r2", "j", "jr", "a", "failed", now), Delivery("r3", "j", "jr", "a", "completed", now)},
+			[]store.Result{conflict(r2), stored}},
+		{"same run twice in one batch", []store.Delivery{r4, r4}, []store.Result{stored, same(r4)}},
+		{"conflict within one batch", []store.Delivery{Delivery("r5", "j", "jr", "a", "completed", now), Delivery("r5", "j", "jr", "a", "failed", now)},
+			[]store.Result{stored, conflict(Delivery("r5", "j", "jr", "a", "completed", now))}},
 	}
 	for _, st := range steps {
-		dup, err := s.Save(ctx, st.batch)
+		res, err := s.Save(ctx, st.batch)
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		if fmt.Sprint(dup) != fmt.Sprint(st.want) {
-			t.Errorf("%s: dup = %v, want %v", st.name, dup, st.want)
+		if fmt.Sprint(res) != fmt.Sprint(st.want) {
+			t.Errorf("%s: results = %+v, want %+v", st.name, res, st.want)
 		}
 	}
 	// The first body wins; duplicates never overwrite.
-	for _, id := range []string{"r2", "r4"} {
+	for _, id := range []string{"r2", "r4", "r5"} {
 		got, err := s.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.ResultStatus != "completed" {
+		if got.ResultStatus != "completed" || !bytes.Contains(got.Body, []byte(`"completed"`)) {
 			t.Errorf("%s was overwritten by a duplicate", id)
 		}
 	}
@@ -106,8 +119,8 @@ func testDuplicates(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 4 {
-		t.Errorf("stored %d deliveries, want 4", len(recs))
+	if len(recs) != 5 {
+		t.Errorf("stored %d deliveries, want 5", len(recs))
 	}
 }
 
@@ -123,12 +136,15 @@ func testConcurrent(t *testing.T, s store.Store) {
 			defer wg.Done()
 			for i := range ids {
 				id := fmt.Sprintf("c%d", (i+w)%ids)
-				dup, err := s.Save(ctx, []store.Delivery{Delivery(id, "j", "jr", "a", "completed", time.Now())})
+				res, err := s.Save(ctx, []store.Delivery{Delivery(id, "j", "jr", "a", "completed", time.Now())})
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				if !dup[0] {
+				if res[0].Conflict {
+					t.Errorf("%s: identical bodies reported as a conflict", id)
+				}
+				if !res[0].Dup {
 					mu.Lock()
 					stored[id]++
 					mu.Unlock()
@@ -218,5 +234,45 @@ func testQuarantine(t *testing.T, s store.Store) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testListMaxBytes: a page stops before the body that would take it past MaxBytes, holds at least
+// one delivery however large, and paging by cursor still returns everything once.
+func testListMaxBytes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	sizes := []int{100, 300, 5000, 200, 200, 200}
+	var batch []store.Delivery
+	for i, n := range sizes {
+		d := Delivery(fmt.Sprintf("b%d", i), "j", "jr", "a", "completed", time.Now())
+		d.Body = []byte(fmt.Sprintf(`{"pad":"%s"}`, bytes.Repeat([]byte("x"), n-10)))
+		batch = append(batch, d)
+	}
+	if _, err := s.Save(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var pages []string
+	f := store.Filter{MaxBytes: 1000}
+	for len(pages) < 10 {
+		recs, err := s.List(ctx, f, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		var ids []string
+		for _, r := range recs {
+			ids = append(ids, r.RunID)
+		}
+		pages = append(pages, fmt.Sprint(ids))
+		f.AfterSeq = recs[len(recs)-1].Seq
+	}
+	if got, want := fmt.Sprint(pages), "[[b0 b1] [b2] [b3 b4 b5]]"; got != want {
+		t.Errorf("pages by 1000 bytes = %s, want %s", got, want)
+	}
+	recs, err := s.List(ctx, store.Filter{MaxBytes: 1000, JobID: "j"}, 1)
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("limit 1 with a byte bound: %d %v", len(recs), err)
 	}
 }
