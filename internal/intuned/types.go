@@ -49,8 +49,9 @@ type Configuration struct {
 	RequestTimeout *int `json:"requestTimeout,omitempty"`
 }
 
-// AuthSession names the auth session a Job uses. The same object is sent as
-// "authSession" in requests and returned as "auth_session" in responses.
+// AuthSession names the auth session a Job uses. Its key is "auth_session"
+// (snake_case) in requests and responses alike: the official SDK's field is
+// called authSession in TypeScript, but its wire schema renames it.
 type AuthSession struct {
 	ID             string `json:"id"`
 	CheckAttempts  *int   `json:"checkAttempts,omitempty"`
@@ -74,7 +75,7 @@ type CreateJobRequest struct {
 	Schedule      *Schedule     `json:"schedule,omitempty"`
 	Sink          *Sink         `json:"sink,omitempty"`
 	Proxy         *string       `json:"proxy,omitempty"`
-	AuthSession   *AuthSession  `json:"authSession,omitempty"`
+	AuthSession   *AuthSession  `json:"auth_session,omitempty"`
 }
 
 // UpdateJobRequest is the body of PUT .../jobs/{jobId}: the create body
@@ -90,7 +91,7 @@ type UpdateJobRequest struct {
 	Schedule      *Schedule     `json:"schedule"`
 	Sink          *Sink         `json:"sink"`
 	Proxy         *string       `json:"proxy"`
-	AuthSession   *AuthSession  `json:"authSession"`
+	AuthSession   *AuthSession  `json:"auth_session"`
 }
 
 // CreateJobResponse is the 201 body of Create Job ({"id", "message":"created"}).

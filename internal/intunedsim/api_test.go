@@ -175,7 +175,7 @@ func TestErrors(t *testing.T) {
 			m["sink"] = map[string]any{"type": "webhook", "url": "https://x.test", "headers": map[string]any{"a": 1}}
 		}), nil, 400, "bad-request", "headers", nil},
 		{"bad proxy", "POST", "/jobs", valid(func(m map[string]any) { m["proxy"] = "not a url" }), nil, 400, "bad-request", "proxy", []string{"proxy"}},
-		{"authSession without id", "POST", "/jobs", valid(func(m map[string]any) { m["authSession"] = map[string]any{} }), nil, 400, "bad-request", "authSession.id", []string{"authSession.id"}},
+		{"auth_session without id", "POST", "/jobs", valid(func(m map[string]any) { m["auth_session"] = map[string]any{} }), nil, 400, "bad-request", "auth_session.id", []string{"auth_session.id"}},
 		{"bad interval", "POST", "/jobs", valid(func(m map[string]any) {
 			m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": "soon"}}}
 		}), nil, 400, "bad-request", "every", []string{"schedule.intervals[0].every"}},
@@ -252,7 +252,7 @@ func TestDefaultsFilledOnStore(t *testing.T) {
 			map[string]any{"apiName": "list", "parameters": map[string]any{}, "retry": map[string]any{}},
 		},
 		"configuration": map[string]any{"retry": map[string]any{}, "maxConcurrentRequests": 2},
-		"authSession":   map[string]any{"id": "auth-1"},
+		"auth_session":  map[string]any{"id": "auth-1"},
 		"sink":          map[string]any{"type": "s3", "bucket": "b", "accessKeyId": "a", "secretAccessKey": "s", "region": "us-west-2", "url": "https://dropped"},
 		"proxy":         "http://user:pass@proxy:8080",
 		"unknownField":  true,

@@ -149,7 +149,7 @@ func TestGoldenAndDocumentedShapes(t *testing.T) {
 		},
 		"schedule":    map[string]any{"intervals": []any{map[string]any{"every": "1h"}}},
 		"sink":        map[string]any{"type": "webhook", "url": url, "headers": map[string]string{"Authorization": "Bearer x"}, "apisToSend": []string{"list", "details"}},
-		"authSession": map[string]any{"id": "auth-session-123"},
+		"auth_session": map[string]any{"id": "auth-session-123"},
 		"proxy":       "http://user:pass@host:8080",
 	}
 	r := call(t, ts, "POST", "/jobs", job)

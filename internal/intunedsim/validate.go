@@ -128,14 +128,14 @@ func decodeJobSpec(body []byte, withID bool) (*jobSpec, *compiledSchedule, *apiE
 
 	if a := spec.AuthSession; a != nil {
 		if strings.TrimSpace(a.ID) == "" {
-			add("authSession.id", "is required")
+			add("auth_session.id", "is required")
 		}
 		for name, p := range map[string]**int{"checkAttempts": &a.CheckAttempts, "createAttempts": &a.CreateAttempts} {
 			if *p == nil {
 				v := defaultMaximumAttempts
 				*p = &v
 			} else if **p < 1 {
-				add("authSession."+name, "must be at least 1")
+				add("auth_session."+name, "must be at least 1")
 			}
 		}
 	}
@@ -269,7 +269,7 @@ var knownKeys = strings.Fields(`id payload apiName parameters requestTimeout ret
 	configuration maxConcurrentRequests schedule jitter intervals every calendars second minute hour
 	dayOfMonth dayOfWeek month year comment start end step sink type url headers bucket accessKeyId
 	secretAccessKey region prefix endpoint forcePathStyle skipOnFail apisToSend timeout proxy
-	authSession checkAttempts createAttempts`)
+	auth_session checkAttempts createAttempts`)
 
 // dropMiscasedKeys removes object keys that differ only in case from a known
 // key (e.g. "ApiName"): Intuned would treat them as unknown and ignore them,

@@ -19,7 +19,7 @@ type jobSpec struct {
 	Schedule      *scheduleWire `json:"schedule,omitempty"`
 	Sink          *sinkWire     `json:"sink,omitempty"`
 	Proxy         *string       `json:"proxy,omitempty"`
-	AuthSession   *authSession  `json:"authSession,omitempty"`
+	AuthSession   *authSession  `json:"auth_session,omitempty"`
 }
 
 type payloadItem struct {
