@@ -314,6 +314,7 @@ type ScheduleCalendar struct {
 // CalendarRange matches start..end (inclusive) every step. With only start it
 // matches that single value.
 // +kubebuilder:validation:XValidation:rule="!has(self.end) || self.end >= self.start",message="range end must be greater than or equal to start"
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type CalendarRange struct {
 	// Start is the first matching value.
 	// +kubebuilder:validation:Minimum=0
@@ -323,7 +324,8 @@ type CalendarRange struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	End *int32 `json:"end,omitempty"`
-	// Step matches every step-th value from start. Default 1.
+	// Step matches every step-th value from start to end. Default 1.
+	// Needs end.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	Step *int32 `json:"step,omitempty"`
@@ -335,6 +337,7 @@ type DayOfWeek string
 
 // DayOfWeekRange matches weekdays start..end (inclusive, SUNDAY first) every
 // step. With only start it matches that single day.
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type DayOfWeekRange struct {
 	// Start is the first matching day.
 	// +required
@@ -354,6 +357,7 @@ type Month string
 
 // MonthRange matches months start..end (inclusive) every step. With only
 // start it matches that single month.
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type MonthRange struct {
 	// Start is the first matching month.
 	// +required

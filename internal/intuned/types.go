@@ -43,8 +43,10 @@ type PayloadItem struct {
 // and update but may be empty ({}).
 type Configuration struct {
 	Retry *RetryPolicy `json:"retry,omitempty"`
-	// MaxConcurrentRequests is the batch size of payloads.
-	MaxConcurrentRequests *int `json:"maxConcurrentRequests,omitempty"`
+	// MaxConcurrentRequests is the batch size of payloads. The SDK types it
+	// as a number, not an integer, so a Job created elsewhere may hold 2.5;
+	// float64 reads every value the API can return.
+	MaxConcurrentRequests *float64 `json:"maxConcurrentRequests,omitempty"`
 	// RequestTimeout is in seconds (Intuned default 600).
 	RequestTimeout *int `json:"requestTimeout,omitempty"`
 }

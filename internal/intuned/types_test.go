@@ -137,7 +137,7 @@ func fullCreateRequest() CreateJobRequest {
 		},
 		Configuration: Configuration{
 			Retry:                 &RetryPolicy{MaximumAttempts: ptr(3)},
-			MaxConcurrentRequests: ptr(5),
+			MaxConcurrentRequests: ptr(5.0),
 			RequestTimeout:        ptr(600),
 		},
 		Schedule: &Schedule{

@@ -93,7 +93,7 @@ func (s *Server) startJobRunLocked(j *job, typ string) *jobRun {
 	}
 	maxConc := DefaultMaxConcurrentRequests
 	if m := j.spec.Configuration.MaxConcurrentRequests; m != nil {
-		maxConc = *m
+		maxConc = max(1, int(*m))
 	}
 	jr := &jobRun{
 		id: s.ids.uuid(), job: j, typ: typ, status: JobRunPending,

@@ -32,12 +32,18 @@ func TestParseMS(t *testing.T) {
 		{`true`, 0, false},
 		{`null`, 0, false},
 		{`{}`, 0, false},
+		{`2.5`, 0, false}, // the SDK's schema says int
+		{`1e3`, time.Second, true},
 	}
 	for _, c := range cases {
-		got, err := parseMS(json.RawMessage(c.in))
+		got, err := parseMS(json.RawMessage(c.in), false)
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("parseMS(%s) = %v, %v; want %v ok=%v", c.in, got, err, c.want, c.ok)
 		}
+	}
+	// Jitter may be 0 (no jitter); every may not.
+	if d, err := parseMS(json.RawMessage(`0`), true); err != nil || d != 0 {
+		t.Errorf("jitter 0: %v %v", d, err)
 	}
 }
 

@@ -35,7 +35,7 @@ type retryWire struct {
 
 type configuration struct {
 	Retry                 *retryWire `json:"retry,omitempty"`
-	MaxConcurrentRequests *int       `json:"maxConcurrentRequests,omitempty"`
+	MaxConcurrentRequests *float64   `json:"maxConcurrentRequests,omitempty"`
 	RequestTimeout        *int       `json:"requestTimeout,omitempty"`
 }
 
@@ -65,8 +65,10 @@ type calendarWire struct {
 
 // sinkWire is the union of the webhook and s3 sink shapes; validation clears
 // the fields that do not belong to the chosen type. Retry and Timeout are
-// webhook fields from the seed guide (not in the SDK schema): accepted and
-// passed through; Timeout (ms) is also used as the delivery timeout.
+// webhook fields from the seed guide, absent from the SDK's schemas: they are
+// accepted (decodeJobSpec reads them) and Timeout (ms) bounds each delivery,
+// but responses never carry them, as a client reading the SDK's response
+// schema would never see them.
 type sinkWire struct {
 	Type            string            `json:"type"`
 	URL             string            `json:"url,omitempty"`
@@ -80,8 +82,8 @@ type sinkWire struct {
 	ForcePathStyle  *bool             `json:"forcePathStyle,omitempty"`
 	SkipOnFail      bool              `json:"skipOnFail"`
 	APIsToSend      []string          `json:"apisToSend,omitempty"`
-	Retry           *int              `json:"retry,omitempty"`
-	Timeout         *int              `json:"timeout,omitempty"`
+	Retry           *int              `json:"-"`
+	Timeout         *int              `json:"-"`
 }
 
 type authSession struct {

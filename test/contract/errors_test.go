@@ -51,7 +51,7 @@ func TestBadRequest(t *testing.T) {
 		}), "sink.bucket is required"},
 		{"bad proxy", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.Proxy = ptr("not a url") }), "proxy must be a URL"},
 		{"auth_session without id", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.AuthSession = &intuned.AuthSession{} }), "auth_session.id is required"},
-		{"maxConcurrentRequests 0", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.Configuration.MaxConcurrentRequests = ptr(0) }), "maxConcurrentRequests must be at least 1"},
+		{"maxConcurrentRequests 0", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.Configuration.MaxConcurrentRequests = ptr(0.0) }), "maxConcurrentRequests must be greater than 0"},
 		{"bad interval", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) {
 			r.Schedule = &intuned.Schedule{Intervals: []intuned.Interval{{Every: intuned.Str("soon")}}}
 		}), "schedule.intervals[0].every"},

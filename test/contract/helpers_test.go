@@ -92,7 +92,7 @@ func quickstartJob(id string) intuned.CreateJobRequest {
 // fullJob sets every optional field, leaving defaults for the server to fill.
 func fullJob(id, sinkURL string) intuned.CreateJobRequest {
 	r := quickstartJob(id)
-	r.Configuration = intuned.Configuration{Retry: &intuned.RetryPolicy{}, MaxConcurrentRequests: ptr(2)}
+	r.Configuration = intuned.Configuration{Retry: &intuned.RetryPolicy{}, MaxConcurrentRequests: ptr(2.0)}
 	r.Payload[0].Retry = &intuned.RetryPolicy{MaximumAttempts: ptr(2)}
 	r.Schedule = &intuned.Schedule{Intervals: []intuned.Interval{{Every: intuned.Str("1h")}}}
 	r.Sink = &intuned.Sink{Webhook: &intuned.WebhookSink{URL: sinkURL, Headers: map[string]string{"Authorization": "Bearer sink-token"}}}

@@ -268,7 +268,7 @@ func TestTerminateAndPausedRuns(t *testing.T) {
 	ctx := ctxT(t)
 	req := intuned.CreateJobRequest{ID: "terminate-job", Payload: []intuned.PayloadItem{
 		{APIName: "slow", Parameters: params(`{"i":1}`)}, {APIName: "slow", Parameters: params(`{"i":2}`)},
-	}, Configuration: intuned.Configuration{MaxConcurrentRequests: ptr(1)}}
+	}, Configuration: intuned.Configuration{MaxConcurrentRequests: ptr(1.0)}}
 	if _, err := e.client.CreateJob(ctx, project, req); err != nil {
 		t.Fatal(err)
 	}
