@@ -610,6 +610,34 @@ type IntunedJobStatus struct {
 	// Sink is the sink as resolved by the operator.
 	// +optional
 	Sink *SinkStatus `json:"sink,omitempty"`
+
+	// LastApplied remembers the last Job the operator wrote to Intuned (or
+	// found already equal to the spec) and what Intuned returned right
+	// after, so that a field Intuned rewrites (normalises) never causes a
+	// write on every poll: the same answer for the same spec is in sync.
+	// +optional
+	LastApplied *AppliedRecord `json:"lastApplied,omitempty"`
+}
+
+// AppliedRecord identifies a write and its outcome by digests (keyed
+// HMAC-SHA256: the spec holds secrets such as webhook headers, which never
+// appear in status) and names the fields Intuned holds differently.
+type AppliedRecord struct {
+	// SpecDigest identifies the desired Job that was written.
+	SpecDigest string `json:"specDigest"`
+	// ServerDigest identifies the Job as Intuned returned it after the write.
+	ServerDigest string `json:"serverDigest"`
+	// NormalisedFields are the fields (JSON paths, never values) where
+	// Intuned's answer differs from the desired Job.
+	// +optional
+	// +listType=atomic
+	NormalisedFields []string `json:"normalisedFields,omitempty"`
+	// UnchangedWrites counts consecutive writes that did not change
+	// Intuned's answer at all. At 2 the operator stops writing
+	// (Synced=False, reason ServerNormalises) until the spec or the Job on
+	// Intuned changes.
+	// +optional
+	UnchangedWrites int32 `json:"unchangedWrites,omitempty"`
 }
 
 // JobRunSummary is a short view of one JobRun.

@@ -44,6 +44,7 @@ type config struct {
 	seed                                          uint64
 	runDuration                                   time.Duration
 	fakeClock                                     bool
+	normalise                                     []intunedsim.NormaliseRule
 }
 
 // run parses args, serves until ctx ends, then shuts down gracefully.
@@ -92,6 +93,13 @@ Example:
 	fs.Float64Var(&c.s3FailRate, "s3-fail-rate", 0, "share (0..1) of simulated S3 sink deliveries that fail")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, /_sim/ requires Authorization: Bearer <token>")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Func("normalise", "rewrite a field of every Job written, as a server that normalises would: path=json (e.g. configuration.requestTimeout=300) or path= to strip it (e.g. sink.headers=); repeatable", func(v string) error {
+		r, err := intunedsim.ParseNormaliseRule(v)
+		if err == nil {
+			c.normalise = append(c.normalise, r)
+		}
+		return err
+	})
 
 	if err := applyEnv(fs); err != nil {
 		return err
@@ -118,6 +126,7 @@ Example:
 			Products: c.products, FailureShare: c.failureShare, RunDuration: c.runDuration,
 		},
 		Seed:       c.seed,
+		Normalise:  c.normalise,
 		S3FailRate: c.s3FailRate,
 		AdminToken: c.adminToken,
 		Logger:     log,

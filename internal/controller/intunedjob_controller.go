@@ -191,12 +191,24 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 	observed, err := api.GetJob(ctx, project, id)
 	state := intuned.JobStateActive
 	created := false
+	// notice is an outcome that is reported (Synced=False) but does not
+	// stop the rest of the sync: the Job exists, so pause/resume, trigger
+	// and the JobRun status still work.
+	var notice error
 	switch {
 	case intuned.IsNotFound(err):
 		if err := r.create(ctx, api, job, desired); err != nil {
 			return err
 		}
 		created = true
+		// Read the Job back so the next poll knows Intuned's answer to this
+		// exact spec (see converge). If the read fails the next poll
+		// compares as usual.
+		if after, err := api.GetJob(ctx, project, id); err == nil {
+			job.Status.LastApplied = appliedRecord(creds.APIKey, desired, after)
+			observeJob(job, after)
+			state = after.State
+		}
 	case err != nil:
 		return err
 	default:
@@ -212,14 +224,13 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 			job.Status.Managed = true
 			r.ours.Store(job.UID, true)
 		}
-		if !inSync(desired, observed) {
-			if _, err := api.UpdateJob(ctx, project, id, desired); err != nil {
-				return intunedWriteError(err)
-			}
-			r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
+		current, n, err := r.converge(ctx, api, job, creds.APIKey, desired, observed)
+		if err != nil {
+			return err
 		}
-		observeJob(job, observed)
-		state = observed.State
+		notice = n
+		observeJob(job, current)
+		state = current.State
 	}
 	r.recordSink(job, refs)
 
@@ -231,13 +242,89 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 		return err
 	}
 	// A Job created just now has no runs yet; skipping the list keeps the
-	// first sync at two calls (GetJob, CreateJob).
+	// first sync at three calls (GetJob, CreateJob, GetJob).
 	if !created || triggered {
 		if err := r.refreshLastRun(ctx, api, job); err != nil {
 			return err
 		}
 	}
-	return nil
+	return notice
+}
+
+// converge makes the Job on Intuned match desired, writing only when a write
+// can change something. A real server may normalise fields in ways no
+// document describes (defaults, rounding, stripping), so "observed equals
+// desired" is not the only way to be in sync:
+//
+//   - observed equals desired: in sync.
+//   - Neither the spec nor Intuned's answer changed since the last write
+//     (status.lastApplied digests): in sync as far as Intuned can hold the
+//     spec; writing again would get the same answer.
+//   - Otherwise write, read back, and record the digests and the fields
+//     Intuned holds differently. A write that leaves Intuned's answer
+//     unchanged is tried once more (it may have raced another writer); a
+//     second one stops the writes with Synced=False, reason
+//     ServerNormalises, until the spec or the Job on Intuned changes.
+//
+// It returns the Job as last read, and a notice for the conditions.
+func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, key string,
+	desired intuned.UpdateJobRequest, observed *intuned.Job) (*intuned.Job, error, error) {
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	want := intuned.SpecDigest(key, desired)
+	have := intuned.SpecDigest(key, observed.Spec())
+	last := job.Status.LastApplied
+	if inSync(desired, observed) {
+		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: want, ServerDigest: have}
+		return observed, nil, nil
+	}
+	if last != nil && last.SpecDigest == want && last.ServerDigest == have && last.UnchangedWrites != 1 {
+		return observed, normalisedNotice(id, last), nil
+	}
+	if _, err := api.UpdateJob(ctx, project, id, desired); err != nil {
+		return nil, nil, intunedWriteError(err)
+	}
+	r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
+	after, err := api.GetJob(ctx, project, id)
+	if err != nil {
+		return nil, nil, asTransient(err)
+	}
+	rec := appliedRecord(key, desired, after)
+	if len(rec.NormalisedFields) > 0 && rec.ServerDigest == have {
+		rec.UnchangedWrites = 1
+		if last != nil && last.SpecDigest == want && last.ServerDigest == have && last.UnchangedWrites > 0 {
+			rec.UnchangedWrites = last.UnchangedWrites + 1
+		}
+	}
+	job.Status.LastApplied = rec
+	return after, normalisedNotice(id, rec), nil
+}
+
+// appliedRecord describes desired as written and after as Intuned then
+// returned it.
+func appliedRecord(key string, desired intuned.UpdateJobRequest, after *intuned.Job) *intunedv1alpha1.AppliedRecord {
+	return &intunedv1alpha1.AppliedRecord{
+		SpecDigest:       intuned.SpecDigest(key, desired),
+		ServerDigest:     intuned.SpecDigest(key, after.Spec()),
+		NormalisedFields: intuned.SpecDiff(desired, after.Spec()),
+	}
+}
+
+// normalisedNotice is the condition for a Job Intuned holds differently
+// from the spec: nil while that is merely a normalisation Intuned applied
+// to a write it accepted (reportSynced names the fields), Synced=False
+// while writes stop changing anything.
+func normalisedNotice(id string, rec *intunedv1alpha1.AppliedRecord) error {
+	fields := intuned.FormatPaths(rec.NormalisedFields, 5)
+	switch {
+	case len(rec.NormalisedFields) == 0 || rec.UnchangedWrites == 0:
+		return nil
+	case rec.UnchangedWrites == 1:
+		return waitFor(intunedv1alpha1.ReasonServerNormalises, fmt.Sprintf(
+			"writing Job %s did not change %s on Intuned; writing once more at the next poll to rule out a race", id, fields))
+	}
+	return stalled(intunedv1alpha1.ReasonServerNormalises, fmt.Sprintf(
+		"Intuned rewrites %s of Job %s: %d writes in a row changed nothing, so the operator stops writing until the spec or the Job on Intuned changes. Set these fields in the spec to the values Intuned holds (kubectl get ij -o yaml shows status.lastApplied)",
+		fields, id, rec.UnchangedWrites))
 }
 
 // create creates the Job on Intuned. A duplicate id means someone else's

@@ -82,6 +82,10 @@ func reportSynced(job *intunedv1alpha1.IntunedJob) {
 	if job.Spec.Paused {
 		msg += " (paused)"
 	}
+	if a := job.Status.LastApplied; a != nil && len(a.NormalisedFields) > 0 {
+		msg += "; Intuned holds " + intuned.FormatPaths(a.NormalisedFields, 5) +
+			" differently (it rewrote them when the spec was written); they are not written again until the spec or the Job on Intuned changes"
+	}
 	setCondition(job, intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, msg)
 	setCondition(job, intunedv1alpha1.ConditionSynced, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, msg)
 	setCondition(job, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, intunedv1alpha1.ReasonSynced, "")

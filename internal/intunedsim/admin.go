@@ -91,6 +91,16 @@ func (s *Server) adminRoutes() {
 		}
 		s.writeJSON(w, 200, map[string]string{"message": "drift applied: " + d.Action})
 	})
+	m.HandleFunc("POST /_sim/normalise", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Rules []NormaliseRule `json:"rules"`
+		}
+		if !s.decodeAdmin(w, r, &body) {
+			return
+		}
+		s.SetNormalise(body.Rules)
+		s.writeJSON(w, 200, body)
+	})
 	m.HandleFunc("GET /_sim/clock", func(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, 200, map[string]any{"now": isoTime(s.clock.Now()), "fake": s.fake != nil})
 	})

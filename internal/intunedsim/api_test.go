@@ -325,3 +325,32 @@ func TestDefaultsFilledOnStore(t *testing.T) {
 		t.Fatalf("list proxy = %v", list[0]["proxy"])
 	}
 }
+
+// TestNormaliseRules: a Normalise rule rewrites the field on every write and
+// leaves the rest as sent.
+func TestNormaliseRules(t *testing.T) {
+	rt, err := ParseNormaliseRule("configuration.requestTimeout=300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip, err := ParseNormaliseRule("sink.headers=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseNormaliseRule("nonsense"); err == nil {
+		t.Fatal("a rule without = was accepted")
+	}
+	ts, _ := newFake(t, Options{Normalise: []NormaliseRule{rt, strip}})
+	job := minimalJob("normalised-job")
+	job["sink"] = map[string]any{"type": "webhook", "url": "https://hooks.example/x", "headers": map[string]string{"A": "b"}}
+	mustStatus(t, call(t, ts, "POST", "/jobs", job), 201)
+	for i := 0; i < 2; i++ { // create, then update: each write is rewritten
+		var d map[string]json.RawMessage
+		call(t, ts, "GET", "/jobs/normalised-job", nil).decode(t, &d)
+		if string(d["configuration"]) != `{"requestTimeout":300}` || string(d["sink"]) != `{"type":"webhook","url":"https://hooks.example/x","skipOnFail":false}` {
+			t.Fatalf("write %d: configuration %s sink %s", i, d["configuration"], d["sink"])
+		}
+		delete(job, "id")
+		mustStatus(t, call(t, ts, "PUT", "/jobs/normalised-job", job), 200)
+	}
+}

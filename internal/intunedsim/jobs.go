@@ -84,6 +84,7 @@ func (s *Server) createJob(c *reqCtx) (int, any, *apiError) {
 		}
 		return 0, nil, badRequest(msg, fieldError{"id", "already exists"})
 	}
+	s.normaliseLocked(spec)
 	j := &job{
 		ws: c.ws, project: c.project, projectID: c.projectID,
 		spec: *spec, sched: sched, state: StateActive, createdAt: s.clock.Now(),
@@ -122,6 +123,7 @@ func (s *Server) updateJob(c *reqCtx) (int, any, *apiError) {
 	if j, apiErr = s.lookupLocked(c); apiErr != nil { // deleted meanwhile
 		return 0, nil, apiErr
 	}
+	s.normaliseLocked(spec)
 	s.replaceSpecLocked(j, spec, sched)
 	s.log.Info("job updated", "workspace", c.ws, "project", c.project, "job", j.spec.ID)
 	return http.StatusOK, idMessage{ID: j.spec.ID, Message: "updated job successfully"}, nil

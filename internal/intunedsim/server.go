@@ -64,6 +64,9 @@ type Options struct {
 	// 0 picks a seed from the wall clock (the catalogue then uses seed 1).
 	Seed uint64
 
+	// Normalise rewrites fields of every Job written (see NormaliseRule).
+	Normalise []NormaliseRule
+
 	// Faults are the initial fault-injection rules (see FaultRule).
 	Faults []FaultRule
 	// S3FailRate is the share of S3 sink "deliveries" that fail (there is no
@@ -105,6 +108,7 @@ type Server struct {
 	faults     []FaultRule
 	s3FailRate float64
 	handlers   map[string]APIHandler
+	normalise  []NormaliseRule
 	closed     bool
 
 	busyMu sync.Mutex
@@ -138,6 +142,7 @@ func New(opts Options) (*Server, error) {
 		jobs:       map[projKey]map[string]*job{},
 		calls:      map[string]int{},
 		faults:     append([]FaultRule(nil), opts.Faults...),
+		normalise:  append([]NormaliseRule(nil), opts.Normalise...),
 		s3FailRate: opts.S3FailRate,
 		idle:       make(chan struct{}),
 	}
