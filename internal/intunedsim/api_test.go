@@ -191,18 +191,30 @@ func TestErrors(t *testing.T) {
 		{"fractional requestTimeout", "POST", "/jobs", valid(func(m map[string]any) {
 			m["payload"] = []any{map[string]any{"apiName": "a", "parameters": map[string]any{}, "requestTimeout": 2.5}}
 		}), nil, 400, "bad-request", "payload.requestTimeout must be an integer (the SDK schema says int), got 2.5", nil},
-		{"fractional maximumAttempts", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"retry": map[string]any{"maximumAttempts": 1.5}} }), nil, 400, "bad-request", "configuration.retry.maximumAttempts must be an integer", nil},
-		{"fractional every", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": 1000.5}}} }), nil, 400, "bad-request", "integer", []string{"schedule.intervals[0].every"}},
+		{"fractional maximumAttempts", "POST", "/jobs", valid(func(m map[string]any) {
+			m["configuration"] = map[string]any{"retry": map[string]any{"maximumAttempts": 1.5}}
+		}), nil, 400, "bad-request", "configuration.retry.maximumAttempts must be an integer", nil},
+		{"fractional every", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": 1000.5}}}
+		}), nil, 400, "bad-request", "integer", []string{"schedule.intervals[0].every"}},
 		{"fractional jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": 0.5} }), nil, 400, "bad-request", "integer", []string{"schedule.jitter"}},
 		{"negative jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": -1} }), nil, 400, "bad-request", "positive", []string{"schedule.jitter"}},
-		{"fractional calendar value", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"minute": 2.5}}} }), nil, 400, "bad-request", "must be an integer", []string{"schedule.calendars[0].minute"}},
+		{"fractional calendar value", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"minute": 2.5}}}
+		}), nil, 400, "bad-request", "must be an integer", []string{"schedule.calendars[0].minute"}},
 		{"fractional calendar step", "POST", "/jobs", valid(func(m map[string]any) {
 			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"minute": map[string]any{"start": 0, "end": 59, "step": 1.5}}}}
 		}), nil, 400, "bad-request", "step an integer", []string{"schedule.calendars[0].minute"}},
-		{"lower-case day", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "monday"}}} }), nil, 400, "bad-request", "upper case", []string{"schedule.calendars[0].dayOfWeek"}},
-		{"day as number", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": 1}}} }), nil, 400, "bad-request", "not a number", []string{"schedule.calendars[0].dayOfWeek"}},
+		{"lower-case day", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "monday"}}}
+		}), nil, 400, "bad-request", "upper case", []string{"schedule.calendars[0].dayOfWeek"}},
+		{"day as number", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": 1}}}
+		}), nil, 400, "bad-request", "not a number", []string{"schedule.calendars[0].dayOfWeek"}},
 		{"month as number", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"month": 3}}} }), nil, 400, "bad-request", "not a number", []string{"schedule.calendars[0].month"}},
-		{"wildcard inside a list", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"hour": []any{"*"}}}} }), nil, 400, "bad-request", "whole field", []string{"schedule.calendars[0].hour"}},
+		{"wildcard inside a list", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"hour": []any{"*"}}}}
+		}), nil, 400, "bad-request", "whole field", []string{"schedule.calendars[0].hour"}},
 		{"maxConcurrentRequests 0", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"maxConcurrentRequests": 0} }), nil, 400, "bad-request", "greater than 0", []string{"configuration.maxConcurrentRequests"}},
 		{"requestTimeout as string", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"requestTimeout": "600"} }), nil, 400, "bad-request", "configuration.requestTimeout must be an integer, got string", nil},
 		{"keys are case-sensitive", "POST", "/jobs", `{"id":"case-job","Payload":[],"configuration":{}}`, nil, 400, "bad-request", "payload is required", []string{"payload"}},
