@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,16 @@ type config struct {
 	runDuration                                   time.Duration
 	fakeClock                                     bool
 	normalise                                     []intunedsim.NormaliseRule
+	dateFormat                                    string
+}
+
+func dateFormatNames() []string {
+	var out []string
+	for k := range intunedsim.DateFormats {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // run parses args, serves until ctx ends, then shuts down gracefully.
@@ -93,6 +104,7 @@ Example:
 	fs.Float64Var(&c.s3FailRate, "s3-fail-rate", 0, "share (0..1) of simulated S3 sink deliveries that fail")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, /_sim/ requires Authorization: Bearer <token>")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.dateFormat, "date-format", "iso", "format of the timestamps the SDK types as plain strings: "+strings.Join(dateFormatNames(), ", ")+" (iso is JavaScript's toISOString)")
 	fs.Func("normalise", "rewrite a field of every Job written, as a server that normalises would: path=json (e.g. configuration.requestTimeout=300) or path= to strip it (e.g. sink.headers=); repeatable", func(v string) error {
 		r, err := intunedsim.ParseNormaliseRule(v)
 		if err == nil {
@@ -127,6 +139,7 @@ Example:
 		},
 		Seed:       c.seed,
 		Normalise:  c.normalise,
+		DateFormat: c.dateFormat,
 		S3FailRate: c.s3FailRate,
 		AdminToken: c.adminToken,
 		Logger:     log,

@@ -517,9 +517,9 @@ func (r *IntunedJobReconciler) findTriggeredRun(ctx context.Context, api intuned
 	}
 	since := job.Status.LastTriggerTime.Add(-triggerClockSkew)
 	for _, run := range runs.JobRuns {
-		started := run.StartTime
+		started := run.StartTime.Time
 		if started.IsZero() {
-			started = run.CreatedAt
+			started = run.CreatedAt.Time
 		}
 		if run.Type == intuned.JobRunManual && !started.Before(since) {
 			return run.ID, nil

@@ -115,8 +115,8 @@ func reportSuspended(job *intunedv1alpha1.IntunedJob) {
 // observeJob copies what Intuned reports about the Job into status.
 func observeJob(job *intunedv1alpha1.IntunedJob, j *intuned.Job) {
 	job.Status.JobState = intunedv1alpha1.JobState(j.State)
-	job.Status.NextRunTime = metaTime(j.NextRunTime)
-	job.Status.LastRunTime = metaTime(j.LastRunTime)
+	job.Status.NextRunTime = metaTime(j.NextRunTime.Ptr())
+	job.Status.LastRunTime = metaTime(j.LastRunTime.Ptr())
 }
 
 // runSummary is the status view of a JobRun.
@@ -128,13 +128,13 @@ func runSummary(jr intuned.JobRun) *intunedv1alpha1.JobRunSummary {
 		Payloads:   int64Ptr(jr.Payloads),
 		Successful: int64Ptr(jr.SuccessfulRuns),
 		Failed:     int64Ptr(jr.FailedRuns),
-		End:        metaTime(jr.EndTime),
+		End:        metaTime(jr.EndTime.Ptr()),
 	}
 	if jr.Reason != nil {
 		s.Reason = jr.Reason.Type
 	}
 	if !jr.StartTime.IsZero() {
-		t := metav1.NewTime(jr.StartTime)
+		t := metav1.NewTime(jr.StartTime.Time)
 		s.Start = &t
 	}
 	return s

@@ -47,3 +47,21 @@ func TestSpecDiffAndDigest(t *testing.T) {
 		t.Fatal("digest does not depend on the key: a secret in the spec could be guessed from it")
 	}
 }
+
+func TestParseTimeFormats(t *testing.T) {
+	want := "2026-01-05T09:00:00.25Z"
+	for _, s := range []string{
+		"2026-01-05T09:00:00.250Z", "2026-01-05T09:00:00.25+00:00", "2026-01-05T10:00:00.25+01:00",
+		"2026-01-05T09:00:00.25+0000", "2026-01-05 09:00:00.250000+00", "2026-01-05 09:00:00.25",
+		"2026-01-05T09:00:00.250",
+	} {
+		got, ok := ParseTime(s)
+		if !ok || got.Format("2006-01-02T15:04:05.999Z07:00") != want {
+			t.Errorf("ParseTime(%q) = %v %v, want %s", s, got, ok, want)
+		}
+	}
+	var tm Time
+	if err := tm.UnmarshalJSON([]byte(`"next tuesday"`)); err != nil || !tm.IsZero() || tm.Raw != "next tuesday" {
+		t.Errorf("an unknown format must read as zero without error: %+v %v", tm, err)
+	}
+}

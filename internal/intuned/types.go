@@ -2,7 +2,6 @@ package intuned
 
 import (
 	"encoding/json"
-	"time"
 )
 
 // This file holds the wire types of the Jobs and JobRuns endpoints. JSON names
@@ -128,9 +127,9 @@ type Job struct {
 	Payload       []PayloadItem `json:"payload,omitempty"`
 	Schedule      *Schedule     `json:"schedule,omitempty"`
 	Sink          *Sink         `json:"sink,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
-	NextRunTime   *time.Time    `json:"next_run_time,omitempty"`
-	LastRunTime   *time.Time    `json:"last_run_time,omitempty"`
+	CreatedAt     Time          `json:"created_at"`
+	NextRunTime   *Time         `json:"next_run_time,omitempty"`
+	LastRunTime   *Time         `json:"last_run_time,omitempty"`
 	State         JobState      `json:"state"`
 	ProjectID     string        `json:"projectId"`
 	AuthSession   *AuthSession  `json:"auth_session,omitempty"`
@@ -142,7 +141,7 @@ type JobReason struct {
 	Type      string          `json:"type"` // "paused" | "terminated"
 	Message   string          `json:"message"`
 	Details   json.RawMessage `json:"details,omitempty"`
-	Timestamp *time.Time      `json:"timestamp,omitempty"`
+	Timestamp *Time           `json:"timestamp,omitempty"`
 }
 
 // JobListItem is one element of the Get Jobs array: the Job "as stored in the
@@ -156,9 +155,9 @@ type JobListItem struct {
 	Payload       []PayloadItem `json:"payload"`
 	Sink          *Sink         `json:"sink,omitempty"`
 	Schedule      *Schedule     `json:"schedule,omitempty"`
-	NextRunTime   *time.Time    `json:"next_run_time,omitempty"`
-	LastRunTime   *time.Time    `json:"last_run_time,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
+	NextRunTime   *Time         `json:"next_run_time,omitempty"`
+	LastRunTime   *Time         `json:"last_run_time,omitempty"`
+	CreatedAt     Time          `json:"created_at"`
 	AuthSession   *AuthSession  `json:"auth_session,omitempty"`
 	Proxy         *ProxyObject  `json:"proxy,omitempty"`
 	Reason        *JobReason    `json:"reason,omitempty"`
@@ -230,13 +229,13 @@ type JobConfigurationSnapshot struct {
 // JobRun is one execution of a Job (all keys snake_case).
 type JobRun struct {
 	ID          string       `json:"id"`
-	StartTime   time.Time    `json:"start_time"`
-	EndTime     *time.Time   `json:"end_time"`
+	StartTime   Time         `json:"start_time"`
+	EndTime     *Time        `json:"end_time"`
 	WorkspaceID string       `json:"workspace_id"`
 	ProjectID   string       `json:"project_id"`
 	JobID       string       `json:"job_id"`
-	CreatedAt   time.Time    `json:"created_at"`
-	UpdatedAt   time.Time    `json:"updated_at"`
+	CreatedAt   Time         `json:"created_at"`
+	UpdatedAt   Time         `json:"updated_at"`
 	Type        JobRunType   `json:"type"`
 	Status      JobRunStatus `json:"status"`
 	// Payloads, SuccessfulRuns and FailedRuns are counters; null until known.

@@ -27,6 +27,7 @@ type job struct {
 	timer                  Timer
 	timerGen               int
 	runs                   []*jobRun // in creation order
+	dateFormat             string    // Options.DateFormat when created
 }
 
 func (s *Server) jobsOf(ws, project string) map[string]*job {
@@ -88,6 +89,7 @@ func (s *Server) createJob(c *reqCtx) (int, any, *apiError) {
 	j := &job{
 		ws: c.ws, project: c.project, projectID: c.projectID,
 		spec: *spec, sched: sched, state: StateActive, createdAt: s.clock.Now(),
+		dateFormat: s.opts.DateFormat,
 	}
 	jobs[spec.ID] = j
 	s.armScheduleLocked(j)
@@ -250,9 +252,9 @@ func (j *job) detail() jobDetail {
 		Payload:       j.spec.Payload,
 		Schedule:      j.spec.Schedule,
 		Sink:          j.spec.Sink,
-		CreatedAt:     isoTime(j.createdAt),
-		NextRunTime:   isoPtr(j.nextRunTime),
-		LastRunTime:   isoPtr(j.lastRunTime),
+		CreatedAt:     stamp(j.dateFormat, j.createdAt),
+		NextRunTime:   stampPtr(j.dateFormat, j.nextRunTime),
+		LastRunTime:   stampPtr(j.dateFormat, j.lastRunTime),
 		State:         j.state,
 		ProjectID:     j.projectID,
 		AuthSession:   j.spec.AuthSession,
@@ -269,9 +271,9 @@ func (j *job) listItem() jobListItem {
 		Payload:       j.spec.Payload,
 		Sink:          j.spec.Sink,
 		Schedule:      j.spec.Schedule,
-		NextRunTime:   isoPtr(j.nextRunTime),
-		LastRunTime:   isoPtr(j.lastRunTime),
-		CreatedAt:     isoTime(j.createdAt),
+		NextRunTime:   stampPtr(j.dateFormat, j.nextRunTime),
+		LastRunTime:   stampPtr(j.dateFormat, j.lastRunTime),
+		CreatedAt:     stamp(j.dateFormat, j.createdAt),
 		AuthSession:   j.spec.AuthSession,
 		Proxy:         proxyObj(j.spec.Proxy),
 		Reason:        j.reason,

@@ -454,13 +454,13 @@ func parseSortBy(v string) (func(a, b *jobRun) bool, *apiError) {
 func (jr *jobRun) wire() jobRunWire {
 	return jobRunWire{
 		ID:                       jr.id,
-		StartTime:                isoPtr(jr.start),
-		EndTime:                  isoPtr(jr.end),
+		StartTime:                stampPtr(jr.job.dateFormat, jr.start),
+		EndTime:                  stampPtr(jr.job.dateFormat, jr.end),
 		WorkspaceID:              jr.job.ws,
 		ProjectID:                jr.job.projectID,
 		JobID:                    jr.job.spec.ID,
-		CreatedAt:                isoTime(jr.created),
-		UpdatedAt:                isoTime(jr.updated),
+		CreatedAt:                stamp(jr.job.dateFormat, jr.created),
+		UpdatedAt:                stamp(jr.job.dateFormat, jr.updated),
 		Type:                     jr.typ,
 		Status:                   jr.status,
 		Payloads:                 jr.payloads,

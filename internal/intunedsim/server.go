@@ -2,6 +2,7 @@ package intunedsim
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -64,6 +65,10 @@ type Options struct {
 	// 0 picks a seed from the wall clock (the catalogue then uses seed 1).
 	Seed uint64
 
+	// DateFormat names the DateFormats layout of the timestamps the SDK
+	// types as plain strings; "" means "iso" (JavaScript's toISOString).
+	DateFormat string
+
 	// Normalise rewrites fields of every Job written (see NormaliseRule).
 	Normalise []NormaliseRule
 
@@ -125,6 +130,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.RateLimit == 0 {
 		opts.RateLimit = DefaultRateLimit
+	}
+	if _, ok := DateFormats[opts.DateFormat]; !ok && opts.DateFormat != "" {
+		return nil, fmt.Errorf("intunedsim: unknown date format %q (want one of %s)", opts.DateFormat, strings.Join(sortedKeys(DateFormats), ", "))
 	}
 	if opts.DuplicateCreateStatus == 0 {
 		opts.DuplicateCreateStatus = http.StatusBadRequest

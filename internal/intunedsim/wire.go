@@ -263,6 +263,36 @@ func isoTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
+// DateFormats are the timestamp formats the simulator can emit for the
+// fields the SDK types as plain strings (created_at, next_run_time,
+// start_time, ...), so tests can prove a client reads more than one
+// flavour. The list reason's timestamp stays ISO: the SDK validates it as
+// an ISO date-time with offset.
+var DateFormats = map[string]string{
+	"iso":      "2006-01-02T15:04:05.000Z",         // JavaScript toISOString (default)
+	"rfc3339":  "2006-01-02T15:04:05-07:00",        // no fraction, numeric offset
+	"micro":    "2006-01-02T15:04:05.000000-07:00", // microseconds, numeric offset
+	"postgres": "2006-01-02 15:04:05.000000-07",    // PostgreSQL's text form
+	"naive":    "2006-01-02T15:04:05.000",          // no zone (UTC meant)
+}
+
+// stamp formats t in the named DateFormats layout ("" = iso).
+func stamp(format string, t time.Time) string {
+	layout, ok := DateFormats[format]
+	if !ok {
+		layout = DateFormats["iso"]
+	}
+	return t.UTC().Format(layout)
+}
+
+func stampPtr(format string, t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := stamp(format, *t)
+	return &s
+}
+
 func isoPtr(t *time.Time) *string {
 	if t == nil {
 		return nil

@@ -116,3 +116,40 @@ func TestSDKCreatedJobReadable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDateFormats: the SDK types most timestamps as plain strings, so the
+// server may use any ISO-8601 flavour. The client reads every format the
+// simulator can emit to the same instant, for Jobs and JobRuns.
+func TestDateFormats(t *testing.T) {
+	for _, format := range []string{"iso", "rfc3339", "micro", "postgres", "naive"} {
+		t.Run(format, func(t *testing.T) {
+			e := newEnv(t, intunedsim.Options{DateFormat: format, Handlers: map[string]intunedsim.APIHandler{"list": noop}})
+			ctx := ctxT(t)
+			req := quickstartJob("dated-job-1")
+			req.Schedule = &intuned.Schedule{Intervals: []intuned.Interval{{Every: intuned.Str("1h")}}}
+			if _, err := e.client.CreateJob(ctx, project, req); err != nil {
+				t.Fatal(err)
+			}
+			job, err := e.client.GetJob(ctx, project, req.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if job.CreatedAt.IsZero() || job.NextRunTime.Ptr() == nil || !job.NextRunTime.After(job.CreatedAt.Time) {
+				t.Fatalf("created_at %q next_run_time %+v not read", job.CreatedAt.Raw, job.NextRunTime)
+			}
+			tr, err := e.client.TriggerJob(ctx, project, req.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := waitRunDone(t, e.client, req.ID, tr.JobRunID).JobRun
+			if run.StartTime.IsZero() || run.EndTime.Ptr() == nil || run.EndTime.Before(run.StartTime.Time) || run.CreatedAt.IsZero() {
+				t.Fatalf("JobRun times not read: start %q end %+v created %q", run.StartTime.Raw, run.EndTime, run.CreatedAt.Raw)
+			}
+			var raw map[string]any
+			rawGet(t, e.sim, "/jobs/"+req.ID, &raw)
+			if s, _ := raw["created_at"].(string); s != job.CreatedAt.Raw {
+				t.Fatalf("raw created_at %q, client kept %q", s, job.CreatedAt.Raw)
+			}
+		})
+	}
+}
