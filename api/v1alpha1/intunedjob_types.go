@@ -647,13 +647,22 @@ type JobRunSummary struct {
 	// Type is MANUAL (triggered) or SCHEDULED.
 	// +optional
 	Type string `json:"type,omitempty"`
-	// Status is Intuned's JobRun status, e.g. PENDING, COMPLETED, FAILURE.
+	// Status is Intuned's JobRun status: PENDING, PAUSING, PAUSED,
+	// RESUMING, SUCCESS, COMPLETED, FAILURE, TERMINATED or CANCELED.
 	// +optional
 	Status string `json:"status,omitempty"`
 	// Reason is Intuned's reason type when the JobRun was paused, cancelled
-	// or terminated (e.g. "s3-sink-error").
+	// or terminated (e.g. "s3-sink-error", "auth-session-not-found").
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// ErrorCode is Intuned's error code of a failed JobRun (e.g.
+	// "internal-server-error", "insufficient-resource-credits").
+	// +optional
+	ErrorCode string `json:"errorCode,omitempty"`
+	// Message is Intuned's explanation (its error's message, else its
+	// reason's), shortened to 512 characters.
+	// +optional
+	Message string `json:"message,omitempty"`
 	// Payloads is the total number of payload calls in the JobRun.
 	// +optional
 	Payloads *int64 `json:"payloads,omitempty"`

@@ -44,7 +44,7 @@ type config struct {
 	rateLimit, products, latencyMS, dupStatus     int
 	seed                                          uint64
 	runDuration                                   time.Duration
-	fakeClock                                     bool
+	fakeClock, omitPayload                        bool
 	normalise                                     []intunedsim.NormaliseRule
 	dateFormat                                    string
 }
@@ -104,6 +104,7 @@ Example:
 	fs.Float64Var(&c.s3FailRate, "s3-fail-rate", 0, "share (0..1) of simulated S3 sink deliveries that fail")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, /_sim/ requires Authorization: Bearer <token>")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.omitPayload, "omit-detail-payload", false, "leave payload out of Get Job answers (optional in the SDK's schema; Get Jobs keeps it)")
 	fs.StringVar(&c.dateFormat, "date-format", "iso", "format of the timestamps the SDK types as plain strings: "+strings.Join(dateFormatNames(), ", ")+" (iso is JavaScript's toISOString)")
 	fs.Func("normalise", "rewrite a field of every Job written, as a server that normalises would: path=json (e.g. configuration.requestTimeout=300) or path= to strip it (e.g. sink.headers=); repeatable", func(v string) error {
 		r, err := intunedsim.ParseNormaliseRule(v)
@@ -137,12 +138,13 @@ Example:
 		Catalogue: intunedsim.CatalogueOptions{
 			Products: c.products, FailureShare: c.failureShare, RunDuration: c.runDuration,
 		},
-		Seed:       c.seed,
-		Normalise:  c.normalise,
-		DateFormat: c.dateFormat,
-		S3FailRate: c.s3FailRate,
-		AdminToken: c.adminToken,
-		Logger:     log,
+		Seed:              c.seed,
+		Normalise:         c.normalise,
+		DateFormat:        c.dateFormat,
+		OmitDetailPayload: c.omitPayload,
+		S3FailRate:        c.s3FailRate,
+		AdminToken:        c.adminToken,
+		Logger:            log,
 	}
 	if c.products == 0 {
 		opts.Catalogue.Products = -1 // explicit zero products

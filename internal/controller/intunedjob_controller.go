@@ -188,7 +188,7 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 	}
 
 	project, id := job.Spec.Project, job.EffectiveJobID()
-	observed, err := api.GetJob(ctx, project, id)
+	observed, err := getJob(ctx, api, project, id)
 	state := intuned.JobStateActive
 	created := false
 	// notice is an outcome that is reported (Synced=False) but does not
@@ -204,7 +204,7 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 		// Read the Job back so the next poll knows Intuned's answer to this
 		// exact spec (see converge). If the read fails the next poll
 		// compares as usual.
-		if after, err := api.GetJob(ctx, project, id); err == nil {
+		if after, err := getJob(ctx, api, project, id); err == nil {
 			job.Status.LastApplied = appliedRecord(creds.APIKey, desired, after)
 			observeJob(job, after)
 			state = after.State
@@ -251,6 +251,28 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 	return notice
 }
 
+// getJob reads a Job. The SDK's Get Job schema has payload optional; when
+// the answer lacks it, the payload comes from the Get Jobs list item (where
+// it is required), so a missing payload never reads as "the payload was
+// removed" and causes a write.
+func getJob(ctx context.Context, api intuned.API, project, id string) (*intuned.Job, error) {
+	j, err := api.GetJob(ctx, project, id)
+	if err != nil || j.Payload != nil {
+		return j, err
+	}
+	list, err := api.ListJobs(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range list {
+		if it.ID == id {
+			j.Payload = it.Payload
+			break
+		}
+	}
+	return j, nil
+}
+
 // converge makes the Job on Intuned match desired, writing only when a write
 // can change something. A real server may normalise fields in ways no
 // document describes (defaults, rounding, stripping), so "observed equals
@@ -284,7 +306,7 @@ func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, jo
 		return nil, nil, intunedWriteError(err)
 	}
 	r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
-	after, err := api.GetJob(ctx, project, id)
+	after, err := getJob(ctx, api, project, id)
 	if err != nil {
 		return nil, nil, asTransient(err)
 	}
@@ -539,8 +561,31 @@ func (r *IntunedJobReconciler) refreshLastRun(ctx context.Context, api intuned.A
 		job.Status.LastJobRun = nil
 		return nil
 	}
+	prev := job.Status.LastJobRun
 	job.Status.LastJobRun = runSummary(runs.JobRuns[0])
+	r.reportRunEnd(job, prev, runs.JobRuns[0])
 	return nil
+}
+
+// reportRunEnd records a Warning Event, once, when the last JobRun ends
+// FAILURE or CANCELED, with Intuned's own message.
+func (r *IntunedJobReconciler) reportRunEnd(job *intunedv1alpha1.IntunedJob, prev *intunedv1alpha1.JobRunSummary, run intuned.JobRun) {
+	if run.Status != intuned.JobRunFailure && run.Status != intuned.JobRunCanceled {
+		return
+	}
+	if prev != nil && prev.ID == run.ID && prev.Status == string(run.Status) {
+		return // already reported
+	}
+	note := fmt.Sprintf("JobRun %s of Job %s ended %s", run.ID, job.EffectiveJobID(), run.Status)
+	if run.Payloads != nil && run.FailedRuns != nil {
+		note += fmt.Sprintf(" (%d of %d payloads failed)", *run.FailedRuns, *run.Payloads)
+	}
+	if m := runMessage(run); m != "" {
+		note += ": " + m
+	}
+	// The note is Intuned's text: passed as an argument, never as the
+	// format, so a % in it is printed as is.
+	r.event(job, "Warning", "JobRunFailed", "JobRun", "%s", note)
 }
 
 // asTransient reports a failed read or pause/resume as retriable: a 400 or

@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -72,5 +75,105 @@ func TestIntunedJobServerNormalises(t *testing.T) {
 	f.waitReady("unchanged-by-writes")
 	if w := f.sim.WriteCalls(); w != 0 {
 		t.Errorf("%d writes for a spec equal to Intuned's Job", w)
+	}
+}
+
+// TestIntunedJobRunOutcomes: every JobRun status the SDK knows, with its
+// reason and error, reaches status.lastJobRun; a run that ends FAILURE or
+// CANCELED gets one Warning Event carrying Intuned's message verbatim (a %
+// in it is not a format verb).
+func TestIntunedJobRunOutcomes(t *testing.T) {
+	blocked := func(ctx context.Context, _ intunedsim.RunContext) intunedsim.RunResult {
+		<-ctx.Done() // runs until the test forces an end
+		return intunedsim.RunResult{Error: &intunedsim.RunError{Code: "job-run-terminated", Message: "stopped"}}
+	}
+	f := newIJFixture(t, fixtureOptions{sim: intunedsim.Options{Handlers: map[string]intunedsim.APIHandler{"list": blocked}}})
+	f.create(f.newJob("run-outcomes"))
+	f.waitReady("run-outcomes")
+	f.setTrigger("run-outcomes", "1")
+	runID := f.waitTriggerRecorded("run-outcomes", "1").Status.LastTriggeredJobRunID
+
+	type reason = struct{ Type, Message string }
+	type runErr = struct{ Code, Category, Message string }
+	steps := []struct {
+		status  string
+		reason  *reason
+		err     *runErr
+		code    string
+		message string
+	}{
+		{status: "PAUSING", reason: &reason{"user-request", "paused by user"}, message: "user-request: paused by user"},
+		{status: "PAUSED", reason: &reason{"auth-session-invalid-mid-job", "session expired"}, message: "auth-session-invalid-mid-job: session expired"},
+		{status: "RESUMING"},
+		{status: "CANCELED", reason: &reason{"auth-session-validate-dependency-failed", "check failed 100%d of %s"}, message: "auth-session-validate-dependency-failed: check failed 100%d of %s"},
+		{status: "FAILURE", err: &runErr{"insufficient-resource-credits", "billing", "credits at 100% used"}, code: "insufficient-resource-credits", message: "insufficient-resource-credits: credits at 100% used"},
+		{status: "SUCCESS"},
+		{status: "COMPLETED"},
+		{status: "TERMINATED", reason: &reason{"terminated", "terminated by user"}, message: "terminated: terminated by user"},
+	}
+	for _, st := range steps {
+		var s intunedsim.JobRunState
+		s.Status = st.status
+		if st.reason != nil {
+			s.Reason = &struct {
+				Type    string `json:"type"`
+				Message string `json:"message"`
+			}{st.reason.Type, st.reason.Message}
+		}
+		if st.err != nil {
+			s.Error = &struct {
+				Code     string `json:"code"`
+				Category string `json:"category"`
+				Message  string `json:"message"`
+			}{st.err.Code, st.err.Category, st.err.Message}
+		}
+		if err := f.sim.SetJobRunState(runID, s); err != nil {
+			t.Fatal(err)
+		}
+		f.eventually(20*time.Second, func() string {
+			r := f.get("run-outcomes").Status.LastJobRun
+			wantReason := ""
+			if st.reason != nil {
+				wantReason = st.reason.Type
+			}
+			if r == nil || r.ID != runID || r.Status != st.status || r.Reason != wantReason || r.ErrorCode != st.code || r.Message != st.message {
+				return fmt.Sprintf("lastJobRun %+v, want status %s reason %q code %q message %q", r, st.status, wantReason, st.code, st.message)
+			}
+			return ""
+		})
+	}
+	var failed []string
+	for _, e := range f.events("run-outcomes") {
+		if strings.HasPrefix(e, "JobRunFailed:") {
+			failed = append(failed, e)
+		}
+	}
+	want := []string{
+		"JobRunFailed: JobRun " + runID + " of Job run-outcomes ended CANCELED (0 of 1 payloads failed): auth-session-validate-dependency-failed: check failed 100%d of %s",
+		"JobRunFailed: JobRun " + runID + " of Job run-outcomes ended FAILURE (0 of 1 payloads failed): insufficient-resource-credits: credits at 100% used",
+	}
+	slices.Sort(failed)
+	if !slices.Equal(failed, want) {
+		t.Errorf("JobRunFailed events\n got %q\nwant %q", failed, want)
+	}
+	if err := f.sim.SetJobRunState(runID, intunedsim.JobRunState{Status: "RUNNING"}); err == nil {
+		t.Error("the simulator accepted a status the SDK does not know")
+	}
+}
+
+// TestIntunedJobDetailWithoutPayload: Get Job may leave payload out (it is
+// optional in the SDK's schema); the controller reads it from Get Jobs and
+// makes no write at rest.
+func TestIntunedJobDetailWithoutPayload(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{sim: intunedsim.Options{OmitDetailPayload: true}})
+	f.create(f.newJob("no-detail-payload"))
+	j := f.waitReady("no-detail-payload")
+	if a := j.Status.LastApplied; a == nil || len(a.NormalisedFields) != 0 {
+		t.Errorf("status.lastApplied = %+v, want no normalised fields", a)
+	}
+	f.sim.ResetCalls()
+	f.waitPolls(3)
+	if w := f.sim.WriteCalls(); w != 0 {
+		t.Fatalf("%d writes at rest (%v), want 0", w, f.sim.Calls())
 	}
 }

@@ -133,6 +133,10 @@ func runSummary(jr intuned.JobRun) *intunedv1alpha1.JobRunSummary {
 	if jr.Reason != nil {
 		s.Reason = jr.Reason.Type
 	}
+	if jr.Error != nil {
+		s.ErrorCode = jr.Error.Code
+	}
+	s.Message = runMessage(jr)
 	if !jr.StartTime.IsZero() {
 		t := metav1.NewTime(jr.StartTime.Time)
 		s.Start = &t
@@ -160,4 +164,23 @@ func int64Ptr(v *int) *int64 {
 	}
 	i := int64(*v)
 	return &i
+}
+
+// maxRunMessage bounds Intuned's text copied into status and Events.
+const maxRunMessage = 512
+
+// runMessage is Intuned's explanation of a JobRun: its error's message,
+// else its reason's, shortened to maxRunMessage.
+func runMessage(jr intuned.JobRun) string {
+	var m string
+	switch {
+	case jr.Error != nil && jr.Error.Message != "":
+		m = jr.Error.Code + ": " + jr.Error.Message
+	case jr.Reason != nil && jr.Reason.Message != "":
+		m = jr.Reason.Type + ": " + jr.Reason.Message
+	}
+	if r := []rune(m); len(r) > maxRunMessage {
+		m = string(r[:maxRunMessage]) + "..."
+	}
+	return m
 }

@@ -91,6 +91,21 @@ func (s *Server) adminRoutes() {
 		}
 		s.writeJSON(w, 200, map[string]string{"message": "drift applied: " + d.Action})
 	})
+	m.HandleFunc("POST /_sim/jobruns/{jobRunId}/state", func(w http.ResponseWriter, r *http.Request) {
+		var st JobRunState
+		if !s.decodeAdmin(w, r, &st) {
+			return
+		}
+		if err := s.SetJobRunState(r.PathValue("jobRunId"), st); err != nil {
+			status := 400
+			if errors.Is(err, ErrJobNotFound) {
+				status = 404
+			}
+			adminError(w, status, "bad-request", err.Error())
+			return
+		}
+		s.writeJSON(w, 200, st)
+	})
 	m.HandleFunc("POST /_sim/normalise", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Rules []NormaliseRule `json:"rules"`

@@ -104,7 +104,11 @@ func (s *Server) getJob(c *reqCtx) (int, any, *apiError) {
 	if apiErr != nil {
 		return 0, nil, apiErr
 	}
-	return http.StatusOK, j.detail(), nil
+	d := j.detail()
+	if s.opts.OmitDetailPayload {
+		d.Payload = nil
+	}
+	return http.StatusOK, d, nil
 }
 
 // updateJob is a full replacement: optional fields left out of the body

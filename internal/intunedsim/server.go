@@ -69,6 +69,10 @@ type Options struct {
 	// types as plain strings; "" means "iso" (JavaScript's toISOString).
 	DateFormat string
 
+	// OmitDetailPayload leaves payload out of Get Job answers (the SDK's
+	// detail schema has it optional); Get Jobs still carries it.
+	OmitDetailPayload bool
+
 	// Normalise rewrites fields of every Job written (see NormaliseRule).
 	Normalise []NormaliseRule
 

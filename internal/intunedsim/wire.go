@@ -101,7 +101,7 @@ type proxyObject struct {
 type jobDetail struct {
 	ID            string        `json:"id"`
 	Configuration configuration `json:"configuration"`
-	Payload       []payloadItem `json:"payload"`
+	Payload       []payloadItem `json:"payload,omitempty"` // nil only with OmitDetailPayload
 	Schedule      *scheduleWire `json:"schedule"`
 	Sink          *sinkWire     `json:"sink"`
 	CreatedAt     string        `json:"created_at"`
@@ -172,18 +172,31 @@ type jobRunWire struct {
 	JobConfigurationSnapshot configSnapshot `json:"job_configuration_snapshot"`
 }
 
+// jobRunError is a JobRun's error. code and category take only the values
+// of the SDK's enums (JobRunErrorCodes, JobRunErrorCategories).
 type jobRunError struct {
 	Message       string `json:"message"`
 	Code          string `json:"code"`
 	Category      string `json:"category"`
-	CorrelationID string `json:"correlationId"`
+	CorrelationID string `json:"correlationId,omitempty"`
 	Retirable     bool   `json:"retirable"`
+	DocURL        string `json:"doc_url,omitempty"`
 }
 
 type jobRunReason struct {
 	Type    string `json:"type"`
 	Message string `json:"message"`
+	DocURL  string `json:"doc_url,omitempty"`
 }
+
+// The closed sets the SDK's JobRun schema knows. Anything else would make
+// the SDK's response validation fail.
+var (
+	JobRunStatuses        = []string{"PENDING", "PAUSING", "PAUSED", "RESUMING", "SUCCESS", "FAILURE", "COMPLETED", "TERMINATED", "CANCELED"}
+	JobRunReasonTypes     = []string{"terminated", "user-request", "auth-session-not-found", "auth-session-invalid-mid-job", "auth-session-validate-dependency-failed", "auth-session-locked", "another-job-run-active", "insufficient-resource-credits", "s3-sink-error"}
+	JobRunErrorCodes      = []string{"internal-server-error", "insufficient-resource-credits"}
+	JobRunErrorCategories = []string{"infrastructure", "billing"}
+)
 
 type configSnapshot struct {
 	Configuration configuration `json:"configuration"`
