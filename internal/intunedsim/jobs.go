@@ -253,7 +253,7 @@ func (j *job) detail() jobDetail {
 	return jobDetail{
 		ID:            j.spec.ID,
 		Configuration: j.spec.Configuration,
-		Payload:       j.spec.Payload,
+		Payload:       &j.spec.Payload,
 		Schedule:      j.spec.Schedule,
 		Sink:          j.spec.Sink,
 		CreatedAt:     stamp(j.dateFormat, j.createdAt),

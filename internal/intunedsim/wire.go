@@ -99,18 +99,18 @@ type proxyObject struct {
 
 // jobDetail is the Get Job response (GetJobJobDetailsResponse).
 type jobDetail struct {
-	ID            string        `json:"id"`
-	Configuration configuration `json:"configuration"`
-	Payload       []payloadItem `json:"payload,omitempty"` // nil only with OmitDetailPayload
-	Schedule      *scheduleWire `json:"schedule"`
-	Sink          *sinkWire     `json:"sink"`
-	CreatedAt     string        `json:"created_at"`
-	NextRunTime   *string       `json:"next_run_time"`
-	LastRunTime   *string       `json:"last_run_time"`
-	State         string        `json:"state"`
-	ProjectID     string        `json:"projectId"`
-	AuthSession   *authSession  `json:"auth_session"`
-	Proxy         *string       `json:"proxy,omitempty"`
+	ID            string         `json:"id"`
+	Configuration configuration  `json:"configuration"`
+	Payload       *[]payloadItem `json:"payload,omitempty"` // nil only with OmitDetailPayload
+	Schedule      *scheduleWire  `json:"schedule"`
+	Sink          *sinkWire      `json:"sink"`
+	CreatedAt     string         `json:"created_at"`
+	NextRunTime   *string        `json:"next_run_time"`
+	LastRunTime   *string        `json:"last_run_time"`
+	State         string         `json:"state"`
+	ProjectID     string         `json:"projectId"`
+	AuthSession   *authSession   `json:"auth_session"`
+	Proxy         *string        `json:"proxy,omitempty"`
 }
 
 // jobListItem is one element of the Get Jobs array (JobDBObjectSchema).
