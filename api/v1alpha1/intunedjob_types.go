@@ -638,6 +638,11 @@ type AppliedRecord struct {
 	// Intuned changes.
 	// +optional
 	UnchangedWrites int32 `json:"unchangedWrites,omitempty"`
+	// Refused is set when Intuned refused this write for a reason no retry
+	// fixes (ManagedInCode: the Job is defined in code). The write is not
+	// sent again until the spec or the Job on Intuned changes.
+	// +optional
+	Refused string `json:"refused,omitempty"`
 }
 
 // JobRunSummary is a short view of one JobRun.

@@ -299,10 +299,23 @@ func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, jo
 		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: want, ServerDigest: have}
 		return observed, nil, nil
 	}
-	if last != nil && last.SpecDigest == want && last.ServerDigest == have && last.UnchangedWrites != 1 {
-		return observed, normalisedNotice(id, last), nil
+	if last != nil && last.SpecDigest == want && last.ServerDigest == have {
+		if last.Refused == intunedv1alpha1.ReasonManagedInCode {
+			return observed, managedInCode(id), nil
+		}
+		if last.UnchangedWrites != 1 {
+			return observed, normalisedNotice(id, last), nil
+		}
 	}
 	if _, err := api.UpdateJob(ctx, project, id, desired); err != nil {
+		if intuned.IsManagedInCode(err) {
+			// Remembered, so the refused write is not sent again until
+			// the spec or the Job on Intuned changes.
+			job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: want, ServerDigest: have,
+				Refused: intunedv1alpha1.ReasonManagedInCode}
+			r.event(job, "Warning", intunedv1alpha1.ReasonManagedInCode, "Update", "%s", "Intuned refused to update Job "+id+": "+apiMessage(err))
+			return observed, managedInCode(id), nil
+		}
 		return nil, nil, intunedWriteError(err)
 	}
 	r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
@@ -319,6 +332,22 @@ func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, jo
 	}
 	job.Status.LastApplied = rec
 	return after, normalisedNotice(id, rec), nil
+}
+
+// managedInCode is the condition of a Job defined in code: Intuned refuses
+// updates and deletion through the API, everything else still works.
+func managedInCode(id string) error {
+	return stalled(intunedv1alpha1.ReasonManagedInCode, "Job "+id+
+		" is defined in code on Intuned (origin CODE): Intuned refuses to update or delete it through the API, so the operator does not write it; it still observes, pauses/resumes and triggers it. Change it in the project's job files, or delete this IntunedJob with deletionPolicy: Orphan")
+}
+
+// apiMessage is Intuned's message of an error, or the error text.
+func apiMessage(err error) string {
+	var e *intuned.APIError
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Message
+	}
+	return err.Error()
 }
 
 // appliedRecord describes desired as written and after as Intuned then
@@ -619,14 +648,20 @@ func (r *IntunedJobReconciler) finalize(ctx context.Context, job *intunedv1alpha
 			if err != nil {
 				return ctrl.Result{}, err
 			}
-			if err := api.DeleteJob(ctx, job.Spec.Project, id); err != nil && !intuned.IsNotFound(err) {
+			switch err := api.DeleteJob(ctx, job.Spec.Project, id); {
+			case err == nil || intuned.IsNotFound(err):
+				r.event(job, "Normal", "Deleted", "Delete", "Deleted Job %s on Intuned", id)
+			case intuned.IsManagedInCode(err):
+				// No retry can delete it: say so and let the object go.
+				r.event(job, "Warning", "DeleteRefused", "Delete", "%s", "Job "+id+
+					" was left on Intuned: it is defined in code (origin CODE) and Intuned refuses to delete it through the API; remove it from the project's job files and deploy. Intuned said: "+apiMessage(err))
+			default:
 				r.event(job, "Warning", intunedv1alpha1.ReasonSyncFailed, "Delete", "Deleting Job %s on Intuned failed: %v", id, err)
 				if d := intuned.RetryAfter(err); d > 0 {
 					return ctrl.Result{RequeueAfter: afterRetryAfter(d)}, nil
 				}
 				return ctrl.Result{}, err
 			}
-			r.event(job, "Normal", "Deleted", "Delete", "Deleted Job %s on Intuned", id)
 		}
 	}
 	r.ours.Delete(job.UID)

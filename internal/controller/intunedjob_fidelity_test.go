@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
@@ -175,5 +177,60 @@ func TestIntunedJobDetailWithoutPayload(t *testing.T) {
 	f.waitPolls(3)
 	if w := f.sim.WriteCalls(); w != 0 {
 		t.Fatalf("%d writes at rest (%v), want 0", w, f.sim.Calls())
+	}
+}
+
+// TestIntunedJobManagedInCode: a Job defined in code (origin CODE) refuses
+// update and delete through the API. The controller reports Synced=False,
+// reason ManagedInCode, sends the refused update once per spec change (no
+// loop), still pauses and triggers the Job, and deletion with
+// deletionPolicy Delete ends with a DeleteRefused Event instead of hanging.
+func TestIntunedJobManagedInCode(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	const name = "code-defined-job"
+	f.create(f.newJob(name))
+	f.waitReady(name)
+	f.drift(name, "code", "")
+
+	f.update(name, func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.Configuration.MaxConcurrentRequests = int32p(2)
+	})
+	f.waitCondition(name, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonManagedInCode)
+	f.waitCondition(name, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonManagedInCode)
+	f.waitPolls(3)
+	if n := f.callCount("PUT", "/jobs/{jobId}"); n != 1 {
+		t.Fatalf("%d updates sent to a Job defined in code, want 1 (no retry loop)", n)
+	}
+
+	// What the API allows still works.
+	f.update(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = true })
+	f.eventually(20*time.Second, func() string {
+		if j := f.simJob(name); j.State != "PAUSED" {
+			return "not paused on Intuned: " + string(j.State)
+		}
+		return ""
+	})
+	f.setTrigger(name, "run-1")
+	f.waitTriggerRecorded(name, "run-1")
+	f.waitCondition(name, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonManagedInCode)
+	if n := f.callCount("PUT", "/jobs/{jobId}"); n != 1 {
+		t.Errorf("%d updates, want still 1: pausing and triggering change nothing Intuned refuses", n)
+	}
+
+	if err := k8sClient().Delete(context.Background(), f.get(name)); err != nil {
+		t.Fatal(err)
+	}
+	f.eventually(20*time.Second, func() string {
+		err := k8sClient().Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name}, &intunedv1alpha1.IntunedJob{})
+		if !apierrors.IsNotFound(err) {
+			return "object still exists"
+		}
+		return ""
+	})
+	if f.simJob(name) == nil {
+		t.Error("a Job defined in code was deleted")
+	}
+	if !f.hasEvent(name, "DeleteRefused") {
+		t.Errorf("no DeleteRefused event: %v", f.events(name))
 	}
 }

@@ -194,7 +194,9 @@ type DriftRequest struct {
 	WorkspaceID string `json:"workspaceId,omitempty"` // default: the only/first configured workspace
 	Project     string `json:"project"`
 	JobID       string `json:"jobId"`
-	// Action is "delete", "modify" (apply Patch), "pause" or "resume".
+	// Action is "delete", "modify" (apply Patch), "pause", "resume", "code"
+	// (the Job is now defined in code: update and delete are refused) or
+	// "api" (back to an API-managed Job).
 	Action string `json:"action"`
 	// Patch is a JSON merge patch (RFC 7386) applied to the job in Create
 	// body form, e.g. {"configuration":{"maxConcurrentRequests":1},"sink":null}.
@@ -223,6 +225,10 @@ func (s *Server) Drift(d DriftRequest) error {
 		s.deleteJobLocked(j)
 	case "pause", "resume":
 		s.setPausedLocked(j, d.Action == "pause")
+	case "code":
+		j.origin = OriginCode
+	case "api":
+		j.origin = ""
 	case "modify":
 		if len(d.Patch) == 0 {
 			return errors.New("modify needs a patch")
@@ -239,7 +245,7 @@ func (s *Server) Drift(d DriftRequest) error {
 		}
 		s.replaceSpecLocked(j, spec, sched)
 	default:
-		return fmt.Errorf("unknown action %q (want delete, modify, pause or resume)", d.Action)
+		return fmt.Errorf("unknown action %q (want delete, modify, pause, resume, code or api)", d.Action)
 	}
 	s.log.Info("drift applied", "job", d.JobID, "action", d.Action)
 	return nil

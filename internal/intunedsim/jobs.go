@@ -24,10 +24,13 @@ type job struct {
 	lastRunTime            *time.Time
 	nextRunTime            *time.Time
 	scheduleID             *string
-	timer                  Timer
-	timerGen               int
-	runs                   []*jobRun // in creation order
-	dateFormat             string    // Options.DateFormat when created
+	// origin is "API" (created through the API) or "CODE" (defined in the
+	// project's job files). Not in any response: the SDK's schemas lack it.
+	origin     string
+	timer      Timer
+	timerGen   int
+	runs       []*jobRun // in creation order
+	dateFormat string    // Options.DateFormat when created
 }
 
 func (s *Server) jobsOf(ws, project string) map[string]*job {
@@ -129,6 +132,9 @@ func (s *Server) updateJob(c *reqCtx) (int, any, *apiError) {
 	if j, apiErr = s.lookupLocked(c); apiErr != nil { // deleted meanwhile
 		return 0, nil, apiErr
 	}
+	if apiErr := refuseCode(j, "updated"); apiErr != nil {
+		return 0, nil, apiErr
+	}
 	s.normaliseLocked(spec)
 	s.replaceSpecLocked(j, spec, sched)
 	s.log.Info("job updated", "workspace", c.ws, "project", c.project, "job", j.spec.ID)
@@ -147,6 +153,9 @@ func (s *Server) deleteJob(c *reqCtx) (int, any, *apiError) {
 	defer s.mu.Unlock()
 	j, apiErr := s.lookupLocked(c)
 	if apiErr != nil {
+		return 0, nil, apiErr
+	}
+	if apiErr := refuseCode(j, "deleted"); apiErr != nil {
 		return 0, nil, apiErr
 	}
 	s.deleteJobLocked(j)
@@ -298,4 +307,20 @@ func proxyObj(p *string) *proxyObject {
 func (j *job) specJSON() []byte {
 	b, _ := json.Marshal(j.spec)
 	return b
+}
+
+// OriginCode marks a Job defined in code (Intuned's jobs-as-code files).
+const OriginCode = "CODE"
+
+// refuseCode is Intuned's refusal to update or delete a Job defined in code
+// (pause, resume and trigger still work). Intuned documents the refusal,
+// not its status or body: the simulator answers 400 bad-request (a code
+// the SDK knows) whose message and details say origin CODE.
+func refuseCode(j *job, verb string) *apiError {
+	if j.origin != OriginCode {
+		return nil
+	}
+	return badRequest("Job "+j.spec.ID+" is defined in code (origin CODE) and cannot be "+verb+
+		" through the API; change or remove it in the project's job files and deploy",
+		fieldError{"origin", "CODE"})
 }

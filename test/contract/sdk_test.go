@@ -153,3 +153,40 @@ func TestDateFormats(t *testing.T) {
 		})
 	}
 }
+
+// TestJobDefinedInCode: a Job defined in code refuses update and delete
+// (400 bad-request, a code the SDK knows, that the client recognises as
+// IsManagedInCode) while pause, resume and trigger still work.
+func TestJobDefinedInCode(t *testing.T) {
+	e := newEnv(t, intunedsim.Options{Handlers: map[string]intunedsim.APIHandler{"list": noop}})
+	ctx := ctxT(t)
+	req := quickstartJob("code-job-1")
+	if _, err := e.client.CreateJob(ctx, project, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.Drift(intunedsim.DriftRequest{Project: project, JobID: req.ID, Action: "code"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.UpdateJob(ctx, project, req.ID, req.Spec())
+	if ae := apiErr(t, err); ae.StatusCode != 400 || ae.Code != "bad-request" || !intuned.IsManagedInCode(err) {
+		t.Errorf("update: %v (IsManagedInCode %v)", err, intuned.IsManagedInCode(err))
+	}
+	err = e.client.DeleteJob(ctx, project, req.ID)
+	if !intuned.IsManagedInCode(err) {
+		t.Errorf("delete: %v", err)
+	}
+	for name, call := range map[string]func() error{
+		"pause":   func() error { return e.client.PauseJob(ctx, project, req.ID) },
+		"resume":  func() error { return e.client.ResumeJob(ctx, project, req.ID) },
+		"trigger": func() error { _, err := e.client.TriggerJob(ctx, project, req.ID); return err },
+	} {
+		if err := call(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Other refusals are not mistaken for it.
+	_, err = e.client.UpdateJob(ctx, project, "missing-job", req.Spec())
+	if intuned.IsManagedInCode(err) {
+		t.Errorf("a 404 counted as managed in code: %v", err)
+	}
+}
