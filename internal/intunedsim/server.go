@@ -89,6 +89,11 @@ type Options struct {
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on /_sim/ endpoints.
 	AdminToken string
+	// Observe, when set, is called after every API request (not admin)
+	// with what was asked and answered; a dropped connection or a request
+	// left unanswered is not reported. Conformance tests check each exchange against the wire
+	// schemas.
+	Observe func(Exchange)
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -93,7 +93,7 @@ func TestSDKCreatedJobReadable(t *testing.T) {
 	ctx := ctxT(t)
 	body := `{"id":"sdk-made-job","payload":[{"apiName":"list","parameters":{"a":[1,2]}}],
 		"configuration":{"maxConcurrentRequests":2.5},
-		"schedule":{"jitter":0,"intervals":[{"every":"1h"}],"calendars":[{"minute":{"start":0,"step":15},"dayOfWeek":"*","hour":[1,{"start":3,"end":9,"step":3}]}]},
+		"schedule":{"jitter":0,"intervals":[{"every":"1h"}],"calendars":[{"minute":{"start":0,"step":15,"end":45},"dayOfWeek":"*","hour":[1,{"start":3,"end":9,"step":3}]}]},
 		"sink":{"type":"webhook","url":"https://hooks.example/in","retry":2,"timeout":1000},
 		"auth_session":{"id":"auth-1","checkAttempts":1}}`
 	if status, b := rawDo(t, e.sim, http.MethodPost, "/jobs", body); status != http.StatusCreated {
