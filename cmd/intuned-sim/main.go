@@ -72,6 +72,21 @@ triggered and scheduled JobRuns with a built-in catalogue (api "list" extends th
 "details" payload per product) and POSTs each Run's result to the job's webhook sink, retrying
 failures on Intuned's schedule (10s doubling to 2m, for 1h). Admin API under /_sim/.
 
+Models: the 11 Jobs/JobRuns operations of Intuned's SDK v0.5.2 with its wire keys
+(auth_session, created_at, projectId, ...), request validation as the SDK's request
+schemas (integers, upper-case day/month names, "*" only as a whole calendar field),
+answers as its response schemas (keys they lack are dropped: webhook retry/timeout,
+a calendar step without end), Jobs defined in code (origin CODE: update and delete
+refused, pause/resume/trigger allowed; mark one with POST /_sim/drift action "code"),
+every JobRun status/reason/error via POST /_sim/jobruns/{id}/state, and servers that
+normalise (--normalise), use other date formats (--date-format) or omit the Get Job
+payload (--omit-detail-payload).
+Does not model: the Run API (run/start, run/{id}/result), AuthSessions (auth sessions
+are stored on Jobs but never created, validated or used), projects and deployments,
+S3 (deliveries are simulated, never sent), billing/credits, Intuned's real error
+messages and the status of refusals Intuned does not document (duplicate id: 400 or
+409; a Job defined in code: 400).
+
 Usage: intuned-sim [flags]
 
 Every flag can also be set with an environment variable INTUNED_SIM_<FLAG> (upper case,

@@ -146,6 +146,8 @@ func TestErrors(t *testing.T) {
 		{"unknown run", "GET", "/jobs/existing-job/runs/nope", nil, nil, 404, "not-found", "nope", nil},
 		{"unknown run terminate", "POST", "/jobs/existing-job/runs/nope/terminate", nil, nil, 404, "not-found", "", nil},
 		{"unknown route", "GET", wsPath + "/nothing", nil, nil, 404, "not-found", "Route", nil},
+		{"Run API not modelled", "POST", wsPath + "/run/start", `{"api":"list","parameters":{}}`, nil, 404, "not-found", "Route", nil},
+		{"AuthSessions not modelled", "GET", wsPath + "/auth-sessions", nil, nil, 404, "not-found", "Route", nil},
 		{"wrong method", "PATCH", "/jobs/existing-job", "{}", nil, 404, "not-found", "Route", nil},
 		{"not json", "POST", "/jobs", "{nope", nil, 400, "bad-request", "JSON", nil},
 		{"array body", "POST", "/jobs", "[]", nil, 400, "bad-request", "JSON object", nil},
