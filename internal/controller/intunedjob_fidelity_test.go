@@ -234,3 +234,43 @@ func TestIntunedJobManagedInCode(t *testing.T) {
 		t.Errorf("no DeleteRefused event: %v", f.events(name))
 	}
 }
+
+// TestIntunedJobStepNeedsEnd: Intuned's schedule API holds a step only in
+// {start, step, end}; the CRD refuses a step without end with a message
+// that says what to do, for numbers, days and months.
+func TestIntunedJobStepNeedsEnd(t *testing.T) {
+	ns := newNamespace(t)
+	tests := []struct {
+		name string
+		cal  intunedv1alpha1.ScheduleCalendar
+		ok   bool
+	}{
+		{"minute-step-no-end", intunedv1alpha1.ScheduleCalendar{Minute: []intunedv1alpha1.CalendarRange{{Start: 0, Step: int32p(15)}}}, false},
+		{"day-step-no-end", intunedv1alpha1.ScheduleCalendar{DayOfWeek: []intunedv1alpha1.DayOfWeekRange{{Start: "MONDAY", Step: int32p(2)}}}, false},
+		{"month-step-no-end", intunedv1alpha1.ScheduleCalendar{Month: []intunedv1alpha1.MonthRange{{Start: "JANUARY", Step: int32p(3)}}}, false},
+		{"minute-step-with-end", intunedv1alpha1.ScheduleCalendar{Minute: []intunedv1alpha1.CalendarRange{{Start: 0, End: int32p(45), Step: int32p(15)}}}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			j := &intunedv1alpha1.IntunedJob{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tc.name},
+				Spec: intunedv1alpha1.IntunedJobSpec{
+					Project:  testProject,
+					Suspend:  true, // only admission matters here
+					Payload:  []intunedv1alpha1.JobPayload{{APIName: "list"}},
+					Schedule: &intunedv1alpha1.JobSchedule{Calendars: []intunedv1alpha1.ScheduleCalendar{tc.cal}},
+				},
+			}
+			err := k8sClient().Create(context.Background(), j)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "step needs end") {
+				t.Fatalf("want a refusal saying step needs end, got %v", err)
+			}
+		})
+	}
+}

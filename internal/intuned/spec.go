@@ -11,7 +11,7 @@ import (
 const (
 	DefaultRequestTimeout  = 600 // seconds, payload items and configuration
 	DefaultMaximumAttempts = 3   // retry.maximumAttempts, when a retry object is given
-	DefaultAuthAttempts    = 3   // authSession checkAttempts and createAttempts
+	DefaultAuthAttempts    = 3   // auth_session checkAttempts and createAttempts
 )
 
 // Spec returns the user-settable part of an observed Job in request form, so
