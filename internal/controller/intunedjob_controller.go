@@ -201,14 +201,10 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 			return err
 		}
 		created = true
-		// Read the Job back so the next poll knows Intuned's answer to this
-		// exact spec (see converge). If the read fails the next poll
-		// compares as usual.
-		if after, err := getJob(ctx, api, project, id); err == nil {
-			job.Status.LastApplied = appliedRecord(creds.APIKey, desired, after)
-			observeJob(job, after)
-			state = after.State
-		}
+		// Intuned's answer to this spec is read at the next poll (no
+		// read-back here: the first sync stays at two calls); an empty
+		// ServerDigest marks it as not seen yet (see converge).
+		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: intuned.SpecDigest(creds.APIKey, desired)}
 	case err != nil:
 		return err
 	default:
@@ -242,7 +238,7 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 		return err
 	}
 	// A Job created just now has no runs yet; skipping the list keeps the
-	// first sync at three calls (GetJob, CreateJob, GetJob).
+	// first sync at two calls (GetJob, CreateJob).
 	if !created || triggered {
 		if err := r.refreshLastRun(ctx, api, job); err != nil {
 			return err
@@ -282,6 +278,9 @@ func getJob(ctx context.Context, api intuned.API, project, id string) (*intuned.
 //   - Neither the spec nor Intuned's answer changed since the last write
 //     (status.lastApplied digests): in sync as far as Intuned can hold the
 //     spec; writing again would get the same answer.
+//   - Right after this object created the Job (its answer not read yet, so
+//     drift and normalisation look alike), a difference is written once and
+//     whatever Intuned then answers is its answer to this spec.
 //   - Otherwise write, read back, and record the digests and the fields
 //     Intuned holds differently. A write that leaves Intuned's answer
 //     unchanged is tried once more (it may have raced another writer); a
@@ -299,6 +298,7 @@ func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, jo
 		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: want, ServerDigest: have}
 		return observed, nil, nil
 	}
+	justCreated := last != nil && last.SpecDigest == want && last.ServerDigest == "" && last.Refused == ""
 	if last != nil && last.SpecDigest == want && last.ServerDigest == have {
 		if last.Refused == intunedv1alpha1.ReasonManagedInCode {
 			return observed, managedInCode(id), nil
@@ -324,7 +324,7 @@ func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, jo
 		return nil, nil, asTransient(err)
 	}
 	rec := appliedRecord(key, desired, after)
-	if len(rec.NormalisedFields) > 0 && rec.ServerDigest == have {
+	if len(rec.NormalisedFields) > 0 && rec.ServerDigest == have && !justCreated {
 		rec.UnchangedWrites = 1
 		if last != nil && last.SpecDigest == want && last.ServerDigest == have && last.UnchangedWrites > 0 {
 			rec.UnchangedWrites = last.UnchangedWrites + 1

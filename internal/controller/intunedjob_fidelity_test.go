@@ -19,9 +19,10 @@ import (
 // TestIntunedJobServerNormalises: a server that rewrites a field on every
 // write never makes the operator write on every poll.
 //
-//   - A field rewritten when the Job is created is remembered
-//     (status.lastApplied): the same answer for the same spec is in sync,
-//     and polls make no writes.
+//   - A field rewritten when the Job is created costs one update at the
+//     first poll (drift and normalisation look alike until then); Intuned's
+//     answer is then remembered (status.lastApplied): the same answer for
+//     the same spec is in sync, and polls make no writes.
 //   - When writes stop changing anything (here: the Job was changed on
 //     Intuned to exactly what the server normalises to), the operator
 //     writes twice, then reports Synced=False, reason ServerNormalises,
@@ -34,8 +35,9 @@ func TestIntunedJobServerNormalises(t *testing.T) {
 	}
 	f := newIJFixture(t, fixtureOptions{sim: intunedsim.Options{Normalise: []intunedsim.NormaliseRule{rule}}})
 	f.create(f.newJob("normalised-at-create"))
-	j := f.waitReady("normalised-at-create")
-	if a := j.Status.LastApplied; a == nil || !slices.Equal(a.NormalisedFields, []string{"configuration.requestTimeout"}) || a.UnchangedWrites != 0 {
+	f.waitReady("normalised-at-create")
+	j := f.waitApplied("normalised-at-create")
+	if a := j.Status.LastApplied; !slices.Equal(a.NormalisedFields, []string{"configuration.requestTimeout"}) || a.UnchangedWrites != 0 {
 		t.Fatalf("status.lastApplied = %+v", a)
 	}
 	f.sim.ResetCalls()
@@ -53,6 +55,7 @@ func TestIntunedJobServerNormalises(t *testing.T) {
 	f.sim.SetNormalise(nil)
 	f.create(f.newJob("unchanged-by-writes"))
 	f.waitReady("unchanged-by-writes")
+	f.waitApplied("unchanged-by-writes") // the create's answer is known
 	f.sim.SetNormalise([]intunedsim.NormaliseRule{rule})
 	f.drift("unchanged-by-writes", "modify", `{"configuration":{"requestTimeout":300}}`)
 	j = f.waitCondition("unchanged-by-writes", intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonServerNormalises)
@@ -169,8 +172,9 @@ func TestIntunedJobRunOutcomes(t *testing.T) {
 func TestIntunedJobDetailWithoutPayload(t *testing.T) {
 	f := newIJFixture(t, fixtureOptions{sim: intunedsim.Options{OmitDetailPayload: true}})
 	f.create(f.newJob("no-detail-payload"))
-	j := f.waitReady("no-detail-payload")
-	if a := j.Status.LastApplied; a == nil || len(a.NormalisedFields) != 0 {
+	f.waitReady("no-detail-payload")
+	j := f.waitApplied("no-detail-payload")
+	if a := j.Status.LastApplied; len(a.NormalisedFields) != 0 {
 		t.Errorf("status.lastApplied = %+v, want no normalised fields", a)
 	}
 	f.sim.ResetCalls()
@@ -273,4 +277,19 @@ func TestIntunedJobStepNeedsEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitApplied waits until status.lastApplied holds Intuned's answer (after
+// a create it is read at the next poll) and returns the job.
+func (f *ijFixture) waitApplied(name string) *intunedv1alpha1.IntunedJob {
+	f.t.Helper()
+	var j *intunedv1alpha1.IntunedJob
+	f.eventually(20*time.Second, func() string {
+		j = f.get(name)
+		if a := j.Status.LastApplied; a == nil || a.ServerDigest == "" {
+			return fmt.Sprintf("%s: Intuned's answer not recorded yet: %+v", name, a)
+		}
+		return ""
+	})
+	return j
 }
