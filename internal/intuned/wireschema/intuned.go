@@ -111,7 +111,8 @@ var (
 		Opt("proxy", Str),
 	)
 
-	jobListItem = Obj(
+	// JobListItem is one element of Get Jobs.
+	JobListItem = Obj(
 		Req("id", Str),
 		Req("workspace_id", Str),
 		Req("project_id", Str),
@@ -134,7 +135,7 @@ var (
 		Opt("schedule_id", Null(Str)),
 	)
 	// JobList is the answer of Get Jobs.
-	JobList = Arr(jobListItem)
+	JobList = Arr(JobListItem)
 
 	// The JobRun enums of the SDK.
 	JobRunStatuses    = []string{"PENDING", "PAUSING", "PAUSED", "RESUMING", "SUCCESS", "FAILURE", "COMPLETED", "TERMINATED", "CANCELED"}
