@@ -133,10 +133,9 @@ func parseField(raw json.RawMessage, k fieldKind, def []rangeSpec) ([]rangeSpec,
 		if err := json.Unmarshal(raw, &items); err != nil {
 			return nil, fmt.Errorf("%s: invalid list", k.name)
 		}
-		if len(items) == 0 {
-			return nil, fmt.Errorf("%s: list must not be empty", k.name)
-		}
-		var out []rangeSpec
+		// The SDK accepts an empty list; it matches no value, so the
+		// calendar never fires.
+		out := []rangeSpec{}
 		for _, it := range items {
 			if bytes.HasPrefix(bytes.TrimSpace(it), []byte("[")) {
 				return nil, fmt.Errorf("%s: nested lists are not allowed", k.name)
@@ -282,6 +281,9 @@ func compileCalendar(c calendarWire) (calendarSpec, error) {
 	if err != nil {
 		return spec, err
 	}
+	if years != nil {
+		spec.years = []yearRange{} // set, possibly empty: no year matches
+	}
 	for _, y := range years {
 		spec.years = append(spec.years, yearRange(y))
 	}
@@ -289,8 +291,8 @@ func compileCalendar(c calendarWire) (calendarSpec, error) {
 }
 
 func (c *calendarSpec) yearOK(y int) bool {
-	if len(c.years) == 0 {
-		return true
+	if c.years == nil {
+		return true // unset: every year
 	}
 	for _, r := range c.years {
 		if r.has(y) {

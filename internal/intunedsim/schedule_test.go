@@ -70,6 +70,8 @@ func TestCalendarNext(t *testing.T) {
 			[]string{"2026-01-10T08:00:00Z", "2026-01-10T20:00:00Z", "2026-01-17T08:00:00Z"}},
 		{"year bound", `{"year":2027,"month":"FEBRUARY","dayOfMonth":29}`, mon, nil}, // 2027 is not a leap year
 		{"leap day", `{"month":"FEBRUARY","dayOfMonth":29}`, mon, []string{"2028-02-29T00:00:00Z"}},
+		{"empty list matches nothing (the SDK accepts it)", `{"hour":[]}`, mon, nil},
+		{"empty year list matches nothing", `{"year":[]}`, mon, nil},
 		{"day of month AND day of week", `{"dayOfMonth":13,"dayOfWeek":"FRIDAY"}`, mon, []string{"2026-02-13T00:00:00Z", "2026-03-13T00:00:00Z", "2026-11-13T00:00:00Z"}},
 	}
 	for _, c := range cases {
