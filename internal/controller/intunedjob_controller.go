@@ -289,7 +289,7 @@ func getJob(ctx context.Context, api intuned.API, project, id string) (*intuned.
 //
 // It returns the Job as last read, and a notice for the conditions.
 func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, key string,
-	desired intuned.UpdateJobRequest, observed *intuned.Job) (*intuned.Job, error, error) {
+	desired intuned.UpdateJobRequest, observed *intuned.Job) (current *intuned.Job, notice, err error) {
 	project, id := job.Spec.Project, job.EffectiveJobID()
 	want := intuned.SpecDigest(key, desired)
 	have := intuned.SpecDigest(key, observed.Spec())
