@@ -53,6 +53,15 @@ const (
 	// ReasonReceiverNotReady: the referenced WebhookReceiver has no URL yet or
 	// is not Ready; the Job is not pushed to Intuned with an unreachable URL.
 	ReasonReceiverNotReady = "ReceiverNotReady"
+	// ReasonServerNormalises: Intuned keeps rewriting fields of the Job
+	// (status.lastApplied.normalisedFields) however often they are written;
+	// the operator stops writing until the spec or the Job on Intuned
+	// changes. Change the spec to the value Intuned holds.
+	ReasonServerNormalises = "ServerNormalises"
+	// ReasonManagedInCode: the Job is defined in code (Intuned's jobs-as-code
+	// files); Intuned refuses to update or delete it through the API, so
+	// the operator only observes, pauses/resumes and triggers it.
+	ReasonManagedInCode = "ManagedInCode"
 	// ReasonSuspended: spec.suspend is true; no API calls are made.
 	ReasonSuspended = "Suspended"
 	// ReasonDeleting: the object is being deleted (finalizer running).

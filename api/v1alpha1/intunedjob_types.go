@@ -314,6 +314,7 @@ type ScheduleCalendar struct {
 // CalendarRange matches start..end (inclusive) every step. With only start it
 // matches that single value.
 // +kubebuilder:validation:XValidation:rule="!has(self.end) || self.end >= self.start",message="range end must be greater than or equal to start"
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type CalendarRange struct {
 	// Start is the first matching value.
 	// +kubebuilder:validation:Minimum=0
@@ -323,7 +324,8 @@ type CalendarRange struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	End *int32 `json:"end,omitempty"`
-	// Step matches every step-th value from start. Default 1.
+	// Step matches every step-th value from start to end. Default 1.
+	// Needs end.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	Step *int32 `json:"step,omitempty"`
@@ -335,6 +337,7 @@ type DayOfWeek string
 
 // DayOfWeekRange matches weekdays start..end (inclusive, SUNDAY first) every
 // step. With only start it matches that single day.
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type DayOfWeekRange struct {
 	// Start is the first matching day.
 	// +required
@@ -354,6 +357,7 @@ type Month string
 
 // MonthRange matches months start..end (inclusive) every step. With only
 // start it matches that single month.
+// +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type MonthRange struct {
 	// Start is the first matching month.
 	// +required
@@ -606,6 +610,39 @@ type IntunedJobStatus struct {
 	// Sink is the sink as resolved by the operator.
 	// +optional
 	Sink *SinkStatus `json:"sink,omitempty"`
+
+	// LastApplied remembers the last Job the operator wrote to Intuned (or
+	// found already equal to the spec) and what Intuned returned right
+	// after, so that a field Intuned rewrites (normalises) never causes a
+	// write on every poll: the same answer for the same spec is in sync.
+	// +optional
+	LastApplied *AppliedRecord `json:"lastApplied,omitempty"`
+}
+
+// AppliedRecord identifies a write and its outcome by digests (keyed
+// HMAC-SHA256: the spec holds secrets such as webhook headers, which never
+// appear in status) and names the fields Intuned holds differently.
+type AppliedRecord struct {
+	// SpecDigest identifies the desired Job that was written.
+	SpecDigest string `json:"specDigest"`
+	// ServerDigest identifies the Job as Intuned returned it after the write.
+	ServerDigest string `json:"serverDigest"`
+	// NormalisedFields are the fields (JSON paths, never values) where
+	// Intuned's answer differs from the desired Job.
+	// +optional
+	// +listType=atomic
+	NormalisedFields []string `json:"normalisedFields,omitempty"`
+	// UnchangedWrites counts consecutive writes that did not change
+	// Intuned's answer at all. At 2 the operator stops writing
+	// (Synced=False, reason ServerNormalises) until the spec or the Job on
+	// Intuned changes.
+	// +optional
+	UnchangedWrites int32 `json:"unchangedWrites,omitempty"`
+	// Refused is set when Intuned refused this write for a reason no retry
+	// fixes (ManagedInCode: the Job is defined in code). The write is not
+	// sent again until the spec or the Job on Intuned changes.
+	// +optional
+	Refused string `json:"refused,omitempty"`
 }
 
 // JobRunSummary is a short view of one JobRun.
@@ -615,13 +652,22 @@ type JobRunSummary struct {
 	// Type is MANUAL (triggered) or SCHEDULED.
 	// +optional
 	Type string `json:"type,omitempty"`
-	// Status is Intuned's JobRun status, e.g. PENDING, COMPLETED, FAILURE.
+	// Status is Intuned's JobRun status: PENDING, PAUSING, PAUSED,
+	// RESUMING, SUCCESS, COMPLETED, FAILURE, TERMINATED or CANCELED.
 	// +optional
 	Status string `json:"status,omitempty"`
 	// Reason is Intuned's reason type when the JobRun was paused, cancelled
-	// or terminated (e.g. "s3-sink-error").
+	// or terminated (e.g. "s3-sink-error", "auth-session-not-found").
 	// +optional
 	Reason string `json:"reason,omitempty"`
+	// ErrorCode is Intuned's error code of a failed JobRun (e.g.
+	// "internal-server-error", "insufficient-resource-credits").
+	// +optional
+	ErrorCode string `json:"errorCode,omitempty"`
+	// Message is Intuned's explanation (its error's message, else its
+	// reason's), shortened to 512 characters.
+	// +optional
+	Message string `json:"message,omitempty"`
 	// Payloads is the total number of payload calls in the JobRun.
 	// +optional
 	Payloads *int64 `json:"payloads,omitempty"`

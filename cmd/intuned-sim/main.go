@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +44,18 @@ type config struct {
 	rateLimit, products, latencyMS, dupStatus     int
 	seed                                          uint64
 	runDuration                                   time.Duration
-	fakeClock                                     bool
+	fakeClock, omitPayload                        bool
+	normalise                                     []intunedsim.NormaliseRule
+	dateFormat                                    string
+}
+
+func dateFormatNames() []string {
+	var out []string
+	for k := range intunedsim.DateFormats {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // run parses args, serves until ctx ends, then shuts down gracefully.
@@ -59,6 +71,21 @@ Serves Intuned's Jobs/JobRuns API under /api/v1/workspace/{workspaceId}/projects
 triggered and scheduled JobRuns with a built-in catalogue (api "list" extends the run with one
 "details" payload per product) and POSTs each Run's result to the job's webhook sink, retrying
 failures on Intuned's schedule (10s doubling to 2m, for 1h). Admin API under /_sim/.
+
+Models: the 11 Jobs/JobRuns operations of Intuned's SDK v0.5.2 with its wire keys
+(auth_session, created_at, projectId, ...), request validation as the SDK's request
+schemas (integers, upper-case day/month names, "*" only as a whole calendar field),
+answers as its response schemas (keys they lack are dropped: webhook retry/timeout,
+a calendar step without end), Jobs defined in code (origin CODE: update and delete
+refused, pause/resume/trigger allowed; mark one with POST /_sim/drift action "code"),
+every JobRun status/reason/error via POST /_sim/jobruns/{id}/state, and servers that
+normalise (--normalise), use other date formats (--date-format) or omit the Get Job
+payload (--omit-detail-payload).
+Does not model: the Run API (run/start, run/{id}/result), AuthSessions (auth sessions
+are stored on Jobs but never created, validated or used), projects and deployments,
+S3 (deliveries are simulated, never sent), billing/credits, Intuned's real error
+messages and the status of refusals Intuned does not document (duplicate id: 400 or
+409; a Job defined in code: 400).
 
 Usage: intuned-sim [flags]
 
@@ -92,6 +119,15 @@ Example:
 	fs.Float64Var(&c.s3FailRate, "s3-fail-rate", 0, "share (0..1) of simulated S3 sink deliveries that fail")
 	fs.StringVar(&c.adminToken, "admin-token", "", "if set, /_sim/ requires Authorization: Bearer <token>")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&c.omitPayload, "omit-detail-payload", false, "leave payload out of Get Job answers (optional in the SDK's schema; Get Jobs keeps it)")
+	fs.StringVar(&c.dateFormat, "date-format", "iso", "format of the timestamps the SDK types as plain strings: "+strings.Join(dateFormatNames(), ", ")+" (iso is JavaScript's toISOString)")
+	fs.Func("normalise", "rewrite a field of every Job written, as a server that normalises would: path=json (e.g. configuration.requestTimeout=300) or path= to strip it (e.g. sink.headers=); repeatable", func(v string) error {
+		r, err := intunedsim.ParseNormaliseRule(v)
+		if err == nil {
+			c.normalise = append(c.normalise, r)
+		}
+		return err
+	})
 
 	if err := applyEnv(fs); err != nil {
 		return err
@@ -117,10 +153,13 @@ Example:
 		Catalogue: intunedsim.CatalogueOptions{
 			Products: c.products, FailureShare: c.failureShare, RunDuration: c.runDuration,
 		},
-		Seed:       c.seed,
-		S3FailRate: c.s3FailRate,
-		AdminToken: c.adminToken,
-		Logger:     log,
+		Seed:              c.seed,
+		Normalise:         c.normalise,
+		DateFormat:        c.dateFormat,
+		OmitDetailPayload: c.omitPayload,
+		S3FailRate:        c.s3FailRate,
+		AdminToken:        c.adminToken,
+		Logger:            log,
 	}
 	if c.products == 0 {
 		opts.Catalogue.Products = -1 // explicit zero products

@@ -138,6 +138,9 @@ func TestCommandFlags(t *testing.T) {
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"extra"}, "unexpected arguments"},
 		{[]string{"--time-scale", "fast"}, "invalid value"},
+		{[]string{"--normalise", "no-equals-sign"}, "normalise rule"},
+		{[]string{"--normalise", "configuration.requestTimeout=not json"}, "not JSON"},
+		{[]string{"--date-format", "roman"}, "unknown date format"},
 	}
 	for _, c := range cases {
 		var out, errOut lockedBuf
@@ -148,7 +151,8 @@ func TestCommandFlags(t *testing.T) {
 	}
 	var out, errOut lockedBuf
 	_ = run(context.Background(), []string{"--help"}, &out, &errOut)
-	for _, want := range []string{"INTUNED_SIM_", "--time-scale", "-rate-limit", "Example"} {
+	for _, want := range []string{"INTUNED_SIM_", "--time-scale", "-rate-limit", "Example",
+		"Does not model: the Run API", "AuthSessions", "-normalise", "-date-format", "-omit-detail-payload"} {
 		if !strings.Contains(errOut.String(), strings.TrimPrefix(want, "-")) {
 			t.Errorf("--help lacks %q", want)
 		}

@@ -188,15 +188,23 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 	}
 
 	project, id := job.Spec.Project, job.EffectiveJobID()
-	observed, err := api.GetJob(ctx, project, id)
+	observed, err := getJob(ctx, api, project, id)
 	state := intuned.JobStateActive
 	created := false
+	// notice is an outcome that is reported (Synced=False) but does not
+	// stop the rest of the sync: the Job exists, so pause/resume, trigger
+	// and the JobRun status still work.
+	var notice error
 	switch {
 	case intuned.IsNotFound(err):
 		if err := r.create(ctx, api, job, desired); err != nil {
 			return err
 		}
 		created = true
+		// Intuned's answer to this spec is read at the next poll (no
+		// read-back here: the first sync stays at two calls); an empty
+		// ServerDigest marks it as not seen yet (see converge).
+		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: intuned.SpecDigest(creds.APIKey, desired)}
 	case err != nil:
 		return err
 	default:
@@ -212,14 +220,13 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 			job.Status.Managed = true
 			r.ours.Store(job.UID, true)
 		}
-		if !inSync(desired, observed) {
-			if _, err := api.UpdateJob(ctx, project, id, desired); err != nil {
-				return intunedWriteError(err)
-			}
-			r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
+		current, n, err := r.converge(ctx, api, job, creds.APIKey, desired, observed)
+		if err != nil {
+			return err
 		}
-		observeJob(job, observed)
-		state = observed.State
+		notice = n
+		observeJob(job, current)
+		state = current.State
 	}
 	r.recordSink(job, refs)
 
@@ -237,7 +244,138 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, job *intunedv1alpha1.In
 			return err
 		}
 	}
-	return nil
+	return notice
+}
+
+// getJob reads a Job. The SDK's Get Job schema has payload optional; when
+// the answer lacks it, the payload comes from the Get Jobs list item (where
+// it is required), so a missing payload never reads as "the payload was
+// removed" and causes a write.
+func getJob(ctx context.Context, api intuned.API, project, id string) (*intuned.Job, error) {
+	j, err := api.GetJob(ctx, project, id)
+	if err != nil || j.Payload != nil {
+		return j, err
+	}
+	list, err := api.ListJobs(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range list {
+		if it.ID == id {
+			j.Payload = it.Payload
+			break
+		}
+	}
+	return j, nil
+}
+
+// converge makes the Job on Intuned match desired, writing only when a write
+// can change something. A real server may normalise fields in ways no
+// document describes (defaults, rounding, stripping), so "observed equals
+// desired" is not the only way to be in sync:
+//
+//   - observed equals desired: in sync.
+//   - Neither the spec nor Intuned's answer changed since the last write
+//     (status.lastApplied digests): in sync as far as Intuned can hold the
+//     spec; writing again would get the same answer.
+//   - Right after this object created the Job (its answer not read yet, so
+//     drift and normalisation look alike), a difference is written once and
+//     whatever Intuned then answers is its answer to this spec.
+//   - Otherwise write, read back, and record the digests and the fields
+//     Intuned holds differently. A write that leaves Intuned's answer
+//     unchanged is tried once more (it may have raced another writer); a
+//     second one stops the writes with Synced=False, reason
+//     ServerNormalises, until the spec or the Job on Intuned changes.
+//
+// It returns the Job as last read, and a notice for the conditions.
+func (r *IntunedJobReconciler) converge(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, key string,
+	desired intuned.UpdateJobRequest, observed *intuned.Job) (current *intuned.Job, notice, err error) {
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	want := intuned.SpecDigest(key, desired)
+	have := intuned.SpecDigest(key, observed.Spec())
+	last := job.Status.LastApplied
+	if inSync(desired, observed) {
+		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: want, ServerDigest: have}
+		return observed, nil, nil
+	}
+	justCreated := last != nil && last.SpecDigest == want && last.ServerDigest == "" && last.Refused == ""
+	if last != nil && last.SpecDigest == want && last.ServerDigest == have {
+		if last.Refused == intunedv1alpha1.ReasonManagedInCode {
+			return observed, managedInCode(id), nil
+		}
+		if last.UnchangedWrites != 1 {
+			return observed, normalisedNotice(id, last), nil
+		}
+	}
+	if _, err := api.UpdateJob(ctx, project, id, desired); err != nil {
+		if intuned.IsManagedInCode(err) {
+			// Remembered, so the refused write is not sent again until
+			// the spec or the Job on Intuned changes.
+			job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: want, ServerDigest: have,
+				Refused: intunedv1alpha1.ReasonManagedInCode}
+			r.event(job, "Warning", intunedv1alpha1.ReasonManagedInCode, "Update", "%s", "Intuned refused to update Job "+id+": "+apiMessage(err))
+			return observed, managedInCode(id), nil
+		}
+		return nil, nil, intunedWriteError(err)
+	}
+	r.event(job, "Normal", "Updated", "Update", "Updated Job %s on Intuned to match the spec", id)
+	after, err := getJob(ctx, api, project, id)
+	if err != nil {
+		return nil, nil, asTransient(err)
+	}
+	rec := appliedRecord(key, desired, after)
+	if len(rec.NormalisedFields) > 0 && rec.ServerDigest == have && !justCreated {
+		rec.UnchangedWrites = 1
+		if last != nil && last.SpecDigest == want && last.ServerDigest == have && last.UnchangedWrites > 0 {
+			rec.UnchangedWrites = last.UnchangedWrites + 1
+		}
+	}
+	job.Status.LastApplied = rec
+	return after, normalisedNotice(id, rec), nil
+}
+
+// managedInCode is the condition of a Job defined in code: Intuned refuses
+// updates and deletion through the API, everything else still works.
+func managedInCode(id string) error {
+	return stalled(intunedv1alpha1.ReasonManagedInCode, "Job "+id+
+		" is defined in code on Intuned (origin CODE): Intuned refuses to update or delete it through the API, so the operator does not write it; it still observes, pauses/resumes and triggers it. Change it in the project's job files, or delete this IntunedJob with deletionPolicy: Orphan")
+}
+
+// apiMessage is Intuned's message of an error, or the error text.
+func apiMessage(err error) string {
+	var e *intuned.APIError
+	if errors.As(err, &e) && e.Message != "" {
+		return e.Message
+	}
+	return err.Error()
+}
+
+// appliedRecord describes desired as written and after as Intuned then
+// returned it.
+func appliedRecord(key string, desired intuned.UpdateJobRequest, after *intuned.Job) *intunedv1alpha1.AppliedRecord {
+	return &intunedv1alpha1.AppliedRecord{
+		SpecDigest:       intuned.SpecDigest(key, desired),
+		ServerDigest:     intuned.SpecDigest(key, after.Spec()),
+		NormalisedFields: intuned.SpecDiff(desired, after.Spec()),
+	}
+}
+
+// normalisedNotice is the condition for a Job Intuned holds differently
+// from the spec: nil while that is merely a normalisation Intuned applied
+// to a write it accepted (reportSynced names the fields), Synced=False
+// while writes stop changing anything.
+func normalisedNotice(id string, rec *intunedv1alpha1.AppliedRecord) error {
+	fields := intuned.FormatPaths(rec.NormalisedFields, 5)
+	switch {
+	case len(rec.NormalisedFields) == 0 || rec.UnchangedWrites == 0:
+		return nil
+	case rec.UnchangedWrites == 1:
+		return waitFor(intunedv1alpha1.ReasonServerNormalises, fmt.Sprintf(
+			"writing Job %s did not change %s on Intuned; writing once more at the next poll to rule out a race", id, fields))
+	}
+	return stalled(intunedv1alpha1.ReasonServerNormalises, fmt.Sprintf(
+		"Intuned rewrites %s of Job %s: %d writes in a row changed nothing, so the operator stops writing until the spec or the Job on Intuned changes. Set these fields in the spec to the values Intuned holds (kubectl get ij -o yaml shows status.lastApplied)",
+		fields, id, rec.UnchangedWrites))
 }
 
 // create creates the Job on Intuned. A duplicate id means someone else's
@@ -430,9 +568,9 @@ func (r *IntunedJobReconciler) findTriggeredRun(ctx context.Context, api intuned
 	}
 	since := job.Status.LastTriggerTime.Add(-triggerClockSkew)
 	for _, run := range runs.JobRuns {
-		started := run.StartTime
+		started := run.StartTime.Time
 		if started.IsZero() {
-			started = run.CreatedAt
+			started = run.CreatedAt.Time
 		}
 		if run.Type == intuned.JobRunManual && !started.Before(since) {
 			return run.ID, nil
@@ -452,8 +590,31 @@ func (r *IntunedJobReconciler) refreshLastRun(ctx context.Context, api intuned.A
 		job.Status.LastJobRun = nil
 		return nil
 	}
+	prev := job.Status.LastJobRun
 	job.Status.LastJobRun = runSummary(runs.JobRuns[0])
+	r.reportRunEnd(job, prev, runs.JobRuns[0])
 	return nil
+}
+
+// reportRunEnd records a Warning Event, once, when the last JobRun ends
+// FAILURE or CANCELED, with Intuned's own message.
+func (r *IntunedJobReconciler) reportRunEnd(job *intunedv1alpha1.IntunedJob, prev *intunedv1alpha1.JobRunSummary, run intuned.JobRun) {
+	if run.Status != intuned.JobRunFailure && run.Status != intuned.JobRunCanceled {
+		return
+	}
+	if prev != nil && prev.ID == run.ID && prev.Status == string(run.Status) {
+		return // already reported
+	}
+	note := fmt.Sprintf("JobRun %s of Job %s ended %s", run.ID, job.EffectiveJobID(), run.Status)
+	if run.Payloads != nil && run.FailedRuns != nil {
+		note += fmt.Sprintf(" (%d of %d payloads failed)", *run.FailedRuns, *run.Payloads)
+	}
+	if m := runMessage(run); m != "" {
+		note += ": " + m
+	}
+	// The note is Intuned's text: passed as an argument, never as the
+	// format, so a % in it is printed as is.
+	r.event(job, "Warning", "JobRunFailed", "JobRun", "%s", note)
 }
 
 // asTransient reports a failed read or pause/resume as retriable: a 400 or
@@ -487,14 +648,20 @@ func (r *IntunedJobReconciler) finalize(ctx context.Context, job *intunedv1alpha
 			if err != nil {
 				return ctrl.Result{}, err
 			}
-			if err := api.DeleteJob(ctx, job.Spec.Project, id); err != nil && !intuned.IsNotFound(err) {
+			switch err := api.DeleteJob(ctx, job.Spec.Project, id); {
+			case err == nil || intuned.IsNotFound(err):
+				r.event(job, "Normal", "Deleted", "Delete", "Deleted Job %s on Intuned", id)
+			case intuned.IsManagedInCode(err):
+				// No retry can delete it: say so and let the object go.
+				r.event(job, "Warning", "DeleteRefused", "Delete", "%s", "Job "+id+
+					" was left on Intuned: it is defined in code (origin CODE) and Intuned refuses to delete it through the API; remove it from the project's job files and deploy. Intuned said: "+apiMessage(err))
+			default:
 				r.event(job, "Warning", intunedv1alpha1.ReasonSyncFailed, "Delete", "Deleting Job %s on Intuned failed: %v", id, err)
 				if d := intuned.RetryAfter(err); d > 0 {
 					return ctrl.Result{RequeueAfter: afterRetryAfter(d)}, nil
 				}
 				return ctrl.Result{}, err
 			}
-			r.event(job, "Normal", "Deleted", "Delete", "Deleted Job %s on Intuned", id)
 		}
 	}
 	r.ours.Delete(job.UID)

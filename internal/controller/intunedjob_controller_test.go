@@ -508,7 +508,7 @@ func TestIntunedJobConflict(t *testing.T) {
 		t.Errorf("%d writes while in conflict: %v", w, f.sim.Calls())
 	}
 	if c := f.simJob("shared-job-id").Configuration.MaxConcurrentRequests; c != nil {
-		t.Errorf("the loser changed the Job: maxConcurrentRequests %d", *c)
+		t.Errorf("the loser changed the Job: maxConcurrentRequests %v", *c)
 	}
 	// Deleting the loser (policy Delete) must not delete the winner's Job.
 	if err := k8sClient().Delete(context.Background(), f.get("second-claim")); err != nil {

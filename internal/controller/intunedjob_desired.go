@@ -64,7 +64,7 @@ func desiredJob(job *intunedv1alpha1.IntunedJob, refs resolvedRefs) (intuned.Upd
 	if c := spec.Configuration; c != nil {
 		out.Configuration = intuned.Configuration{
 			Retry:                 retryPolicy(c.Retry),
-			MaxConcurrentRequests: intPtr(c.MaxConcurrentRequests),
+			MaxConcurrentRequests: floatPtr(c.MaxConcurrentRequests),
 			RequestTimeout:        intPtr(c.RequestTimeout),
 		}
 	}
@@ -264,6 +264,14 @@ func intPtr(v *int32) *int {
 	}
 	i := int(*v)
 	return &i
+}
+
+func floatPtr(v *int32) *float64 {
+	if v == nil {
+		return nil
+	}
+	f := float64(*v)
+	return &f
 }
 
 func boolPtr(v bool) *bool { return &v }

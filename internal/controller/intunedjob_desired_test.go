@@ -37,7 +37,7 @@ func TestIntunedJobDesiredWire(t *testing.T) {
 		want   string
 	}{
 		{"minimal", nil, resolvedRefs{},
-			`{"payload":[{"apiName":"list","parameters":{}}],"configuration":{},"schedule":null,"sink":null,"proxy":null,"authSession":null}`},
+			`{"payload":[{"apiName":"list","parameters":{}}],"configuration":{},"schedule":null,"sink":null,"proxy":null,"auth_session":null}`},
 		{"schedule", func(j *intunedv1alpha1.IntunedJob) {
 			j.Spec.Schedule = &intunedv1alpha1.JobSchedule{
 				Jitter:    "60000",
@@ -49,7 +49,7 @@ func TestIntunedJobDesiredWire(t *testing.T) {
 				}},
 			}
 		}, resolvedRefs{},
-			`{"payload":[{"apiName":"list","parameters":{}}],"configuration":{},"schedule":{"jitter":60000,"intervals":[{"every":"1h"}],"calendars":[{"minute":[{"start":0,"end":59,"step":15}],"dayOfWeek":[{"start":"MONDAY","end":"FRIDAY"}],"month":[{"start":"JANUARY"}]}]},"sink":null,"proxy":null,"authSession":null}`},
+			`{"payload":[{"apiName":"list","parameters":{}}],"configuration":{},"schedule":{"jitter":60000,"intervals":[{"every":"1h"}],"calendars":[{"minute":[{"start":0,"end":59,"step":15}],"dayOfWeek":[{"start":"MONDAY","end":"FRIDAY"}],"month":[{"start":"JANUARY"}]}]},"sink":null,"proxy":null,"auth_session":null}`},
 		{"receiver wins Authorization", func(j *intunedv1alpha1.IntunedJob) {
 			j.Spec.Sink = &intunedv1alpha1.JobSink{Webhook: &intunedv1alpha1.WebhookSink{
 				ReceiverRef: &intunedv1alpha1.LocalObjectReference{Name: "r"},
@@ -57,7 +57,7 @@ func TestIntunedJobDesiredWire(t *testing.T) {
 				HeadersFrom: []intunedv1alpha1.HeaderFromSecret{{Name: "authorization"}},
 			}}
 		}, resolvedRefs{Headers: map[string]string{"authorization": "user"}, ReceiverURL: "https://r.example.com/x", ReceiverToken: "tok"},
-			`{"payload":[{"apiName":"list","parameters":{}}],"configuration":{},"schedule":null,"sink":{"type":"webhook","url":"https://r.example.com/x","headers":{"Authorization":"Bearer tok","X-A":"a"},"skipOnFail":false},"proxy":null,"authSession":null}`},
+			`{"payload":[{"apiName":"list","parameters":{}}],"configuration":{},"schedule":null,"sink":{"type":"webhook","url":"https://r.example.com/x","headers":{"Authorization":"Bearer tok","X-A":"a"},"skipOnFail":false},"proxy":null,"auth_session":null}`},
 		{"s3 and proxyFrom and auth session", func(j *intunedv1alpha1.IntunedJob) {
 			j.Spec.Payload[0].Parameters = &apiextensionsv1.JSON{Raw: []byte(`{"n":1}`)}
 			j.Spec.Payload[0].RequestTimeout = int32p(30)
@@ -65,7 +65,7 @@ func TestIntunedJobDesiredWire(t *testing.T) {
 			j.Spec.ProxyFrom = &intunedv1alpha1.SecretKeyRef{Name: "p", Key: "url"}
 			j.Spec.AuthSession = &intunedv1alpha1.JobAuthSession{ID: "sess", CheckAttempts: int32p(2)}
 		}, resolvedRefs{S3AccessKeyID: "AK", S3SecretAccessKey: "SK", Proxy: "http://u:p@proxy:8080"},
-			`{"payload":[{"apiName":"list","parameters":{"n":1},"requestTimeout":30}],"configuration":{},"schedule":null,"sink":{"type":"s3","bucket":"b","accessKeyId":"AK","secretAccessKey":"SK","region":"auto","prefix":"x/","skipOnFail":false},"proxy":"http://u:p@proxy:8080","authSession":{"id":"sess","checkAttempts":2}}`},
+			`{"payload":[{"apiName":"list","parameters":{"n":1},"requestTimeout":30}],"configuration":{},"schedule":null,"sink":{"type":"s3","bucket":"b","accessKeyId":"AK","secretAccessKey":"SK","region":"auto","prefix":"x/","skipOnFail":false},"proxy":"http://u:p@proxy:8080","auth_session":{"id":"sess","checkAttempts":2}}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

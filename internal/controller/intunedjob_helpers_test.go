@@ -26,6 +26,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/intuned/wireschema"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 )
 
@@ -67,6 +68,9 @@ func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
 		o.poll = 300 * time.Millisecond
 	}
 	f := &ijFixture{t: t, ns: newNamespace(t), poll: o.poll}
+	if o.sim.Observe == nil {
+		o.sim.Observe = checkWire(t)
+	}
 	f.sim = intunedsim.NewTestServer(t, o.sim)
 	api, err := intuned.New(intuned.Options{
 		BaseURL: f.sim.APIBase, WorkspaceID: f.sim.WorkspaceID, APIKey: f.sim.APIKey,
@@ -421,3 +425,32 @@ func newTriggerProxy(t *testing.T, target string) *triggerProxy {
 }
 
 func (p *triggerProxy) loseNextAnswer() { p.lose.Store(true) }
+
+// checkWire checks every create/update body the operator sends and the
+// simulator accepts, and every answer, against the wire schemas
+// (internal/intuned/wireschema), and fails the test at its end otherwise.
+func checkWire(t *testing.T) func(intunedsim.Exchange) {
+	var mu sync.Mutex
+	var bad []string
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad {
+			t.Error(b)
+		}
+	})
+	return func(x intunedsim.Exchange) {
+		var errs []string
+		if s := wireschema.Request(x.Method, x.Path); s != nil && x.Status >= 200 && x.Status < 300 {
+			errs = append(errs, wireschema.Check(s, x.RequestBody)...)
+		}
+		if s := wireschema.Response(x.Method, x.Path, x.Status); s != nil {
+			errs = append(errs, wireschema.Check(s, x.ResponseBody)...)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range errs {
+			bad = append(bad, fmt.Sprintf("wire conformance: %s %s -> %d: %s", x.Method, x.Path, x.Status, e))
+		}
+	}
+}

@@ -82,6 +82,10 @@ func reportSynced(job *intunedv1alpha1.IntunedJob) {
 	if job.Spec.Paused {
 		msg += " (paused)"
 	}
+	if a := job.Status.LastApplied; a != nil && len(a.NormalisedFields) > 0 {
+		msg += "; Intuned holds " + intuned.FormatPaths(a.NormalisedFields, 5) +
+			" differently (it rewrote them when the spec was written); they are not written again until the spec or the Job on Intuned changes"
+	}
 	setCondition(job, intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, msg)
 	setCondition(job, intunedv1alpha1.ConditionSynced, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, msg)
 	setCondition(job, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, intunedv1alpha1.ReasonSynced, "")
@@ -111,8 +115,8 @@ func reportSuspended(job *intunedv1alpha1.IntunedJob) {
 // observeJob copies what Intuned reports about the Job into status.
 func observeJob(job *intunedv1alpha1.IntunedJob, j *intuned.Job) {
 	job.Status.JobState = intunedv1alpha1.JobState(j.State)
-	job.Status.NextRunTime = metaTime(j.NextRunTime)
-	job.Status.LastRunTime = metaTime(j.LastRunTime)
+	job.Status.NextRunTime = metaTime(j.NextRunTime.Ptr())
+	job.Status.LastRunTime = metaTime(j.LastRunTime.Ptr())
 }
 
 // runSummary is the status view of a JobRun.
@@ -124,13 +128,17 @@ func runSummary(jr intuned.JobRun) *intunedv1alpha1.JobRunSummary {
 		Payloads:   int64Ptr(jr.Payloads),
 		Successful: int64Ptr(jr.SuccessfulRuns),
 		Failed:     int64Ptr(jr.FailedRuns),
-		End:        metaTime(jr.EndTime),
+		End:        metaTime(jr.EndTime.Ptr()),
 	}
 	if jr.Reason != nil {
 		s.Reason = jr.Reason.Type
 	}
+	if jr.Error != nil {
+		s.ErrorCode = jr.Error.Code
+	}
+	s.Message = runMessage(jr)
 	if !jr.StartTime.IsZero() {
-		t := metav1.NewTime(jr.StartTime)
+		t := metav1.NewTime(jr.StartTime.Time)
 		s.Start = &t
 	}
 	return s
@@ -156,4 +164,23 @@ func int64Ptr(v *int) *int64 {
 	}
 	i := int64(*v)
 	return &i
+}
+
+// maxRunMessage bounds Intuned's text copied into status and Events.
+const maxRunMessage = 512
+
+// runMessage is Intuned's explanation of a JobRun: its error's message,
+// else its reason's, shortened to maxRunMessage.
+func runMessage(jr intuned.JobRun) string {
+	var m string
+	switch {
+	case jr.Error != nil && jr.Error.Message != "":
+		m = jr.Error.Code + ": " + jr.Error.Message
+	case jr.Reason != nil && jr.Reason.Message != "":
+		m = jr.Reason.Type + ": " + jr.Reason.Message
+	}
+	if r := []rune(m); len(r) > maxRunMessage {
+		m = string(r[:maxRunMessage]) + "..."
+	}
+	return m
 }

@@ -12,7 +12,15 @@
 //   - a process-wide Pacer that keeps every URI path under Intuned's limit of
 //     20 requests per minute (pacer.go), and Prometheus metrics (metrics.go).
 //
-// The reference for every field is shared/intuned-api.md. The API key is only
+// Timestamps are intuned.Time (any ISO-8601 flavour; the SDK types them as
+// strings). SpecDiff and SpecDigest let the controller remember what it
+// wrote and what Intuned answered (no write loops on fields a server
+// normalises); IsManagedInCode recognises Intuned refusing to change a Job
+// defined in code. wireschema holds strict schemas of every request and
+// answer, checked by the contract tests.
+//
+// The reference for every field is shared/intuned-api.md, summarised with
+// the corrections found against the SDK in docs/intuned-api.md. The API key is only
 // ever written into the x-api-key request header; it never appears in errors or
 // logs.
 package intuned

@@ -162,3 +162,23 @@ func IsAmbiguous(err error) bool {
 	var t *TransportError
 	return errors.As(err, &t) && t.Sent
 }
+
+// IsManagedInCode reports whether err is Intuned refusing to update or
+// delete a Job because it is defined in code (its jobs-as-code files,
+// origin CODE). Intuned documents the refusal but not its status or body,
+// so this recognises any 4xx (400, 403, 409, ...) whose message or details
+// say "origin CODE" or that the Job is defined/managed in code; intuned-sim
+// answers 400 bad-request with such a message.
+func IsManagedInCode(err error) bool {
+	e := asAPIError(err)
+	if e == nil || e.StatusCode < 400 || e.StatusCode >= 500 || e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusTooManyRequests {
+		return false
+	}
+	text := strings.ToLower(e.Message + " " + string(e.Details))
+	for _, s := range []string{"origin code", `"origin":"code"`, "defined in code", "managed in code", "jobs-as-code", "job file"} {
+		if strings.Contains(text, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -11,7 +11,7 @@ import (
 const (
 	DefaultRequestTimeout  = 600 // seconds, payload items and configuration
 	DefaultMaximumAttempts = 3   // retry.maximumAttempts, when a retry object is given
-	DefaultAuthAttempts    = 3   // authSession checkAttempts and createAttempts
+	DefaultAuthAttempts    = 3   // auth_session checkAttempts and createAttempts
 )
 
 // Spec returns the user-settable part of an observed Job in request form, so
@@ -107,18 +107,8 @@ func WithDefaults(s UpdateJobRequest) UpdateJobRequest {
 // from the API schema, so Intuned may not echo them back; they are compared
 // only when the observed sink carries them.
 func SameSpec(desired, observed UpdateJobRequest) bool {
-	d, o := WithDefaults(desired), WithDefaults(observed)
-	if dw, ow := webhook(d), webhook(o); dw != nil && ow != nil {
-		if ow.Retry == nil {
-			dw.Retry = nil
-		}
-		if ow.Timeout == nil {
-			dw.Timeout = nil
-		}
-	}
-	dv, err1 := genericJSON(d)
-	ov, err2 := genericJSON(o)
-	return err1 == nil && err2 == nil && reflect.DeepEqual(dv, ov)
+	dv, ov, err := comparable(desired, observed)
+	return err == nil && reflect.DeepEqual(dv, ov)
 }
 
 func webhook(s UpdateJobRequest) *WebhookSink {

@@ -2,7 +2,6 @@ package intuned
 
 import (
 	"encoding/json"
-	"time"
 )
 
 // This file holds the wire types of the Jobs and JobRuns endpoints. JSON names
@@ -43,14 +42,17 @@ type PayloadItem struct {
 // and update but may be empty ({}).
 type Configuration struct {
 	Retry *RetryPolicy `json:"retry,omitempty"`
-	// MaxConcurrentRequests is the batch size of payloads.
-	MaxConcurrentRequests *int `json:"maxConcurrentRequests,omitempty"`
+	// MaxConcurrentRequests is the batch size of payloads. The SDK types it
+	// as a number, not an integer, so a Job created elsewhere may hold 2.5;
+	// float64 reads every value the API can return.
+	MaxConcurrentRequests *float64 `json:"maxConcurrentRequests,omitempty"`
 	// RequestTimeout is in seconds (Intuned default 600).
 	RequestTimeout *int `json:"requestTimeout,omitempty"`
 }
 
-// AuthSession names the auth session a Job uses. The same object is sent as
-// "authSession" in requests and returned as "auth_session" in responses.
+// AuthSession names the auth session a Job uses. Its key is "auth_session"
+// (snake_case) in requests and responses alike: the official SDK's field is
+// called authSession in TypeScript, but its wire schema renames it.
 type AuthSession struct {
 	ID             string `json:"id"`
 	CheckAttempts  *int   `json:"checkAttempts,omitempty"`
@@ -74,7 +76,7 @@ type CreateJobRequest struct {
 	Schedule      *Schedule     `json:"schedule,omitempty"`
 	Sink          *Sink         `json:"sink,omitempty"`
 	Proxy         *string       `json:"proxy,omitempty"`
-	AuthSession   *AuthSession  `json:"authSession,omitempty"`
+	AuthSession   *AuthSession  `json:"auth_session,omitempty"`
 }
 
 // UpdateJobRequest is the body of PUT .../jobs/{jobId}: the create body
@@ -90,7 +92,7 @@ type UpdateJobRequest struct {
 	Schedule      *Schedule     `json:"schedule"`
 	Sink          *Sink         `json:"sink"`
 	Proxy         *string       `json:"proxy"`
-	AuthSession   *AuthSession  `json:"authSession"`
+	AuthSession   *AuthSession  `json:"auth_session"`
 }
 
 // CreateJobResponse is the 201 body of Create Job ({"id", "message":"created"}).
@@ -125,9 +127,9 @@ type Job struct {
 	Payload       []PayloadItem `json:"payload,omitempty"`
 	Schedule      *Schedule     `json:"schedule,omitempty"`
 	Sink          *Sink         `json:"sink,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
-	NextRunTime   *time.Time    `json:"next_run_time,omitempty"`
-	LastRunTime   *time.Time    `json:"last_run_time,omitempty"`
+	CreatedAt     Time          `json:"created_at"`
+	NextRunTime   *Time         `json:"next_run_time,omitempty"`
+	LastRunTime   *Time         `json:"last_run_time,omitempty"`
 	State         JobState      `json:"state"`
 	ProjectID     string        `json:"projectId"`
 	AuthSession   *AuthSession  `json:"auth_session,omitempty"`
@@ -139,7 +141,7 @@ type JobReason struct {
 	Type      string          `json:"type"` // "paused" | "terminated"
 	Message   string          `json:"message"`
 	Details   json.RawMessage `json:"details,omitempty"`
-	Timestamp *time.Time      `json:"timestamp,omitempty"`
+	Timestamp *Time           `json:"timestamp,omitempty"`
 }
 
 // JobListItem is one element of the Get Jobs array: the Job "as stored in the
@@ -153,9 +155,9 @@ type JobListItem struct {
 	Payload       []PayloadItem `json:"payload"`
 	Sink          *Sink         `json:"sink,omitempty"`
 	Schedule      *Schedule     `json:"schedule,omitempty"`
-	NextRunTime   *time.Time    `json:"next_run_time,omitempty"`
-	LastRunTime   *time.Time    `json:"last_run_time,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
+	NextRunTime   *Time         `json:"next_run_time,omitempty"`
+	LastRunTime   *Time         `json:"last_run_time,omitempty"`
+	CreatedAt     Time          `json:"created_at"`
 	AuthSession   *AuthSession  `json:"auth_session,omitempty"`
 	Proxy         *ProxyObject  `json:"proxy,omitempty"`
 	Reason        *JobReason    `json:"reason,omitempty"`
@@ -227,13 +229,13 @@ type JobConfigurationSnapshot struct {
 // JobRun is one execution of a Job (all keys snake_case).
 type JobRun struct {
 	ID          string       `json:"id"`
-	StartTime   time.Time    `json:"start_time"`
-	EndTime     *time.Time   `json:"end_time"`
+	StartTime   Time         `json:"start_time"`
+	EndTime     *Time        `json:"end_time"`
 	WorkspaceID string       `json:"workspace_id"`
 	ProjectID   string       `json:"project_id"`
 	JobID       string       `json:"job_id"`
-	CreatedAt   time.Time    `json:"created_at"`
-	UpdatedAt   time.Time    `json:"updated_at"`
+	CreatedAt   Time         `json:"created_at"`
+	UpdatedAt   Time         `json:"updated_at"`
 	Type        JobRunType   `json:"type"`
 	Status      JobRunStatus `json:"status"`
 	// Payloads, SuccessfulRuns and FailedRuns are counters; null until known.

@@ -67,7 +67,8 @@ func TestDecodedValues(t *testing.T) {
 	if job.AuthSession == nil || job.AuthSession.ID != "auth-session-123" {
 		t.Errorf("detail auth_session: %+v", job.AuthSession)
 	}
-	if job.Sink.Type() != SinkTypeWebhook || *job.Sink.Webhook.Retry != 3 || *job.Sink.Webhook.Timeout != 5000 {
+	// retry and timeout are request-only (the SDK's response schema lacks them).
+	if job.Sink.Type() != SinkTypeWebhook || job.Sink.Webhook.Retry != nil || job.Sink.Webhook.Timeout != nil {
 		t.Errorf("detail sink: %+v", job.Sink.Webhook)
 	}
 	if job.LastRunTime != nil || !job.NextRunTime.Equal(time.Date(2025, 12, 1, 11, 0, 0, 0, time.UTC)) {
@@ -137,7 +138,7 @@ func fullCreateRequest() CreateJobRequest {
 		},
 		Configuration: Configuration{
 			Retry:                 &RetryPolicy{MaximumAttempts: ptr(3)},
-			MaxConcurrentRequests: ptr(5),
+			MaxConcurrentRequests: ptr(5.0),
 			RequestTimeout:        ptr(600),
 		},
 		Schedule: &Schedule{

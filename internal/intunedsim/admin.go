@@ -91,6 +91,31 @@ func (s *Server) adminRoutes() {
 		}
 		s.writeJSON(w, 200, map[string]string{"message": "drift applied: " + d.Action})
 	})
+	m.HandleFunc("POST /_sim/jobruns/{jobRunId}/state", func(w http.ResponseWriter, r *http.Request) {
+		var st JobRunState
+		if !s.decodeAdmin(w, r, &st) {
+			return
+		}
+		if err := s.SetJobRunState(r.PathValue("jobRunId"), st); err != nil {
+			status := 400
+			if errors.Is(err, ErrJobNotFound) {
+				status = 404
+			}
+			adminError(w, status, "bad-request", err.Error())
+			return
+		}
+		s.writeJSON(w, 200, st)
+	})
+	m.HandleFunc("POST /_sim/normalise", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Rules []NormaliseRule `json:"rules"`
+		}
+		if !s.decodeAdmin(w, r, &body) {
+			return
+		}
+		s.SetNormalise(body.Rules)
+		s.writeJSON(w, 200, body)
+	})
 	m.HandleFunc("GET /_sim/clock", func(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, 200, map[string]any{"now": isoTime(s.clock.Now()), "fake": s.fake != nil})
 	})
@@ -169,7 +194,9 @@ type DriftRequest struct {
 	WorkspaceID string `json:"workspaceId,omitempty"` // default: the only/first configured workspace
 	Project     string `json:"project"`
 	JobID       string `json:"jobId"`
-	// Action is "delete", "modify" (apply Patch), "pause" or "resume".
+	// Action is "delete", "modify" (apply Patch), "pause", "resume", "code"
+	// (the Job is now defined in code: update and delete are refused) or
+	// "api" (back to an API-managed Job).
 	Action string `json:"action"`
 	// Patch is a JSON merge patch (RFC 7386) applied to the job in Create
 	// body form, e.g. {"configuration":{"maxConcurrentRequests":1},"sink":null}.
@@ -198,6 +225,10 @@ func (s *Server) Drift(d DriftRequest) error {
 		s.deleteJobLocked(j)
 	case "pause", "resume":
 		s.setPausedLocked(j, d.Action == "pause")
+	case "code":
+		j.origin = OriginCode
+	case "api":
+		j.origin = ""
 	case "modify":
 		if len(d.Patch) == 0 {
 			return errors.New("modify needs a patch")
@@ -214,7 +245,7 @@ func (s *Server) Drift(d DriftRequest) error {
 		}
 		s.replaceSpecLocked(j, spec, sched)
 	default:
-		return fmt.Errorf("unknown action %q (want delete, modify, pause or resume)", d.Action)
+		return fmt.Errorf("unknown action %q (want delete, modify, pause, resume, code or api)", d.Action)
 	}
 	s.log.Info("drift applied", "job", d.JobID, "action", d.Action)
 	return nil

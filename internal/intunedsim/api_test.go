@@ -1,6 +1,7 @@
 package intunedsim
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -145,6 +146,8 @@ func TestErrors(t *testing.T) {
 		{"unknown run", "GET", "/jobs/existing-job/runs/nope", nil, nil, 404, "not-found", "nope", nil},
 		{"unknown run terminate", "POST", "/jobs/existing-job/runs/nope/terminate", nil, nil, 404, "not-found", "", nil},
 		{"unknown route", "GET", wsPath + "/nothing", nil, nil, 404, "not-found", "Route", nil},
+		{"Run API not modelled", "POST", wsPath + "/run/start", `{"api":"list","parameters":{}}`, nil, 404, "not-found", "Route", nil},
+		{"AuthSessions not modelled", "GET", wsPath + "/auth-sessions", nil, nil, 404, "not-found", "Route", nil},
 		{"wrong method", "PATCH", "/jobs/existing-job", "{}", nil, 404, "not-found", "Route", nil},
 		{"not json", "POST", "/jobs", "{nope", nil, 400, "bad-request", "JSON", nil},
 		{"array body", "POST", "/jobs", "[]", nil, 400, "bad-request", "JSON object", nil},
@@ -175,7 +178,7 @@ func TestErrors(t *testing.T) {
 			m["sink"] = map[string]any{"type": "webhook", "url": "https://x.test", "headers": map[string]any{"a": 1}}
 		}), nil, 400, "bad-request", "headers", nil},
 		{"bad proxy", "POST", "/jobs", valid(func(m map[string]any) { m["proxy"] = "not a url" }), nil, 400, "bad-request", "proxy", []string{"proxy"}},
-		{"authSession without id", "POST", "/jobs", valid(func(m map[string]any) { m["authSession"] = map[string]any{} }), nil, 400, "bad-request", "authSession.id", []string{"authSession.id"}},
+		{"auth_session without id", "POST", "/jobs", valid(func(m map[string]any) { m["auth_session"] = map[string]any{} }), nil, 400, "bad-request", "auth_session.id", []string{"auth_session.id"}},
 		{"bad interval", "POST", "/jobs", valid(func(m map[string]any) {
 			m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": "soon"}}}
 		}), nil, 400, "bad-request", "every", []string{"schedule.intervals[0].every"}},
@@ -185,6 +188,37 @@ func TestErrors(t *testing.T) {
 			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "FUNDAY"}}}
 		}), nil, 400, "bad-request", "FUNDAY", []string{"schedule.calendars[0].dayOfWeek"}},
 		{"bad jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": true} }), nil, 400, "bad-request", "jitter", []string{"schedule.jitter"}},
+		// As the SDK's request schemas: integers where it says int, upper-case
+		// names, "*" only as a whole field. Each 400 names the field.
+		{"fractional requestTimeout", "POST", "/jobs", valid(func(m map[string]any) {
+			m["payload"] = []any{map[string]any{"apiName": "a", "parameters": map[string]any{}, "requestTimeout": 2.5}}
+		}), nil, 400, "bad-request", "payload.requestTimeout must be an integer (the SDK schema says int), got 2.5", nil},
+		{"fractional maximumAttempts", "POST", "/jobs", valid(func(m map[string]any) {
+			m["configuration"] = map[string]any{"retry": map[string]any{"maximumAttempts": 1.5}}
+		}), nil, 400, "bad-request", "configuration.retry.maximumAttempts must be an integer", nil},
+		{"fractional every", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"intervals": []any{map[string]any{"every": 1000.5}}}
+		}), nil, 400, "bad-request", "integer", []string{"schedule.intervals[0].every"}},
+		{"fractional jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": 0.5} }), nil, 400, "bad-request", "integer", []string{"schedule.jitter"}},
+		{"negative jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": -1} }), nil, 400, "bad-request", "positive", []string{"schedule.jitter"}},
+		{"fractional calendar value", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"minute": 2.5}}}
+		}), nil, 400, "bad-request", "must be an integer", []string{"schedule.calendars[0].minute"}},
+		{"fractional calendar step", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"minute": map[string]any{"start": 0, "end": 59, "step": 1.5}}}}
+		}), nil, 400, "bad-request", "step an integer", []string{"schedule.calendars[0].minute"}},
+		{"lower-case day", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "monday"}}}
+		}), nil, 400, "bad-request", "upper case", []string{"schedule.calendars[0].dayOfWeek"}},
+		{"day as number", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": 1}}}
+		}), nil, 400, "bad-request", "not a number", []string{"schedule.calendars[0].dayOfWeek"}},
+		{"month as number", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"calendars": []any{map[string]any{"month": 3}}} }), nil, 400, "bad-request", "not a number", []string{"schedule.calendars[0].month"}},
+		{"wildcard inside a list", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"hour": []any{"*"}}}}
+		}), nil, 400, "bad-request", "whole field", []string{"schedule.calendars[0].hour"}},
+		{"maxConcurrentRequests 0", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"maxConcurrentRequests": 0} }), nil, 400, "bad-request", "greater than 0", []string{"configuration.maxConcurrentRequests"}},
+		{"requestTimeout as string", "POST", "/jobs", valid(func(m map[string]any) { m["configuration"] = map[string]any{"requestTimeout": "600"} }), nil, 400, "bad-request", "configuration.requestTimeout must be an integer, got string", nil},
 		{"keys are case-sensitive", "POST", "/jobs", `{"id":"case-job","Payload":[],"configuration":{}}`, nil, 400, "bad-request", "payload is required", []string{"payload"}},
 		{"nested keys are case-sensitive", "POST", "/jobs", `{"id":"case-job","payload":[{"ApiName":"x","parameters":{}}],"configuration":{}}`, nil, 400, "bad-request", "apiName", []string{"payload[0].apiName"}},
 		{"update not json", "PUT", "/jobs/existing-job", "nope", nil, 400, "bad-request", "JSON", nil},
@@ -220,6 +254,38 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// TestSDKValuesAcceptedAndNormalised: values the SDK's request schemas
+// allow are accepted, and the Job reads back the way the SDK's response
+// schemas would see it.
+func TestSDKValuesAcceptedAndNormalised(t *testing.T) {
+	ts, _ := newFake(t, Options{})
+	job := minimalJob("sdk-values-job")
+	job["configuration"] = map[string]any{"maxConcurrentRequests": 2.5}
+	job["schedule"] = map[string]any{
+		"jitter": 0,
+		"calendars": []any{map[string]any{
+			"minute":    map[string]any{"start": 0, "step": 15}, // no end: the SDK strips step
+			"hour":      []any{map[string]any{"start": 8, "end": 18, "step": 2}, 20},
+			"dayOfWeek": map[string]any{"start": "MONDAY", "end": "FRIDAY"},
+			"month":     "*",
+		}},
+	}
+	job["sink"] = map[string]any{"type": "webhook", "url": "https://hooks.example/x", "retry": 5, "timeout": 2000}
+	mustStatus(t, call(t, ts, "POST", "/jobs", job), 201)
+	var d map[string]json.RawMessage
+	call(t, ts, "GET", "/jobs/sdk-values-job", nil).decode(t, &d)
+	for key, want := range map[string]string{
+		"configuration": `{"maxConcurrentRequests":2.5,"requestTimeout":600}`,
+		"schedule":      `{"jitter":0,"calendars":[{"minute":{"start":0},"hour":[{"start":8,"step":2,"end":18},20],"dayOfWeek":{"start":"MONDAY","end":"FRIDAY"},"month":"*"}]}`,
+		// retry and timeout are not in the SDK's sink schema: not echoed.
+		"sink": `{"type":"webhook","url":"https://hooks.example/x","skipOnFail":false}`,
+	} {
+		if string(d[key]) != want {
+			t.Errorf("%s\n got %s\nwant %s", key, d[key], want)
+		}
+	}
+}
+
 func TestDuplicateCreateConflictOption(t *testing.T) {
 	ts, _ := newFake(t, Options{DuplicateCreateStatus: http.StatusConflict})
 	mustStatus(t, call(t, ts, "POST", "/jobs", minimalJob("dup-job-1")), 201)
@@ -252,7 +318,7 @@ func TestDefaultsFilledOnStore(t *testing.T) {
 			map[string]any{"apiName": "list", "parameters": map[string]any{}, "retry": map[string]any{}},
 		},
 		"configuration": map[string]any{"retry": map[string]any{}, "maxConcurrentRequests": 2},
-		"authSession":   map[string]any{"id": "auth-1"},
+		"auth_session":  map[string]any{"id": "auth-1"},
 		"sink":          map[string]any{"type": "s3", "bucket": "b", "accessKeyId": "a", "secretAccessKey": "s", "region": "us-west-2", "url": "https://dropped"},
 		"proxy":         "http://user:pass@proxy:8080",
 		"unknownField":  true,
@@ -271,5 +337,34 @@ func TestDefaultsFilledOnStore(t *testing.T) {
 	call(t, ts, "GET", "/jobs", nil).decode(t, &list)
 	if p := list[0]["proxy"].(map[string]any); p["version"] != "v1" || p["url"] != "http://user:pass@proxy:8080" {
 		t.Fatalf("list proxy = %v", list[0]["proxy"])
+	}
+}
+
+// TestNormaliseRules: a Normalise rule rewrites the field on every write and
+// leaves the rest as sent.
+func TestNormaliseRules(t *testing.T) {
+	rt, err := ParseNormaliseRule("configuration.requestTimeout=300")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip, err := ParseNormaliseRule("sink.headers=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseNormaliseRule("nonsense"); err == nil {
+		t.Fatal("a rule without = was accepted")
+	}
+	ts, _ := newFake(t, Options{Normalise: []NormaliseRule{rt, strip}})
+	job := minimalJob("normalised-job")
+	job["sink"] = map[string]any{"type": "webhook", "url": "https://hooks.example/x", "headers": map[string]string{"A": "b"}}
+	mustStatus(t, call(t, ts, "POST", "/jobs", job), 201)
+	for i := 0; i < 2; i++ { // create, then update: each write is rewritten
+		var d map[string]json.RawMessage
+		call(t, ts, "GET", "/jobs/normalised-job", nil).decode(t, &d)
+		if string(d["configuration"]) != `{"requestTimeout":300}` || string(d["sink"]) != `{"type":"webhook","url":"https://hooks.example/x","skipOnFail":false}` {
+			t.Fatalf("write %d: configuration %s sink %s", i, d["configuration"], d["sink"])
+		}
+		delete(job, "id")
+		mustStatus(t, call(t, ts, "PUT", "/jobs/normalised-job", job), 200)
 	}
 }

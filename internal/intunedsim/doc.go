@@ -29,10 +29,20 @@
 // # Behaviour choices where Intuned's docs are silent
 //
 //   - Duplicate job id on create: 400 bad-request (Options.DuplicateCreateStatus: 409).
-//   - PUT is a full replacement: omitted schedule/sink/proxy/authSession are cleared.
+//   - PUT is a full replacement: omitted schedule/sink/proxy/auth_session are cleared.
 //   - Defaults filled on store: requestTimeout 600 (payload items and
 //     configuration), maximumAttempts 3 where a retry object is given,
-//     authSession attempts 3, sink skipOnFail false. Unknown keys are dropped.
+//     auth_session attempts 3, sink skipOnFail false. Unknown keys are dropped.
+//   - Validation follows the SDK's request schemas (integers, upper-case
+//     names, "*" only as a whole field, maxConcurrentRequests any number >
+//     0); answers follow its response schemas (webhook retry/timeout not
+//     echoed, a range step without end dropped).
+//   - Jobs defined in code (drift action "code"): update and delete answer
+//     400 bad-request naming origin CODE; pause, resume, trigger work.
+//   - Options.Normalise, DateFormat and OmitDetailPayload make it behave
+//     like a server that differs from the documents; Options.Observe sees
+//     every exchange (wireschema conformance tests).
+//   - Not modelled: the Run API, AuthSessions, projects/deployments, real S3.
 //   - JobRun status: PENDING while queued/executing (Intuned has no RUNNING),
 //     PAUSED while its job is paused, then COMPLETED when every Run finished
 //     and at least one succeeded (or it had no payloads), FAILURE when all
@@ -82,12 +92,15 @@
 //	GET    /_sim/faults                                  current rules
 //	POST   /_sim/faults  {"rules":[FaultRule...], "s3FailRate":0.5}   replace the rules
 //	DELETE /_sim/faults                                  clear them
-//	POST   /_sim/drift   {"project","jobId","action":"delete"|"modify"|"pause"|"resume","patch":{merge patch},"workspaceId"?}
+//	POST   /_sim/drift   {"project","jobId","action":"delete"|"modify"|"pause"|"resume"|"code"|"api","patch":{merge patch},"workspaceId"?}
+//	POST   /_sim/jobruns/{jobRunId}/state {"status","reason"?,"error"?}  any JobRun status/reason/error the SDK knows
+//	POST   /_sim/normalise {"rules":[{"path","value"}]}  replace the Normalise rules
 //	GET    /_sim/clock                                   {"now","fake"}
 //	POST   /_sim/clock/advance {"duration":"90s"}        fake clock only (409 otherwise)
 //	POST   /_sim/reset                                   forget everything
 //
 // Admin errors are {"error":{"code","message"}}. The same operations exist
 // as Go methods: Deliveries, APIRuns, Calls, WriteCalls, ResetCalls,
-// SetFaults, SetS3FailRate, Drift, Advance, Reset, SetHandler.
+// SetFaults, SetS3FailRate, Drift, Advance, Reset, SetHandler,
+// SetJobRunState, SetNormalise.
 package intunedsim

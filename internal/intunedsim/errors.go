@@ -13,7 +13,12 @@ type fieldError struct {
 	Message string `json:"message"`
 }
 
-// apiError is an Intuned-style error response.
+// apiError is an Intuned-style error response. Codes are the SDK's
+// (bad-request, unauthorized, not-found) plus three this simulator chooses
+// for statuses the SDK does not model, listed in wireschema.ErrorCodes and
+// the README: conflict (409), too-many-requests (429) and
+// internal-server-error (injected 5xx; a code the SDK knows from JobRun
+// errors).
 type apiError struct {
 	status    int
 	code      string

@@ -15,7 +15,7 @@ import (
 func FuzzDecodeJobSpec(f *testing.F) {
 	seeds := []string{
 		`{"id":"default-with-webhook","payload":[{"apiName":"list","parameters":{}}],"configuration":{"retry":{"maximumAttempts":3}},"sink":{"type":"webhook","url":"https://x.test/h","headers":{"Authorization":"Bearer t"}}}`,
-		`{"id":"my-awesome-job","payload":[{"apiName":"a","parameters":{"k":"v"},"requestTimeout":600,"retry":{"maximumAttempts":3}}],"configuration":{"retry":{},"maxConcurrentRequests":5,"requestTimeout":600},"schedule":{"jitter":"6h","intervals":[{"every":3600000},{"every":"1h"}],"calendars":[{"hour":12,"minute":51,"dayOfWeek":["MONDAY","FRIDAY"]},{"second":"*","month":{"start":"JANUARY","end":"MARCH","step":2},"year":[2026,{"start":2030}]}]},"proxy":"http://u:p@h:8080","authSession":{"id":"as-1"}}`,
+		`{"id":"my-awesome-job","payload":[{"apiName":"a","parameters":{"k":"v"},"requestTimeout":600,"retry":{"maximumAttempts":3}}],"configuration":{"retry":{},"maxConcurrentRequests":5,"requestTimeout":600},"schedule":{"jitter":"6h","intervals":[{"every":3600000},{"every":"1h"}],"calendars":[{"hour":12,"minute":51,"dayOfWeek":["MONDAY","FRIDAY"]},{"second":"*","month":{"start":"JANUARY","end":"MARCH","step":2},"year":[2026,{"start":2030}]}]},"proxy":"http://u:p@h:8080","auth_session":{"id":"as-1"}}`,
 		`{"id":"s3-sink-job","payload":[],"configuration":{},"sink":{"type":"s3","bucket":"b","accessKeyId":"a","secretAccessKey":"s","region":"r","prefix":"p/","endpoint":"https://r2","forcePathStyle":true,"skipOnFail":true,"apisToSend":["x"]}}`,
 		`{"id":"abc"}`,
 		`{"id":"bad id!","payload":"x","configuration":5}`,

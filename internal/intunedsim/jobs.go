@@ -24,9 +24,13 @@ type job struct {
 	lastRunTime            *time.Time
 	nextRunTime            *time.Time
 	scheduleID             *string
-	timer                  Timer
-	timerGen               int
-	runs                   []*jobRun // in creation order
+	// origin is "API" (created through the API) or "CODE" (defined in the
+	// project's job files). Not in any response: the SDK's schemas lack it.
+	origin     string
+	timer      Timer
+	timerGen   int
+	runs       []*jobRun // in creation order
+	dateFormat string    // Options.DateFormat when created
 }
 
 func (s *Server) jobsOf(ws, project string) map[string]*job {
@@ -84,9 +88,11 @@ func (s *Server) createJob(c *reqCtx) (int, any, *apiError) {
 		}
 		return 0, nil, badRequest(msg, fieldError{"id", "already exists"})
 	}
+	s.normaliseLocked(spec)
 	j := &job{
 		ws: c.ws, project: c.project, projectID: c.projectID,
 		spec: *spec, sched: sched, state: StateActive, createdAt: s.clock.Now(),
+		dateFormat: s.opts.DateFormat,
 	}
 	jobs[spec.ID] = j
 	s.armScheduleLocked(j)
@@ -101,7 +107,11 @@ func (s *Server) getJob(c *reqCtx) (int, any, *apiError) {
 	if apiErr != nil {
 		return 0, nil, apiErr
 	}
-	return http.StatusOK, j.detail(), nil
+	d := j.detail()
+	if s.opts.OmitDetailPayload {
+		d.Payload = nil
+	}
+	return http.StatusOK, d, nil
 }
 
 // updateJob is a full replacement: optional fields left out of the body
@@ -122,6 +132,10 @@ func (s *Server) updateJob(c *reqCtx) (int, any, *apiError) {
 	if j, apiErr = s.lookupLocked(c); apiErr != nil { // deleted meanwhile
 		return 0, nil, apiErr
 	}
+	if apiErr := refuseCode(j, "updated"); apiErr != nil {
+		return 0, nil, apiErr
+	}
+	s.normaliseLocked(spec)
 	s.replaceSpecLocked(j, spec, sched)
 	s.log.Info("job updated", "workspace", c.ws, "project", c.project, "job", j.spec.ID)
 	return http.StatusOK, idMessage{ID: j.spec.ID, Message: "updated job successfully"}, nil
@@ -139,6 +153,9 @@ func (s *Server) deleteJob(c *reqCtx) (int, any, *apiError) {
 	defer s.mu.Unlock()
 	j, apiErr := s.lookupLocked(c)
 	if apiErr != nil {
+		return 0, nil, apiErr
+	}
+	if apiErr := refuseCode(j, "deleted"); apiErr != nil {
 		return 0, nil, apiErr
 	}
 	s.deleteJobLocked(j)
@@ -245,12 +262,12 @@ func (j *job) detail() jobDetail {
 	return jobDetail{
 		ID:            j.spec.ID,
 		Configuration: j.spec.Configuration,
-		Payload:       j.spec.Payload,
+		Payload:       &j.spec.Payload,
 		Schedule:      j.spec.Schedule,
 		Sink:          j.spec.Sink,
-		CreatedAt:     isoTime(j.createdAt),
-		NextRunTime:   isoPtr(j.nextRunTime),
-		LastRunTime:   isoPtr(j.lastRunTime),
+		CreatedAt:     stamp(j.dateFormat, j.createdAt),
+		NextRunTime:   stampPtr(j.dateFormat, j.nextRunTime),
+		LastRunTime:   stampPtr(j.dateFormat, j.lastRunTime),
 		State:         j.state,
 		ProjectID:     j.projectID,
 		AuthSession:   j.spec.AuthSession,
@@ -267,9 +284,9 @@ func (j *job) listItem() jobListItem {
 		Payload:       j.spec.Payload,
 		Sink:          j.spec.Sink,
 		Schedule:      j.spec.Schedule,
-		NextRunTime:   isoPtr(j.nextRunTime),
-		LastRunTime:   isoPtr(j.lastRunTime),
-		CreatedAt:     isoTime(j.createdAt),
+		NextRunTime:   stampPtr(j.dateFormat, j.nextRunTime),
+		LastRunTime:   stampPtr(j.dateFormat, j.lastRunTime),
+		CreatedAt:     stamp(j.dateFormat, j.createdAt),
 		AuthSession:   j.spec.AuthSession,
 		Proxy:         proxyObj(j.spec.Proxy),
 		Reason:        j.reason,
@@ -290,4 +307,20 @@ func proxyObj(p *string) *proxyObject {
 func (j *job) specJSON() []byte {
 	b, _ := json.Marshal(j.spec)
 	return b
+}
+
+// OriginCode marks a Job defined in code (Intuned's jobs-as-code files).
+const OriginCode = "CODE"
+
+// refuseCode is Intuned's refusal to update or delete a Job defined in code
+// (pause, resume and trigger still work). Intuned documents the refusal,
+// not its status or body: the simulator answers 400 bad-request (a code
+// the SDK knows) whose message and details say origin CODE.
+func refuseCode(j *job, verb string) *apiError {
+	if j.origin != OriginCode {
+		return nil
+	}
+	return badRequest("Job "+j.spec.ID+" is defined in code (origin CODE) and cannot be "+verb+
+		" through the API; change or remove it in the project's job files and deploy",
+		fieldError{"origin", "CODE"})
 }

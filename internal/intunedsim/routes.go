@@ -1,6 +1,7 @@
 package intunedsim
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"io"
 	"net/http"
@@ -63,9 +64,63 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.api.ServeHTTP(w, r)
 }
 
+// Exchange is one API request and the simulator's answer.
+type Exchange struct {
+	Method, Path string
+	// Route is the route template, e.g. "GET /api/v1/workspace/{ws}/projects/{p}/jobs".
+	Route        string
+	RequestBody  []byte
+	Status       int
+	ResponseBody []byte
+}
+
+// recorder keeps a copy of the answer for Options.Observe.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (rw *recorder) WriteHeader(code int) {
+	if rw.status == 0 {
+		rw.status = code
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	rw.body.Write(b)
+	return rw.ResponseWriter.Write(b)
+}
+
 // wrap applies, in order: call counting, fault injection, rate limiting,
 // authentication, project lookup and body reading, then runs h.
 func (s *Server) wrap(h handlerFunc) http.Handler {
+	inner := s.wrapInner(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Observe == nil {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		var reqBody []byte
+		if r.Body != nil {
+			reqBody, _ = io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+			r.Body = io.NopCloser(bytes.NewReader(reqBody))
+		}
+		rec := &recorder{ResponseWriter: w}
+		inner.ServeHTTP(rec, r) // a dropped connection panics past this
+		if rec.status == 0 {
+			return // nothing answered (client gone during injected latency)
+		}
+		s.opts.Observe(Exchange{Method: r.Method, Path: r.URL.Path, Route: r.Pattern,
+			RequestBody: reqBody, Status: rec.status, ResponseBody: rec.body.Bytes()})
+	})
+}
+
+func (s *Server) wrapInner(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Pattern
 		s.mu.Lock()

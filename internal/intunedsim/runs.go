@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,7 @@ type jobRun struct {
 	start     *time.Time
 	end       *time.Time
 	reason    *jobRunReason
+	err       *jobRunError
 	snapshot  configSnapshot
 	sink      *sinkWire // snapshot of the sink used for deliveries
 	authID    string
@@ -93,7 +95,7 @@ func (s *Server) startJobRunLocked(j *job, typ string) *jobRun {
 	}
 	maxConc := DefaultMaxConcurrentRequests
 	if m := j.spec.Configuration.MaxConcurrentRequests; m != nil {
-		maxConc = *m
+		maxConc = max(1, int(*m))
 	}
 	jr := &jobRun{
 		id: s.ids.uuid(), job: j, typ: typ, status: JobRunPending,
@@ -123,7 +125,7 @@ func (s *Server) startJobRunLocked(j *job, typ string) *jobRun {
 }
 
 func (jr *jobRun) active() bool {
-	return jr.status == JobRunPending || jr.status == JobRunPaused
+	return !intunedTerminal(jr.status)
 }
 
 func (s *Server) setRunPausedLocked(jr *jobRun, paused bool) {
@@ -160,7 +162,13 @@ func (s *Server) pumpLocked(jr *jobRun) {
 		jr.end, jr.updated = &now, now
 		jr.status = JobRunCompleted
 		if jr.payloads > 0 && jr.succeeded == 0 {
+			// The SDK's JobRun error codes are only internal-server-error
+			// and insufficient-resource-credits; a run whose every
+			// payload failed reports the first (a simulator choice: what
+			// Intuned reports here is not documented).
 			jr.status = JobRunFailure
+			jr.err = &jobRunError{Code: "internal-server-error", Category: "infrastructure",
+				Message: fmt.Sprintf("all %d payloads failed", jr.payloads), CorrelationID: s.ids.uuid()}
 		}
 		jr.job.lastRunTime = &now
 		s.log.Info("job run finished", "job", jr.job.spec.ID, "jobRun", jr.id, "status", jr.status,
@@ -454,19 +462,89 @@ func parseSortBy(v string) (func(a, b *jobRun) bool, *apiError) {
 func (jr *jobRun) wire() jobRunWire {
 	return jobRunWire{
 		ID:                       jr.id,
-		StartTime:                isoPtr(jr.start),
-		EndTime:                  isoPtr(jr.end),
+		StartTime:                stampPtr(jr.job.dateFormat, jr.start),
+		EndTime:                  stampPtr(jr.job.dateFormat, jr.end),
 		WorkspaceID:              jr.job.ws,
 		ProjectID:                jr.job.projectID,
 		JobID:                    jr.job.spec.ID,
-		CreatedAt:                isoTime(jr.created),
-		UpdatedAt:                isoTime(jr.updated),
+		CreatedAt:                stamp(jr.job.dateFormat, jr.created),
+		UpdatedAt:                stamp(jr.job.dateFormat, jr.updated),
 		Type:                     jr.typ,
 		Status:                   jr.status,
 		Payloads:                 jr.payloads,
 		SuccessfulRuns:           jr.succeeded,
 		FailedRuns:               jr.failed,
 		Reason:                   jr.reason,
+		Error:                    jr.err,
 		JobConfigurationSnapshot: jr.snapshot,
 	}
+}
+
+// JobRunState overrides a JobRun's status, reason and error, so tests can see
+// every status and reason the SDK knows (the simulator's own lifecycle only
+// reaches PENDING, PAUSED, COMPLETED, FAILURE and TERMINATED). Values must
+// be in JobRunStatuses, JobRunReasonTypes, JobRunErrorCodes and
+// JobRunErrorCategories. A terminal status ends the JobRun: queued payloads
+// are dropped.
+type JobRunState struct {
+	Status string `json:"status"`
+	Reason *struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"reason,omitempty"`
+	Error *struct {
+		Code     string `json:"code"`
+		Category string `json:"category"`
+		Message  string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// SetJobRunState applies st to the JobRun with id jobRunID.
+func (s *Server) SetJobRunState(jobRunID string, st JobRunState) error {
+	bad := func(what, v string, set []string) error {
+		return fmt.Errorf("%s %q is not one the SDK knows (%s)", what, v, strings.Join(set, ", "))
+	}
+	if !slices.Contains(JobRunStatuses, st.Status) {
+		return bad("status", st.Status, JobRunStatuses)
+	}
+	if st.Reason != nil && !slices.Contains(JobRunReasonTypes, st.Reason.Type) {
+		return bad("reason type", st.Reason.Type, JobRunReasonTypes)
+	}
+	if e := st.Error; e != nil && (!slices.Contains(JobRunErrorCodes, e.Code) || !slices.Contains(JobRunErrorCategories, e.Category)) {
+		return fmt.Errorf("error code %q / category %q: want one of %s / %s", e.Code, e.Category, strings.Join(JobRunErrorCodes, ", "), strings.Join(JobRunErrorCategories, ", "))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, jobs := range s.jobs {
+		for _, j := range jobs {
+			for _, jr := range j.runs {
+				if jr.id != jobRunID {
+					continue
+				}
+				now := s.clock.Now()
+				jr.status, jr.updated, jr.reason, jr.err = st.Status, now, nil, nil
+				if st.Reason != nil {
+					jr.reason = &jobRunReason{Type: st.Reason.Type, Message: st.Reason.Message}
+				}
+				if e := st.Error; e != nil {
+					jr.err = &jobRunError{Code: e.Code, Category: e.Category, Message: e.Message, CorrelationID: s.ids.uuid()}
+				}
+				if intunedTerminal(st.Status) {
+					jr.queue = nil
+					jr.end = &now
+					jr.cancel()
+				}
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: no JobRun %s", ErrJobNotFound, jobRunID)
+}
+
+func intunedTerminal(status string) bool {
+	switch status {
+	case "SUCCESS", "FAILURE", "COMPLETED", "TERMINATED", "CANCELED":
+		return true
+	}
+	return false
 }

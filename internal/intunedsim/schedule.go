@@ -41,16 +41,22 @@ func (y yearRange) has(v int) bool {
 
 var msPattern = regexp.MustCompile(`(?i)^(-?(?:\d+)?\.?\d+) *(milliseconds?|msecs?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w|years?|yrs?|y)?$`)
 
-// parseMS parses a vercel/ms style duration: a number of milliseconds, or a
-// string like "1h", "30m", "10s", "2 days", "500" (ms).
-func parseMS(raw json.RawMessage) (time.Duration, error) {
+// parseMS parses a vercel/ms style duration: an integer number of
+// milliseconds (the SDK's schema says int), or a string like "1h", "30m",
+// "10s", "2 days", "500" (ms). zeroOK allows 0 (jitter: none).
+func parseMS(raw json.RawMessage, zeroOK bool) (time.Duration, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return 0, fmt.Errorf("is required")
 	}
 	var num float64
 	if err := json.Unmarshal(raw, &num); err == nil {
-		if num <= 0 || math.IsInf(num, 0) || num > float64(100*365*24*time.Hour/time.Millisecond) {
+		switch {
+		case num != math.Trunc(num):
+			return 0, fmt.Errorf("must be an integer number of milliseconds (the SDK schema says int), got %s", raw)
+		case num == 0 && zeroOK:
+			return 0, nil
+		case num <= 0 || num > float64(100*365*24*time.Hour/time.Millisecond):
 			return 0, fmt.Errorf("must be a positive number of milliseconds")
 		}
 		return time.Duration(num * float64(time.Millisecond)), nil
@@ -127,13 +133,16 @@ func parseField(raw json.RawMessage, k fieldKind, def []rangeSpec) ([]rangeSpec,
 		if err := json.Unmarshal(raw, &items); err != nil {
 			return nil, fmt.Errorf("%s: invalid list", k.name)
 		}
-		if len(items) == 0 {
-			return nil, fmt.Errorf("%s: list must not be empty", k.name)
-		}
-		var out []rangeSpec
+		// The SDK accepts an empty list; it matches no value, so the
+		// calendar never fires.
+		out := []rangeSpec{}
 		for _, it := range items {
 			if bytes.HasPrefix(bytes.TrimSpace(it), []byte("[")) {
 				return nil, fmt.Errorf("%s: nested lists are not allowed", k.name)
+			}
+			// The SDK allows "*" only as the whole field, not in a list.
+			if string(bytes.TrimSpace(it)) == `"*"` {
+				return nil, fmt.Errorf("%s: \"*\" is allowed only as the whole field, not inside a list", k.name)
 			}
 			r, err := parseField(it, k, nil)
 			if err != nil {
@@ -150,7 +159,13 @@ func parseField(raw json.RawMessage, k fieldKind, def []rangeSpec) ([]rangeSpec,
 			Step  *int            `json:"step"`
 		}
 		if err := json.Unmarshal(raw, &obj); err != nil {
-			return nil, fmt.Errorf("%s: invalid range object (want {start, end?, step?})", k.name)
+			return nil, fmt.Errorf("%s: invalid range object (want {start, end?} or {start, step, end}; step an integer)", k.name)
+		}
+		if len(obj.End) == 0 || string(obj.End) == "null" {
+			// {start, step} matches no SDK shape but {start, end?}, which
+			// strips step: the step is dropped (normaliseCalendar does
+			// the same to the stored JSON).
+			obj.Step = nil
 		}
 		start, err := parseValue(obj.Start, k)
 		if err != nil {
@@ -191,28 +206,32 @@ func parseValue(raw json.RawMessage, k fieldKind) (int, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return 0, fmt.Errorf("%s: range start is required", k.name)
 	}
-	var n int
-	if k.names == nil || k.name == "month" {
-		if err := json.Unmarshal(raw, &n); err == nil {
-			if n < k.min || n > k.max {
-				return 0, fmt.Errorf("%s: %d is out of range %d-%d", k.name, n, k.min, k.max)
-			}
-			return n, nil
-		}
-	}
 	if k.names != nil {
+		// dayOfWeek and month take upper-case English names only (the
+		// SDK's enums): no numbers, no other spelling.
 		var s string
 		if err := json.Unmarshal(raw, &s); err == nil {
 			for i, name := range k.names {
-				if name != "" && strings.EqualFold(name, s) {
+				if name != "" && name == s {
 					return i, nil
 				}
 			}
-			return 0, fmt.Errorf("%s: unknown name %q (want one of %s)", k.name, s, strings.Join(nonEmpty(k.names), ", "))
+			return 0, fmt.Errorf("%s: unknown name %q (want one of %s, upper case)", k.name, s, strings.Join(nonEmpty(k.names), ", "))
 		}
-		return 0, fmt.Errorf("%s: want a name like %q, a range object, a list or \"*\"", k.name, k.names[len(k.names)-1])
+		return 0, fmt.Errorf("%s: want a name like %q (upper case, not a number), a range object, a list or \"*\"", k.name, k.names[len(k.names)-1])
 	}
-	return 0, fmt.Errorf("%s: want a number %d-%d, a range object, a list or \"*\"", k.name, k.min, k.max)
+	var f float64
+	if err := json.Unmarshal(raw, &f); err == nil {
+		n := int(f)
+		switch {
+		case f != math.Trunc(f):
+			return 0, fmt.Errorf("%s: %s must be an integer (the SDK schema says int)", k.name, raw)
+		case f < float64(k.min) || f > float64(k.max):
+			return 0, fmt.Errorf("%s: %s is out of range %d-%d", k.name, raw, k.min, k.max)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("%s: want an integer %d-%d, a range object, a list or \"*\"", k.name, k.min, k.max)
 }
 
 func nonEmpty(ss []string) []string {
@@ -262,6 +281,9 @@ func compileCalendar(c calendarWire) (calendarSpec, error) {
 	if err != nil {
 		return spec, err
 	}
+	if years != nil {
+		spec.years = []yearRange{} // set, possibly empty: no year matches
+	}
 	for _, y := range years {
 		spec.years = append(spec.years, yearRange(y))
 	}
@@ -269,8 +291,8 @@ func compileCalendar(c calendarWire) (calendarSpec, error) {
 }
 
 func (c *calendarSpec) yearOK(y int) bool {
-	if len(c.years) == 0 {
-		return true
+	if c.years == nil {
+		return true // unset: every year
 	}
 	for _, r := range c.years {
 		if r.has(y) {
@@ -323,12 +345,12 @@ func compileSchedule(s *scheduleWire) (*compiledSchedule, []fieldError) {
 	var errs []fieldError
 	out := &compiledSchedule{}
 	if len(s.Jitter) > 0 && string(s.Jitter) != "null" {
-		if _, err := parseMS(s.Jitter); err != nil {
+		if _, err := parseMS(s.Jitter, true); err != nil {
 			errs = append(errs, fieldError{"schedule.jitter", err.Error()})
 		}
 	}
 	for i, iv := range s.Intervals {
-		d, err := parseMS(iv.Every)
+		d, err := parseMS(iv.Every, false)
 		if err != nil {
 			errs = append(errs, fieldError{fmt.Sprintf("schedule.intervals[%d].every", i), err.Error()})
 			continue
@@ -374,4 +396,45 @@ func (cs *compiledSchedule) next(t time.Time) (time.Time, bool) {
 		}
 	}
 	return best, found
+}
+
+// normaliseCalendar rewrites a stored calendar field the way the SDK's
+// response schema would read it: a range object keeps only start, end and
+// step, and loses step when it has no end (the only SDK shape with a step is
+// {start, step, end}). Anything else is returned unchanged.
+func normaliseCalendar(raw json.RawMessage) json.RawMessage {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return raw
+	}
+	switch t[0] {
+	case '[':
+		var items []json.RawMessage
+		if json.Unmarshal(t, &items) != nil {
+			return raw
+		}
+		for i := range items {
+			items[i] = normaliseCalendar(items[i])
+		}
+		b, _ := json.Marshal(items)
+		return b
+	case '{':
+		var r struct {
+			Start json.RawMessage `json:"start"`
+			Step  json.RawMessage `json:"step,omitempty"`
+			End   json.RawMessage `json:"end,omitempty"`
+		}
+		if json.Unmarshal(t, &r) != nil {
+			return raw
+		}
+		if len(r.End) == 0 || string(r.End) == "null" {
+			r.Step, r.End = nil, nil
+		}
+		if string(r.Step) == "null" {
+			r.Step = nil
+		}
+		b, _ := json.Marshal(r)
+		return b
+	}
+	return raw
 }

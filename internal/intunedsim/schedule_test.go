@@ -32,12 +32,18 @@ func TestParseMS(t *testing.T) {
 		{`true`, 0, false},
 		{`null`, 0, false},
 		{`{}`, 0, false},
+		{`2.5`, 0, false}, // the SDK's schema says int
+		{`1e3`, time.Second, true},
 	}
 	for _, c := range cases {
-		got, err := parseMS(json.RawMessage(c.in))
+		got, err := parseMS(json.RawMessage(c.in), false)
 		if (err == nil) != c.ok || got != c.want {
 			t.Errorf("parseMS(%s) = %v, %v; want %v ok=%v", c.in, got, err, c.want, c.ok)
 		}
+	}
+	// Jitter may be 0 (no jitter); every may not.
+	if d, err := parseMS(json.RawMessage(`0`), true); err != nil || d != 0 {
+		t.Errorf("jitter 0: %v %v", d, err)
 	}
 }
 
@@ -64,6 +70,8 @@ func TestCalendarNext(t *testing.T) {
 			[]string{"2026-01-10T08:00:00Z", "2026-01-10T20:00:00Z", "2026-01-17T08:00:00Z"}},
 		{"year bound", `{"year":2027,"month":"FEBRUARY","dayOfMonth":29}`, mon, nil}, // 2027 is not a leap year
 		{"leap day", `{"month":"FEBRUARY","dayOfMonth":29}`, mon, []string{"2028-02-29T00:00:00Z"}},
+		{"empty list matches nothing (the SDK accepts it)", `{"hour":[]}`, mon, nil},
+		{"empty year list matches nothing", `{"year":[]}`, mon, nil},
 		{"day of month AND day of week", `{"dayOfMonth":13,"dayOfWeek":"FRIDAY"}`, mon, []string{"2026-02-13T00:00:00Z", "2026-03-13T00:00:00Z", "2026-11-13T00:00:00Z"}},
 	}
 	for _, c := range cases {

@@ -2,6 +2,7 @@ package intunedsim
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -64,6 +65,17 @@ type Options struct {
 	// 0 picks a seed from the wall clock (the catalogue then uses seed 1).
 	Seed uint64
 
+	// DateFormat names the DateFormats layout of the timestamps the SDK
+	// types as plain strings; "" means "iso" (JavaScript's toISOString).
+	DateFormat string
+
+	// OmitDetailPayload leaves payload out of Get Job answers (the SDK's
+	// detail schema has it optional); Get Jobs still carries it.
+	OmitDetailPayload bool
+
+	// Normalise rewrites fields of every Job written (see NormaliseRule).
+	Normalise []NormaliseRule
+
 	// Faults are the initial fault-injection rules (see FaultRule).
 	Faults []FaultRule
 	// S3FailRate is the share of S3 sink "deliveries" that fail (there is no
@@ -77,6 +89,11 @@ type Options struct {
 	// AdminToken, when set, is required as "Authorization: Bearer <token>"
 	// on /_sim/ endpoints.
 	AdminToken string
+	// Observe, when set, is called after every API request (not admin)
+	// with what was asked and answered; a dropped connection or a request
+	// left unanswered is not reported. Conformance tests check each exchange against the wire
+	// schemas.
+	Observe func(Exchange)
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -105,6 +122,7 @@ type Server struct {
 	faults     []FaultRule
 	s3FailRate float64
 	handlers   map[string]APIHandler
+	normalise  []NormaliseRule
 	closed     bool
 
 	busyMu sync.Mutex
@@ -122,6 +140,9 @@ func New(opts Options) (*Server, error) {
 	if opts.RateLimit == 0 {
 		opts.RateLimit = DefaultRateLimit
 	}
+	if _, ok := DateFormats[opts.DateFormat]; !ok && opts.DateFormat != "" {
+		return nil, fmt.Errorf("intunedsim: unknown date format %q (want one of %s)", opts.DateFormat, strings.Join(sortedKeys(DateFormats), ", "))
+	}
 	if opts.DuplicateCreateStatus == 0 {
 		opts.DuplicateCreateStatus = http.StatusBadRequest
 	}
@@ -138,6 +159,7 @@ func New(opts Options) (*Server, error) {
 		jobs:       map[projKey]map[string]*job{},
 		calls:      map[string]int{},
 		faults:     append([]FaultRule(nil), opts.Faults...),
+		normalise:  append([]NormaliseRule(nil), opts.Normalise...),
 		s3FailRate: opts.S3FailRate,
 		idle:       make(chan struct{}),
 	}

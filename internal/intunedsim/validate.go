@@ -99,8 +99,10 @@ func decodeJobSpec(body []byte, withID bool) (*jobSpec, *compiledSchedule, *apiE
 	} else if *c.RequestTimeout <= 0 {
 		add("configuration.requestTimeout", "must be a positive number of seconds")
 	}
-	if c.MaxConcurrentRequests != nil && *c.MaxConcurrentRequests < 1 {
-		add("configuration.maxConcurrentRequests", "must be at least 1")
+	// The SDK types maxConcurrentRequests as a number (not an integer), so
+	// 2.5 is accepted and stored as sent; runs use its floor (at least 1).
+	if c.MaxConcurrentRequests != nil && *c.MaxConcurrentRequests <= 0 {
+		add("configuration.maxConcurrentRequests", "must be greater than 0")
 	}
 	checkRetry(c.Retry, "configuration.retry", add)
 
@@ -114,9 +116,25 @@ func decodeJobSpec(body []byte, withID bool) (*jobSpec, *compiledSchedule, *apiE
 		}
 	}
 	compiled, schedErrs := compileSchedule(spec.Schedule)
+	if sc := spec.Schedule; sc != nil {
+		for i := range sc.Calendars {
+			c := &sc.Calendars[i]
+			for _, f := range []*json.RawMessage{&c.Second, &c.Minute, &c.Hour, &c.DayOfMonth, &c.DayOfWeek, &c.Month, &c.Year} {
+				*f = normaliseCalendar(*f)
+			}
+		}
+	}
 	errs = append(errs, schedErrs...)
 
 	if spec.Sink != nil {
+		var extra struct {
+			Retry   *int `json:"retry"`
+			Timeout *int `json:"timeout"`
+		}
+		if err := json.Unmarshal(top["sink"], &extra); err != nil {
+			add("sink", "%s", describeJSONError(err))
+		}
+		spec.Sink.Retry, spec.Sink.Timeout = extra.Retry, extra.Timeout
 		errs = append(errs, normaliseSink(spec.Sink)...)
 	}
 
@@ -128,14 +146,14 @@ func decodeJobSpec(body []byte, withID bool) (*jobSpec, *compiledSchedule, *apiE
 
 	if a := spec.AuthSession; a != nil {
 		if strings.TrimSpace(a.ID) == "" {
-			add("authSession.id", "is required")
+			add("auth_session.id", "is required")
 		}
 		for name, p := range map[string]**int{"checkAttempts": &a.CheckAttempts, "createAttempts": &a.CreateAttempts} {
 			if *p == nil {
 				v := defaultMaximumAttempts
 				*p = &v
 			} else if **p < 1 {
-				add("authSession."+name, "must be at least 1")
+				add("auth_session."+name, "must be at least 1")
 			}
 		}
 	}
@@ -235,7 +253,13 @@ func describeJSONError(err error) string {
 		if field == "" {
 			field = "body"
 		}
-		return fmt.Sprintf("%s: expected %s, got %s", field, jsonTypeName(te.Type.Kind().String()), te.Value)
+		want := jsonTypeName(te.Type.Kind().String())
+		// A fraction or an exponent where the SDK's schema says integer
+		// (requestTimeout, maximumAttempts, ...): say exactly that.
+		if want == "an integer" && strings.HasPrefix(te.Value, "number") {
+			return fmt.Sprintf("%s must be an integer (the SDK schema says int), got %s", field, strings.TrimPrefix(te.Value, "number "))
+		}
+		return fmt.Sprintf("%s must be %s, got %s", field, want, te.Value)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -254,12 +278,18 @@ func jsonErrorPath(err error) string {
 
 func jsonTypeName(kind string) string {
 	switch kind {
-	case "int", "int64", "float64":
-		return "number"
+	case "int", "int64":
+		return "an integer"
+	case "float64":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
 	case "slice":
-		return "array"
+		return "an array"
 	case "struct", "map", "ptr":
-		return "object"
+		return "an object"
 	}
 	return kind
 }
@@ -269,7 +299,7 @@ var knownKeys = strings.Fields(`id payload apiName parameters requestTimeout ret
 	configuration maxConcurrentRequests schedule jitter intervals every calendars second minute hour
 	dayOfMonth dayOfWeek month year comment start end step sink type url headers bucket accessKeyId
 	secretAccessKey region prefix endpoint forcePathStyle skipOnFail apisToSend timeout proxy
-	authSession checkAttempts createAttempts`)
+	auth_session checkAttempts createAttempts`)
 
 // dropMiscasedKeys removes object keys that differ only in case from a known
 // key (e.g. "ApiName"): Intuned would treat them as unknown and ignore them,

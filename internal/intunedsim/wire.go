@@ -19,7 +19,7 @@ type jobSpec struct {
 	Schedule      *scheduleWire `json:"schedule,omitempty"`
 	Sink          *sinkWire     `json:"sink,omitempty"`
 	Proxy         *string       `json:"proxy,omitempty"`
-	AuthSession   *authSession  `json:"authSession,omitempty"`
+	AuthSession   *authSession  `json:"auth_session,omitempty"`
 }
 
 type payloadItem struct {
@@ -35,7 +35,7 @@ type retryWire struct {
 
 type configuration struct {
 	Retry                 *retryWire `json:"retry,omitempty"`
-	MaxConcurrentRequests *int       `json:"maxConcurrentRequests,omitempty"`
+	MaxConcurrentRequests *float64   `json:"maxConcurrentRequests,omitempty"`
 	RequestTimeout        *int       `json:"requestTimeout,omitempty"`
 }
 
@@ -65,8 +65,10 @@ type calendarWire struct {
 
 // sinkWire is the union of the webhook and s3 sink shapes; validation clears
 // the fields that do not belong to the chosen type. Retry and Timeout are
-// webhook fields from the seed guide (not in the SDK schema): accepted and
-// passed through; Timeout (ms) is also used as the delivery timeout.
+// webhook fields from the seed guide, absent from the SDK's schemas: they are
+// accepted (decodeJobSpec reads them) and Timeout (ms) bounds each delivery,
+// but responses never carry them, as a client reading the SDK's response
+// schema would never see them.
 type sinkWire struct {
 	Type            string            `json:"type"`
 	URL             string            `json:"url,omitempty"`
@@ -80,8 +82,8 @@ type sinkWire struct {
 	ForcePathStyle  *bool             `json:"forcePathStyle,omitempty"`
 	SkipOnFail      bool              `json:"skipOnFail"`
 	APIsToSend      []string          `json:"apisToSend,omitempty"`
-	Retry           *int              `json:"retry,omitempty"`
-	Timeout         *int              `json:"timeout,omitempty"`
+	Retry           *int              `json:"-"`
+	Timeout         *int              `json:"-"`
 }
 
 type authSession struct {
@@ -97,18 +99,18 @@ type proxyObject struct {
 
 // jobDetail is the Get Job response (GetJobJobDetailsResponse).
 type jobDetail struct {
-	ID            string        `json:"id"`
-	Configuration configuration `json:"configuration"`
-	Payload       []payloadItem `json:"payload"`
-	Schedule      *scheduleWire `json:"schedule"`
-	Sink          *sinkWire     `json:"sink"`
-	CreatedAt     string        `json:"created_at"`
-	NextRunTime   *string       `json:"next_run_time"`
-	LastRunTime   *string       `json:"last_run_time"`
-	State         string        `json:"state"`
-	ProjectID     string        `json:"projectId"`
-	AuthSession   *authSession  `json:"auth_session"`
-	Proxy         *string       `json:"proxy,omitempty"`
+	ID            string         `json:"id"`
+	Configuration configuration  `json:"configuration"`
+	Payload       *[]payloadItem `json:"payload,omitempty"` // nil only with OmitDetailPayload
+	Schedule      *scheduleWire  `json:"schedule"`
+	Sink          *sinkWire      `json:"sink"`
+	CreatedAt     string         `json:"created_at"`
+	NextRunTime   *string        `json:"next_run_time"`
+	LastRunTime   *string        `json:"last_run_time"`
+	State         string         `json:"state"`
+	ProjectID     string         `json:"projectId"`
+	AuthSession   *authSession   `json:"auth_session"`
+	Proxy         *string        `json:"proxy,omitempty"`
 }
 
 // jobListItem is one element of the Get Jobs array (JobDBObjectSchema).
@@ -170,18 +172,31 @@ type jobRunWire struct {
 	JobConfigurationSnapshot configSnapshot `json:"job_configuration_snapshot"`
 }
 
+// jobRunError is a JobRun's error. code and category take only the values
+// of the SDK's enums (JobRunErrorCodes, JobRunErrorCategories).
 type jobRunError struct {
 	Message       string `json:"message"`
 	Code          string `json:"code"`
 	Category      string `json:"category"`
-	CorrelationID string `json:"correlationId"`
+	CorrelationID string `json:"correlationId,omitempty"`
 	Retirable     bool   `json:"retirable"`
+	DocURL        string `json:"doc_url,omitempty"`
 }
 
 type jobRunReason struct {
 	Type    string `json:"type"`
 	Message string `json:"message"`
+	DocURL  string `json:"doc_url,omitempty"`
 }
+
+// The closed sets the SDK's JobRun schema knows. Anything else would make
+// the SDK's response validation fail.
+var (
+	JobRunStatuses        = []string{"PENDING", "PAUSING", "PAUSED", "RESUMING", "SUCCESS", "FAILURE", "COMPLETED", "TERMINATED", "CANCELED"}
+	JobRunReasonTypes     = []string{"terminated", "user-request", "auth-session-not-found", "auth-session-invalid-mid-job", "auth-session-validate-dependency-failed", "auth-session-locked", "another-job-run-active", "insufficient-resource-credits", "s3-sink-error"}
+	JobRunErrorCodes      = []string{"internal-server-error", "insufficient-resource-credits"}
+	JobRunErrorCategories = []string{"infrastructure", "billing"}
+)
 
 type configSnapshot struct {
 	Configuration configuration `json:"configuration"`
@@ -259,6 +274,36 @@ type sinkResult struct {
 // isoTime formats t like JavaScript's Date.toISOString (UTC, milliseconds).
 func isoTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// DateFormats are the timestamp formats the simulator can emit for the
+// fields the SDK types as plain strings (created_at, next_run_time,
+// start_time, ...), so tests can prove a client reads more than one
+// flavour. The list reason's timestamp stays ISO: the SDK validates it as
+// an ISO date-time with offset.
+var DateFormats = map[string]string{
+	"iso":      "2006-01-02T15:04:05.000Z",         // JavaScript toISOString (default)
+	"rfc3339":  "2006-01-02T15:04:05-07:00",        // no fraction, numeric offset
+	"micro":    "2006-01-02T15:04:05.000000-07:00", // microseconds, numeric offset
+	"postgres": "2006-01-02 15:04:05.000000-07",    // PostgreSQL's text form
+	"naive":    "2006-01-02T15:04:05.000",          // no zone (UTC meant)
+}
+
+// stamp formats t in the named DateFormats layout ("" = iso).
+func stamp(format string, t time.Time) string {
+	layout, ok := DateFormats[format]
+	if !ok {
+		layout = DateFormats["iso"]
+	}
+	return t.UTC().Format(layout)
+}
+
+func stampPtr(format string, t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := stamp(format, *t)
+	return &s
 }
 
 func isoPtr(t *time.Time) *string {

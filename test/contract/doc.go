@@ -20,7 +20,14 @@
 //   - retry_test.go: which failures the client retries, per endpoint; drift;
 //   - faults_test.go: 30% injected 5xx, with the caller logic that
 //     re-observes after an ambiguous create or trigger;
-//   - schedule_test.go: scheduled JobRuns and S3 sink exhaustion.
+//   - schedule_test.go: scheduled JobRuns and S3 sink exhaustion;
+//   - sdk_test.go: the SDK's wire keys (auth_session), values the SDK's
+//     schemas accept or refuse, SDK-made Jobs stay readable, date formats,
+//     Jobs defined in code.
+//
+// Every test's simulator also checks each exchange against
+// internal/intuned/wireschema (helpers_test.go, conformance): every answer,
+// and every create/update body it accepted, unknown keys included.
 //
 // Run: go test -race ./test/contract/
 package contract

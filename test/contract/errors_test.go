@@ -50,8 +50,8 @@ func TestBadRequest(t *testing.T) {
 			r.Sink = &intuned.Sink{S3: &intuned.S3Sink{AccessKeyID: "a", SecretAccessKey: "s", Region: "r"}}
 		}), "sink.bucket is required"},
 		{"bad proxy", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.Proxy = ptr("not a url") }), "proxy must be a URL"},
-		{"authSession without id", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.AuthSession = &intuned.AuthSession{} }), "authSession.id is required"},
-		{"maxConcurrentRequests 0", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.Configuration.MaxConcurrentRequests = ptr(0) }), "maxConcurrentRequests must be at least 1"},
+		{"auth_session without id", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.AuthSession = &intuned.AuthSession{} }), "auth_session.id is required"},
+		{"maxConcurrentRequests 0", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) { r.Configuration.MaxConcurrentRequests = ptr(0.0) }), "maxConcurrentRequests must be greater than 0"},
 		{"bad interval", "POST " + routeJobs, create(func(r *intuned.CreateJobRequest) {
 			r.Schedule = &intuned.Schedule{Intervals: []intuned.Interval{{Every: intuned.Str("soon")}}}
 		}), "schedule.intervals[0].every"},

@@ -206,7 +206,7 @@ func TestThirtyPercentFaults(t *testing.T) {
 				t.Fatalf("ensureJob: %v", err)
 			}
 			desired := req.Spec()
-			desired.Configuration.MaxConcurrentRequests = ptr(1)
+			desired.Configuration.MaxConcurrentRequests = ptr(1.0)
 			steps := []struct {
 				name string
 				f    func() error

@@ -3,6 +3,7 @@ package contract
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/intuned/wireschema"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 )
 
@@ -49,6 +51,9 @@ func newEnv(t *testing.T, simOpts intunedsim.Options, mods ...clientOpts) *env {
 	if simOpts.Seed == 0 {
 		simOpts.Seed = 7
 	}
+	if simOpts.Observe == nil {
+		simOpts.Observe = conformance(t)
+	}
 	sim := intunedsim.NewTestServer(t, simOpts)
 	o := intuned.Options{
 		BaseURL:        sim.APIBase,
@@ -66,6 +71,46 @@ func newEnv(t *testing.T, simOpts intunedsim.Options, mods ...clientOpts) *env {
 		t.Fatalf("intuned.New: %v", err)
 	}
 	return &env{sim: sim, client: c}
+}
+
+// conformance returns an Observe hook that checks, when the test ends,
+// every exchange with the simulator against the project's wire schemas
+// (internal/intuned/wireschema): every answer, and every create/update body
+// the simulator accepted (bodies it refused are the error tests' own
+// deliberate mistakes). Unknown keys count as failures.
+func conformance(t *testing.T) func(intunedsim.Exchange) {
+	var mu sync.Mutex
+	var bad []string
+	checked := 0
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bad {
+			t.Error(b)
+		}
+		if checked == 0 && !t.Failed() && !t.Skipped() {
+			t.Log("conformance: no exchanges")
+		}
+	})
+	return func(x intunedsim.Exchange) {
+		var errs []string
+		if s := wireschema.Request(x.Method, x.Path); s != nil && x.Status >= 200 && x.Status < 300 {
+			for _, e := range wireschema.Check(s, x.RequestBody) {
+				errs = append(errs, "request "+e)
+			}
+		}
+		if s := wireschema.Response(x.Method, x.Path, x.Status); s != nil {
+			for _, e := range wireschema.Check(s, x.ResponseBody) {
+				errs = append(errs, "response "+e)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		checked++
+		for _, e := range errs {
+			bad = append(bad, fmt.Sprintf("wire conformance: %s %s -> %d: %s", x.Method, x.Path, x.Status, e))
+		}
+	}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -92,7 +137,7 @@ func quickstartJob(id string) intuned.CreateJobRequest {
 // fullJob sets every optional field, leaving defaults for the server to fill.
 func fullJob(id, sinkURL string) intuned.CreateJobRequest {
 	r := quickstartJob(id)
-	r.Configuration = intuned.Configuration{Retry: &intuned.RetryPolicy{}, MaxConcurrentRequests: ptr(2)}
+	r.Configuration = intuned.Configuration{Retry: &intuned.RetryPolicy{}, MaxConcurrentRequests: ptr(2.0)}
 	r.Payload[0].Retry = &intuned.RetryPolicy{MaximumAttempts: ptr(2)}
 	r.Schedule = &intuned.Schedule{Intervals: []intuned.Interval{{Every: intuned.Str("1h")}}}
 	r.Sink = &intuned.Sink{Webhook: &intuned.WebhookSink{URL: sinkURL, Headers: map[string]string{"Authorization": "Bearer sink-token"}}}

@@ -216,7 +216,7 @@ func TestUpdateJob(t *testing.T) {
 			}},
 		{"change payload and configuration", func(r *intuned.UpdateJobRequest) {
 			r.Payload = []intuned.PayloadItem{{APIName: "details", Parameters: params(`{"name":"x"}`)}}
-			r.Configuration = intuned.Configuration{MaxConcurrentRequests: ptr(1)}
+			r.Configuration = intuned.Configuration{MaxConcurrentRequests: ptr(1.0)}
 		}, func(j *intuned.Job) bool {
 			return len(j.Payload) == 1 && j.Payload[0].APIName == "details" && j.Sink != nil
 		}},

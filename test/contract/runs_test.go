@@ -90,7 +90,7 @@ func TestTriggerQuickstart(t *testing.T) {
 	if *jr.Payloads != 1+products || *jr.SuccessfulRuns != products || *jr.FailedRuns != 1 {
 		t.Errorf("counters payloads %d successful %d failed %d, want %d %d 1", *jr.Payloads, *jr.SuccessfulRuns, *jr.FailedRuns, 1+products, products)
 	}
-	if jr.ID != tr.JobRunID || jr.JobID != req.ID || jr.WorkspaceID != e.sim.WorkspaceID || jr.ProjectID != job.ProjectID || jr.StartTime.IsZero() || jr.EndTime.Before(jr.StartTime) {
+	if jr.ID != tr.JobRunID || jr.JobID != req.ID || jr.WorkspaceID != e.sim.WorkspaceID || jr.ProjectID != job.ProjectID || jr.StartTime.IsZero() || jr.EndTime.Before(jr.StartTime.Time) {
 		t.Errorf("JobRun identity/times: %+v", jr)
 	}
 	snap := jr.Snapshot
@@ -268,7 +268,7 @@ func TestTerminateAndPausedRuns(t *testing.T) {
 	ctx := ctxT(t)
 	req := intuned.CreateJobRequest{ID: "terminate-job", Payload: []intuned.PayloadItem{
 		{APIName: "slow", Parameters: params(`{"i":1}`)}, {APIName: "slow", Parameters: params(`{"i":2}`)},
-	}, Configuration: intuned.Configuration{MaxConcurrentRequests: ptr(1)}}
+	}, Configuration: intuned.Configuration{MaxConcurrentRequests: ptr(1.0)}}
 	if _, err := e.client.CreateJob(ctx, project, req); err != nil {
 		t.Fatal(err)
 	}
