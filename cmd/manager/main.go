@@ -172,6 +172,7 @@ func run(o options) error {
 	if err := (&controller.WebhookReceiverReconciler{
 		Client:                mgr.GetClient(),
 		Scheme:                mgr.GetScheme(),
+		Recorder:              mgr.GetEventRecorder("webhookreceiver-controller"),
 		ReceiverImage:         o.receiverImage,
 		TokenPropagationDelay: o.tokenPropagation,
 		PreviousTokenGrace:    o.previousTokenGrace,
