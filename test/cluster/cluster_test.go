@@ -235,5 +235,13 @@ func TestQuickstartThroughIngress(t *testing.T) {
 	if img := pods[0].Spec.Containers[0].Image; img != "kcluster.local/intuned-operator:dev" {
 		t.Errorf("receiver image %q", img)
 	}
+	// What a user does next on a real cluster: read the Pod's log, run a
+	// command in it (both go through the kubelet's streaming server).
+	if out, err := env.kc.Kubectl(ctx, "-n", p.ns, "logs", pods[0].Name); err != nil || !strings.Contains(out, `"level"`) {
+		t.Errorf("kubectl logs: %v\n%s", err, tailString(out, 500))
+	}
+	if out, err := env.kc.Kubectl(ctx, "-n", p.ns, "exec", pods[0].Name, "--", "/receiver", "--help"); err != nil || !strings.Contains(out, "--sqlite-path") {
+		t.Errorf("kubectl exec: %v\n%s", err, tailString(out, 500))
+	}
 	t.Logf("quickstart through the Ingress: %s", rep)
 }
