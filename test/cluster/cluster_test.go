@@ -245,3 +245,38 @@ func TestQuickstartThroughIngress(t *testing.T) {
 	}
 	t.Logf("quickstart through the Ingress: %s", rep)
 }
+
+// TestRolesAggregateIntoBuiltins: the install's editor and viewer roles are
+// folded into the cluster's built-in edit and view roles by the real
+// controller-manager, so a namespace user gets the rights with the role they
+// already have.
+func TestRolesAggregateIntoBuiltins(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	ns := fmt.Sprintf("kc-%d-rbac", nsSeq.Add(1))
+	if _, err := env.kc.Kubectl(ctx, "create", "namespace", ns); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]string{{"alice-edit", "edit", "alice"}, {"bob-view", "view", "bob"}} {
+		if _, err := env.kc.Kubectl(ctx, "-n", ns, "create", "rolebinding", b[0], "--clusterrole="+b[1], "--user="+b[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		user, verb, resource, want string
+	}{
+		{"alice", "create", "intunedjobs.intuned.io", "yes"},
+		{"alice", "delete", "webhookreceivers.intuned.io", "yes"},
+		{"bob", "list", "intunedjobs.intuned.io", "yes"},
+		{"bob", "get", "webhookreceivers.intuned.io", "yes"},
+		{"bob", "create", "intunedjobs.intuned.io", "no"},
+		{"bob", "patch", "webhookreceivers.intuned.io", "no"},
+	} {
+		err := harness.Eventually(ctx, 250*time.Millisecond, fmt.Sprintf("%s may %s %s: %s", tc.user, tc.verb, tc.resource, tc.want), func(ctx context.Context) (bool, error) {
+			out, _ := env.kc.Kubectl(ctx, "auth", "can-i", tc.verb, tc.resource, "-n", ns, "--as="+tc.user)
+			return strings.TrimSpace(out) == tc.want, fmt.Errorf("can-i says %q", strings.TrimSpace(out))
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
