@@ -55,6 +55,10 @@ vet: ## Run go vet.
 envtest: ## Build (once, cached in bin/k8s/) the kube-apiserver, etcd and kubectl envtest uses; prints the directory.
 	hack/setup-envtest.sh
 
+# The oldest Kubernetes the install supports: test/config applies it to an API
+# server of this version too (keep in step with OldestSupportedKubernetes there).
+OLDEST_K8S_VERSION ?= 1.31.14
+
 .PHONY: test
 test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a real single-node cluster, set up first.
 	@if [ "$$(id -u)" = 0 ] || [ "$${CI:-}" = true ]; then \
@@ -63,6 +67,7 @@ test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a 
 		echo "not root: test/cluster (the real single-node cluster) will skip; see docs/e2e.md"; \
 	fi; \
 	assets="$$(hack/setup-envtest.sh)"; \
+	ENVTEST_K8S_VERSION=$(OLDEST_K8S_VERSION) hack/setup-envtest.sh >/dev/null; \
 	hack/ensure-postgres.sh; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
@@ -108,17 +113,20 @@ docker-push: ## Push the container image $(IMG).
 .PHONY: build-installer
 build-installer: manifests generate installer ## Regenerate, then write dist/install.yaml: CRDs, RBAC and the manager with image $(IMG).
 
-# Where `installer` writes (the real-cluster tests render their own copy).
+# Where `installer` writes (the real-cluster tests render their own copy):
+# the install, and the optional admission policy for Kubernetes 1.36+.
 INSTALLER ?= dist/install.yaml
+ADMISSION_INSTALLER ?= $(dir $(INSTALLER))admission-policy.yaml
 
 .PHONY: installer
-installer: ## Write $(INSTALLER) from the committed config/ with image $(IMG) (no regeneration).
+installer: ## Write $(INSTALLER) (and the optional admission policy) from the committed config/ with image $(IMG).
 	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
 	cp -r config "$$tmp/"; \
 	(cd "$$tmp/config/manager" && $(KUSTOMIZE) edit set image controller=$(IMG)); \
 	mkdir -p "$$(dirname "$(INSTALLER)")"; \
 	$(KUSTOMIZE) build "$$tmp/config/default" > "$(INSTALLER)"; \
-	echo "wrote $(INSTALLER)"
+	$(KUSTOMIZE) build "$$tmp/config/admission" > "$(ADMISSION_INSTALLER)"; \
+	echo "wrote $(INSTALLER) and $(ADMISSION_INSTALLER) (optional, Kubernetes 1.36+)"
 
 ##@ Deployment
 

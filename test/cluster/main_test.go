@@ -142,6 +142,10 @@ func setup(ctx context.Context, root string) error {
 	if _, err := kc.Kubectl(ctx, "apply", "--server-side", "-f", install); err != nil {
 		return err
 	}
+	// The node runs Kubernetes 1.37: the optional admission policy applies too.
+	if _, err := kc.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(env.dir, "admission-policy.yaml")); err != nil {
+		return err
+	}
 	if _, err := kc.Kubectl(ctx, "-n", operatorNamespace, "rollout", "status", "deployment/intuned-operator-controller-manager", "--timeout=3m"); err != nil {
 		return err
 	}

@@ -17,12 +17,13 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
-// TestFinalizerAdmissionPolicy installs the rendered install's CRDs and its
-// MutatingAdmissionPolicy for real and checks what an IntunedJob looks like
-// right after create: the finalizer is added unless the object is
-// suspended, other finalizers are kept, and it is never added twice.
+// TestFinalizerAdmissionPolicy installs the rendered install's CRDs and the
+// optional MutatingAdmissionPolicy (config/admission) for real and checks
+// what an IntunedJob looks like right after create: the finalizer is added
+// unless the object is suspended, other finalizers are kept, and it is never
+// added twice.
 func TestFinalizerAdmissionPolicy(t *testing.T) {
-	objs := renderDefault(t)
+	objs := append(renderDefault(t), render(t, "admission")...)
 	env, admin := startAPIServer(t, assetsDir(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -44,7 +45,7 @@ func TestFinalizerAdmissionPolicy(t *testing.T) {
 		}
 	}
 	if len(policies) != 2 {
-		t.Fatalf("config/default renders %d admission policy objects, want a policy and its binding", len(policies))
+		t.Fatalf("config/admission renders %d admission policy objects, want a policy and its binding", len(policies))
 	}
 	// Created once the CRDs are served, so its REST mapper knows IntunedJob.
 	c, err := client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
@@ -88,5 +89,15 @@ func TestFinalizerAdmissionPolicy(t *testing.T) {
 				t.Errorf("finalizers after create = %q, want %q", job.Finalizers, tc.want)
 			}
 		})
+	}
+}
+
+// The default install must apply on clusters without MutatingAdmissionPolicy
+// (before Kubernetes 1.36): the policy is an opt-in of its own.
+func TestDefaultInstallHasNoAdmissionPolicy(t *testing.T) {
+	for _, o := range renderDefault(t) {
+		if o.GetObjectKind().GroupVersionKind().Group == "admissionregistration.k8s.io" {
+			t.Errorf("config/default renders %s %s: it would not apply before Kubernetes 1.36; it belongs in config/admission", o.GetKind(), o.GetName())
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +44,13 @@ func repoRoot(t *testing.T) string {
 // renderDefault builds config/default exactly as `kustomize build` would.
 func renderDefault(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "config", "default")
+	return render(t, "default")
+}
+
+// render builds config/<name> with kustomize.
+func render(t *testing.T, name string) []*unstructured.Unstructured {
+	t.Helper()
+	dir := filepath.Join(repoRoot(t), "config", name)
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
 	resMap, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
@@ -97,10 +104,6 @@ func TestDefaultRendersFullInstall(t *testing.T) {
 		{"ClusterRole", "", namePrefix + "webhookreceiver-viewer-role"},
 		{"Service", namespace, namePrefix + "controller-manager-metrics-service"},
 		{"Deployment", namespace, namePrefix + "controller-manager"},
-		// Cluster-scoped, but kustomize does not know these kinds and sets
-		// the namespace; the API server ignores it (TestFinalizerAdmissionPolicy).
-		{"MutatingAdmissionPolicy", namespace, namePrefix + "intunedjob-finalizer"},
-		{"MutatingAdmissionPolicyBinding", namespace, namePrefix + "intunedjob-finalizer"},
 	}
 	for _, w := range want {
 		t.Run(w.kind+"/"+w.name, func(t *testing.T) {
@@ -258,9 +261,37 @@ func waitEstablished(ctx context.Context, t *testing.T, c client.Client, name st
 // admission all run, nothing is persisted. CRDs (and the Namespace) are
 // created for real first, because the other objects can only be validated
 // once their types and namespace exist.
+//
+// It runs on the current Kubernetes and on the oldest version the install
+// claims to support (docs/getting-started.md), where the samples are
+// dry-run applied too, so every CEL rule of the CRDs compiles and runs there.
 func TestDefaultAppliesWithServerDryRun(t *testing.T) {
+	t.Run("current", func(t *testing.T) { applyInstallDryRun(t, assetsDir(t), false) })
+	t.Run("oldest-supported-"+OldestSupportedKubernetes, func(t *testing.T) {
+		applyInstallDryRun(t, oldestAssetsDir(t), true)
+	})
+}
+
+// OldestSupportedKubernetes is the oldest Kubernetes the default install
+// applies to. The Makefile builds its API server (hack/setup-envtest.sh with
+// ENVTEST_K8S_VERSION) into bin/k8s/<version>.
+const OldestSupportedKubernetes = "1.31.14"
+
+func oldestAssetsDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(repoRoot(t), "bin", "k8s", OldestSupportedKubernetes)
+	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
+		msg := "no Kubernetes " + OldestSupportedKubernetes + " API server: run ENVTEST_K8S_VERSION=" + OldestSupportedKubernetes + " hack/setup-envtest.sh (make test does)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return dir
+}
+
+func applyInstallDryRun(t *testing.T, assets string, withSamples bool) {
 	objs := renderDefault(t)
-	assets := assetsDir(t)
 	env, c := startAPIServer(t, assets)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -298,7 +329,13 @@ func TestDefaultAppliesWithServerDryRun(t *testing.T) {
 	}
 
 	// 3. Every object, CRDs and Namespace included, with server-side apply
-	// in dry-run mode.
+	// in dry-run mode; the samples too where asked (their CEL rules run).
+	if withSamples {
+		for _, o := range render(t, "samples") {
+			o.SetNamespace("default")
+			objs = append(objs, o)
+		}
+	}
 	for _, o := range objs {
 		t.Run(o.GetKind()+"/"+o.GetName(), func(t *testing.T) {
 			err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()),
@@ -337,4 +374,16 @@ func TestDefaultAppliesWithServerDryRun(t *testing.T) {
 		}
 		t.Logf("kubectl:\n%s", out)
 	})
+}
+
+// The Makefile builds the API server TestDefaultAppliesWithServerDryRun uses
+// for the oldest supported version: the two must name the same version.
+func TestMakefileBuildsOldestSupportedKubernetes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "OLDEST_K8S_VERSION ?= " + OldestSupportedKubernetes + "\n"; !strings.Contains(string(b), want) {
+		t.Errorf("Makefile lacks %q", want)
+	}
 }
