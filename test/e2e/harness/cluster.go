@@ -37,7 +37,7 @@ var (
 // what the harness installs and what it runs itself.
 type installManifests struct {
 	crds    []*apiextensionsv1.CustomResourceDefinition
-	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC, admission policies
+	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC (and admission policies, were config/default to render any)
 	manager *appsv1.Deployment           // run as a process instead
 }
 
