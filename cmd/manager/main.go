@@ -169,6 +169,13 @@ func run(o options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}
+	if err := (&controller.CredentialsInUseReconciler{
+		Client:             mgr.GetClient(),
+		DefaultCredentials: defaultCreds,
+		Recorder:           mgr.GetEventRecorder("credentials-in-use"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up credentials-in-use controller: %w", err)
+	}
 	if err := (&controller.WebhookReceiverReconciler{
 		Client:                mgr.GetClient(),
 		Scheme:                mgr.GetScheme(),

@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch
+
+// FinalizerCredentialsInUse keeps a credentials Secret while an IntunedJob
+// still needs it to delete its Job on Intuned.
+const FinalizerCredentialsInUse = "intuned.io/credentials-in-use"
+
+// indexCredentialsSecret: "namespace/name" of the credentials Secret each
+// IntunedJob uses (its credentialsRef, or the manager's default).
+const indexCredentialsSecret = "intunedjob.credentialsSecret"
+
+// CredentialsInUseReconciler makes the credentials an IntunedJob's finalizer
+// needs outlive the IntunedJob. Without it, `kubectl delete -k` of the
+// samples, a namespace deletion, or `kubectl delete -f` of a file that lists
+// the Secret first removes the Secret before the IntunedJob; the finalizer
+// then cannot call Intuned, and the Job keeps running (and billing) there.
+//
+// A Secret that an IntunedJob will need at its deletion carries
+// FinalizerCredentialsInUse; when the last such IntunedJob is gone, the
+// finalizer is removed and a pending deletion of the Secret completes.
+// (Crossplane protects ProviderConfigs the same way.)
+type CredentialsInUseReconciler struct {
+	client.Client
+	// DefaultCredentials is the manager-wide credentials Secret (may be empty).
+	DefaultCredentials types.NamespacedName
+	Recorder           EventRecorder
+}
+
+// needsCredentialsToDelete: the IntunedJob will call Intuned when it is
+// deleted (it carries the finalizer and does not orphan its Job).
+func needsCredentialsToDelete(job *intunedv1alpha1.IntunedJob) bool {
+	return controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) &&
+		job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan
+}
+
+func (r *CredentialsInUseReconciler) credentialsOf(job *intunedv1alpha1.IntunedJob) (types.NamespacedName, bool) {
+	if ref := job.Spec.CredentialsRef; ref != nil {
+		return types.NamespacedName{Namespace: job.Namespace, Name: ref.Name}, true
+	}
+	return r.DefaultCredentials, r.DefaultCredentials.Name != ""
+}
+
+// Reconcile adds or removes the in-use finalizer of one Secret.
+func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var secret corev1.Secret
+	if err := r.Get(ctx, req.NamespacedName, &secret); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	users, err := r.users(ctx, req.NamespacedName)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	inUse := len(users) > 0
+	if inUse != controllerutil.ContainsFinalizer(&secret, FinalizerCredentialsInUse) {
+		patch := client.MergeFromWithOptions(secret.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if inUse {
+			controllerutil.AddFinalizer(&secret, FinalizerCredentialsInUse)
+		} else {
+			controllerutil.RemoveFinalizer(&secret, FinalizerCredentialsInUse)
+		}
+		if err := r.Patch(ctx, &secret, patch); err != nil {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+	if inUse && !secret.DeletionTimestamp.IsZero() && r.Recorder != nil {
+		r.Recorder.Eventf(&secret, nil, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
+			"%s", fmt.Sprintf("kept until the IntunedJobs that delete their Intuned Jobs with it are gone: %s. "+
+				"To delete it first, set spec.deletionPolicy: Orphan on them (their Jobs then stay on Intuned).",
+				strings.Join(users, ", ")))
+	}
+	return reconcile.Result{}, nil
+}
+
+// users lists (as namespace/name) the IntunedJobs that need the Secret to
+// delete their Jobs on Intuned.
+func (r *CredentialsInUseReconciler) users(ctx context.Context, secret types.NamespacedName) ([]string, error) {
+	var jobs intunedv1alpha1.IntunedJobList
+	if err := r.List(ctx, &jobs, client.MatchingFields{indexCredentialsSecret: secret.String()}); err != nil {
+		return nil, err
+	}
+	var users []string
+	for i := range jobs.Items {
+		if needsCredentialsToDelete(&jobs.Items[i]) {
+			users = append(users, jobs.Items[i].Namespace+"/"+jobs.Items[i].Name)
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+// SetupWithManager reconciles Secrets, and the Secret of every IntunedJob
+// that changes (created, finalizer added or removed, deleted).
+func (r *CredentialsInUseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	err := mgr.GetFieldIndexer().IndexField(ctx, &intunedv1alpha1.IntunedJob{}, indexCredentialsSecret, func(o client.Object) []string {
+		job, ok := o.(*intunedv1alpha1.IntunedJob)
+		if !ok {
+			return nil
+		}
+		if ref, ok := r.credentialsOf(job); ok {
+			return []string{ref.String()}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index %s: %w", indexCredentialsSecret, err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("credentials-in-use").
+		For(&corev1.Secret{}).
+		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			job, ok := o.(*intunedv1alpha1.IntunedJob)
+			if !ok {
+				return nil
+			}
+			if ref, ok := r.credentialsOf(job); ok {
+				return []reconcile.Request{{NamespacedName: ref}}
+			}
+			return nil
+		})).
+		Complete(r)
+}
