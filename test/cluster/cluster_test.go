@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -279,4 +282,86 @@ func TestRolesAggregateIntoBuiltins(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// simJobExists asks intuned-sim's Jobs API whether the job exists.
+func simJobExists(ctx context.Context, project, id string) (bool, error) {
+	u := env.sim.BaseURL + "/" + env.sim.WorkspaceID + "/projects/" + project + "/jobs/" + id
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("x-api-key", env.sim.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("GET job: %s", resp.Status)
+}
+
+func (p *pair) waitJobOnIntuned(t *testing.T, ctx context.Context, project string, want bool) {
+	t.Helper()
+	err := harness.Eventually(ctx, 500*time.Millisecond, fmt.Sprintf("Job %s exists on Intuned: %v", p.job, want), func(ctx context.Context) (bool, error) {
+		ok, err := simJobExists(ctx, project, p.job)
+		return err == nil && ok == want, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeletingNeverOrphansAJob: deleting the samples in the order their
+// file lists them (the credentials Secret first, as `kubectl delete -k
+// config/samples` does), or deleting their whole namespace (the real
+// namespace controller and garbage collector), removes the Job from Intuned:
+// the credentials outlive the IntunedJob that needs them.
+func TestDeletingNeverOrphansAJob(t *testing.T) {
+	ctx := testCtx(t, 5*time.Minute)
+	const project = "ecommerce-scraper-quickstart"
+
+	t.Run("samples-secret-first", func(t *testing.T) {
+		p := newPair(t, ctx, "delete-samples", nil)
+		p.waitReady(t, ctx)
+		p.waitJobOnIntuned(t, ctx, project, true)
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: intuned-credentials}
+---
+apiVersion: intuned.io/v1alpha1
+kind: WebhookReceiver
+metadata: {name: %s}
+---
+apiVersion: intuned.io/v1alpha1
+kind: IntunedJob
+metadata: {name: %s}
+`, p.receiver, p.job)
+		file := filepath.Join(t.TempDir(), "samples.yaml")
+		if err := os.WriteFile(file, []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := env.kc.Kubectl(ctx, "-n", p.ns, "delete", "-f", file, "--timeout=3m"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		p.waitJobOnIntuned(t, ctx, project, false)
+		if out, err := env.kc.Kubectl(ctx, "-n", p.ns, "get", "secret,intunedjob,webhookreceiver", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("left in the namespace: %v %s", err, out)
+		}
+	})
+
+	t.Run("namespace", func(t *testing.T) {
+		p := newPair(t, ctx, "delete-namespace", nil)
+		p.waitReady(t, ctx)
+		p.waitJobOnIntuned(t, ctx, project, true)
+		if out, err := env.kc.Kubectl(ctx, "delete", "namespace", p.ns, "--timeout=3m"); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		p.waitJobOnIntuned(t, ctx, project, false)
+	})
 }
