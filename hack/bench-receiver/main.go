@@ -59,6 +59,7 @@ func main() {
 	rateFraction := flag.Float64("rate-fraction", 0.5, "fixed-rate phase: offered rate as a fraction of the ceiling's saturation rate (0 skips the phase)")
 	rate := flag.Float64("rate", 0, "fixed-rate phase: offered rate in req/s (overrides -rate-fraction)")
 	fixedDuration := flag.Duration("fixed-duration", 6*time.Second, "fixed-rate phase: measured time per case (split across rounds)")
+	baseReceiver := flag.String("base-receiver", "", "a receiver binary (e.g. built from main) for the cases sqlite-base and postgres-base: an A/B in one interleaved run")
 	pprofCase := flag.String("cpuprofile-case", "", "write a CPU profile of this case's server (sqlite or postgres) during its first saturation round to -cpuprofile")
 	pprofOut := flag.String("cpuprofile", "receiver-cpu.pprof", "where -cpuprofile-case writes the profile")
 	serveCeiling := flag.String("serve-ceiling", "", "internal: serve the bare ceiling handler on this address")
@@ -72,7 +73,7 @@ func main() {
 		os.Exit(2)
 	}
 	b := &bench{conns: *conns, bodySize: *bodySize, loadGen: *load, wrkThreads: *wrkThreads,
-		rateFraction: *rateFraction, rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut}
+		rateFraction: *rateFraction, rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver}
 	if err := b.run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
 		os.Exit(1)
@@ -96,6 +97,7 @@ type bench struct {
 	rateFraction, rate  float64
 	fixedDuration       time.Duration
 	pprofCase, pprofOut string
+	baseReceiver        string
 	tmp                 string
 	pg                  *pgtest.Server
 }
@@ -280,21 +282,30 @@ func (b *bench) start(name string) (*server, error) {
 			return nil, err
 		}
 		cmd = exec.Command(self, "-serve-ceiling", addr)
-	case "sqlite", "postgres":
+	case "sqlite", "postgres", "sqlite-base", "postgres-base":
 		bin, err := b.receiverBinary()
 		if err != nil {
 			return nil, err
 		}
-		daddr, err := freeAddr()
-		if err != nil {
-			return nil, err
+		if strings.HasSuffix(name, "-base") {
+			if b.baseReceiver == "" {
+				return nil, fmt.Errorf("case %s needs -base-receiver", name)
+			}
+			bin = b.baseReceiver
 		}
-		debug = "http://" + daddr
-		args := []string{"--listen-addr", addr, "--token-file", filepath.Join(b.tmp, "token"), "--log-level", "error", "--debug-addr", daddr}
-		if name == "sqlite" {
-			args = append(args, "--store", "sqlite", "--sqlite-path", filepath.Join(b.tmp, "bench.db"))
+		args := []string{"--listen-addr", addr, "--token-file", filepath.Join(b.tmp, "token"), "--log-level", "error"}
+		if name == b.pprofCase {
+			daddr, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			debug = "http://" + daddr
+			args = append(args, "--debug-addr", daddr)
+		}
+		if strings.HasPrefix(name, "sqlite") {
+			args = append(args, "--store", "sqlite", "--sqlite-path", filepath.Join(b.tmp, name+".db"))
 		} else {
-			dsnFile, err := b.postgresDSNFile()
+			dsnFile, err := b.postgresDSNFile(name)
 			if err != nil {
 				return nil, err
 			}
@@ -302,7 +313,7 @@ func (b *bench) start(name string) (*server, error) {
 		}
 		cmd = exec.Command(bin, args...)
 	default:
-		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite or postgres)", name)
+		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite, postgres, sqlite-base or postgres-base)", name)
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -342,18 +353,20 @@ func (b *bench) receiverBinary() (string, error) {
 }
 
 // postgresDSNFile starts a durable (fsync on) PostgreSQL with pgtest and writes a DSN file for it.
-func (b *bench) postgresDSNFile() (string, error) {
-	fmt.Fprintln(os.Stderr, "starting PostgreSQL ...")
+func (b *bench) postgresDSNFile(name string) (string, error) {
 	ctx := context.Background()
-	var err error
-	if b.pg, err = pgtest.Start(ctx, pgtest.Options{Durable: true}); err != nil {
-		return "", fmt.Errorf("start PostgreSQL (hack/ensure-postgres.sh installs it): %w", err)
+	if b.pg == nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL ...")
+		var err error
+		if b.pg, err = pgtest.Start(ctx, pgtest.Options{Durable: true}); err != nil {
+			return "", fmt.Errorf("start PostgreSQL (hack/ensure-postgres.sh installs it): %w", err)
+		}
 	}
-	dsn, err := b.pg.CreateDatabase(ctx)
+	dsn, err := b.pg.CreateDatabase(ctx) // one database per case
 	if err != nil {
 		return "", err
 	}
-	file := filepath.Join(b.tmp, "dsn")
+	file := filepath.Join(b.tmp, name+".dsn")
 	return file, os.WriteFile(file, []byte(dsn), 0o600)
 }
 
@@ -504,7 +517,7 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, rat
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
-			float64(s.rssBytes)/(1<<20), cpuPerReq, cpuX, clientCPU, s.errors, batch, commit, targets[s.name])
+			float64(s.rssBytes)/(1<<20), cpuPerReq, cpuX, clientCPU, s.errors, batch, commit, targets[strings.TrimSuffix(s.name, "-base")])
 	}
 	tw.Flush()
 	if b.loadGen == "wrk" {
@@ -523,7 +536,7 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, rat
 			slices.Sort(f.lat)
 			q := func(p float64) time.Duration { return f.lat[min(len(f.lat)-1, int(float64(len(f.lat))*p))] }
 			target := ""
-			if s.name == "sqlite" {
+			if strings.HasPrefix(s.name, "sqlite") {
 				target = "p99<=10ms"
 			}
 			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f us\t%d\t%s\t\n", s.name, float64(len(f.lat))/f.seconds,
