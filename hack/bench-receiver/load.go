@@ -109,8 +109,8 @@ type fixedResult struct {
 // omission). The client speaks HTTP/1.1 on raw keep-alive connections with pre-built requests: the
 // Go HTTP client cost about 50 us of the shared CPUs per request and could not offer more than
 // ~12k req/s here.
-func (b *bench) fixedRate(s *server, prefix string, rate float64, d time.Duration) {
-	addr := strings.TrimPrefix(s.base, "http://")
+func (b *bench) fixedRate(base string, f *fixedResult, prefix string, rate float64, d time.Duration) {
+	addr := strings.TrimPrefix(base, "http://")
 	pre, suf := bodyParts(b.bodySize)
 	n := int(rate * d.Seconds())
 	conns := b.conns
@@ -125,8 +125,8 @@ func (b *bench) fixedRate(s *server, prefix string, rate float64, d time.Duratio
 			errs := 0
 			defer func() {
 				mu.Lock()
-				s.fixed.lat = append(s.fixed.lat, lat...)
-				s.fixed.errors += errs
+				f.lat = append(f.lat, lat...)
+				f.errors += errs
 				mu.Unlock()
 			}()
 			var conn net.Conn
@@ -168,8 +168,8 @@ func (b *bench) fixedRate(s *server, prefix string, rate float64, d time.Duratio
 		}()
 	}
 	wg.Wait()
-	s.fixed.sent += n
-	s.fixed.seconds += time.Since(start).Seconds()
+	f.sent += n
+	f.seconds += time.Since(start).Seconds()
 }
 
 // roundTrip writes one HTTP/1.1 request and reads its answer (status line, headers with a

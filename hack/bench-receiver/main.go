@@ -16,10 +16,11 @@
 //     one is answered. -load wrk (the default) drives it with wrk (Debian package wrk; a Lua script
 //     gives every request a fresh runId), which costs the shared CPUs much less than -load go, the
 //     Go HTTP client in this process.
-//   - fixed rate (open loop, -rate-fraction, default 0.5): every case gets the same offered rate,
-//     that fraction of the ceiling's saturation rate in this run (or -rate req/s). Requests leave on
-//     schedule whether or not earlier ones were answered, and each latency counts from the
-//     scheduled send time, so a stall shows in the percentiles (no coordinated omission).
+//   - fixed rate (open loop): one phase per case in -rate-of (default ceiling,sqlite), where every
+//     case gets the same offered rate, -rate-fraction (default 0.5) of that case's saturation rate
+//     in this run (or -rate req/s). Requests leave on schedule whether or not earlier ones were
+//     answered, and each latency counts from the scheduled send time, so a stall shows in the
+//     percentiles (no coordinated omission).
 package main
 
 import (
@@ -56,8 +57,9 @@ func main() {
 	cases := flag.String("cases", "ceiling,sqlite,postgres", "comma-separated cases to run")
 	load := flag.String("load", "wrk", "closed-loop load generator: wrk (needs the wrk binary) or go (this process)")
 	wrkThreads := flag.Int("wrk-threads", 2, "wrk threads (-load wrk)")
-	rateFraction := flag.Float64("rate-fraction", 0.5, "fixed-rate phase: offered rate as a fraction of the ceiling's saturation rate (0 skips the phase)")
-	rate := flag.Float64("rate", 0, "fixed-rate phase: offered rate in req/s (overrides -rate-fraction)")
+	rateFraction := flag.Float64("rate-fraction", 0.5, "fixed-rate phases: offered rate as a fraction of a case's saturation rate (0 skips them)")
+	rateOf := flag.String("rate-of", "ceiling,sqlite", "fixed-rate phases: comma-separated cases whose saturation rate (times -rate-fraction) sets the offered rate, one phase each")
+	rate := flag.Float64("rate", 0, "fixed-rate phase: offered rate in req/s (one phase; overrides -rate-of)")
 	fixedDuration := flag.Duration("fixed-duration", 6*time.Second, "fixed-rate phase: measured time per case (split across rounds)")
 	baseReceiver := flag.String("base-receiver", "", "a receiver binary (e.g. built from main) for the cases sqlite-base and postgres-base: an A/B in one interleaved run")
 	pprofCase := flag.String("cpuprofile-case", "", "write a CPU profile of this case's server (sqlite or postgres) during its first saturation round to -cpuprofile")
@@ -73,7 +75,7 @@ func main() {
 		os.Exit(2)
 	}
 	b := &bench{conns: *conns, bodySize: *bodySize, loadGen: *load, wrkThreads: *wrkThreads,
-		rateFraction: *rateFraction, rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver}
+		rateFraction: *rateFraction, rateOf: strings.Split(*rateOf, ","), rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver}
 	if err := b.run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
 		os.Exit(1)
@@ -95,6 +97,7 @@ type bench struct {
 	loadGen             string // "wrk" or "go"
 	wrkThreads          int
 	rateFraction, rate  float64
+	rateOf              []string
 	fixedDuration       time.Duration
 	pprofCase, pprofOut string
 	baseReceiver        string
@@ -118,7 +121,13 @@ type server struct {
 	cpu       time.Duration      // CPU time (user+system) the server used while measured
 	batch     float64            // mean deliveries per commit (receiver /metrics)
 	commitMs  float64            // mean commit time
-	fixed     fixedResult        // the fixed-rate phase
+	fixed     []fixedResult      // one per fixed-rate phase
+}
+
+// phase is one fixed-rate (open-loop) phase.
+type phase struct {
+	name string
+	rate float64
 }
 
 // answered is the number of 2xx answers in the saturation phase.
@@ -199,29 +208,35 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			s.commitMs = 1000 * (after["receiver_commit_duration_seconds_sum"] - s.before["receiver_commit_duration_seconds_sum"]) / n
 		}
 	}
-	rate := b.rate
-	if rate <= 0 && b.rateFraction > 0 {
-		for _, s := range servers {
-			if s.name == "ceiling" {
-				rate = b.rateFraction * float64(s.answered()) / s.seconds
+	var phases []phase
+	if b.rate > 0 {
+		phases = append(phases, phase{name: "fixed", rate: b.rate})
+	} else if b.rateFraction > 0 {
+		for _, of := range b.rateOf {
+			for _, s := range servers {
+				if s.name == of && s.answered() > 0 {
+					phases = append(phases, phase{name: fmt.Sprintf("%.2fx the %s's saturation rate", b.rateFraction, of),
+						rate: b.rateFraction * float64(s.answered()) / s.seconds})
+				}
 			}
 		}
-		if rate <= 0 {
-			fmt.Fprintln(os.Stderr, "fixed-rate phase skipped: no ceiling case to take the rate from (use -rate)")
-		}
 	}
-	if rate > 0 {
+	for i, ph := range phases {
 		fslice := b.fixedDuration / time.Duration(rounds)
+		for _, s := range servers {
+			s.fixed = append(s.fixed, fixedResult{})
+		}
 		for r := range rounds {
 			for _, s := range servers {
-				fmt.Fprintf(os.Stderr, "fixed rate %.0f req/s, round %d/%d: %s for %s ...\n", rate, r+1, rounds, s.name, fslice)
+				fmt.Fprintf(os.Stderr, "fixed rate %.0f req/s, round %d/%d: %s for %s ...\n", ph.rate, r+1, rounds, s.name, fslice)
+				f := &s.fixed[i]
 				cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
-				b.fixedRate(s, fmt.Sprintf("%s-f%d", s.name, r), rate, fslice)
-				s.fixed.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
+				b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
+				f.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
 			}
 		}
 	}
-	b.print(servers, duration, rounds, rate)
+	b.print(servers, duration, rounds, phases)
 	return nil
 }
 
@@ -477,7 +492,7 @@ func loadAvg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
-func (b *bench) print(servers []*server, duration time.Duration, rounds int, rate float64) {
+func (b *bench) print(servers []*server, duration time.Duration, rounds int, phases []phase) {
 	gen := "wrk (" + strconv.Itoa(b.wrkThreads) + " threads)"
 	if b.loadGen == "go" {
 		gen = "the Go client in this process"
@@ -523,12 +538,12 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, rat
 	if b.loadGen == "wrk" {
 		fmt.Println("(wrk percentiles: the request-weighted mean over the rounds)")
 	}
-	if rate > 0 {
-		fmt.Printf("\nfixed rate (open loop): %.0f req/s offered to every case on %d connections (latency from the scheduled send time)\n\n", rate, b.conns)
+	for i, ph := range phases {
+		fmt.Printf("\nfixed rate (open loop): %.0f req/s (%s) offered to every case on %d connections,\nlatency from the scheduled send time\n\n", ph.rate, ph.name, b.conns)
 		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "case\tanswered/s\tp50\tp99\tp99.9\tmax\tCPU/req\terrors\ttarget\t")
 		for _, s := range servers {
-			f := &s.fixed
+			f := &s.fixed[i]
 			if len(f.lat) == 0 {
 				fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t%d\t\t\n", s.name, f.errors)
 				continue
