@@ -149,9 +149,10 @@ undeploy: build-installer ## Remove the operator from the cluster.
 ##@ Benchmarks and demo
 
 .PHONY: bench-receiver
-bench-receiver: ## Benchmark the webhook receiver (ingest throughput, SQLite vs PostgreSQL).
+bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-rate latency, SQLite vs PostgreSQL; BENCH_RECEIVER_ARGS=-load=go skips wrk).
 	hack/ensure-postgres.sh
-	go run ./hack/bench-receiver
+	hack/bench-receiver/ensure-wrk.sh
+	go run ./hack/bench-receiver $(BENCH_RECEIVER_ARGS)
 
 .PHONY: bench-operator
 bench-operator: ## IntunedJob controller benchmark (~8 min; BENCH_OPERATOR_ARGS=-limit-jobs=0 skips the real 20/min run).

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -52,7 +53,7 @@ type options struct {
 	maxBodyBytes, maxInFlightBytes, sqliteMinFreeBytes  int64
 	deadline, tokenReload, shutdownGrace, retryAfter    time.Duration
 	batchSize, maxInFlight                              int
-	logLevel                                            string
+	logLevel, debugAddr                                 string
 }
 
 func envName(flagName string) string {
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503 answers")
 	fs.DurationVar(&o.tokenReload, "token-reload-interval", 2*time.Second, "how often the token files are re-read")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time to finish in-flight deliveries before exiting (keep below the Pod's terminationGracePeriodSeconds)")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "address serving Go's /debug/pprof profiles (empty: off; keep it on loopback, it has no auth)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (JSON logs on stderr; tokens and DSNs are never logged)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHeader)
@@ -181,6 +183,18 @@ func run(o *options, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", o.listenAddr)
 	if err != nil {
 		return err
+	}
+	if o.debugAddr != "" {
+		dl, err := net.Listen("tcp", o.debugAddr)
+		if err != nil {
+			return fmt.Errorf("--debug-addr: %w", err)
+		}
+		defer dl.Close()
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go http.Serve(dl, mux) //nolint:errcheck // ends when dl closes
 	}
 	srv := &http.Server{
 		Handler:           rcv.Handler(),

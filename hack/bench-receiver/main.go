@@ -9,6 +9,18 @@
 // 1 KiB sink bodies with unique runIds from -conns keep-alive connections. The measured time is
 // split into -rounds slices that visit the servers in turn, so a noisy neighbour on a shared
 // machine slows all cases alike and the ratios stay fair. It is a measurement, not a test.
+//
+// Two phases:
+//
+//   - saturation (closed loop): -conns connections, each sends its next request when the previous
+//     one is answered. -load wrk (the default) drives it with wrk (Debian package wrk; a Lua script
+//     gives every request a fresh runId), which costs the shared CPUs much less than -load go, the
+//     Go HTTP client in this process.
+//   - fixed rate (open loop): one phase per case in -rate-of (default ceiling,sqlite), where every
+//     case gets the same offered rate, -rate-fraction (default 0.5) of that case's saturation rate
+//     in this run (or -rate req/s). Requests leave on schedule whether or not earlier ones were
+//     answered, and each latency counts from the scheduled send time, so a stall shows in the
+//     percentiles (no coordinated omission).
 package main
 
 import (
@@ -43,13 +55,27 @@ func main() {
 	conns := flag.Int("conns", 64, "concurrent keep-alive connections")
 	bodySize := flag.Int("body-bytes", 1024, "size of each sink body")
 	cases := flag.String("cases", "ceiling,sqlite,postgres", "comma-separated cases to run")
+	load := flag.String("load", "wrk", "closed-loop load generator: wrk (needs the wrk binary) or go (this process)")
+	wrkThreads := flag.Int("wrk-threads", 2, "wrk threads (-load wrk)")
+	rateFraction := flag.Float64("rate-fraction", 0.5, "fixed-rate phases: offered rate as a fraction of a case's saturation rate (0 skips them)")
+	rateOf := flag.String("rate-of", "ceiling,sqlite", "fixed-rate phases: comma-separated cases whose saturation rate (times -rate-fraction) sets the offered rate, one phase each")
+	rate := flag.Float64("rate", 0, "fixed-rate phase: offered rate in req/s (one phase; overrides -rate-of)")
+	fixedDuration := flag.Duration("fixed-duration", 6*time.Second, "fixed-rate phase: measured time per case (split across rounds)")
+	baseReceiver := flag.String("base-receiver", "", "a receiver binary (e.g. built from main) for the cases sqlite-base and postgres-base: an A/B in one interleaved run")
+	pprofCase := flag.String("cpuprofile-case", "", "write a CPU profile of this case's server (sqlite or postgres) during its first saturation round to -cpuprofile")
+	pprofOut := flag.String("cpuprofile", "receiver-cpu.pprof", "where -cpuprofile-case writes the profile")
 	serveCeiling := flag.String("serve-ceiling", "", "internal: serve the bare ceiling handler on this address")
 	flag.Parse()
 	if *serveCeiling != "" {
 		runCeilingServer(*serveCeiling)
 		return
 	}
-	b := &bench{conns: *conns, bodySize: *bodySize}
+	if *load != "wrk" && *load != "go" {
+		fmt.Fprintln(os.Stderr, "bench-receiver: -load must be wrk or go")
+		os.Exit(2)
+	}
+	b := &bench{conns: *conns, bodySize: *bodySize, loadGen: *load, wrkThreads: *wrkThreads,
+		rateFraction: *rateFraction, rateOf: strings.Split(*rateOf, ","), rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver}
 	if err := b.run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
 		os.Exit(1)
@@ -67,24 +93,50 @@ func runCeilingServer(addr string) {
 }
 
 type bench struct {
-	conns, bodySize int
-	tmp             string
-	pg              *pgtest.Server
+	conns, bodySize     int
+	loadGen             string // "wrk" or "go"
+	wrkThreads          int
+	rateFraction, rate  float64
+	rateOf              []string
+	fixedDuration       time.Duration
+	pprofCase, pprofOut string
+	baseReceiver        string
+	tmp                 string
+	pg                  *pgtest.Server
 }
 
 // server is one case: a child process and what was measured against it.
 type server struct {
-	name     string
-	cmd      *exec.Cmd
-	base     string // http://host:port
-	lat      []time.Duration
-	errors   int
-	seconds  float64
-	rssBytes int64
-	before   map[string]float64 // metrics at the start of the measurement
-	cpu      time.Duration      // CPU time (user+system) the server used while measured
-	batch    float64            // mean deliveries per commit (receiver /metrics)
-	commitMs float64            // mean commit time
+	name      string
+	cmd       *exec.Cmd
+	base      string          // http://host:port
+	debug     string          // the receiver's --debug-addr (pprof) as http://host:port
+	lat       []time.Duration // 2xx latencies (-load go)
+	wrk       []wrkResult     // one per round (-load wrk)
+	errors    int
+	seconds   float64
+	clientCPU time.Duration // CPU time of the load generator (wrk only; the go client shares this process)
+	rssBytes  int64
+	before    map[string]float64 // metrics at the start of the measurement
+	cpu       time.Duration      // CPU time (user+system) the server used while measured
+	batch     float64            // mean deliveries per commit (receiver /metrics)
+	commitMs  float64            // mean commit time
+	fixed     []fixedResult      // one per fixed-rate phase
+}
+
+// phase is one fixed-rate (open-loop) phase.
+type phase struct {
+	name string
+	rate float64
+}
+
+// answered is the number of 2xx answers in the saturation phase.
+func (s *server) answered() int {
+	n := len(s.lat)
+	for _, w := range s.wrk {
+		n += w.requests - w.errors
+	}
+	return n
 }
 
 func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup time.Duration) error {
@@ -109,21 +161,43 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 		}
 		servers = append(servers, s)
 	}
+	if b.loadGen == "wrk" {
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return errors.New("wrk not found (apt-get install wrk, or -load go)")
+		}
+		if err := os.WriteFile(filepath.Join(b.tmp, "ingest.lua"), []byte(wrkScript(b.bodySize)), 0o600); err != nil {
+			return err
+		}
+	}
 	for _, s := range servers {
 		fmt.Fprintf(os.Stderr, "warming up %s ...\n", s.name)
-		b.load(s.base, s.name+"-warm", warmup)
+		if _, err := b.saturate(s, s.name+"-warm", warmup); err != nil {
+			return err
+		}
 		s.before = scrape(s.base + "/metrics")
 	}
 	slice := duration / time.Duration(rounds)
 	for r := range rounds {
 		for _, s := range servers {
 			fmt.Fprintf(os.Stderr, "round %d/%d: %s for %s ...\n", r+1, rounds, s.name, slice)
+			var profile func() error
+			if r == 0 && s.name == b.pprofCase {
+				profile = startProfile(s.debug, slice, b.pprofOut)
+			}
 			cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
-			lat, errs, secs := b.load(s.base, fmt.Sprintf("%s-r%d", s.name, r), slice)
+			w, err := b.saturate(s, fmt.Sprintf("%s-r%d", s.name, r), slice)
 			s.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
-			s.lat = append(s.lat, lat...)
-			s.errors += errs
-			s.seconds += secs
+			if err != nil {
+				return err
+			}
+			if profile != nil {
+				if err := profile(); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				fmt.Fprintf(os.Stderr, "wrote %s (go tool pprof -top %s %s)\n", b.pprofOut, filepath.Join(b.tmp, "receiver"), b.pprofOut)
+			}
+			s.seconds += w.seconds
+			s.clientCPU += w.clientCPU
 		}
 	}
 	for _, s := range servers {
@@ -134,8 +208,78 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			s.commitMs = 1000 * (after["receiver_commit_duration_seconds_sum"] - s.before["receiver_commit_duration_seconds_sum"]) / n
 		}
 	}
-	b.print(servers, duration, rounds)
+	var phases []phase
+	if b.rate > 0 {
+		phases = append(phases, phase{name: "fixed", rate: b.rate})
+	} else if b.rateFraction > 0 {
+		for _, of := range b.rateOf {
+			for _, s := range servers {
+				if s.name == of && s.answered() > 0 {
+					phases = append(phases, phase{name: fmt.Sprintf("%.2fx the %s's saturation rate", b.rateFraction, of),
+						rate: b.rateFraction * float64(s.answered()) / s.seconds})
+				}
+			}
+		}
+	}
+	for i, ph := range phases {
+		fslice := b.fixedDuration / time.Duration(rounds)
+		for _, s := range servers {
+			s.fixed = append(s.fixed, fixedResult{})
+		}
+		for r := range rounds {
+			for _, s := range servers {
+				fmt.Fprintf(os.Stderr, "fixed rate %.0f req/s, round %d/%d: %s for %s ...\n", ph.rate, r+1, rounds, s.name, fslice)
+				f := &s.fixed[i]
+				cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
+				b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
+				f.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
+			}
+		}
+	}
+	b.print(servers, duration, rounds, phases)
 	return nil
+}
+
+// saturate runs the closed-loop load against s for d with the chosen generator and records it in s.
+func (b *bench) saturate(s *server, prefix string, d time.Duration) (wrkResult, error) {
+	if b.loadGen == "go" {
+		lat, errs, secs := b.load(s.base, prefix, d)
+		if !strings.HasSuffix(prefix, "-warm") {
+			s.lat = append(s.lat, lat...)
+			s.errors += errs
+		}
+		return wrkResult{seconds: secs}, nil
+	}
+	w, err := b.runWrk(s.base, prefix, d)
+	if err == nil && !strings.HasSuffix(prefix, "-warm") {
+		s.wrk = append(s.wrk, w)
+		s.errors += w.errors
+	}
+	return w, err
+}
+
+// startProfile starts fetching a CPU profile of d from a receiver's --debug-addr; the returned
+// function waits for it and writes it to out.
+func startProfile(debugBase string, d time.Duration, out string) func() error {
+	done := make(chan error, 1)
+	go func() {
+		secs := max(1, int(d.Seconds()))
+		res, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debugBase, secs))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err == nil && res.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", res.Status, b)
+		}
+		if err == nil {
+			err = os.WriteFile(out, b, 0o644)
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }
 
 // start launches the server for one case and waits until it answers.
@@ -145,6 +289,7 @@ func (b *bench) start(name string) (*server, error) {
 		return nil, err
 	}
 	var cmd *exec.Cmd
+	var debug string
 	switch name {
 	case "ceiling":
 		self, err := os.Executable()
@@ -152,16 +297,30 @@ func (b *bench) start(name string) (*server, error) {
 			return nil, err
 		}
 		cmd = exec.Command(self, "-serve-ceiling", addr)
-	case "sqlite", "postgres":
+	case "sqlite", "postgres", "sqlite-base", "postgres-base":
 		bin, err := b.receiverBinary()
 		if err != nil {
 			return nil, err
 		}
+		if strings.HasSuffix(name, "-base") {
+			if b.baseReceiver == "" {
+				return nil, fmt.Errorf("case %s needs -base-receiver", name)
+			}
+			bin = b.baseReceiver
+		}
 		args := []string{"--listen-addr", addr, "--token-file", filepath.Join(b.tmp, "token"), "--log-level", "error"}
-		if name == "sqlite" {
-			args = append(args, "--store", "sqlite", "--sqlite-path", filepath.Join(b.tmp, "bench.db"))
+		if name == b.pprofCase {
+			daddr, err := freeAddr()
+			if err != nil {
+				return nil, err
+			}
+			debug = "http://" + daddr
+			args = append(args, "--debug-addr", daddr)
+		}
+		if strings.HasPrefix(name, "sqlite") {
+			args = append(args, "--store", "sqlite", "--sqlite-path", filepath.Join(b.tmp, name+".db"))
 		} else {
-			dsnFile, err := b.postgresDSNFile()
+			dsnFile, err := b.postgresDSNFile(name)
 			if err != nil {
 				return nil, err
 			}
@@ -169,13 +328,13 @@ func (b *bench) start(name string) (*server, error) {
 		}
 		cmd = exec.Command(bin, args...)
 	default:
-		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite or postgres)", name)
+		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite, postgres, sqlite-base or postgres-base)", name)
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{name: name, cmd: cmd, base: "http://" + addr}
+	s := &server{name: name, cmd: cmd, base: "http://" + addr, debug: debug}
 	if err := waitUp(s.base + "/healthz"); err != nil {
 		s.stop()
 		return nil, err
@@ -209,18 +368,20 @@ func (b *bench) receiverBinary() (string, error) {
 }
 
 // postgresDSNFile starts a durable (fsync on) PostgreSQL with pgtest and writes a DSN file for it.
-func (b *bench) postgresDSNFile() (string, error) {
-	fmt.Fprintln(os.Stderr, "starting PostgreSQL ...")
+func (b *bench) postgresDSNFile(name string) (string, error) {
 	ctx := context.Background()
-	var err error
-	if b.pg, err = pgtest.Start(ctx, pgtest.Options{Durable: true}); err != nil {
-		return "", fmt.Errorf("start PostgreSQL (hack/ensure-postgres.sh installs it): %w", err)
+	if b.pg == nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL ...")
+		var err error
+		if b.pg, err = pgtest.Start(ctx, pgtest.Options{Durable: true}); err != nil {
+			return "", fmt.Errorf("start PostgreSQL (hack/ensure-postgres.sh installs it): %w", err)
+		}
 	}
-	dsn, err := b.pg.CreateDatabase(ctx)
+	dsn, err := b.pg.CreateDatabase(ctx) // one database per case
 	if err != nil {
 		return "", err
 	}
-	file := filepath.Join(b.tmp, "dsn")
+	file := filepath.Join(b.tmp, name+".dsn")
 	return file, os.WriteFile(file, []byte(dsn), 0o600)
 }
 
@@ -331,42 +492,100 @@ func loadAvg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
-func (b *bench) print(servers []*server, duration time.Duration, rounds int) {
-	fmt.Printf("\nreceiver ingest benchmark: ~%d-byte sink bodies, %d keep-alive connections, %s per case in %d rounds,\n%d CPUs, %s, load average now %s (other work on the machine skews absolute numbers)\n\n",
-		b.bodySize, b.conns, duration, rounds, runtime.NumCPU(), runtime.Version(), loadAvg())
-	var ceiling float64
+func (b *bench) print(servers []*server, duration time.Duration, rounds int, phases []phase) {
+	gen := "wrk (" + strconv.Itoa(b.wrkThreads) + " threads)"
+	if b.loadGen == "go" {
+		gen = "the Go client in this process"
+	}
+	fmt.Printf("\nreceiver ingest benchmark: ~%d-byte sink bodies, %s per case in %d rounds, %d CPUs, %s,\nload average now %s (other work on the machine skews absolute numbers; compare ratios)\n",
+		b.bodySize, duration, rounds, runtime.NumCPU(), runtime.Version(), loadAvg())
+	fmt.Printf("\nsaturation (closed loop): %d keep-alive connections driven by %s\n\n", b.conns, gen)
+	var ceiling, ceilingCPU float64
 	for _, s := range servers {
-		if s.name == "ceiling" {
-			ceiling = float64(len(s.lat)) / s.seconds
+		if s.name == "ceiling" && s.answered() > 0 {
+			ceiling = float64(s.answered()) / s.seconds
+			ceilingCPU = float64(s.cpu.Microseconds()) / float64(s.answered())
 		}
 	}
-	targets := map[string]string{"sqlite": ">=0.6x p99<=20ms RSS<=100MiB", "postgres": ">=0.3x p99<=20ms RSS<=100MiB"}
+	targets := map[string]string{"sqlite": ">=0.5x CPU<=2x", "postgres": ">=0.35x RSS<=100MiB"}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tpeak RSS\tCPU/req\terrors\tbatch\tcommit\ttarget\t")
+	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tpeak RSS\tCPU/req\tCPU x\tclient CPU/req\terrors\tbatch\tcommit\ttarget\t")
 	for _, s := range servers {
-		rps := float64(len(s.lat)) / s.seconds
-		ratio, batch, commit := "-", "-", "-"
+		n := s.answered()
+		rps := float64(n) / s.seconds
+		ratio, batch, commit, cpuPerReq, cpuX, clientCPU := "-", "-", "-", "-", "-", "-"
 		if ceiling > 0 {
 			ratio = fmt.Sprintf("%.2f", rps/ceiling)
 		}
 		if s.batch > 0 {
 			batch, commit = fmt.Sprintf("%.1f", s.batch), fmt.Sprintf("%.2f ms", s.commitMs)
 		}
-		var p50, p99 time.Duration
-		if len(s.lat) > 0 {
-			slices.Sort(s.lat)
-			p50, p99 = s.lat[len(s.lat)*50/100], s.lat[len(s.lat)*99/100]
+		p50, p99, _ := s.percentiles()
+		if n > 0 {
+			us := float64(s.cpu.Microseconds()) / float64(n)
+			cpuPerReq = fmt.Sprintf("%.0f us", us)
+			if ceilingCPU > 0 {
+				cpuX = fmt.Sprintf("%.2f", us/ceilingCPU)
+			}
+			if s.clientCPU > 0 {
+				clientCPU = fmt.Sprintf("%.0f us", float64(s.clientCPU.Microseconds())/float64(n))
+			}
 		}
-		cpuPerReq := "-"
-		if len(s.lat) > 0 {
-			cpuPerReq = fmt.Sprintf("%d us", s.cpu.Microseconds()/int64(len(s.lat)))
-		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%s\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
-			float64(s.rssBytes)/(1<<20), cpuPerReq, s.errors, batch, commit, targets[s.name])
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
+			float64(s.rssBytes)/(1<<20), cpuPerReq, cpuX, clientCPU, s.errors, batch, commit, targets[strings.TrimSuffix(s.name, "-base")])
 	}
 	tw.Flush()
-	fmt.Println("\nCPU/req = server process CPU time per answered request (the postgres server's own CPU is not included);")
+	if b.loadGen == "wrk" {
+		fmt.Println("(wrk percentiles: the request-weighted mean over the rounds)")
+	}
+	for i, ph := range phases {
+		fmt.Printf("\nfixed rate (open loop): %.0f req/s (%s) offered to every case on %d connections,\nlatency from the scheduled send time\n\n", ph.rate, ph.name, b.conns)
+		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "case\tanswered/s\tp50\tp99\tp99.9\tmax\tCPU/req\terrors\ttarget\t")
+		for _, s := range servers {
+			f := &s.fixed[i]
+			if len(f.lat) == 0 {
+				fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t%d\t\t\n", s.name, f.errors)
+				continue
+			}
+			slices.Sort(f.lat)
+			q := func(p float64) time.Duration { return f.lat[min(len(f.lat)-1, int(float64(len(f.lat))*p))] }
+			target := ""
+			if strings.HasPrefix(s.name, "sqlite") {
+				target = "p99<=10ms"
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f us\t%d\t%s\t\n", s.name, float64(len(f.lat))/f.seconds,
+				ms(q(0.50)), ms(q(0.99)), ms(q(0.999)), ms(f.lat[len(f.lat)-1]),
+				float64(f.cpu.Microseconds())/float64(len(f.lat)), f.errors, target)
+		}
+		tw.Flush()
+	}
+	fmt.Println("\nCPU/req = server process CPU time per 2xx answer (the PostgreSQL server's own CPU is not included);")
+	fmt.Println("CPU x = that over the ceiling's; client CPU/req = wrk's CPU time per answer;")
 	fmt.Println("batch = mean deliveries per group-commit transaction; commit = mean time of one commit.")
+}
+
+// percentiles of the saturation phase: exact for -load go, request-weighted means of the rounds'
+// for wrk.
+func (s *server) percentiles() (p50, p99, p999 time.Duration) {
+	if len(s.lat) > 0 {
+		slices.Sort(s.lat)
+		q := func(p float64) time.Duration { return s.lat[min(len(s.lat)-1, int(float64(len(s.lat))*p))] }
+		return q(0.50), q(0.99), q(0.999)
+	}
+	var n float64
+	var a, b, c float64
+	for _, w := range s.wrk {
+		k := float64(w.requests)
+		n += k
+		a += k * float64(w.p50)
+		b += k * float64(w.p99)
+		c += k * float64(w.p999)
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	return time.Duration(a / n), time.Duration(b / n), time.Duration(c / n)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

@@ -89,14 +89,16 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 
 	// The deadline starts once the body is in: a large body on a slow link is bounded by the HTTP
 	// server's read timeout instead, and must not turn into a 503 that every retry repeats.
-	ctx, cancel := context.WithTimeout(req.Context(), r.cfg.Deadline)
-	defer cancel()
+	deadline := time.Now().Add(r.cfg.Deadline)
+	ctx := req.Context()
 	meta, err := parseSinkBody(body)
 	if err != nil {
 		var be *bodyError
 		errors.As(err, &be)
 		// Authenticated but malformed: keep it, so nothing an authorised sender sent is lost.
-		qerr := r.st.Quarantine(ctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body})
+		qctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		qerr := r.st.Quarantine(qctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body})
 		if qerr != nil {
 			r.storeErrs.Error("cannot quarantine invalid body", "err", qerr)
 			r.storeTrouble(w, qerr)
@@ -106,7 +108,7 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	res, err := r.w.submit(ctx, store.Delivery{
+	res, err := r.w.submit(ctx, deadline, store.Delivery{
 		RunID: meta.RunID, JobID: meta.JobID, JobRunID: meta.JobRunID, Project: meta.Project,
 		APIName: meta.APIName, ResultStatus: meta.ResultStatus, ReceivedAt: start.UTC(), Body: body,
 	})

@@ -67,7 +67,19 @@ const schemaVersion = 1
 // transactions, when nothing new can arrive: it copies only the frames committed during the
 // background one, and the next transaction restarts the WAL. The WAL stays at about one interval
 // of writes (83 MB in the same benchmark) at no measurable throughput cost.
-const checkpointEvery = time.Second
+//
+// Every 250 ms rather than every second: each checkpoint then flushes a quarter of the data to the
+// database file, and that flush queues in front of the commits' fsyncs on a disk that runs flushes
+// one after another (the receiver's p99 at a steady rate comes from these stalls). In four A/B
+// runs of make bench-receiver (interleaved, both slots) it gave 6-18 % more deliveries/s at
+// saturation with 17-34 % shorter mean commits every time; p99 at half the saturation rate was
+// lower in three runs of four, but moved 15-216 ms with the load of the shared machine.
+const checkpointEvery = 250 * time.Millisecond
+
+// idleTicks: the WAL is truncated once no transaction committed for this many checkpoint
+// intervals (1 s by default), so an idle store gives its space back without truncating between
+// every two deliveries of a slow trickle.
+const idleTicks = 4
 
 // DefaultMinFreeBytes is the free space the store keeps on its volume by default: writes are
 // refused (store.ErrFull) before the volume fills up, so a checkpoint always has room to move the
@@ -80,7 +92,8 @@ type Options struct {
 	// much free space on top of the WAL's size. Default DefaultMinFreeBytes.
 	MinFreeBytes int64
 	// CheckpointEvery is the background checkpoint interval (see checkpointEvery); it is also
-	// how often an idle WAL is truncated and a full store looks for space again. Default 1s.
+	// how often a full store looks for space again, and an idle WAL is truncated after idleTicks
+	// of them. Default 250ms.
 	CheckpointEvery time.Duration
 }
 
@@ -220,6 +233,7 @@ func (s *Store) checkpoints(every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lastWrites := s.writes.Load()
+	idle := 0 // ticks without a committed transaction
 	for {
 		select {
 		case <-s.stopCheckpoints:
@@ -232,8 +246,9 @@ func (s *Store) checkpoints(every time.Duration) {
 		}
 		if w := s.writes.Load(); w != lastWrites {
 			lastWrites = w
+			idle = 0
 		} else {
-			if s.walBytes() > 0 {
+			if idle++; idle >= idleTicks && s.walBytes() > 0 {
 				s.truncateWAL(context.Background()) //nolint:errcheck // retried next tick
 			}
 			continue
