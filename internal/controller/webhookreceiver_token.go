@@ -38,7 +38,7 @@ const DefaultTokenPropagationDelay = 90 * time.Second
 // waits until step 3 of the previous one is done.
 //
 // When the user's Secret is missing it returns the Secret's existing content
-// (the Pods keep working with it) together with a *reconcileError.
+// (the Pods keep working with it) together with a *failure.
 func (r *WebhookReceiverReconciler) reconcileToken(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) (*tokenState, error) {
 	key := client.ObjectKey{Namespace: whr.Namespace, Name: resources.TokenSecretName(whr)}
 	var cur corev1.Secret
@@ -311,19 +311,19 @@ func (r *WebhookReceiverReconciler) userToken(ctx context.Context, namespace str
 	var s corev1.Secret
 	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", userError(intunedv1alpha1.ReasonSecretNotFound,
+			return "", needsUserf(intunedv1alpha1.ReasonSecretNotFound,
 				"token Secret %s (spec.tokenSecretRef) not found", ref.Name)
 		}
 		return "", err
 	}
 	tok := strings.TrimSpace(string(s.Data[k]))
 	if tok == "" {
-		return "", userError(intunedv1alpha1.ReasonSecretNotFound,
+		return "", needsUserf(intunedv1alpha1.ReasonSecretNotFound,
 			"token Secret %s has no key %q or it is empty (spec.tokenSecretRef)", ref.Name, k)
 	}
 	for _, c := range []byte(tok) {
 		if c < 0x20 || c > 0x7e {
-			return "", userError(intunedv1alpha1.ReasonInvalidSpec,
+			return "", invalidSpecf(
 				"the token in Secret %s key %q must be printable ASCII (it is sent in an HTTP header)", ref.Name, k)
 		}
 	}
