@@ -13,6 +13,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/token"
 )
 
 // Defaults of the reconciler's timing.
@@ -235,7 +236,7 @@ func (r *IntunedJobReconciler) recordSink(job *intunedv1alpha1.IntunedJob, refs 
 	st := &intunedv1alpha1.SinkStatus{URL: s.Webhook.URL}
 	if s.Webhook.ReceiverRef != nil {
 		st.URL = refs.ReceiverURL
-		st.TokenFingerprint = tokenFingerprint(refs.ReceiverToken)
+		st.TokenFingerprint = token.Fingerprint(refs.ReceiverToken)
 	}
 	job.Status.Sink = st
 }

@@ -190,7 +190,7 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 		return 0, tokenErr
 	}
 	if dsnErr != nil {
-		return tokens.requeueAfter, dsnErr
+		return tokens.RequeueAfter, dsnErr
 	}
 	available, why := workload.available()
 	whr.Status.ReadyReplicas = workload.readyReplicas
@@ -205,29 +205,30 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 			"no public URL: set spec.ingress (host) or spec.externalURL")
 	default:
 		msg := fmt.Sprintf("%d receiver Pod(s) ready at %s", workload.readyReplicas, whr.Status.URL)
-		if tokens.StagedAt != "" {
-			msg += "; token rotation: a new token is staged (the Pods accept it) and becomes current at " + tokens.promotionTime(r.delay())
+		if tokens.Staged {
+			msg += "; token rotation: a new token is staged (the Pods accept it) and becomes current at " +
+				tokens.PromotionTime(r.delay()).UTC().Format(time.RFC3339)
 		}
 		switch {
-		case len(tokens.jobsBehind) > 0:
+		case len(tokens.JobsBehind) > 0:
 			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until IntunedJob(s) %s carry the new one",
-				strings.Join(tokens.jobsBehind, ", "))
-		case len(tokens.runsInFlight) > 0:
+				strings.Join(tokens.JobsBehind, ", "))
+		case len(tokens.RunsInFlight) > 0:
 			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until the JobRuns of IntunedJob(s) %s that started with it end, plus the retry window",
-				strings.Join(tokens.runsInFlight, ", "))
-		case !tokens.previousUntil.IsZero():
+				strings.Join(tokens.RunsInFlight, ", "))
+		case !tokens.PreviousUntil.IsZero():
 			msg += "; token rotation: every IntunedJob carries the new token; the previous one stays accepted for Intuned's retries until " +
-				tokens.previousUntil.UTC().Format(time.RFC3339)
+				tokens.PreviousUntil.UTC().Format(time.RFC3339)
 		}
-		if tokens.note != "" {
-			msg += "; " + tokens.note
+		if tokens.Note != "" {
+			msg += "; " + tokens.Note
 		}
 		if workload.note != "" {
 			msg += "; " + workload.note
 		}
 		reportReady(&whr.Status.Conditions, whr.Generation, intunedv1alpha1.ReasonAvailable, msg)
 	}
-	requeue := tokens.requeueAfter
+	requeue := tokens.RequeueAfter
 	if available && !resources.UsesPostgres(whr) {
 		// Free space changes without any watch event: poll it.
 		r.checkVolume(ctx, whr)
