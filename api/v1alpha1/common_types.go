@@ -1,25 +1,34 @@
 package v1alpha1
 
-// Condition types shared by both kinds. Every object reports Ready; IntunedJob
-// also reports Synced and Stalled.
+// Condition types shared by both kinds, read the way kstatus
+// (sigs.k8s.io/cli-utils) and the Flux/Argo CD health checks read them:
+// Ready=True is Current, Reconciling=True or Ready=False is InProgress,
+// Stalled=True is Failed. Every condition carries observedGeneration.
 const (
 	// ConditionReady is True when the object does what its spec asks: for an
-	// IntunedJob the Intuned Job exists and matches the spec; for a
-	// WebhookReceiver the workload is available and status.url is known.
+	// IntunedJob the Job is synced and in the asked state (ACTIVE/PAUSED)
+	// with a usable sink; for a WebhookReceiver the workload is available
+	// and status.url is known.
 	ConditionReady = "Ready"
-	// ConditionSynced is True when the last reconcile reached the Intuned API
-	// and the Job there matches the spec (IntunedJob only).
+	// ConditionSynced is True when Intuned holds the spec: the last
+	// reconcile reached the Intuned API and the Job there matches the spec
+	// (IntunedJob only). It can be True while Ready is False (the Job is
+	// synced, but pausing or reading its JobRuns failed).
 	ConditionSynced = "Synced"
+	// ConditionReconciling is True while the operator is working towards
+	// the spec or waiting for something it expects to change.
+	ConditionReconciling = "Reconciling"
 	// ConditionStalled is True when reconciliation hit an error that retrying
 	// cannot fix without a change by a human (bad spec, bad credentials,
-	// conflict). It is removed or set False once the cause is gone.
+	// conflict). It is set False once the cause is gone.
 	ConditionStalled = "Stalled"
 )
 
 // Condition reasons. They are CamelCase, stable and meant for automation
 // (kubectl wait, alerts); the human explanation goes in the message.
 const (
-	// ReasonProgressing: work is under way (first create, waiting for a child).
+	// ReasonProgressing: work is under way (a create whose answer is not
+	// known yet).
 	ReasonProgressing = "Progressing"
 	// ReasonSynced: the Intuned Job matches the spec.
 	ReasonSynced = "Synced"
@@ -64,7 +73,8 @@ const (
 	ReasonManagedInCode = "ManagedInCode"
 	// ReasonSuspended: spec.suspend is true; no API calls are made.
 	ReasonSuspended = "Suspended"
-	// ReasonDeleting: the object is being deleted (finalizer running).
+	// ReasonDeleting: the object is being deleted and the finalizer could
+	// not finish yet (deleting the Job on Intuned failed; it is retried).
 	ReasonDeleting = "Deleting"
 	// ReasonWorkloadNotReady: the receiver Deployment/StatefulSet has no
 	// available replica yet.

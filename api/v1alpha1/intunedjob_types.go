@@ -602,6 +602,15 @@ type IntunedJobStatus struct {
 	// +optional
 	Managed bool `json:"managed,omitempty"`
 
+	// CreateRequestedAt is the create intent: set, and persisted, just
+	// before the operator asks Intuned to create the Job; cleared once the
+	// answer is known. A Job found on Intuned while it is set (the answer
+	// was lost: a timeout, a 5xx, a restart of the operator) is taken as
+	// this object's own, without spec.adopt, only if Intuned created it at
+	// or after this time and it holds exactly the spec that was sent.
+	// +optional
+	CreateRequestedAt *metav1.Time `json:"createRequestedAt,omitempty"`
+
 	// LastSyncTime is when the Job was last read from Intuned and compared
 	// with the spec.
 	// +optional

@@ -237,6 +237,10 @@ func (in *IntunedJobStatus) DeepCopyInto(out *IntunedJobStatus) {
 		in, out := &in.LastTriggerTime, &out.LastTriggerTime
 		*out = (*in).DeepCopy()
 	}
+	if in.CreateRequestedAt != nil {
+		in, out := &in.CreateRequestedAt, &out.CreateRequestedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.LastSyncTime != nil {
 		in, out := &in.LastSyncTime, &out.LastSyncTime
 		*out = (*in).DeepCopy()

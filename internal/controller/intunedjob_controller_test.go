@@ -18,6 +18,7 @@ import (
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/token"
 )
 
 func int32p(v int32) *int32 { return &v }
@@ -662,7 +663,7 @@ func TestIntunedJobReceiverLink(t *testing.T) {
 	}
 	setReceiver("https://hooks.example.com/results")
 	j := f.waitReady("linked-job")
-	if j.Status.Sink == nil || j.Status.Sink.URL != "https://hooks.example.com/results" || j.Status.Sink.TokenFingerprint != tokenFingerprint("tok-1") {
+	if j.Status.Sink == nil || j.Status.Sink.URL != "https://hooks.example.com/results" || j.Status.Sink.TokenFingerprint != token.Fingerprint("tok-1") {
 		t.Errorf("status.sink = %+v", j.Status.Sink)
 	}
 	w := f.simJob("linked-job").Sink.Webhook
@@ -688,7 +689,7 @@ func TestIntunedJobReceiverLink(t *testing.T) {
 		if h := f.simJob("linked-job").Sink.Webhook.Headers["Authorization"]; h != "Bearer tok-2" {
 			return "Authorization on Intuned is still the old token"
 		}
-		if fp := f.get("linked-job").Status.Sink.TokenFingerprint; fp != tokenFingerprint("tok-2") {
+		if fp := f.get("linked-job").Status.Sink.TokenFingerprint; fp != token.Fingerprint("tok-2") {
 			return "status.sink.tokenFingerprint not updated"
 		}
 		return ""

@@ -2,8 +2,6 @@ package controller
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -17,7 +15,7 @@ import (
 // This file is pure: it turns an IntunedJob spec plus the values read from
 // the Secrets and the WebhookReceiver it references into the Job that should
 // exist on Intuned. No I/O happens here, so it is easy to test and to read
-// next to shared/intuned-api.md.
+// next to docs/intuned-api.md.
 
 // resolvedRefs are the values the spec points at, read by the reconciler
 // (see intunedjob_refs.go). Everything in here except ReceiverURL is secret.
@@ -155,17 +153,6 @@ func createRequest(jobID string, d intuned.UpdateJobRequest) intuned.CreateJobRe
 // that Intuned accepted is never repeated.
 func inSync(desired intuned.UpdateJobRequest, observed *intuned.Job) bool {
 	return intuned.SameSpec(desired, observed.Spec())
-}
-
-// tokenFingerprint identifies a receiver token without revealing it: the
-// first 16 hex characters of its SHA-256 (the WebhookReceiver controller
-// publishes the same in its status.tokenFingerprint).
-func tokenFingerprint(token string) string {
-	if token == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])[:16]
 }
 
 // schedule converts the CRD schedule into Intuned's union-typed form. Every

@@ -234,10 +234,11 @@ func (f *ijFixture) retryOnConflict(fn func() error) {
 	}
 }
 
-// eventually polls cond every 50 ms until it returns "" or timeout passes;
-// then the test fails with the last message.
-func (f *ijFixture) eventually(timeout time.Duration, cond func() string) {
-	f.t.Helper()
+// eventually is the package's one polling helper: it calls cond every 50
+// ms until it returns "" or timeout passes; then the test fails with the
+// last message.
+func eventually(t testing.TB, timeout time.Duration, cond func() string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		msg := cond()
@@ -245,10 +246,15 @@ func (f *ijFixture) eventually(timeout time.Duration, cond func() string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			f.t.Fatalf("timed out after %s: %s", timeout, msg)
+			t.Fatalf("timed out after %s: %s", timeout, msg)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func (f *ijFixture) eventually(timeout time.Duration, cond func() string) {
+	f.t.Helper()
+	eventually(f.t, timeout, cond)
 }
 
 // waitCondition waits until the job's condition has status and reason

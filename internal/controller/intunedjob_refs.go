@@ -13,7 +13,7 @@ import (
 )
 
 // This file reads what an IntunedJob's spec points at: header, S3 and proxy
-// Secrets and the WebhookReceiver of the link (issue 6). The values go into
+// Secrets and the WebhookReceiver of the link. The values go into
 // resolvedRefs and from there only into the request sent to Intuned.
 
 // receiverTokenKey is the key of the receiver's token Secret holding the

@@ -2,82 +2,74 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
-// syncError is every way a reconcile can end other than "in sync". Its
-// kind decides both the conditions and how the reconcile is retried.
-type syncError struct {
-	kind    syncErrorKind
-	reason  string // condition reason (api/v1alpha1 Reason*)
-	message string // human text; never contains a secret
-	// retryAfter, for kindTransient, is a server's Retry-After.
-	retryAfter time.Duration
-	err        error
-}
-
-type syncErrorKind int
-
-const (
-	// kindWaiting: waiting for something a watch reports (a Secret, a
-	// WebhookReceiver becoming Ready). No requeue beyond the poll interval.
-	kindWaiting syncErrorKind = iota
-	// kindStalled: retrying cannot help until a human changes the spec or a
-	// Secret (400, 401, conflict). No requeue beyond the poll interval.
-	kindStalled
-	// kindTransient: 5xx, timeouts, 429; retried with back-off and jitter.
-	kindTransient
-)
-
-func (e *syncError) Error() string { return e.reason + ": " + e.message }
-func (e *syncError) Unwrap() error { return e.err }
-
-func waitFor(reason, message string) *syncError {
-	return &syncError{kind: kindWaiting, reason: reason, message: message}
-}
-
-func stalled(reason, message string) *syncError {
-	return &syncError{kind: kindStalled, reason: reason, message: message}
-}
-
-// asSyncError turns any error into a syncError: *syncError as is, Intuned
-// errors by their status, anything else (the Kubernetes API) as transient.
-// secretName names the credentials Secret for the 401 message.
-func asSyncError(err error, secretName string) *syncError {
-	var se *syncError
-	if errors.As(err, &se) {
-		return se
+// asSyncError turns any error of a sync into a failure: a *failure as is,
+// Intuned errors by their status, anything else (the Kubernetes API) as
+// transient. secretName names the credentials Secret for the 401 message.
+func asSyncError(err error, secretName string) *failure {
+	var f *failure
+	if errors.As(err, &f) {
+		return f
 	}
 	switch {
 	case intuned.IsUnauthorized(err):
 		return stalled(intunedv1alpha1.ReasonCredentialsInvalid,
 			"Intuned rejected the workspace id or API key in Secret "+secretName+" (401/403); fix the Secret")
 	case intuned.IsRateLimited(err):
-		return &syncError{kind: kindTransient, reason: intunedv1alpha1.ReasonRateLimited,
-			message: err.Error(), retryAfter: intuned.RetryAfter(err), err: err}
+		f := retryable(intunedv1alpha1.ReasonRateLimited, err.Error(), err)
+		f.retryAfter = intuned.RetryAfter(err)
+		return f
 	}
-	return &syncError{kind: kindTransient, reason: intunedv1alpha1.ReasonSyncFailed, message: err.Error(), err: err}
+	return retryable(intunedv1alpha1.ReasonSyncFailed, err.Error(), err)
 }
 
-// setCondition sets one condition for the current generation.
-func setCondition(job *intunedv1alpha1.IntunedJob, typ string, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(&job.Status.Conditions, metav1.Condition{
-		Type:               typ,
-		Status:             status,
-		Reason:             reason,
-		Message:            message,
-		ObservedGeneration: job.Generation,
-	})
+// report sets the conditions from a sync's outcome. Synced says whether
+// Intuned holds the spec; Ready says whether, beyond that, the Job is in
+// the asked state with a usable sink (see readiness).
+func report(job *intunedv1alpha1.IntunedJob, synced bool, f *failure) {
+	conds, gen := &job.Status.Conditions, job.Generation
+	if synced {
+		setCondition(conds, gen, intunedv1alpha1.ConditionSynced, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, syncedMessage(job))
+	} else if f != nil {
+		setCondition(conds, gen, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, f.reason, f.message)
+	}
+	if f == nil {
+		f = readiness(job)
+	}
+	if f != nil {
+		reportFailure(conds, gen, f)
+		return
+	}
+	reportReady(conds, gen, intunedv1alpha1.ReasonSynced, syncedMessage(job))
 }
 
-// reportSynced records success: the Job on Intuned matches the spec.
-func reportSynced(job *intunedv1alpha1.IntunedJob) {
+// readiness is nil when a synced Job is ready: in the state spec.paused
+// asks for and, with a receiverRef, pushing the receiver's token.
+func readiness(job *intunedv1alpha1.IntunedJob) *failure {
+	want := intunedv1alpha1.JobStateActive
+	if job.Spec.Paused {
+		want = intunedv1alpha1.JobStatePaused
+	}
+	if job.Status.JobState != want {
+		return retryable(intunedv1alpha1.ReasonProgressing, fmt.Sprintf("Job %s is %s on Intuned; waiting for %s", job.EffectiveJobID(), job.Status.JobState, want), nil)
+	}
+	if s := job.Spec.Sink; s != nil && s.Webhook != nil && s.Webhook.ReceiverRef != nil &&
+		(job.Status.Sink == nil || job.Status.Sink.TokenFingerprint == "") {
+		return retryable(intunedv1alpha1.ReasonReceiverNotReady, "the sink's WebhookReceiver token is not on Intuned yet", nil)
+	}
+	return nil
+}
+
+// syncedMessage explains Synced=True.
+func syncedMessage(job *intunedv1alpha1.IntunedJob) string {
 	msg := "Job " + job.EffectiveJobID() + " on Intuned matches the spec"
 	if job.Spec.Paused {
 		msg += " (paused)"
@@ -86,30 +78,17 @@ func reportSynced(job *intunedv1alpha1.IntunedJob) {
 		msg += "; Intuned holds " + intuned.FormatPaths(a.NormalisedFields, 5) +
 			" differently (it rewrote them when the spec was written); they are not written again until the spec or the Job on Intuned changes"
 	}
-	setCondition(job, intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, msg)
-	setCondition(job, intunedv1alpha1.ConditionSynced, metav1.ConditionTrue, intunedv1alpha1.ReasonSynced, msg)
-	setCondition(job, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, intunedv1alpha1.ReasonSynced, "")
-}
-
-// reportError records why the Job is not (known to be) in sync. Ready goes
-// False for every error: a job whose Intuned state is unknown or wrong is
-// not ready. Stalled is True only for errors a retry cannot fix.
-func reportError(job *intunedv1alpha1.IntunedJob, e *syncError) {
-	setCondition(job, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, e.reason, e.message)
-	setCondition(job, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, e.reason, e.message)
-	if e.kind == kindStalled {
-		setCondition(job, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, e.reason, e.message)
-	} else {
-		setCondition(job, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, e.reason, "")
-	}
+	return msg
 }
 
 // reportSuspended records that spec.suspend stops all reconciliation.
 func reportSuspended(job *intunedv1alpha1.IntunedJob) {
 	const msg = "spec.suspend is true: no Intuned API calls are made"
-	setCondition(job, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, msg)
-	setCondition(job, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, msg)
-	setCondition(job, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, "")
+	conds, gen := &job.Status.Conditions, job.Generation
+	setCondition(conds, gen, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, msg)
+	setCondition(conds, gen, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, msg)
+	setCondition(conds, gen, intunedv1alpha1.ConditionReconciling, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, "")
+	setCondition(conds, gen, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, "")
 }
 
 // observeJob copies what Intuned reports about the Job into status.

@@ -218,9 +218,9 @@ func ptrUID(o client.Object) *types.UID {
 // conflictError reports a child name taken by an object we do not own. It
 // is retried with back-off: nothing we watch tells us when it is gone.
 func conflictError(format string, args ...any) error {
-	e := userError(intunedv1alpha1.ReasonResourceConflict, format, args...)
-	e.retry = true
-	return e
+	f := stalled(intunedv1alpha1.ReasonResourceConflict, fmt.Sprintf(format, args...))
+	f.backoff = true
+	return f
 }
 
 // replicasHandoffOwner co-owns spec.replicas while an HPA takes over.

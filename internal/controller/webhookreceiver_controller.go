@@ -79,25 +79,21 @@ type WebhookReceiverReconciler struct {
 	Recorder EventRecorder
 }
 
-// reconcileError carries the Ready reason for a failure the user must see.
-type reconcileError struct {
-	reason, message string
-	// retry: the error is transient and the reconcile is retried with
-	// back-off; otherwise a watch (spec, Secret) brings the next attempt.
-	retry bool
-	err   error
+// needsUserf is a failure that waits for the user (a missing Secret); a
+// watch brings the next attempt.
+func needsUserf(reason, format string, args ...any) *failure {
+	return waitFor(reason, fmt.Sprintf(format, args...))
 }
 
-func (e *reconcileError) Error() string { return e.message }
-func (e *reconcileError) Unwrap() error { return e.err }
-
-func userError(reason, format string, args ...any) *reconcileError {
-	return &reconcileError{reason: reason, message: fmt.Sprintf(format, args...)}
+// invalidSpecf is a failure no retry fixes until the spec changes.
+func invalidSpecf(format string, args ...any) *failure {
+	return stalled(intunedv1alpha1.ReasonInvalidSpec, fmt.Sprintf(format, args...))
 }
 
-// Reconcile applies the children of one WebhookReceiver and patches its
-// status once at the end.
-func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// Reconcile applies the children of one WebhookReceiver: observe (the
+// object, its token Secret, its children), act (apply them), report (one
+// status patch, and Events for what the user must see).
+func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	var whr intunedv1alpha1.WebhookReceiver
 	if err := r.Get(ctx, req.NamespacedName, &whr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -106,49 +102,54 @@ func (r *WebhookReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		// Children carry owner references: the garbage collector removes them.
 		return ctrl.Result{}, nil
 	}
-	orig := whr.DeepCopy()
+	status := startStatusPatch(r.Client, &whr)
+	defer status.finish(ctx, &whr, &retErr)
+	before := whr.Status.DeepCopy()
 
 	requeueAfter, err := r.reconcile(ctx, &whr)
-
-	var rerr *reconcileError
-	switch {
-	case apierrors.IsConflict(err):
+	if apierrors.IsConflict(err) {
 		// Someone wrote a child (or our token Secret) since we read it:
 		// decide again from fresh data, without flapping Ready.
+		whr.Status = *before
 		return ctrl.Result{RequeueAfter: time.Second}, nil
-	case err == nil:
-		// reconcile set Ready itself.
-	case errors.As(err, &rerr):
-		setReady(&whr, metav1.ConditionFalse, rerr.reason, rerr.message)
-		if !rerr.retry {
-			err = nil
-		}
-	default:
-		// Unexpected API errors: generic message (it may quote an object,
-		// never a token), retried with back-off.
-		setReady(&whr, metav1.ConditionFalse, intunedv1alpha1.ReasonReconcileError, err.Error())
 	}
 	whr.Status.ObservedGeneration = whr.Generation
-	if !equality.Semantic.DeepEqual(orig.Status, whr.Status) {
-		if perr := r.Status().Patch(ctx, &whr, client.MergeFrom(orig)); perr != nil {
-			if apierrors.IsNotFound(perr) {
-				return ctrl.Result{}, nil
-			}
-			return ctrl.Result{}, errors.Join(err, fmt.Errorf("update status: %w", perr))
+	if err != nil {
+		f := asFailure(err, intunedv1alpha1.ReasonReconcileError)
+		reportFailure(&whr.Status.Conditions, whr.Generation, f)
+		if f.kind == transient || f.backoff {
+			r.announce(&whr, before)
+			return ctrl.Result{}, f // controller-runtime logs it and backs off
 		}
 	}
-	if err != nil {
-		return ctrl.Result{}, err // controller-runtime logs it and backs off
-	}
+	r.announce(&whr, before)
 	return ctrl.Result{RequeueAfter: requeueAfter}, nil
 }
 
+// announce records an Event for what the user must see: Ready turning
+// False for a reason they can act on, and a new current token.
+func (r *WebhookReceiverReconciler) announce(whr *intunedv1alpha1.WebhookReceiver, before *intunedv1alpha1.WebhookReceiverStatus) {
+	now := meta.FindStatusCondition(whr.Status.Conditions, intunedv1alpha1.ConditionReady)
+	old := meta.FindStatusCondition(before.Conditions, intunedv1alpha1.ConditionReady)
+	if now != nil && now.Status == metav1.ConditionFalse && (old == nil || old.Reason != now.Reason) {
+		switch now.Reason {
+		case intunedv1alpha1.ReasonWorkloadNotReady, intunedv1alpha1.ReasonSecretNotFound,
+			intunedv1alpha1.ReasonResourceConflict, intunedv1alpha1.ReasonInvalidSpec, intunedv1alpha1.ReasonURLUnknown:
+			recordEvent(r.Recorder, whr, "Warning", now.Reason, "Reconcile", now.Message)
+		}
+	}
+	if was, is := before.TokenFingerprint, whr.Status.TokenFingerprint; was != "" && is != "" && was != is {
+		recordEvent(r.Recorder, whr, "Normal", "TokenRotated", "RotateToken", fmt.Sprintf(
+			"the receiver's current token changed (fingerprint %s, was %s); IntunedJobs referencing it push it to Intuned", is, was))
+	}
+}
+
 // reconcile does the work; it fills whr.Status (except observedGeneration)
-// and returns a *reconcileError for a reason the user should see, and when
+// and returns a *failure for a reason the user should see, and when
 // to come back for a staged token.
 func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) (time.Duration, error) {
 	if msgs := validation.IsDNS1035Label(whr.Name); len(msgs) > 0 || len(whr.Name) > maxReceiverNameLength {
-		return 0, userError(intunedv1alpha1.ReasonInvalidSpec,
+		return 0, invalidSpecf(
 			"metadata.name %q names the Service and workload: it must be at most %d characters of lower-case letters, digits and '-', starting with a letter",
 			whr.Name, maxReceiverNameLength)
 	}
@@ -156,8 +157,8 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 	// The token Secret first: the Pods mount it.
 	tokens, tokenErr := r.reconcileToken(ctx, whr)
 	if tokenErr != nil {
-		var rerr *reconcileError
-		if !errors.As(tokenErr, &rerr) || rerr.reason == intunedv1alpha1.ReasonResourceConflict {
+		var f *failure
+		if !errors.As(tokenErr, &f) || f.reason == intunedv1alpha1.ReasonResourceConflict {
 			// Never start Pods that would mount someone else's Secret.
 			return 0, tokenErr
 		}
@@ -189,7 +190,7 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 		return 0, tokenErr
 	}
 	if dsnErr != nil {
-		return tokens.requeueAfter, dsnErr
+		return tokens.RequeueAfter, dsnErr
 	}
 	available, why := workload.available()
 	whr.Status.ReadyReplicas = workload.readyReplicas
@@ -198,35 +199,36 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 	}
 	switch {
 	case !available:
-		setReady(whr, metav1.ConditionFalse, intunedv1alpha1.ReasonWorkloadNotReady, why)
+		reportProgress(&whr.Status.Conditions, whr.Generation, intunedv1alpha1.ReasonWorkloadNotReady, why)
 	case whr.Status.URL == "":
-		setReady(whr, metav1.ConditionFalse, intunedv1alpha1.ReasonURLUnknown,
+		reportProgress(&whr.Status.Conditions, whr.Generation, intunedv1alpha1.ReasonURLUnknown,
 			"no public URL: set spec.ingress (host) or spec.externalURL")
 	default:
 		msg := fmt.Sprintf("%d receiver Pod(s) ready at %s", workload.readyReplicas, whr.Status.URL)
-		if tokens.StagedAt != "" {
-			msg += "; token rotation: a new token is staged (the Pods accept it) and becomes current at " + tokens.promotionTime(r.delay())
+		if tokens.Staged {
+			msg += "; token rotation: a new token is staged (the Pods accept it) and becomes current at " +
+				tokens.PromotionTime(r.delay()).UTC().Format(time.RFC3339)
 		}
 		switch {
-		case len(tokens.jobsBehind) > 0:
+		case len(tokens.JobsBehind) > 0:
 			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until IntunedJob(s) %s carry the new one",
-				strings.Join(tokens.jobsBehind, ", "))
-		case len(tokens.runsInFlight) > 0:
+				strings.Join(tokens.JobsBehind, ", "))
+		case len(tokens.RunsInFlight) > 0:
 			msg += fmt.Sprintf("; token rotation: the previous token stays accepted until the JobRuns of IntunedJob(s) %s that started with it end, plus the retry window",
-				strings.Join(tokens.runsInFlight, ", "))
-		case !tokens.previousUntil.IsZero():
+				strings.Join(tokens.RunsInFlight, ", "))
+		case !tokens.PreviousUntil.IsZero():
 			msg += "; token rotation: every IntunedJob carries the new token; the previous one stays accepted for Intuned's retries until " +
-				tokens.previousUntil.UTC().Format(time.RFC3339)
+				tokens.PreviousUntil.UTC().Format(time.RFC3339)
 		}
-		if tokens.note != "" {
-			msg += "; " + tokens.note
+		if tokens.Note != "" {
+			msg += "; " + tokens.Note
 		}
 		if workload.note != "" {
 			msg += "; " + workload.note
 		}
-		setReady(whr, metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable, msg)
+		reportReady(&whr.Status.Conditions, whr.Generation, intunedv1alpha1.ReasonAvailable, msg)
 	}
-	requeue := tokens.requeueAfter
+	requeue := tokens.RequeueAfter
 	if available && !resources.UsesPostgres(whr) {
 		// Free space changes without any watch event: poll it.
 		r.checkVolume(ctx, whr)
@@ -238,8 +240,8 @@ func (r *WebhookReceiverReconciler) reconcile(ctx context.Context, whr *intunedv
 }
 
 func isUserError(err error) bool {
-	var rerr *reconcileError
-	return errors.As(err, &rerr)
+	var f *failure
+	return errors.As(err, &f) && f.kind != transient
 }
 
 // checkDSNSecret reports a missing PostgreSQL DSN Secret or key (the Pods
@@ -252,13 +254,13 @@ func (r *WebhookReceiverReconciler) checkDSNSecret(ctx context.Context, whr *int
 	var s corev1.Secret
 	if err := r.Get(ctx, client.ObjectKey{Namespace: whr.Namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return userError(intunedv1alpha1.ReasonSecretNotFound,
+			return needsUserf(intunedv1alpha1.ReasonSecretNotFound,
 				"PostgreSQL DSN Secret %s (spec.storage.postgres.dsnSecretRef) not found", ref.Name)
 		}
 		return err
 	}
 	if len(s.Data[ref.Key]) == 0 {
-		return userError(intunedv1alpha1.ReasonSecretNotFound,
+		return needsUserf(intunedv1alpha1.ReasonSecretNotFound,
 			"PostgreSQL DSN Secret %s has no key %q (spec.storage.postgres.dsnSecretRef)", ref.Name, ref.Key)
 	}
 	return nil
@@ -294,16 +296,6 @@ func publicURL(whr *intunedv1alpha1.WebhookReceiver, ing *networkingv1.Ingress) 
 		u.Scheme = "https"
 	}
 	return u.String()
-}
-
-func setReady(whr *intunedv1alpha1.WebhookReceiver, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(&whr.Status.Conditions, metav1.Condition{
-		Type:               intunedv1alpha1.ConditionReady,
-		Status:             status,
-		Reason:             reason,
-		Message:            message,
-		ObservedGeneration: whr.Generation,
-	})
 }
 
 func (r *WebhookReceiverReconciler) random() io.Reader {

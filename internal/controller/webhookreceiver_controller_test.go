@@ -127,17 +127,7 @@ func (f *whrFixture) updateStatus(obj client.Object, mutate func()) {
 // eventually polls cond until it returns "" (done) or 30s pass.
 func (f *whrFixture) eventually(cond func() string) {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("timed out: %s", msg)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	eventually(f.t, 30*time.Second, cond)
 }
 
 func (f *whrFixture) get(name string, obj client.Object) error {

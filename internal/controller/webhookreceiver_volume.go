@@ -95,8 +95,8 @@ func (r *WebhookReceiverReconciler) checkVolume(ctx context.Context, whr *intune
 		cond.Message = space(g)
 	}
 	old := meta.FindStatusCondition(whr.Status.Conditions, ConditionVolumeNearlyFull)
-	if cond.Status == metav1.ConditionTrue && (old == nil || old.Status != cond.Status || old.Reason != cond.Reason) && r.Recorder != nil {
-		r.Recorder.Eventf(whr, nil, "Warning", "Volume"+cond.Reason, "CheckVolume", "%s", cond.Message)
+	if cond.Status == metav1.ConditionTrue && (old == nil || old.Status != cond.Status || old.Reason != cond.Reason) {
+		recordEvent(r.Recorder, whr, "Warning", "Volume"+cond.Reason, "CheckVolume", cond.Message)
 	}
 	meta.SetStatusCondition(&whr.Status.Conditions, cond)
 }

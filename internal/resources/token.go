@@ -1,10 +1,6 @@
 package resources
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"net/url"
 
@@ -12,34 +8,18 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/token"
 )
 
-// tokenBytes is the entropy of a generated token.
-const tokenBytes = 32
+// GenerateToken is token.Generate (kept for the builders' callers).
+func GenerateToken(rand io.Reader) (string, error) { return token.Generate(rand) }
 
-// GenerateToken reads 32 random bytes from rand (crypto/rand.Reader in
-// production, a fixed reader in tests) and encodes them base64url without
-// padding: 43 characters that are safe in an HTTP header and a shell.
-func GenerateToken(rand io.Reader) (string, error) {
-	b := make([]byte, tokenBytes)
-	if _, err := io.ReadFull(rand, b); err != nil {
-		return "", fmt.Errorf("generate token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
+// Fingerprint is token.Fingerprint: one implementation, so the
+// WebhookReceiver's and the IntunedJob's fingerprints always agree.
+func Fingerprint(tok string) string { return token.Fingerprint(tok) }
 
-// Fingerprint identifies a token without revealing it: the first 16 hex
-// characters of its SHA-256. It is published in status.tokenFingerprint and
-// compared with IntunedJob status.sink.tokenFingerprint.
-func Fingerprint(token string) string {
-	if token == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])[:16]
-}
-
-// TokenData is the content of the controller-owned token Secret.
+// TokenData is the content of the controller-owned token Secret, as
+// stored (internal/token.State names each token for what it is).
 type TokenData struct {
 	// Token is the current ingest token (key "token").
 	Token string
