@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -32,16 +31,6 @@ type pair struct {
 	ns, receiver, job string
 	host              string // the receiver's Ingress host
 	rc                harness.ReceiverClient
-}
-
-// quickstartDeliveries is what one quickstart JobRun sends: the list Run
-// plus one details Run per product (--products 5).
-const quickstartDeliveries = 1 + 5
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // newPair applies config/samples into a new namespace, changed only where
@@ -147,25 +136,13 @@ func (p *pair) trigger(t *testing.T, ctx context.Context, value string) {
 	}
 }
 
-// waitAllDelivered waits until the simulator has sent want deliveries for
-// the job, every one acknowledged, and checks each is stored exactly once
-// with the bytes sent, and that every one went to the Ingress URL.
+// waitAllDelivered: harness.WaitAllDelivered, and every delivery went to
+// the Ingress URL.
 func (p *pair) waitAllDelivered(t *testing.T, ctx context.Context, want int) harness.DeliveryReport {
 	t.Helper()
-	var rep harness.DeliveryReport
-	err := harness.Eventually(ctx, 250*time.Millisecond, "every delivery acknowledged", func(ctx context.Context) (bool, error) {
-		var err error
-		rep, err = harness.CompareDeliveries(ctx, env.sim, p.rc, p.job, "")
-		if err != nil {
-			return false, err
-		}
-		return rep.Sent >= want && rep.Pending == 0, errors.New(rep.String())
-	})
+	rep, err := harness.WaitAllDelivered(ctx, env.sim, p.rc, p.job, want)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !rep.OK() || rep.Sent != want || rep.Stored != want {
-		t.Fatalf("deliveries: %s; want exactly %d, each stored once", rep, want)
 	}
 	ds, err := env.sim.Deliveries(ctx, p.job)
 	if err != nil {
@@ -179,22 +156,9 @@ func (p *pair) waitAllDelivered(t *testing.T, ctx context.Context, want int) har
 	return rep
 }
 
-// waitJobRunFinished waits until status.lastJobRun names a finished JobRun
-// started by the given trigger.
 func (p *pair) waitJobRunFinished(t *testing.T, ctx context.Context, trigger string) *intunedv1alpha1.JobRunSummary {
 	t.Helper()
-	var last *intunedv1alpha1.JobRunSummary
-	err := harness.Eventually(ctx, 250*time.Millisecond, "status.lastJobRun finished", func(ctx context.Context) (bool, error) {
-		ij := p.get(t, ctx)
-		last = ij.Status.LastJobRun
-		if ij.Status.LastHandledTrigger != trigger {
-			return false, fmt.Errorf("lastHandledTrigger %q", ij.Status.LastHandledTrigger)
-		}
-		if last == nil {
-			return false, errors.New("no lastJobRun")
-		}
-		return last.Status == "COMPLETED" || last.Status == "FAILURE" || last.Status == "TERMINATED", fmt.Errorf("lastJobRun %+v", *last)
-	})
+	last, err := harness.WaitJobRunFinished(ctx, env.client, p.ns, p.job, trigger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,11 +187,11 @@ func (p *pair) receiverPods(t *testing.T, ctx context.Context) []corev1.Pod {
 // provisioned volume, a Service and an Ingress; Intuned (the simulator)
 // posts every Run to the Ingress URL; the data is read back.
 func TestQuickstartThroughIngress(t *testing.T) {
-	ctx := testCtx(t, 4*time.Minute)
+	ctx := harness.TestContext(t, 4*time.Minute)
 	p := newPair(t, ctx, "quickstart", nil)
 	p.waitReady(t, ctx)
 	p.trigger(t, ctx, "1")
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	last := p.waitJobRunFinished(t, ctx, "1")
 	if last.Status != "COMPLETED" {
 		t.Errorf("status.lastJobRun.status = %q, want COMPLETED", last.Status)
@@ -255,7 +219,7 @@ func TestQuickstartThroughIngress(t *testing.T) {
 // controller-manager, so a namespace user gets the rights with the role they
 // already have.
 func TestRolesAggregateIntoBuiltins(t *testing.T) {
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := harness.TestContext(t, 2*time.Minute)
 	ns := fmt.Sprintf("kc-%d-rbac", nsSeq.Add(1))
 	if _, err := env.kc.Kubectl(ctx, "create", "namespace", ns); err != nil {
 		t.Fatal(err)
@@ -335,7 +299,7 @@ func (p *pair) waitJobOnIntuned(t *testing.T, ctx context.Context, project strin
 // namespace controller and garbage collector), removes the Job from Intuned:
 // the credentials outlive the IntunedJob that needs them.
 func TestDeletingNeverOrphansAJob(t *testing.T) {
-	ctx := testCtx(t, 5*time.Minute)
+	ctx := harness.TestContext(t, 5*time.Minute)
 	const project = "ecommerce-scraper-quickstart"
 
 	t.Run("samples-secret-first", func(t *testing.T) {

@@ -17,24 +17,9 @@ import (
 	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
 )
 
-// waitFailedAttempts waits until n deliveries of the job have had an
-// attempt that failed: proof that a fault hit the run.
 func (p *pair) waitFailedAttempts(t *testing.T, ctx context.Context, n int) {
 	t.Helper()
-	err := harness.Eventually(ctx, 100*time.Millisecond, fmt.Sprintf("%d deliveries with a failed attempt", n), func(ctx context.Context) (bool, error) {
-		ds, err := env.sim.Deliveries(ctx, p.job)
-		failed := 0
-		for _, d := range ds {
-			for _, a := range d.Attempts {
-				if a.StatusCode < 200 || a.StatusCode > 299 {
-					failed++
-					break
-				}
-			}
-		}
-		return failed >= n, err
-	})
-	if err != nil {
+	if err := harness.WaitFailedAttempts(ctx, env.sim, p.job, n); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -72,11 +57,11 @@ func podReady(pod *corev1.Pod) bool {
 // Pod on the same volume, so what was stored before stays, and Intuned's
 // retries fill the gap the deletion left.
 func TestReceiverPodDeletedMidRun(t *testing.T) {
-	ctx := testCtx(t, 5*time.Minute)
+	ctx := harness.TestContext(t, 5*time.Minute)
 	p := newPair(t, ctx, "pod-deleted", nil)
 	p.waitReady(t, ctx)
 	p.trigger(t, ctx, "1")
-	p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	p.waitJobRunFinished(t, ctx, "1")
 	before := p.waitPodsReady(t, ctx, 1)[0]
 
@@ -98,7 +83,7 @@ func TestReceiverPodDeletedMidRun(t *testing.T) {
 	if claim := volumeClaim(&after); claim == "" || claim != volumeClaim(&before) {
 		t.Errorf("the new Pod mounts claim %q, the old one %q: want the same", claim, volumeClaim(&before))
 	}
-	rep := p.waitAllDelivered(t, ctx, 2*quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, 2*harness.QuickstartDeliveries)
 	if rep.Attempts <= rep.Sent {
 		t.Errorf("no retries (%s): the deletion missed the run", rep)
 	}
@@ -118,7 +103,7 @@ func volumeClaim(pod *corev1.Pod) string {
 // receiver through a real Secret volume (the kubelet's own propagation
 // delay) and Intuned's sink config, with no delivery refused for good.
 func TestTokenRotationThroughSecretVolume(t *testing.T) {
-	ctx := testCtx(t, 6*time.Minute)
+	ctx := harness.TestContext(t, 6*time.Minute)
 	p := newPair(t, ctx, "rotation", nil)
 	p.waitReady(t, ctx)
 	oldToken, _, err := harness.ReceiverTokens(ctx, env.client, p.ns, p.receiver)
@@ -144,14 +129,14 @@ func TestTokenRotationThroughSecretVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.trigger(t, ctx, "2")
-	rep := p.waitAllDelivered(t, ctx, 2*quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, 2*harness.QuickstartDeliveries)
 	t.Logf("token rotated between two runs: %s", rep)
 }
 
 // TestNodeAgentsRestart: restarting the kubelet and containerd (as a node
 // upgrade does) leaves the receiver serving and the operator working.
 func TestNodeAgentsRestart(t *testing.T) {
-	ctx := testCtx(t, 5*time.Minute)
+	ctx := harness.TestContext(t, 5*time.Minute)
 	p := newPair(t, ctx, "node-restart", nil)
 	p.waitReady(t, ctx)
 	before := p.waitPodsReady(t, ctx, 1)[0]
@@ -161,7 +146,7 @@ func TestNodeAgentsRestart(t *testing.T) {
 		}
 	}
 	p.trigger(t, ctx, "1")
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	after := p.waitPodsReady(t, ctx, 1)[0]
 	if after.UID != before.UID {
 		t.Errorf("the receiver Pod was replaced (%s -> %s); a restart of the node agents should not do that", before.UID, after.UID)
@@ -173,7 +158,7 @@ func TestNodeAgentsRestart(t *testing.T) {
 // three Pods behind one Service and Ingress; one Pod deleted mid-run; then a
 // drain of the node, which the PodDisruptionBudget holds to one Pod at a time.
 func TestPostgresReceiverScaledToThree(t *testing.T) {
-	ctx := testCtx(t, 6*time.Minute)
+	ctx := harness.TestContext(t, 6*time.Minute)
 	cfg := env.kc.Config()
 	pg, err := pgtest.Start(ctx, pgtest.Options{ListenAddr: cfg.NodeIP, NetNS: "/run/netns/" + cfg.Name})
 	if err != nil {
@@ -215,7 +200,7 @@ func TestPostgresReceiverScaledToThree(t *testing.T) {
 	if _, err := env.kc.Kubectl(ctx, "-n", p.ns, "delete", "pod", pods[1].Name, "--grace-period=0", "--force", "--wait=false"); err != nil {
 		t.Fatal(err)
 	}
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	t.Logf("postgres, 3 replicas, one deleted mid-run: %s", rep)
 	p.waitPodsReady(t, ctx, 3)
 
@@ -244,6 +229,6 @@ func TestPostgresReceiverScaledToThree(t *testing.T) {
 	}
 	p.waitPodsReady(t, ctx, 3)
 	p.trigger(t, ctx, "2")
-	rep = p.waitAllDelivered(t, ctx, 2*quickstartDeliveries)
+	rep = p.waitAllDelivered(t, ctx, 2*harness.QuickstartDeliveries)
 	t.Logf("after the drain: %s", rep)
 }

@@ -253,28 +253,12 @@ func (p *pair) waitStored(t *testing.T, ctx context.Context, n int) {
 	}
 }
 
-// waitAllDelivered waits until the simulator has sent want deliveries for
-// the job and every one is acknowledged, then checks each is stored exactly
-// once with identical bytes.
+// waitAllDelivered: harness.WaitAllDelivered, failing the test.
 func (p *pair) waitAllDelivered(t *testing.T, ctx context.Context, want int) harness.DeliveryReport {
 	t.Helper()
-	var rep harness.DeliveryReport
-	err := harness.Eventually(ctx, 200*time.Millisecond, "every delivery acknowledged", func(ctx context.Context) (bool, error) {
-		var err error
-		rep, err = harness.CompareDeliveries(ctx, h.Sim, p.rc, p.job, "")
-		if err != nil {
-			return false, err
-		}
-		return rep.Sent >= want && rep.Pending == 0, errors.New(rep.String())
-	})
+	rep, err := harness.WaitAllDelivered(ctx, h.Sim, p.rc, p.job, want)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !rep.OK() {
-		t.Fatalf("deliveries: %s", rep)
-	}
-	if rep.Sent != want || rep.Stored != want {
-		t.Fatalf("deliveries: %s; want exactly %d", rep, want)
 	}
 	return rep
 }
@@ -283,18 +267,7 @@ func (p *pair) waitAllDelivered(t *testing.T, ctx context.Context, want int) har
 // and returns it.
 func (p *pair) waitJobRunInStatus(t *testing.T, ctx context.Context, wantTrigger string) *intunedv1alpha1.JobRunSummary {
 	t.Helper()
-	var last *intunedv1alpha1.JobRunSummary
-	err := harness.Eventually(ctx, 250*time.Millisecond, "status.lastJobRun finished", func(ctx context.Context) (bool, error) {
-		ij := p.get(t, ctx)
-		last = ij.Status.LastJobRun
-		if wantTrigger != "" && ij.Status.LastHandledTrigger != wantTrigger {
-			return false, fmt.Errorf("lastHandledTrigger %q", ij.Status.LastHandledTrigger)
-		}
-		if last == nil {
-			return false, errors.New("no lastJobRun")
-		}
-		return last.Status == "COMPLETED" || last.Status == "FAILURE" || last.Status == "TERMINATED", fmt.Errorf("lastJobRun %+v", *last)
-	})
+	last, err := harness.WaitJobRunFinished(ctx, h.Client, p.ns, p.job, wantTrigger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,25 +288,15 @@ func jobRunIDs(t *testing.T, ctx context.Context, job string) map[string]int {
 	return out
 }
 
-// quickstartDeliveries is what one quickstart JobRun sends: the list Run
-// plus one details Run per product (--products 5).
-const quickstartDeliveries = 1 + 5
-
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // TestQuickstart is `make demo` asserted: the samples, one trigger, every
 // delivery in the store exactly once and byte for byte, and the JobRun in
 // the IntunedJob's status.
 func TestQuickstart(t *testing.T) {
-	ctx := testCtx(t, 2*time.Minute)
+	ctx := harness.TestContext(t, 2*time.Minute)
 	p := newPair(t, ctx, "quickstart", nil)
 	p.waitReady(t, ctx)
 	p.trigger(t, ctx, "1")
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	runs := jobRunIDs(t, ctx, p.job)
 	if len(runs) != 1 {
 		t.Fatalf("JobRuns in the delivery log: %v, want one", runs)
@@ -352,7 +315,7 @@ func TestQuickstart(t *testing.T) {
 // of a run and keeps it down until the simulator has seen deliveries fail;
 // Intuned's retries (on the compressed clock) must then bring every one in.
 func TestReceiverKilledDuringRun(t *testing.T) {
-	ctx := testCtx(t, 3*time.Minute)
+	ctx := harness.TestContext(t, 3*time.Minute)
 	p := newPair(t, ctx, "receiver-kill", nil)
 	p.waitReady(t, ctx)
 	p.trigger(t, ctx, "1")
@@ -361,24 +324,12 @@ func TestReceiverKilledDuringRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Down until at least two deliveries have failed an attempt.
-	err := harness.Eventually(ctx, 100*time.Millisecond, "failed delivery attempts while the receiver is down", func(ctx context.Context) (bool, error) {
-		ds, err := h.Sim.Deliveries(ctx, p.job)
-		failed := 0
-		for _, d := range ds {
-			for _, a := range d.Attempts {
-				if a.StatusCode < 200 || a.StatusCode > 299 {
-					failed++
-					break
-				}
-			}
-		}
-		return failed >= 2, err
-	})
+	err := harness.WaitFailedAttempts(ctx, h.Sim, p.job, 2)
 	h.Kubelet.ReleaseReceiver(p.ns, p.receiver, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	if rep.Attempts <= rep.Sent {
 		t.Errorf("no retries happened (%s): the fault missed the run", rep)
 	}
@@ -389,7 +340,7 @@ func TestReceiverKilledDuringRun(t *testing.T) {
 // delivering; the new manager must not trigger the job again, and the run's
 // data must all arrive.
 func TestManagerRestartMidRun(t *testing.T) {
-	ctx := testCtx(t, 3*time.Minute)
+	ctx := harness.TestContext(t, 3*time.Minute)
 	p := newPair(t, ctx, "manager-restart", nil)
 	p.waitReady(t, ctx)
 	p.trigger(t, ctx, "once")
@@ -398,7 +349,7 @@ func TestManagerRestartMidRun(t *testing.T) {
 	if err := h.StartManager(ctx); err != nil {
 		t.Fatal(err)
 	}
-	p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	// The new manager has reconciled the job once it reports the finished run.
 	last := p.waitJobRunInStatus(t, ctx, "once")
 	runs, err := h.Sim.JobRuns(ctx, p.project, p.job)
@@ -423,7 +374,7 @@ func TestManagerRestartMidRun(t *testing.T) {
 // arrives after the switch. Otherwise the rotation takes the operator's
 // default delay (90s) and the first run is over long before it.
 func TestTokenRotationDuringRun(t *testing.T) {
-	ctx := testCtx(t, 3*time.Minute+tokenSwapBound)
+	ctx := harness.TestContext(t, 3*time.Minute+tokenSwapBound)
 	p := newPair(t, ctx, "token-rotation", nil)
 	p.waitReady(t, ctx)
 	oldToken, _, err := harness.ReceiverTokens(ctx, h.Client, p.ns, p.receiver)
@@ -480,17 +431,17 @@ func TestTokenRotationDuringRun(t *testing.T) {
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	t.Logf("first run (old token): %s", rep)
 	p.trigger(t, ctx, "2")
-	rep = p.waitAllDelivered(t, ctx, 2*quickstartDeliveries)
+	rep = p.waitAllDelivered(t, ctx, 2*harness.QuickstartDeliveries)
 	t.Logf("both runs: %s", rep)
 }
 
 // TestScheduledJob lets an interval schedule fire the job on its own (no
 // trigger): a SCHEDULED JobRun must deliver in full to the receiver.
 func TestScheduledJob(t *testing.T) {
-	ctx := testCtx(t, 3*time.Minute)
+	ctx := harness.TestContext(t, 3*time.Minute)
 	p := newPair(t, ctx, "scheduled", func(j *intunedv1alpha1.IntunedJob) {
 		// 5 simulated minutes: 5 real seconds at --time-scale 60.
 		j.Spec.Schedule = &intunedv1alpha1.JobSchedule{Intervals: []intunedv1alpha1.ScheduleInterval{{Every: "5m"}}}
@@ -501,7 +452,7 @@ func TestScheduledJob(t *testing.T) {
 	var rep harness.DeliveryReport
 	err := harness.Eventually(ctx, 250*time.Millisecond, "a scheduled JobRun delivered in full", func(ctx context.Context) (bool, error) {
 		for id, n := range jobRunIDs(t, ctx, p.job) {
-			if n < quickstartDeliveries {
+			if n < harness.QuickstartDeliveries {
 				continue
 			}
 			r, err := harness.CompareDeliveries(ctx, h.Sim, p.rc, p.job, id)
@@ -518,7 +469,7 @@ func TestScheduledJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.OK() || rep.Sent != quickstartDeliveries || rep.Stored != quickstartDeliveries {
+	if !rep.OK() || rep.Sent != harness.QuickstartDeliveries || rep.Stored != harness.QuickstartDeliveries {
 		t.Fatalf("scheduled JobRun %s: %s", jobRun, rep)
 	}
 	runs, err := h.Sim.JobRuns(ctx, p.project, p.job)
@@ -549,7 +500,7 @@ func TestPostgresReceiverScalesOut(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	ctx := testCtx(t, 3*time.Minute)
+	ctx := harness.TestContext(t, 3*time.Minute)
 	pg, err := pgtest.Start(ctx, pgtest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -599,6 +550,6 @@ func TestPostgresReceiverScalesOut(t *testing.T) {
 	if err := h.Kubelet.KillReceiver(p.ns, p.receiver, 1, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	rep := p.waitAllDelivered(t, ctx, quickstartDeliveries)
+	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
 	t.Logf("postgres, 2 replicas, one killed mid-run: %s", rep)
 }
