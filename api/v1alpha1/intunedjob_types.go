@@ -134,7 +134,8 @@ type IntunedJobSpec struct {
 	// refresh status. Go duration, at least 10s. Default 10m.
 	// +kubebuilder:default="10m"
 	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="pollInterval must be at least 10s (Intuned allows 20 requests per minute per path)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="pollInterval must be a Go duration such as 30s, 10m or 1h30m (units ns, us, ms, s, m, h; days are not a unit: write 24h)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('10s')",message="pollInterval must be at least 10s (Intuned allows 20 requests per minute per path)"
 	// +optional
 	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
 }

@@ -254,6 +254,8 @@ schedule:
 			"jitter must be milliseconds as digits"},
 		{"poll interval too short", jobYAML("valid-name", minimalJob+"pollInterval: 1s"),
 			"pollInterval must be at least 10s"},
+		{"poll interval in days", jobYAML("valid-name", minimalJob+"pollInterval: 1d"),
+			"days are not a unit: write 24h"},
 		{"proxy and proxyFrom", jobYAML("valid-name", minimalJob+`
 proxy: "http://proxy.example.com:8080"
 proxyFrom: {name: proxy, key: url}`),
