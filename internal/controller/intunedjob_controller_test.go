@@ -167,6 +167,16 @@ func TestIntunedJobPauseResume(t *testing.T) {
 		}
 		return ""
 	})
+	// A trigger while paused says the run waits for the resume.
+	f.setTrigger("pausable-job", "while-paused")
+	f.eventually(10*time.Second, func() string {
+		for _, e := range f.events("pausable-job") {
+			if strings.HasPrefix(e, "TriggeredWhilePaused:") && strings.Contains(e, "waits until it is resumed") {
+				return ""
+			}
+		}
+		return fmt.Sprintf("no TriggeredWhilePaused event: %v", f.events("pausable-job"))
+	})
 	f.update("pausable-job", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = false })
 	f.eventually(10*time.Second, func() string {
 		if s := f.simJob("pausable-job").State; s != intuned.JobStateActive {

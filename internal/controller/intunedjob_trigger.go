@@ -77,6 +77,12 @@ func (r *IntunedJobReconciler) trigger(ctx context.Context, status *statusPatch,
 	switch {
 	case err == nil:
 		job.Status.LastTriggeredJobRunID = resp.JobRunID
+		if job.Spec.Paused {
+			r.event(job, "Normal", "TriggeredWhilePaused", "Trigger", fmt.Sprintf(
+				"Triggered Job %s (trigger %q): JobRun %s; the Job is paused, so the run waits until it is resumed (spec.paused: false)",
+				id, want, resp.JobRunID))
+			return true, nil
+		}
 		r.event(job, "Normal", "Triggered", "Trigger", fmt.Sprintf("Triggered Job %s (trigger %q): JobRun %s", id, want, resp.JobRunID))
 		return true, nil
 	case triggerRefused(err):
