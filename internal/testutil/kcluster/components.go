@@ -206,14 +206,21 @@ func (c *Cluster) component(name string) (component, error) {
 // kubelet has connected to containerd (before that, a kubelet that cannot
 // reach the runtime exits).
 func (c *Cluster) kubeletReady(ctx context.Context) error {
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	return httpReady(ctx, plainHTTP, "http://"+c.cfg.NodeIP+":10248/healthz")
+}
+
+// plainHTTP reaches the node directly (never through a proxy from the environment).
+var plainHTTP = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+
+// httpReady polls url until it answers 200.
+func httpReady(ctx context.Context, hc *http.Client, url string) error {
 	return poll(ctx, 200*time.Millisecond, func() (bool, error) {
-		resp, err := hc.Get("http://" + c.cfg.NodeIP + ":10248/healthz")
+		resp, err := hc.Get(url)
 		if err != nil {
 			return false, err
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("healthz: %s", resp.Status)
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("%s: %s", url, resp.Status)
 	})
 }
 
@@ -239,14 +246,7 @@ func (c *Cluster) apiserverReady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return poll(ctx, 200*time.Millisecond, func() (bool, error) {
-		resp, err := hc.Get(c.cfg.APIServerURL() + "/readyz")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("readyz: %s", resp.Status)
-	})
+	return httpReady(ctx, hc, c.cfg.APIServerURL()+"/readyz")
 }
 
 // rbacReady waits until the API server's authorizer holds the bootstrap
@@ -288,14 +288,7 @@ spec:
 }
 
 func (c *Cluster) traefikReady(ctx context.Context) error {
-	return poll(ctx, 200*time.Millisecond, func() (bool, error) {
-		resp, err := (&http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}).Get("http://" + c.cfg.NodeIP + ":9000/ping")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("ping: %s", resp.Status)
-	})
+	return httpReady(ctx, plainHTTP, "http://"+c.cfg.NodeIP+":9000/ping")
 }
 
 func (c *Cluster) nodeReady(ctx context.Context) error {
