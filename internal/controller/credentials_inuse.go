@@ -51,13 +51,6 @@ func needsCredentialsToDelete(job *intunedv1alpha1.IntunedJob) bool {
 		job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan
 }
 
-func (r *CredentialsInUseReconciler) credentialsOf(job *intunedv1alpha1.IntunedJob) (types.NamespacedName, bool) {
-	if ref := job.Spec.CredentialsRef; ref != nil {
-		return types.NamespacedName{Namespace: job.Namespace, Name: ref.Name}, true
-	}
-	return r.DefaultCredentials, r.DefaultCredentials.Name != ""
-}
-
 // Reconcile adds or removes the in-use finalizer of one Secret.
 func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var secret corev1.Secret
@@ -80,9 +73,9 @@ func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcil
 			return reconcile.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	if inUse && !secret.DeletionTimestamp.IsZero() && r.Recorder != nil {
-		r.Recorder.Eventf(&secret, nil, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
-			"%s", fmt.Sprintf("kept until the IntunedJobs that delete their Intuned Jobs with it are gone: %s. "+
+	if inUse && !secret.DeletionTimestamp.IsZero() {
+		recordEvent(r.Recorder, &secret, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
+			fmt.Sprintf("kept until the IntunedJobs that delete their Intuned Jobs with it are gone: %s. "+
 				"To delete it first, set spec.deletionPolicy: Orphan on them (their Jobs then stay on Intuned).",
 				strings.Join(users, ", ")))
 	}
@@ -106,16 +99,20 @@ func (r *CredentialsInUseReconciler) users(ctx context.Context, secret types.Nam
 	return users, nil
 }
 
+// secretOf is the credentials Secret of an IntunedJob event's object.
+func (r *CredentialsInUseReconciler) secretOf(o client.Object) (types.NamespacedName, bool) {
+	job, ok := o.(*intunedv1alpha1.IntunedJob)
+	if !ok {
+		return types.NamespacedName{}, false
+	}
+	return credentialsSecretOf(job, r.DefaultCredentials)
+}
+
 // SetupWithManager reconciles Secrets, and the Secret of every IntunedJob
 // that changes (created, finalizer added or removed, deleted).
 func (r *CredentialsInUseReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	ctx := context.Background()
-	err := mgr.GetFieldIndexer().IndexField(ctx, &intunedv1alpha1.IntunedJob{}, indexCredentialsSecret, func(o client.Object) []string {
-		job, ok := o.(*intunedv1alpha1.IntunedJob)
-		if !ok {
-			return nil
-		}
-		if ref, ok := r.credentialsOf(job); ok {
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &intunedv1alpha1.IntunedJob{}, indexCredentialsSecret, func(o client.Object) []string {
+		if ref, ok := r.secretOf(o); ok {
 			return []string{ref.String()}
 		}
 		return nil
@@ -127,11 +124,7 @@ func (r *CredentialsInUseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("credentials-in-use").
 		For(&corev1.Secret{}).
 		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			job, ok := o.(*intunedv1alpha1.IntunedJob)
-			if !ok {
-				return nil
-			}
-			if ref, ok := r.credentialsOf(job); ok {
+			if ref, ok := r.secretOf(o); ok {
 				return []reconcile.Request{{NamespacedName: ref}}
 			}
 			return nil

@@ -42,10 +42,17 @@ func (c Credentials) fingerprint() string {
 // credentialsSecret returns which Secret holds job's credentials: its own
 // credentialsRef, or the manager-wide default. ok is false when neither is set.
 func (r *IntunedJobReconciler) credentialsSecret(job *intunedv1alpha1.IntunedJob) (types.NamespacedName, bool) {
+	return credentialsSecretOf(job, r.DefaultCredentials)
+}
+
+// credentialsSecretOf is job's credentialsRef, else the manager-wide default
+// def; ok is false when neither is set. Both controllers that read or guard
+// credentials ask it, so they agree on which Secret a job uses.
+func credentialsSecretOf(job *intunedv1alpha1.IntunedJob, def types.NamespacedName) (types.NamespacedName, bool) {
 	if ref := job.Spec.CredentialsRef; ref != nil {
 		return types.NamespacedName{Namespace: job.Namespace, Name: ref.Name}, true
 	}
-	return r.DefaultCredentials, r.DefaultCredentials.Name != ""
+	return def, def.Name != ""
 }
 
 // credentials reads job's credentials Secret. Missing Secrets or keys are
