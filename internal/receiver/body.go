@@ -305,27 +305,45 @@ func wrongType(path string, tok json.Token) error {
 	return &bodyError{reasonNotSinkBody, fmt.Sprintf("field %s has the wrong type (%s)", path, kind)}
 }
 
+// jsonStrings follows JSON text byte by byte and tells which bytes stand outside its string
+// literals, where brackets and whitespace are structure.
+type jsonStrings struct{ in, escaped bool }
+
+// outside reports whether c, the next byte, is outside every string (the quotes that open and
+// close a string count as inside it).
+func (s *jsonStrings) outside(c byte) bool {
+	switch {
+	case s.in:
+		switch {
+		case s.escaped:
+			s.escaped = false
+		case c == '\\':
+			s.escaped = true
+		case c == '"':
+			s.in = false
+		}
+		return false
+	case c == '"':
+		s.in = true
+		return false
+	}
+	return true
+}
+
 // jsonDepth returns how deeply the objects and arrays of body nest (brackets inside strings do
 // not count). It does not check the syntax.
 func jsonDepth(body []byte) int {
-	depth, deepest, inString, escaped := 0, 0, false, false
+	var str jsonStrings
+	depth, deepest := 0, 0
 	for _, c := range body {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
+		if !str.outside(c) {
+			continue
+		}
+		switch c {
+		case '{', '[':
 			depth++
 			deepest = max(deepest, depth)
-		case c == '}' || c == ']':
+		case '}', ']':
 			depth--
 		}
 	}

@@ -165,21 +165,10 @@ func writeListedLine(w *bufio.Writer, rec *store.Record) error {
 // writeCompactJSON writes b, which is valid JSON (ingest checked it), without the whitespace
 // outside its strings.
 func writeCompactJSON(w *bufio.Writer, b []byte) {
-	start, inString, escaped := 0, false, false
+	var str jsonStrings
+	start := 0
 	for i, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		if str.outside(c) && (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
 			w.Write(b[start:i]) //nolint:errcheck // bufio.Writer keeps the first error
 			start = i + 1
 		}
