@@ -84,7 +84,7 @@ func clusterCommand(ctx context.Context, cmd string, args []string) error {
 		return c.Down(*purge)
 	case "image":
 		out := filepath.Join(*toolsBin, "intuned-operator.tar")
-		if _, err := kcluster.BuildProjectImage(ctx, root, out, ProjectImage); err != nil {
+		if _, err := kcluster.BuildProjectImage(ctx, root, filepath.Join(*toolsBin, "image"), out, ProjectImage); err != nil {
 			return err
 		}
 		if err := c.ImportImage(ctx, out); err != nil {

@@ -29,7 +29,9 @@ import (
 )
 
 // env is the cluster every test shares.
-var env struct {
+var env testEnv
+
+type testEnv struct {
 	kc       *kcluster.Cluster
 	client   client.Client
 	sim      *harness.Sim
@@ -39,6 +41,9 @@ var env struct {
 }
 
 const operatorNamespace = "intuned-operator-system"
+
+// bin holds the binaries of the image built for this run.
+func (e *testEnv) bin() string { return filepath.Join(e.dir, "bin") }
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -126,7 +131,7 @@ func setup(ctx context.Context, root string) error {
 	}
 	t1 := time.Now()
 	tar := filepath.Join(env.dir, "intuned-operator.tar")
-	if _, err := kcluster.BuildProjectImage(ctx, root, tar, kcluster.ProjectImageTag); err != nil {
+	if _, err := kcluster.BuildProjectImage(ctx, root, env.bin(), tar, kcluster.ProjectImageTag); err != nil {
 		return fmt.Errorf("image: %w", err)
 	}
 	if err := kc.ImportImage(ctx, tar); err != nil {
@@ -170,13 +175,10 @@ func setup(ctx context.Context, root string) error {
 // the cluster's network namespace (so that everything it sends stays on this
 // machine) that reaches receivers only through their Ingress host names.
 func startSim(ctx context.Context) error {
-	bins, err := harness.BuildBinaries(ctx, filepath.Join(env.dir, "bin"))
-	if err != nil {
-		return err
-	}
 	cfg := env.kc.Config()
 	addr := net.JoinHostPort(cfg.NodeIP, strconv.Itoa(simPort))
-	cmd := env.kc.CommandInNamespace(bins.Sim, "--addr", addr, "--time-scale", "60", "--run-duration", "60s", "--products", "5", "--seed", "7")
+	// The image's own intuned-sim binary (BuildProjectImage left it in env.bin()).
+	cmd := env.kc.CommandInNamespace(filepath.Join(env.bin(), "intuned-sim"), "--addr", addr, "--time-scale", "60", "--run-duration", "60s", "--products", "5", "--seed", "7")
 	p, err := harness.StartProcess(harness.ProcSpec{
 		Name: "intuned-sim", Path: cmd.Path, Args: cmd.Args[1:], Env: cmd.Env, LogFile: filepath.Join(env.dir, "intuned-sim.log"),
 	})

@@ -122,18 +122,17 @@ var nonrootEtc = map[string]ImageFile{
 }
 
 // BuildProjectImage compiles the binaries the Dockerfile's build stage
-// compiles, with the same flags and environment, and writes an image
+// compiles, with the same flags and environment, into bin (where they stay,
+// for tests that run one of them outside the cluster), and writes an image
 // archive laid out as its runtime stage.
-func BuildProjectImage(ctx context.Context, repoRoot, out, tag string) (*DockerfileImage, error) {
+func BuildProjectImage(ctx context.Context, repoRoot, bin, out, tag string) (*DockerfileImage, error) {
 	img, err := ParseDockerfile(filepath.Join(repoRoot, "Dockerfile"))
 	if err != nil {
 		return nil, err
 	}
-	bin, err := os.MkdirTemp("", "kcluster-image-")
-	if err != nil {
+	if err := os.MkdirAll(bin, 0o755); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(bin)
 	files := map[string]ImageFile{}
 	for k, v := range nonrootEtc {
 		files[k] = v
