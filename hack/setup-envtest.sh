@@ -18,8 +18,8 @@
 # Output: bin/k8s/<version>/{kube-apiserver,etcd,kubectl} (repo-relative).
 # With ENVTEST_NODE=1 the same `go build` also produces the binaries a real
 # node needs (kube-controller-manager, kube-scheduler, kubelet, kube-proxy):
-# one build shares the compiled packages, far cheaper than two (hack/cluster).
-# Builds are skipped when all three binaries exist and report the right version.
+# one build shares the compiled packages, far cheaper than two (hack/setup-kcluster.sh).
+# Builds are skipped when every binary exists and reports the right version.
 # Stdout carries ONLY the absolute assets directory; progress goes to stderr:
 #
 #   export KUBEBUILDER_ASSETS="$(hack/setup-envtest.sh)"

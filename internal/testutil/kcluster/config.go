@@ -61,10 +61,6 @@ func (c Config) APIServiceIP() string {
 // APIServerURL is where the host and the Pods reach the API server.
 func (c Config) APIServerURL() string { return "https://" + c.NodeIP + ":6443" }
 
-// IngressURL is the Ingress controller's HTTP entry point as seen from the
-// host (and from processes in the namespace).
-func (c Config) IngressURL() string { return "http://" + c.NodeIP }
-
 // AdminKubeconfig is a cluster-admin kubeconfig usable from the host.
 func (c Config) AdminKubeconfig() string {
 	return filepath.Join(c.Dir, "kubeconfig", "admin.kubeconfig")
