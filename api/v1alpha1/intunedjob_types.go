@@ -337,7 +337,9 @@ type CalendarRange struct {
 type DayOfWeek string
 
 // DayOfWeekRange matches weekdays start..end (inclusive, SUNDAY first) every
-// step. With only start it matches that single day.
+// step. With only start it matches that single day. A range does not wrap
+// around the week: Intuned refuses end before start.
+// +kubebuilder:validation:XValidation:rule="!has(self.end) || {'SUNDAY': 0, 'MONDAY': 1, 'TUESDAY': 2, 'WEDNESDAY': 3, 'THURSDAY': 4, 'FRIDAY': 5, 'SATURDAY': 6}[self.end] >= {'SUNDAY': 0, 'MONDAY': 1, 'TUESDAY': 2, 'WEDNESDAY': 3, 'THURSDAY': 4, 'FRIDAY': 5, 'SATURDAY': 6}[self.start]",message="dayOfWeek range end comes before its start: Intuned refuses ranges that wrap around the week (SUNDAY is first); split it, e.g. FRIDAY..MONDAY as [{start: FRIDAY, end: SATURDAY}, {start: SUNDAY, end: MONDAY}]"
 // +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type DayOfWeekRange struct {
 	// Start is the first matching day.
@@ -357,7 +359,9 @@ type DayOfWeekRange struct {
 type Month string
 
 // MonthRange matches months start..end (inclusive) every step. With only
-// start it matches that single month.
+// start it matches that single month. A range does not wrap around the
+// year: Intuned refuses end before start.
+// +kubebuilder:validation:XValidation:rule="!has(self.end) || {'JANUARY': 1, 'FEBRUARY': 2, 'MARCH': 3, 'APRIL': 4, 'MAY': 5, 'JUNE': 6, 'JULY': 7, 'AUGUST': 8, 'SEPTEMBER': 9, 'OCTOBER': 10, 'NOVEMBER': 11, 'DECEMBER': 12}[self.end] >= {'JANUARY': 1, 'FEBRUARY': 2, 'MARCH': 3, 'APRIL': 4, 'MAY': 5, 'JUNE': 6, 'JULY': 7, 'AUGUST': 8, 'SEPTEMBER': 9, 'OCTOBER': 10, 'NOVEMBER': 11, 'DECEMBER': 12}[self.start]",message="month range end comes before its start: Intuned refuses ranges that wrap around the year; split it, e.g. NOVEMBER..FEBRUARY as [{start: NOVEMBER, end: DECEMBER}, {start: JANUARY, end: FEBRUARY}]"
 // +kubebuilder:validation:XValidation:rule="!has(self.step) || has(self.end)",message="step needs end: Intuned's schedule API holds a step only in {start, step, end} (a range without end is the single value start); set end, e.g. {start: 0, end: 59, step: 15}, or remove step"
 type MonthRange struct {
 	// Start is the first matching month.
@@ -722,9 +726,9 @@ type SinkStatus struct {
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.jobState`
 // +kubebuilder:printcolumn:name="Synced",type=string,JSONPath=`.status.conditions[?(@.type=="Synced")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastRunTime`
-// +kubebuilder:printcolumn:name="Last Run Status",type=string,JSONPath=`.status.lastJobRun.status`,priority=1
-// +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextRunTime`,priority=1
+// +kubebuilder:printcolumn:name="Last Run",type=string,JSONPath=`.status.lastJobRun.status`
+// +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextRunTime`
+// +kubebuilder:printcolumn:name="Last Run Time",type=date,JSONPath=`.status.lastRunTime`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Sink",type=string,JSONPath=`.status.sink.url`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

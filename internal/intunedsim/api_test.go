@@ -188,6 +188,11 @@ func TestErrors(t *testing.T) {
 			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": "FUNDAY"}}}
 		}), nil, 400, "bad-request", "FUNDAY", []string{"schedule.calendars[0].dayOfWeek"}},
 		{"bad jitter", "POST", "/jobs", valid(func(m map[string]any) { m["schedule"] = map[string]any{"jitter": true} }), nil, 400, "bad-request", "jitter", []string{"schedule.jitter"}},
+		// The CRD refuses these at apply time (test/crd) because the
+		// simulator, like Temporal-style calendars, does not wrap ranges.
+		{"weekday range wrapping the week", "POST", "/jobs", valid(func(m map[string]any) {
+			m["schedule"] = map[string]any{"calendars": []any{map[string]any{"dayOfWeek": map[string]any{"start": "FRIDAY", "end": "MONDAY"}}}}
+		}), nil, 400, "bad-request", "before start", []string{"schedule.calendars[0].dayOfWeek"}},
 		// As the SDK's request schemas: integers where it says int, upper-case
 		// names, "*" only as a whole field. Each 400 names the field.
 		{"fractional requestTimeout", "POST", "/jobs", valid(func(m map[string]any) {

@@ -72,7 +72,8 @@ func TestCRDsInstalled(t *testing.T) {
 		shortName string
 		columns   []string
 	}{
-		{"intunedjobs.intuned.io", "ij", []string{"Project", "Job ID", "State", "Synced", "Ready", "Last Run", "Last Run Status", "Next Run", "Reason", "Sink", "Age"}},
+		// "(wide)": shown by kubectl get -o wide only (priority > 0).
+		{"intunedjobs.intuned.io", "ij", []string{"Project", "Job ID", "State", "Synced", "Ready", "Last Run", "Next Run", "Last Run Time (wide)", "Reason (wide)", "Sink (wide)", "Age"}},
 		{"webhookreceivers.intuned.io", "whr", []string{"URL", "Ready", "Replicas", "Age"}},
 	}
 	for _, tt := range tests {
@@ -102,7 +103,11 @@ func TestCRDsInstalled(t *testing.T) {
 			}
 			var cols []string
 			for _, col := range v.AdditionalPrinterColumns {
-				cols = append(cols, col.Name)
+				name := col.Name
+				if col.Priority > 0 {
+					name += " (wide)"
+				}
+				cols = append(cols, name)
 			}
 			if strings.Join(cols, ",") != strings.Join(tt.columns, ",") {
 				t.Errorf("printer columns = %v, want %v", cols, tt.columns)
@@ -247,6 +252,14 @@ schedule:
 schedule:
   calendars: [{minute: [{start: 30, end: 10}]}]`),
 			"range end must be greater than or equal to start"},
+		{"weekday range wrapping around the week", jobYAML("valid-name", minimalJob+`
+schedule:
+  calendars: [{dayOfWeek: [{start: FRIDAY, end: MONDAY}]}]`),
+			"dayOfWeek range end comes before its start"},
+		{"month range wrapping around the year", jobYAML("valid-name", minimalJob+`
+schedule:
+  calendars: [{month: [{start: NOVEMBER, end: FEBRUARY}]}]`),
+			"month range end comes before its start"},
 		{"bad jitter", jobYAML("valid-name", minimalJob+`
 schedule:
   intervals: [{every: 1h}]
@@ -322,8 +335,8 @@ schedule:
   - comment: weekdays at noon
     hour: [{start: 12}]
     minute: [{start: 0, end: 59, step: 15}]
-    dayOfWeek: [{start: MONDAY, end: FRIDAY}]
-    month: [{start: JANUARY}, {start: JULY, end: DECEMBER, step: 2}]
+    dayOfWeek: [{start: MONDAY, end: FRIDAY}, {start: SUNDAY, end: SUNDAY}]
+    month: [{start: JANUARY}, {start: JULY, end: DECEMBER, step: 2}, {start: MARCH, end: MARCH}]
     year: [{start: 2027}]
   jitter: 6h`)},
 		{"s3 sink with everything", jobYAML("s3-sink", minimalJob+`
