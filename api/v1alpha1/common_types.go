@@ -73,9 +73,11 @@ const (
 	ReasonManagedInCode = "ManagedInCode"
 	// ReasonSuspended: spec.suspend is true; no API calls are made.
 	ReasonSuspended = "Suspended"
-	// ReasonDeleting: the object is being deleted and the finalizer could
-	// not finish yet (deleting the Job on Intuned failed; it is retried).
-	ReasonDeleting = "Deleting"
+	// ReasonDeletionBlocked: the object is being deleted and its Job is
+	// still on Intuned: the credentials are missing or rejected (a human
+	// must act), or deleting failed (it is retried). The message says how
+	// to finish, or to force it with deletionPolicy: Orphan.
+	ReasonDeletionBlocked = "DeletionBlocked"
 	// ReasonWorkloadNotReady: the receiver Deployment/StatefulSet has no
 	// available replica yet.
 	ReasonWorkloadNotReady = "WorkloadNotReady"

@@ -231,7 +231,9 @@ func run(o options) error {
 	}
 	row("time to all Synced vs create+status floor", converge.Seconds(), floor.Seconds(), "s", converge <= 2*floor)
 	row("  same, floor with the finalizer policy", converge.Seconds(), floorPolicy.Seconds(), "s", converge <= 2*floorPolicy)
-	row("Intuned calls per job to converge (<=2)", float64(convergeCalls)/float64(o.jobs), 2, "", float64(convergeCalls)/float64(o.jobs) <= 2)
+	// GetJob (404), CreateJob, and the read-back that puts nextRunTime and
+	// Intuned's answer into the first status.
+	row("Intuned calls per job to converge (<=3)", float64(convergeCalls)/float64(o.jobs), 3, "", float64(convergeCalls)/float64(o.jobs) <= 3)
 	row("Intuned writes per job to converge", float64(convergeWrites)/float64(o.jobs), 1, "", true)
 	row("write calls in steady state (restart+polls)", float64(steadyWrites), 0, "", steadyWrites == 0)
 	row("manager peak RSS, MiB (<150)", float64(rss)/(1<<20), 150, "", rss < 150<<20)

@@ -35,8 +35,9 @@ type EventRecorder interface {
 //
 // One reconcile: read the object → deletion (finalizer) → suspend → read
 // credentials and referenced Secrets/receiver → build the desired Job →
-// observe it on Intuned (GetJob) → create / update / nothing → pause or
-// resume → trigger → refresh the last JobRun → one status patch.
+// observe it on Intuned (GetJob) → create / update / nothing (every write
+// is read back) → pause or resume → trigger → refresh the last JobRun →
+// one status patch.
 type IntunedJobReconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
@@ -162,10 +163,19 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, status *statusPatch, jo
 			return false, err
 		}
 		created = true
-		// Intuned's answer to this spec is read at the next poll (no
-		// read-back here: the first sync stays at two calls); an empty
-		// ServerDigest marks it as not seen yet (see converge).
+		// An empty ServerDigest marks Intuned's answer as not seen yet
+		// (see converge), until the read-back below records it.
 		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: intuned.SpecDigest(creds.APIKey, desired)}
+		// Read back at once: the create's answer has only the id, and
+		// status (nextRunTime, what Intuned made of the spec) should be
+		// right when a user looks, not one poll interval later.
+		after, err := getJob(ctx, api, project, id)
+		if err != nil {
+			return true, asTransient(err)
+		}
+		job.Status.LastApplied = appliedRecord(creds.APIKey, desired, after)
+		observeJob(job, after)
+		state = after.State
 	case err != nil:
 		return false, err
 	default:
@@ -192,8 +202,7 @@ func (r *IntunedJobReconciler) sync(ctx context.Context, status *statusPatch, jo
 	if err != nil {
 		return synced, err
 	}
-	// A Job created just now has no runs yet; skipping the list keeps the
-	// first sync at two calls (GetJob, CreateJob).
+	// A Job created just now has no runs yet: no need to list them.
 	if !created || triggered {
 		if err := r.refreshLastRun(ctx, api, job); err != nil {
 			return synced, err
@@ -258,6 +267,12 @@ func (r *IntunedJobReconciler) pauseOrResume(ctx context.Context, api intuned.AP
 		}
 		r.event(job, "Normal", "Resumed", "Resume", fmt.Sprintf("Resumed Job %s on Intuned", id))
 		job.Status.JobState = intunedv1alpha1.JobStateActive
+		// Read back: Intuned computes the next run anew on resume.
+		after, err := getJob(ctx, api, project, id)
+		if err != nil {
+			return asTransient(err)
+		}
+		observeJob(job, after)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,7 +25,7 @@ import (
 func int32p(v int32) *int32 { return &v }
 
 // TestIntunedJobCreateUpdateSteadyState: a new IntunedJob becomes a Job on
-// Intuned in two calls, the spec (schedule, headers from a Secret, retries)
+// Intuned with one write, read back at once, the spec (schedule, headers from a Secret, retries)
 // arrives as written, steady state makes no writes over several polls, and
 // a spec change makes exactly one update.
 func TestIntunedJobCreateUpdateSteadyState(t *testing.T) {
@@ -46,7 +47,14 @@ func TestIntunedJobCreateUpdateSteadyState(t *testing.T) {
 	}))
 
 	j := f.waitReady("daily-products")
-	// The first sync is GetJob (404) and CreateJob; later polls only read.
+	// The create is read back at once: the status that first says Ready
+	// already has the next run.
+	if j.Status.NextRunTime == nil || j.Status.LastApplied == nil || j.Status.LastApplied.ServerDigest == "" {
+		t.Errorf("first Ready status lacks what the read-back after the create gives: nextRunTime %v, lastApplied %+v",
+			j.Status.NextRunTime, j.Status.LastApplied)
+	}
+	// The first sync is GetJob (404), CreateJob and the read-back GetJob;
+	// later polls only read.
 	if c, w := f.callCount("POST", "/jobs"), f.sim.WriteCalls(); c != 1 || w != 1 {
 		t.Errorf("first sync made %d creates and %d writes (%v), want 1 and 1", c, w, f.sim.Calls())
 	}
@@ -150,6 +158,34 @@ func TestIntunedJobDrift(t *testing.T) {
 	}
 }
 
+// TestIntunedJobRecreatedForgetsOldRun: a Job deleted on Intuned behind
+// the operator's back is recreated, and status no longer shows the old
+// Job's last run.
+func TestIntunedJobRecreatedForgetsOldRun(t *testing.T) {
+	// Polls longer than the test: only the reconciles the test causes run.
+	f := newIJFixture(t, fixtureOptions{poll: time.Hour})
+	f.create(f.newJob("recreated"))
+	f.waitReady("recreated")
+	f.setTrigger("recreated", "run-of-the-old-job")
+	f.eventually(30*time.Second, func() string {
+		if f.get("recreated").Status.LastJobRun == nil {
+			return "no lastJobRun after the trigger"
+		}
+		return ""
+	})
+	f.drift("recreated", "delete", "")
+	f.update("recreated", func(j *intunedv1alpha1.IntunedJob) { j.Annotations["example.com/touch"] = "reconcile now" })
+	f.eventually(30*time.Second, func() string {
+		if !f.hasEvent("recreated", "Recreated") {
+			return "no Recreated event yet"
+		}
+		if r := f.get("recreated").Status.LastJobRun; r != nil {
+			return fmt.Sprintf("status.lastJobRun still shows the deleted Job's run %s", r.ID)
+		}
+		return ""
+	})
+}
+
 // TestIntunedJobPauseResume: spec.paused pauses and resumes the Job.
 func TestIntunedJobPauseResume(t *testing.T) {
 	f := newIJFixture(t, fixtureOptions{})
@@ -178,6 +214,11 @@ func TestIntunedJobPauseResume(t *testing.T) {
 		return fmt.Sprintf("no TriggeredWhilePaused event: %v", f.events("pausable-job"))
 	})
 	f.update("pausable-job", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = false })
+	// The resume is read back: the first Ready status of the new
+	// generation already has the next run.
+	if j := f.waitReady("pausable-job"); j.Status.JobState != intunedv1alpha1.JobStateActive || j.Status.NextRunTime == nil {
+		t.Errorf("first status after the resume: jobState %s nextRunTime %v", j.Status.JobState, j.Status.NextRunTime)
+	}
 	f.eventually(10*time.Second, func() string {
 		if s := f.simJob("pausable-job").State; s != intuned.JobStateActive {
 			return "Intuned state " + string(s)
@@ -446,6 +487,79 @@ func TestIntunedJobDeletion(t *testing.T) {
 			}
 			f.eventually(20*time.Second, func() string {
 				err := k8sClient().Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: tc.name}, &intunedv1alpha1.IntunedJob{})
+				if !apierrors.IsNotFound(err) {
+					return "object still exists"
+				}
+				return ""
+			})
+			if on := f.simJob(tc.name) != nil; on != tc.wantOnIntuned {
+				t.Errorf("Job on Intuned after deletion: %v, want %v", on, tc.wantOnIntuned)
+			}
+		})
+	}
+}
+
+// TestIntunedJobDeletionBlocked: an IntunedJob whose Job cannot be deleted
+// on Intuned (credentials gone or rejected) is kept, says why and how to
+// force it, and goes once the cause is fixed or deletionPolicy is Orphan.
+func TestIntunedJobDeletionBlocked(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	tests := []struct {
+		name          string
+		breakCreds    func(secret string)
+		finish        func(job, secret string)
+		wantOnIntuned bool
+	}{
+		{"secret-deleted-then-restored",
+			func(secret string) {
+				if err := k8sClient().Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: secret}}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			func(_, secret string) { f.createSecret(secret, f.credentialsData()) },
+			false},
+		{"key-rejected-then-orphaned",
+			func(secret string) {
+				f.updateSecret(secret, map[string]string{intunedv1alpha1.CredentialsKeyAPIKey: "revoked-key"})
+			},
+			func(job, _ string) {
+				f.update(job, func(j *intunedv1alpha1.IntunedJob) { j.Spec.DeletionPolicy = intunedv1alpha1.DeletionPolicyOrphan })
+			},
+			true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			secret := "creds-" + tc.name
+			f.createSecret(secret, f.credentialsData())
+			f.create(f.newJob(tc.name, func(j *intunedv1alpha1.IntunedJob) {
+				j.Spec.CredentialsRef = &intunedv1alpha1.LocalObjectReference{Name: secret}
+			}))
+			f.waitReady(tc.name)
+			tc.breakCreds(secret)
+			if err := k8sClient().Delete(ctx, f.get(tc.name)); err != nil {
+				t.Fatal(err)
+			}
+			j := f.waitCondition(tc.name, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonDeletionBlocked)
+			msg := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady).Message
+			for _, want := range []string{secret, `"deletionPolicy":"Orphan"`} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("Ready message %q does not name %s", msg, want)
+				}
+			}
+			if strings.Contains(msg, "revoked-key") || strings.Contains(msg, f.sim.APIKey) {
+				t.Errorf("Ready message shows an API key: %q", msg)
+			}
+			if !f.hasEvent(tc.name, intunedv1alpha1.ReasonDeletionBlocked) {
+				t.Errorf("no DeletionBlocked Event; events: %v", f.events(tc.name))
+			}
+			if f.simJob(tc.name) == nil {
+				t.Fatal("the Job is gone from Intuned although its deletion was blocked")
+			}
+
+			tc.finish(tc.name, secret)
+			f.eventually(20*time.Second, func() string {
+				err := k8sClient().Get(ctx, types.NamespacedName{Namespace: f.ns, Name: tc.name}, &intunedv1alpha1.IntunedJob{})
 				if !apierrors.IsNotFound(err) {
 					return "object still exists"
 				}

@@ -65,7 +65,9 @@ func (r *IntunedJobReconciler) create(ctx context.Context, status *statusPatch, 
 	r.event(job, "Normal", verb, "Create", fmt.Sprintf("%s Job %s in project %s on Intuned", verb, id, project))
 	job.Status.Managed = true
 	job.Status.JobState = intunedv1alpha1.JobStateActive
-	job.Status.NextRunTime, job.Status.LastRunTime = nil, nil
+	// Nothing observed of an earlier Job (deleted behind our back) is
+	// true of this one.
+	job.Status.NextRunTime, job.Status.LastRunTime, job.Status.LastJobRun = nil, nil, nil
 	return nil
 }
 

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -12,48 +13,28 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
+// blockedDeletionRetry bounds the wait between attempts of a deletion that
+// waits for a human (credentials missing or rejected); the Secret watch
+// usually brings the next attempt sooner.
+const blockedDeletionRetry = 5 * time.Minute
+
 // finalize runs when the object is being deleted: with deletionPolicy
 // Delete it deletes the Job on Intuned (a 404 counts as done), then removes
 // the finalizer. Jobs this object does not manage (AlreadyExists, Conflict)
 // and suspended objects are never touched.
+//
+// The object is never let go while its Job may still run on Intuned:
+// without credentials, or when Intuned refuses them or fails, it stays,
+// with Ready=False reason DeletionBlocked and a Warning Event that say what
+// is missing and how to force it (deletionPolicy: Orphan). The one
+// exception is a Job defined in code, which no API call can delete.
 func (r *IntunedJobReconciler) finalize(ctx context.Context, job *intunedv1alpha1.IntunedJob) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	id := job.EffectiveJobID()
 	if job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan && job.Status.Managed && !job.Spec.Suspend {
-		creds, err := r.credentials(ctx, job)
-		if err != nil {
-			// Without credentials the Job cannot be deleted; do not block
-			// the object (a namespace deletion removes the Secret too).
-			r.event(job, "Warning", "DeleteSkipped", "Delete",
-				fmt.Sprintf("Job %s was left on Intuned: %v", id, err))
-		} else {
-			api, err := r.apiFor(creds)
-			if err != nil {
-				return ctrl.Result{}, err
-			}
-			switch err := api.DeleteJob(ctx, job.Spec.Project, id); {
-			case err == nil || intuned.IsNotFound(err):
-				r.event(job, "Normal", "Deleted", "Delete", fmt.Sprintf("Deleted Job %s on Intuned", id))
-			case intuned.IsManagedInCode(err):
-				// No retry can delete it: say so and let the object go.
-				r.event(job, "Warning", "DeleteRefused", "Delete", "Job "+id+
-					" was left on Intuned: it is defined in code (origin CODE) and Intuned refuses to delete it through the API; remove it from the project's job files and deploy. Intuned said: "+apiMessage(err))
-			default:
-				msg := fmt.Sprintf("Deleting Job %s on Intuned failed: %v", id, err)
-				r.event(job, "Warning", intunedv1alpha1.ReasonSyncFailed, "Delete", msg)
-				// Say why the object stays (kstatus reads any deleting
-				// object as InProgress).
-				status := startStatusPatch(r.Client, job)
-				reportProgress(&job.Status.Conditions, job.Generation, intunedv1alpha1.ReasonDeleting, msg+"; retrying before the finalizer is removed")
-				var perr error
-				status.finish(ctx, job, &perr)
-				if d := intuned.RetryAfter(err); d > 0 {
-					return ctrl.Result{RequeueAfter: afterRetryAfter(d)}, nil
-				}
-				return ctrl.Result{}, err
-			}
+		if err := r.deleteOnIntuned(ctx, job); err != nil {
+			return r.reportDeletionBlocked(ctx, job, err)
 		}
 	}
 	controllerutil.RemoveFinalizer(job, intunedv1alpha1.Finalizer)
@@ -61,4 +42,63 @@ func (r *IntunedJobReconciler) finalize(ctx context.Context, job *intunedv1alpha
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, nil
+}
+
+// deleteOnIntuned deletes the Job on Intuned; nil means it is gone (or can
+// never be deleted through the API, which an Event says).
+func (r *IntunedJobReconciler) deleteOnIntuned(ctx context.Context, job *intunedv1alpha1.IntunedJob) error {
+	id := job.EffectiveJobID()
+	creds, err := r.credentials(ctx, job)
+	if err != nil {
+		return err
+	}
+	api, err := r.apiFor(creds)
+	if err != nil {
+		return err
+	}
+	switch err := api.DeleteJob(ctx, job.Spec.Project, id); {
+	case err == nil || intuned.IsNotFound(err):
+		r.event(job, "Normal", "Deleted", "Delete", fmt.Sprintf("Deleted Job %s on Intuned", id))
+		return nil
+	case intuned.IsManagedInCode(err):
+		// No retry can delete it: say so and let the object go.
+		r.event(job, "Warning", "DeleteRefused", "Delete", "Job "+id+
+			" was left on Intuned: it is defined in code (origin CODE) and Intuned refuses to delete it through the API; remove it from the project's job files and deploy. Intuned said: "+apiMessage(err))
+		return nil
+	default:
+		return err
+	}
+}
+
+// reportDeletionBlocked keeps the object, says why in its conditions and
+// an Event, and schedules the next attempt.
+func (r *IntunedJobReconciler) reportDeletionBlocked(ctx context.Context, job *intunedv1alpha1.IntunedJob, err error) (ctrl.Result, error) {
+	secretName := ""
+	if ref, ok := r.credentialsSecret(job); ok {
+		secretName = ref.String()
+	}
+	f := asSyncError(err, secretName)
+	msg := fmt.Sprintf("Job %s is still on Intuned and this object is kept until it is deleted there: %s. "+
+		"Fix that and deletion continues; or leave the Job on Intuned and let this object go: "+
+		`kubectl patch intunedjob %s -n %s --type merge -p '{"spec":{"deletionPolicy":"Orphan"}}'`,
+		job.EffectiveJobID(), f.message, job.Name, job.Namespace)
+	blocked := &failure{kind: f.kind, reason: intunedv1alpha1.ReasonDeletionBlocked, message: msg}
+	if f.kind == needsUser {
+		blocked.kind = terminal // nothing happens until a human acts
+	}
+	r.event(job, "Warning", intunedv1alpha1.ReasonDeletionBlocked, "Delete", msg)
+
+	status := startStatusPatch(r.Client, job)
+	reportFailure(&job.Status.Conditions, job.Generation, blocked)
+	var patchErr error
+	status.finish(ctx, job, &patchErr)
+	switch {
+	case patchErr != nil:
+		return ctrl.Result{}, patchErr
+	case f.kind != transient:
+		return ctrl.Result{RequeueAfter: min(r.pollInterval(job), blockedDeletionRetry)}, nil
+	case f.retryAfter > 0:
+		return ctrl.Result{RequeueAfter: afterRetryAfter(f.retryAfter)}, nil
+	}
+	return ctrl.Result{}, f // back-off
 }

@@ -81,16 +81,21 @@ func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
 		t.Fatal(err)
 	}
 	f.api = api
-	f.createSecret(credsSecret, map[string]string{
-		intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
-		intunedv1alpha1.CredentialsKeyAPIKey:      f.sim.APIKey,
-		intunedv1alpha1.CredentialsKeyBaseURL:     f.sim.APIBase,
-	})
+	f.createSecret(credsSecret, f.credentialsData())
 	// Runs after the manager stopped (cleanups run last-in first-out): the
 	// objects go away so later tests' managers never see them.
 	t.Cleanup(f.removeJobs)
 	f.start()
 	return f
+}
+
+// credentialsData is a credentials Secret's data for the simulator.
+func (f *ijFixture) credentialsData() map[string]string {
+	return map[string]string{
+		intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
+		intunedv1alpha1.CredentialsKeyAPIKey:      f.sim.APIKey,
+		intunedv1alpha1.CredentialsKeyBaseURL:     f.sim.APIBase,
+	}
 }
 
 // removeJobs deletes every IntunedJob of the namespace, finalizers and all.

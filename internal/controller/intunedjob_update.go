@@ -22,8 +22,9 @@ import (
 //   - Neither the spec nor Intuned's answer changed since the last write
 //     (status.lastApplied digests): in sync as far as Intuned can hold the
 //     spec; writing again would get the same answer.
-//   - Right after this object created the Job (its answer not read yet, so
-//     drift and normalisation look alike), a difference is written once and
+//   - Right after this object created the Job, when the read-back after the
+//     create failed (Intuned's answer not seen yet, so drift and
+//     normalisation look alike), a difference is written once and
 //     whatever Intuned then answers is its answer to this spec.
 //   - Otherwise write, read back, and record the digests and the fields
 //     Intuned holds differently. A write that leaves Intuned's answer

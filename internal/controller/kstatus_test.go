@@ -120,8 +120,8 @@ func TestIntunedJobKstatus(t *testing.T) {
 			var j *intunedv1alpha1.IntunedJob
 			f.eventually(30*time.Second, func() string {
 				j = f.get(name)
-				if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c == nil || c.Reason != intunedv1alpha1.ReasonDeleting {
-					return "Ready does not say Deleting yet"
+				if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c == nil || c.Reason != intunedv1alpha1.ReasonDeletionBlocked {
+					return "Ready does not say DeletionBlocked yet"
 				}
 				return ""
 			})
