@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -23,6 +24,23 @@ func TestParseNamespacedName(t *testing.T) {
 		got, err := parseNamespacedName(tt.in)
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("parseNamespacedName(%q) = %v, %v; want %v, err=%v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseNamespaces(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"team-a", []string{"team-a"}},
+		{"team-a,team-b", []string{"team-a", "team-b"}},
+		{" team-a, ,team-b,team-a ", []string{"team-a", "team-b"}},
+	}
+	for _, tt := range tests {
+		if got := parseNamespaces(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("parseNamespaces(%q) = %q; want %q", tt.in, got, tt.want)
 		}
 	}
 }
