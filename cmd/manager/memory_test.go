@@ -37,9 +37,11 @@ const (
 )
 
 // rssMargin is how much the manager's RSS may grow over its baseline on an
-// empty cluster once the noise exists (measured: a few MiB with the cache
-// filtered; ~600 MiB when it cached every Secret). Generous, because a
-// restarted Go process on a noisy machine varies by tens of MiB.
+// empty cluster once the noise exists (measured: +7 to +12 MiB with the
+// cache filtered; +97 MiB with Deployments unfiltered, +286 MiB with the
+// Secrets' annotations cached, +685 MiB with every Secret cached whole;
+// docs/security.md). Generous, because a restarted Go process on a noisy
+// machine varies by tens of MiB.
 const rssMargin = 60 << 20
 
 // TestManagerMemoryIgnoresUnrelatedObjects runs the real manager binary
