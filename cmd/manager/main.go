@@ -111,6 +111,9 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("--default-credentials-secret: %w", err)
 	}
+	if err := checkWatched(o.watchNamespaces, defaultCreds); err != nil {
+		return fmt.Errorf("--default-credentials-secret: %w", err)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -223,6 +226,16 @@ func parseNamespaces(s string) []string {
 		}
 	}
 	return out
+}
+
+// checkWatched fails when the manager watches only some namespaces and the
+// default credentials Secret is in none of them: the manager could neither
+// see it change nor, with the namespaced RBAC, read it.
+func checkWatched(namespaces []string, secret types.NamespacedName) error {
+	if len(namespaces) == 0 || secret.Namespace == "" || slices.Contains(namespaces, secret.Namespace) {
+		return nil
+	}
+	return fmt.Errorf("namespace %s is not in --watch-namespaces %s", secret.Namespace, strings.Join(namespaces, ","))
 }
 
 // parseNamespacedName parses "namespace/name"; empty input means "none".

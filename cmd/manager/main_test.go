@@ -44,3 +44,22 @@ func TestParseNamespaces(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckWatched(t *testing.T) {
+	creds := types.NamespacedName{Namespace: "team-a", Name: "intuned-credentials"}
+	tests := []struct {
+		namespaces []string
+		secret     types.NamespacedName
+		wantErr    bool
+	}{
+		{nil, creds, false}, // every namespace
+		{[]string{"team-a", "team-b"}, creds, false},
+		{[]string{"team-a"}, types.NamespacedName{}, false}, // no default Secret
+		{[]string{"team-b"}, creds, true},
+	}
+	for _, tt := range tests {
+		if err := checkWatched(tt.namespaces, tt.secret); (err != nil) != tt.wantErr {
+			t.Errorf("checkWatched(%q, %v) = %v; want error: %v", tt.namespaces, tt.secret, err, tt.wantErr)
+		}
+	}
+}
