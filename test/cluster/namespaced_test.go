@@ -33,9 +33,6 @@ func TestNamespacedInstall(t *testing.T) {
 	ctx := harness.TestContext(t, 6*time.Minute)
 	const project = "ecommerce-scraper-quickstart"
 
-	// The same Deployment, reconfigured: its rollout hands the leader
-	// Lease from the old Pod to the new one, so the two never reconcile
-	// at the same time.
 	unwatched := fmt.Sprintf("kc-%d-unwatched", nsSeq.Add(1))
 	t.Cleanup(func() { restoreClusterWideInstall(t, unwatched, watchedNamespace) })
 	if out, err := env.kc.Kubectl(ctx, "delete", "clusterrolebinding", "intuned-operator-manager-rolebinding"); err != nil {
@@ -49,6 +46,9 @@ func TestNamespacedInstall(t *testing.T) {
 	if err := env.client.Create(ctx, watchedNS); err != nil {
 		t.Fatal(err)
 	}
+	// The same Deployment, reconfigured: its rollout hands the leader
+	// Lease from the old Pod to the new one, so the two never reconcile
+	// at the same time.
 	applyInstall(t, ctx, "install-namespaced.yaml")
 
 	for _, tc := range []struct {
