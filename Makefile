@@ -114,19 +114,22 @@ docker-push: ## Push the container image $(IMG).
 build-installer: manifests generate installer ## Regenerate, then write dist/install.yaml: CRDs, RBAC and the manager with image $(IMG).
 
 # Where `installer` writes (the real-cluster tests render their own copy):
-# the install, and the optional admission policy for Kubernetes 1.36+.
+# the install, the optional admission policy for Kubernetes 1.36+, and the
+# namespaced variant of the install (config/namespaced, docs/security.md).
 INSTALLER ?= dist/install.yaml
 ADMISSION_INSTALLER ?= $(dir $(INSTALLER))admission-policy.yaml
+NAMESPACED_INSTALLER ?= $(dir $(INSTALLER))install-namespaced.yaml
 
 .PHONY: installer
-installer: ## Write $(INSTALLER) (and the optional admission policy) from the committed config/ with image $(IMG).
+installer: ## Write $(INSTALLER) (and the optional admission policy, and the namespaced install) from the committed config/ with image $(IMG).
 	@tmp="$$(mktemp -d)"; trap 'rm -rf "$$tmp"' EXIT; \
 	cp -r config "$$tmp/"; \
 	(cd "$$tmp/config/manager" && $(KUSTOMIZE) edit set image controller=$(IMG)); \
 	mkdir -p "$$(dirname "$(INSTALLER)")"; \
 	$(KUSTOMIZE) build "$$tmp/config/default" > "$(INSTALLER)"; \
 	$(KUSTOMIZE) build "$$tmp/config/admission" > "$(ADMISSION_INSTALLER)"; \
-	echo "wrote $(INSTALLER) and $(ADMISSION_INSTALLER) (optional, Kubernetes 1.36+)"
+	$(KUSTOMIZE) build "$$tmp/config/namespaced" > "$(NAMESPACED_INSTALLER)"; \
+	echo "wrote $(INSTALLER), $(ADMISSION_INSTALLER) (optional, Kubernetes 1.36+) and $(NAMESPACED_INSTALLER) (instead of $(INSTALLER): watches only the namespaces in config/namespaced)"
 
 ##@ Deployment
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ type options struct {
 	leaderElectNamespace string
 	intunedRateLimit     int
 	intunedJobWorkers    int
+	watchNamespaces      []string
 }
 
 func main() {
@@ -85,6 +87,12 @@ func main() {
 		"How long a rotated receiver token is accepted before it becomes current (time for the kubelet to update the mounted Secret in every receiver Pod).")
 	flag.DurationVar(&o.previousTokenGrace, "previous-token-grace", controller.DefaultPreviousTokenGrace,
 		"How long receivers keep accepting the previous token after every IntunedJob carries the new one (Intuned retries a delivery for up to 1h).")
+	flag.Func("watch-namespaces",
+		"Comma-separated namespaces whose IntunedJobs and WebhookReceivers (and their Secrets and children) the manager watches; empty: every namespace. The RBAC must allow these namespaces (config/namespaced).",
+		func(s string) error {
+			o.watchNamespaces = parseNamespaces(s)
+			return nil
+		})
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -101,6 +109,9 @@ func run(o options) error {
 
 	defaultCreds, err := parseNamespacedName(o.defaultCredentials)
 	if err != nil {
+		return fmt.Errorf("--default-credentials-secret: %w", err)
+	}
+	if err := checkWatched(o.watchNamespaces, defaultCreds); err != nil {
 		return fmt.Errorf("--default-credentials-secret: %w", err)
 	}
 
@@ -138,6 +149,8 @@ func run(o options) error {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   controller.CacheOptions(o.watchNamespaces),
+		Client:                  controller.ClientOptions(),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
@@ -199,8 +212,30 @@ func run(o options) error {
 		return fmt.Errorf("add ready check: %w", err)
 	}
 
-	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr)
+	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "watchNamespaces", o.watchNamespaces)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// parseNamespaces splits a comma-separated list, ignoring blanks and
+// repeats ("a, b,,a" is [a b]).
+func parseNamespaces(s string) []string {
+	var out []string
+	for ns := range strings.SplitSeq(s, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" && !slices.Contains(out, ns) {
+			out = append(out, ns)
+		}
+	}
+	return out
+}
+
+// checkWatched fails when the manager watches only some namespaces and the
+// default credentials Secret is in none of them: the manager could neither
+// see it change nor, with the namespaced RBAC, read it.
+func checkWatched(namespaces []string, secret types.NamespacedName) error {
+	if len(namespaces) == 0 || secret.Namespace == "" || slices.Contains(namespaces, secret.Namespace) {
+		return nil
+	}
+	return fmt.Errorf("namespace %s is not in --watch-namespaces %s", secret.Namespace, strings.Join(namespaces, ","))
 }
 
 // parseNamespacedName parses "namespace/name"; empty input means "none".

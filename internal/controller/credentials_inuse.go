@@ -7,8 +7,10 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -39,6 +41,11 @@ const indexCredentialsSecret = "intunedjob.credentialsSecret"
 // (Crossplane protects ProviderConfigs the same way.)
 type CredentialsInUseReconciler struct {
 	client.Client
+	// SecretCache reads the metadata of Secrets from the watch's cache
+	// (nil: the manager's cache). The Client reads Secrets from the API
+	// server (ClientOptions): one request per Secret event of the cluster
+	// would be wasted, as the finalizer is all this controller looks at.
+	SecretCache client.Reader
 	// DefaultCredentials is the manager-wide credentials Secret (may be empty).
 	DefaultCredentials types.NamespacedName
 	Recorder           EventRecorder
@@ -53,8 +60,9 @@ func needsCredentialsToDelete(job *intunedv1alpha1.IntunedJob) bool {
 
 // Reconcile adds or removes the in-use finalizer of one Secret.
 func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	var secret corev1.Secret
-	if err := r.Get(ctx, req.NamespacedName, &secret); err != nil {
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.SecretCache.Get(ctx, req.NamespacedName, secret); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	users, err := r.users(ctx, req.NamespacedName)
@@ -62,19 +70,19 @@ func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcil
 		return reconcile.Result{}, err
 	}
 	inUse := len(users) > 0
-	if inUse != controllerutil.ContainsFinalizer(&secret, FinalizerCredentialsInUse) {
+	if inUse != controllerutil.ContainsFinalizer(secret, FinalizerCredentialsInUse) {
 		patch := client.MergeFromWithOptions(secret.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		if inUse {
-			controllerutil.AddFinalizer(&secret, FinalizerCredentialsInUse)
+			controllerutil.AddFinalizer(secret, FinalizerCredentialsInUse)
 		} else {
-			controllerutil.RemoveFinalizer(&secret, FinalizerCredentialsInUse)
+			controllerutil.RemoveFinalizer(secret, FinalizerCredentialsInUse)
 		}
-		if err := r.Patch(ctx, &secret, patch); err != nil {
+		if err := r.Patch(ctx, secret, patch); err != nil {
 			return reconcile.Result{}, client.IgnoreNotFound(err)
 		}
 	}
 	if inUse && !secret.DeletionTimestamp.IsZero() {
-		recordEvent(r.Recorder, &secret, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
+		recordEvent(r.Recorder, secret, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
 			fmt.Sprintf("kept until the IntunedJobs that delete their Intuned Jobs with it are gone: %s. "+
 				"To delete it first, set spec.deletionPolicy: Orphan on them (their Jobs then stay on Intuned).",
 				strings.Join(users, ", ")))
@@ -108,9 +116,13 @@ func (r *CredentialsInUseReconciler) secretOf(o client.Object) (types.Namespaced
 	return credentialsSecretOf(job, r.DefaultCredentials)
 }
 
-// SetupWithManager reconciles Secrets, and the Secret of every IntunedJob
-// that changes (created, finalizer added or removed, deleted).
+// SetupWithManager reconciles Secrets (watched as metadata only: see
+// CacheOptions), and the Secret of every IntunedJob that changes (created,
+// finalizer added or removed, deleted).
 func (r *CredentialsInUseReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.SecretCache == nil {
+		r.SecretCache = mgr.GetCache()
+	}
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &intunedv1alpha1.IntunedJob{}, indexCredentialsSecret, func(o client.Object) []string {
 		if ref, ok := r.secretOf(o); ok {
 			return []string{ref.String()}
@@ -122,7 +134,7 @@ func (r *CredentialsInUseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("credentials-in-use").
-		For(&corev1.Secret{}).
+		For(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 			if ref, ok := r.secretOf(o); ok {
 				return []reconcile.Request{{NamespacedName: ref}}

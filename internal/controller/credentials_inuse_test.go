@@ -2,10 +2,12 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,7 +52,7 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	startManager(t, func(mgr ctrl.Manager) error {
-		return (&CredentialsInUseReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr)
+		return (&CredentialsInUseReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
 	})
 	c := k8sClient()
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"}, StringData: map[string]string{"apiKey": "k"}}
@@ -100,6 +102,23 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 	var s corev1.Secret
 	if err := c.Get(ctx, key, &s); err != nil || !controllerutil.ContainsFinalizer(&s, FinalizerCredentialsInUse) {
 		t.Fatalf("the Secret lost its in-use finalizer while the IntunedJob still needs it: %v %v", err, s.Finalizers)
+	}
+	// The user learns why, on the Secret (which the controller only knows
+	// by its cached metadata).
+	for {
+		var events eventsv1.EventList
+		if err := c.List(ctx, &events, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(events.Items, func(e eventsv1.Event) bool {
+			return e.Reason == "CredentialsInUse" && e.Regarding.Kind == "Secret" && e.Regarding.Name == "creds"
+		}) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no CredentialsInUse Event on Secret creds: %+v", events.Items)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	// The IntunedJob's finalizer has used the credentials and is done.

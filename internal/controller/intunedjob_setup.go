@@ -61,7 +61,9 @@ func (r *IntunedJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.AnnotationChangedPredicate{},
 			deletionStarted{},
 		))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.jobsForSecret)).
+		// Metadata only: a change (rotation) is all the watch needs, and
+		// the cache stays small on a cluster full of Secrets (CacheOptions).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.jobsForSecret), builder.OnlyMetadata).
 		Watches(&intunedv1alpha1.WebhookReceiver{}, handler.EnqueueRequestsFromMapFunc(r.jobsForReceiver)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,

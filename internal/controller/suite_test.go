@@ -51,7 +51,8 @@ func newNamespace(t *testing.T) string {
 	return name
 }
 
-// startManager starts a manager with the reconcilers that setup registers
+// startManager starts a manager, with the cache and client of cmd/manager,
+// with the reconcilers that setup registers
 // and stops it when the test ends (or when the returned stop is called, to
 // simulate a restart). Metrics and probes are off; leader election is off;
 // controller names may repeat across managers in one process.
@@ -60,6 +61,8 @@ func startManager(t *testing.T, setup func(ctrl.Manager) error) (stop func()) {
 	skipNameValidation := true
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Client.Scheme(),
+		Cache:                  CacheOptions(nil),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: &skipNameValidation},

@@ -69,12 +69,9 @@ func (r *WebhookReceiverReconciler) applyChildren(ctx context.Context, whr *intu
 	var ws workloadState
 	for _, c := range children {
 		key := client.ObjectKey{Namespace: whr.Namespace, Name: resources.ChildName(whr)}
-		found := true
-		if err := r.Get(ctx, key, c.current); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return ws, err
-			}
-			found = false
+		found, err := r.getChild(ctx, key, c.current, c.want != nil)
+		if err != nil {
+			return ws, err
 		}
 		if found && !metav1.IsControlledBy(c.current, whr) {
 			if c.want == nil {
@@ -117,6 +114,22 @@ func (r *WebhookReceiverReconciler) applyChildren(ctx context.Context, whr *intu
 		}
 	}
 	return ws, nil
+}
+
+// getChild reads a child into obj and reports whether it exists. The cache
+// holds only objects with our managed-by label (CacheOptions), so when it
+// has none and we are about to create one, the API server confirms: an
+// object someone else made under that name (or ours, its label removed)
+// must be seen, not taken over by the apply.
+func (r *WebhookReceiverReconciler) getChild(ctx context.Context, key client.ObjectKey, obj client.Object, wanted bool) (bool, error) {
+	err := r.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) && wanted {
+		err = r.APIReader.Get(ctx, key, obj)
+	}
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // apply server-side applies obj with our field manager. ForceOwnership

@@ -322,7 +322,8 @@ func (r *WebhookReceiverReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{},
 		))).
-		Owns(&corev1.Secret{}).
+		// Secrets as metadata only, like every watch of them (CacheOptions).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&corev1.Service{}).
 		Owns(&appsv1.Deployment{}).
@@ -331,7 +332,7 @@ func (r *WebhookReceiverReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.receiversReadingSecret)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.receiversReadingSecret), builder.OnlyMetadata).
 		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(receiverOfJob),
 			builder.WithPredicates(jobTokenChanged{})).
 		Named("webhookreceiver").

@@ -706,6 +706,20 @@ func TestWebhookReceiverConflictsAndInvalidNames(t *testing.T) {
 		t.Errorf("foreign Secret changed: %v %+v", err, s)
 	}
 
+	// Nor a child-named object without our labels, which the manager's
+	// cache does not hold (CacheOptions): the API server is asked.
+	foreignSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "svc-taken"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	f.create(foreignSvc)
+	f.receiver("svc-taken", intunedv1alpha1.WebhookReceiverSpec{})
+	f.waitReady("svc-taken", metav1.ConditionFalse, intunedv1alpha1.ReasonResourceConflict)
+	var svc corev1.Service
+	if err := f.get("svc-taken", &svc); err != nil || len(svc.Labels) > 0 || len(svc.OwnerReferences) > 0 {
+		t.Errorf("foreign Service changed: %v %+v", err, svc.ObjectMeta)
+	}
+
 	f.receiver("dotted.name", intunedv1alpha1.WebhookReceiverSpec{})
 	f.waitReady("dotted.name", metav1.ConditionFalse, intunedv1alpha1.ReasonInvalidSpec)
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,16 +41,22 @@ type pair struct {
 // there is no certificate authority the simulator could trust.
 func newPair(t *testing.T, ctx context.Context, name string, mutate func(*harness.Samples)) *pair {
 	t.Helper()
+	return newPairIn(t, ctx, fmt.Sprintf("kc-%d-%s", nsSeq.Add(1), name), name, mutate)
+}
+
+// newPairIn is newPair in namespace namespace (created unless it exists).
+func newPairIn(t *testing.T, ctx context.Context, namespace, name string, mutate func(*harness.Samples)) *pair {
+	t.Helper()
 	s, err := harness.LoadSamples(ctx, env.kubectl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pair{ns: fmt.Sprintf("kc-%d-%s", nsSeq.Add(1), name), host: env.kc.Config().IngressHosts[0]}
+	p := &pair{ns: namespace, host: env.kc.Config().IngressHosts[0]}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: p.ns, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
 		"pod-security.kubernetes.io/warn":    "restricted",
 	}}}
-	if err := env.client.Create(ctx, ns); err != nil {
+	if err := env.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	s.Credentials.Namespace = p.ns

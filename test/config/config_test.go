@@ -297,36 +297,7 @@ func applyInstallDryRun(t *testing.T, assets string, withSamples bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	// 1. CRDs for real, then wait until they are served.
-	var crds []*apiextensionsv1.CustomResourceDefinition
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
-			t.Fatalf("decode CRD %s: %v", o.GetName(), err)
-		}
-		if err := c.Create(ctx, crd); err != nil {
-			t.Fatalf("create CRD %s: %v", o.GetName(), err)
-		}
-		crds = append(crds, crd)
-	}
-	if len(crds) == 0 {
-		t.Fatal("config/default rendered no CustomResourceDefinitions")
-	}
-	for _, crd := range crds {
-		waitEstablished(ctx, t, c, crd.Name)
-	}
-
-	// 2. Namespaces for real, so namespaced objects have somewhere to go.
-	for _, o := range objs {
-		if o.GetKind() == "Namespace" {
-			if err := c.Create(ctx, o.DeepCopy()); err != nil {
-				t.Fatalf("create Namespace %s: %v", o.GetName(), err)
-			}
-		}
-	}
+	createCRDsAndNamespaces(ctx, t, c, objs)
 
 	// 3. Every object, CRDs and Namespace included, with server-side apply
 	// in dry-run mode; the samples too where asked (their CEL rules run).
@@ -374,6 +345,43 @@ func applyInstallDryRun(t *testing.T, assets string, withSamples bool) {
 		}
 		t.Logf("kubectl:\n%s", out)
 	})
+}
+
+// createCRDsAndNamespaces creates the CRDs in objs for real and waits until
+// they are served, then the Namespaces, so that the other objects can be
+// validated.
+func createCRDsAndNamespaces(ctx context.Context, t *testing.T, c client.Client, objs []*unstructured.Unstructured) {
+	t.Helper()
+	// 1. CRDs for real, then wait until they are served.
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
+			t.Fatalf("decode CRD %s: %v", o.GetName(), err)
+		}
+		if err := c.Create(ctx, crd); err != nil {
+			t.Fatalf("create CRD %s: %v", o.GetName(), err)
+		}
+		crds = append(crds, crd)
+	}
+	if len(crds) == 0 {
+		t.Fatal("the install rendered no CustomResourceDefinitions")
+	}
+	for _, crd := range crds {
+		waitEstablished(ctx, t, c, crd.Name)
+	}
+
+	// 2. Namespaces for real, so namespaced objects have somewhere to go.
+	for _, o := range objs {
+		if o.GetKind() == "Namespace" {
+			if err := c.Create(ctx, o.DeepCopy()); err != nil {
+				t.Fatalf("create Namespace %s: %v", o.GetName(), err)
+			}
+		}
+	}
 }
 
 // The Makefile builds the API server TestDefaultAppliesWithServerDryRun uses
