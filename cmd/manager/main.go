@@ -55,6 +55,7 @@ type options struct {
 	intunedRateLimit     int
 	intunedJobWorkers    int
 	watchNamespaces      []string
+	accessRoleBinding    string
 }
 
 func main() {
@@ -93,6 +94,8 @@ func main() {
 			o.watchNamespaces = parseNamespaces(s)
 			return nil
 		})
+	flag.StringVar(&o.accessRoleBinding, "access-role-binding", "",
+		"Name of the RoleBinding that grants the manager its rights in each of --watch-namespaces (config/namespaced). The manager keeps it with a finalizer while IntunedJobs there still have Jobs to delete on Intuned, so deleting such a namespace cannot revoke the manager's rights first. Needs get and patch on that RoleBinding.")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -188,6 +191,17 @@ func run(o options) error {
 		Recorder:           mgr.GetEventRecorder("credentials-in-use"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up credentials-in-use controller: %w", err)
+	}
+	if o.accessRoleBinding != "" {
+		if len(o.watchNamespaces) == 0 {
+			return errors.New("--access-role-binding needs --watch-namespaces (a cluster-wide install has no RoleBinding to keep)")
+		}
+		if err := (&controller.AccessBindingReconciler{
+			Client:      mgr.GetClient(),
+			BindingName: o.accessRoleBinding,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up manager-access controller: %w", err)
+		}
 	}
 	if err := (&controller.WebhookReceiverReconciler{
 		Client:                mgr.GetClient(),

@@ -51,11 +51,29 @@ type CredentialsInUseReconciler struct {
 	Recorder           EventRecorder
 }
 
-// needsCredentialsToDelete: the IntunedJob will call Intuned when it is
-// deleted (it carries the finalizer and does not orphan its Job).
-func needsCredentialsToDelete(job *intunedv1alpha1.IntunedJob) bool {
+// callsIntunedOnDelete: the IntunedJob will call Intuned when it is
+// deleted (it carries the finalizer and does not orphan its Job), so its
+// credentials and the manager's rights must outlive it.
+func callsIntunedOnDelete(job *intunedv1alpha1.IntunedJob) bool {
 	return controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) &&
 		job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan
+}
+
+// keepWhileInUse adds finalizer to obj while inUse and removes it after,
+// so a deletion of obj waits for its users. The patch carries obj's
+// resourceVersion: a concurrent change makes it fail and the retry reads
+// anew. Only metadata is read and written.
+func keepWhileInUse(ctx context.Context, c client.Client, obj *metav1.PartialObjectMetadata, finalizer string, inUse bool) error {
+	if inUse == controllerutil.ContainsFinalizer(obj, finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(obj.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if inUse {
+		controllerutil.AddFinalizer(obj, finalizer)
+	} else {
+		controllerutil.RemoveFinalizer(obj, finalizer)
+	}
+	return client.IgnoreNotFound(c.Patch(ctx, obj, patch))
 }
 
 // Reconcile adds or removes the in-use finalizer of one Secret.
@@ -70,16 +88,8 @@ func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcil
 		return reconcile.Result{}, err
 	}
 	inUse := len(users) > 0
-	if inUse != controllerutil.ContainsFinalizer(secret, FinalizerCredentialsInUse) {
-		patch := client.MergeFromWithOptions(secret.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		if inUse {
-			controllerutil.AddFinalizer(secret, FinalizerCredentialsInUse)
-		} else {
-			controllerutil.RemoveFinalizer(secret, FinalizerCredentialsInUse)
-		}
-		if err := r.Patch(ctx, secret, patch); err != nil {
-			return reconcile.Result{}, client.IgnoreNotFound(err)
-		}
+	if err := keepWhileInUse(ctx, r.Client, secret, FinalizerCredentialsInUse, inUse); err != nil {
+		return reconcile.Result{}, err
 	}
 	if inUse && !secret.DeletionTimestamp.IsZero() {
 		recordEvent(r.Recorder, secret, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
@@ -99,7 +109,7 @@ func (r *CredentialsInUseReconciler) users(ctx context.Context, secret types.Nam
 	}
 	var users []string
 	for i := range jobs.Items {
-		if needsCredentialsToDelete(&jobs.Items[i]) {
+		if callsIntunedOnDelete(&jobs.Items[i]) {
 			users = append(users, jobs.Items[i].Namespace+"/"+jobs.Items[i].Name)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 )
 
-func TestNeedsCredentialsToDelete(t *testing.T) {
+func TestCallsIntunedOnDelete(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		finalizer bool
@@ -36,8 +36,8 @@ func TestNeedsCredentialsToDelete(t *testing.T) {
 			if tc.finalizer {
 				j.Finalizers = []string{intunedv1alpha1.Finalizer}
 			}
-			if got := needsCredentialsToDelete(j); got != tc.want {
-				t.Errorf("needsCredentialsToDelete = %v, want %v", got, tc.want)
+			if got := callsIntunedOnDelete(j); got != tc.want {
+				t.Errorf("callsIntunedOnDelete = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -333,8 +333,18 @@ metadata: {name: %s}
 			t.Fatalf("%v\n%s", err, out)
 		}
 		p.waitJobOnIntuned(t, ctx, project, false)
-		if out, err := env.kc.Kubectl(ctx, "-n", p.ns, "get", "secret,intunedjob,webhookreceiver", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
-			t.Errorf("left in the namespace: %v %s", err, out)
+		// The receiver's token Secret goes through the garbage collector
+		// (owner reference), after kubectl has seen the receiver gone.
+		left := ""
+		gcCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		err := harness.Eventually(gcCtx, 500*time.Millisecond, "nothing left in the namespace", func(ctx context.Context) (bool, error) {
+			out, err := env.kc.Kubectl(ctx, "-n", p.ns, "get", "secret,intunedjob,webhookreceiver", "-o", "name")
+			left = strings.TrimSpace(out)
+			return err == nil && left == "", nil
+		})
+		if err != nil {
+			t.Errorf("left in the namespace: %v %s", err, left)
 		}
 	})
 

@@ -27,8 +27,9 @@ const managerServiceAccount = "system:serviceaccount:" + operatorNamespace + ":i
 // the watched namespace, --watch-namespaces) and runs the quickstart in the
 // watched namespace through to delivered data: the manager, a Pod
 // authenticated as its ServiceAccount, must manage with only those rights.
-// The samples in another namespace must be left alone. The cluster-wide
-// install comes back at the end.
+// The samples in another namespace must be left alone. Deleting the watched
+// namespace deletes the Job on Intuned. The cluster-wide install comes back
+// at the end.
 func TestNamespacedInstall(t *testing.T) {
 	ctx := harness.TestContext(t, 6*time.Minute)
 	const project = "ecommerce-scraper-quickstart"
@@ -103,12 +104,12 @@ func TestNamespacedInstall(t *testing.T) {
 		t.Errorf("Job %s of the unwatched namespace on Intuned: %v (%v)", other.job, exists, err)
 	}
 
-	// Deleting the IntunedJob removes its Job from Intuned. (Not the whole
-	// namespace: that would delete the manager's RoleBinding along with the
-	// IntunedJob, see docs/security.md. The namespaces go once the
-	// cluster-wide manager is back.)
-	if out, err := env.kc.Kubectl(ctx, "-n", watchedNamespace, "delete", "intunedjob", p.job, "--timeout=2m"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	// Deleting the watched namespace with everything in it, the manager's
+	// RoleBinding included: the manager keeps that binding (and so its
+	// rights) until it has deleted the Job on Intuned, then the namespace
+	// goes.
+	if out, err := env.kc.Kubectl(ctx, "delete", "namespace", watchedNamespace, "--timeout=3m"); err != nil {
+		t.Fatalf("the watched namespace was not deleted: %v\n%s", err, out)
 	}
 	p.waitJobOnIntuned(t, ctx, project, false)
 }

@@ -40,6 +40,21 @@ func watchedNamespaces(t *testing.T, objs []*unstructured.Unstructured) []string
 	return nil
 }
 
+// managerArg returns the value of the rendered manager's --name flag.
+func managerArg(t *testing.T, objs []*unstructured.Unstructured, name string) string {
+	t.Helper()
+	dep := find(objs, "Deployment", namePrefix+"controller-manager")
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v
+		}
+	}
+	t.Fatalf("manager args %q have no --%s", args, name)
+	return ""
+}
+
 // managerBindings returns the namespaces in which a binding grants the
 // manager's role to its ServiceAccount ("" for a ClusterRoleBinding), sorted.
 func managerBindings(objs []*unstructured.Unstructured) []string {
@@ -65,6 +80,15 @@ func TestNamespacedBindsExactlyTheWatchedNamespaces(t *testing.T) {
 	if !slices.Equal(watched, bound) {
 		t.Errorf("config/namespaced: --watch-namespaces=%s but the manager role is bound in %q (\"\" = cluster-wide); "+
 			"add a RoleBinding per watched namespace to role_bindings.yaml", strings.Join(watched, ","), bound)
+	}
+	// The manager keeps (finalizer) the RoleBinding it is told about: it
+	// must be the one that grants its role.
+	guarded := managerArg(t, objs, "access-role-binding")
+	for _, o := range objs {
+		ref, _, _ := unstructured.NestedString(o.Object, "roleRef", "name")
+		if o.GetKind() == "RoleBinding" && ref == namePrefix+"manager-role" && o.GetName() != guarded {
+			t.Errorf("RoleBinding %s/%s is not the --access-role-binding %s the manager keeps", o.GetNamespace(), o.GetName(), guarded)
+		}
 	}
 	// config/default is the cluster-wide install: one ClusterRoleBinding.
 	if got := managerBindings(renderDefault(t)); !slices.Equal(got, []string{""}) {
@@ -99,23 +123,28 @@ func TestNamespacedInstallGrantsOnlyWatchedNamespaces(t *testing.T) {
 	tests := []struct {
 		verb, group, resource, namespace string
 		allowed                          bool
+		name                             string
 	}{
-		{"list", "", "secrets", watched, true},
-		{"watch", "", "secrets", watched, true},
-		{"patch", "", "secrets", watched, true},
-		{"create", "apps", "statefulsets", watched, true},
-		{"patch", "intuned.io", "intunedjobs/status", watched, true},
-		{"create", "events.k8s.io", "events", watched, true},
-		{"update", "coordination.k8s.io", "leases", namespace, true},
+		// Its own RoleBinding, by name, to keep it with a finalizer.
+		{"patch", "rbac.authorization.k8s.io", "rolebindings", watched, true, namePrefix + "manager-rolebinding"},
+		{"patch", "rbac.authorization.k8s.io", "rolebindings", watched, false, "someone-elses"},
+		{"list", "rbac.authorization.k8s.io", "rolebindings", watched, false, ""},
+		{"list", "", "secrets", watched, true, ""},
+		{"watch", "", "secrets", watched, true, ""},
+		{"patch", "", "secrets", watched, true, ""},
+		{"create", "apps", "statefulsets", watched, true, ""},
+		{"patch", "intuned.io", "intunedjobs/status", watched, true, ""},
+		{"create", "events.k8s.io", "events", watched, true, ""},
+		{"update", "coordination.k8s.io", "leases", namespace, true, ""},
 		// Nothing outside the watched namespaces, least of all Secrets.
-		{"list", "", "secrets", "", false},
-		{"get", "", "secrets", "default", false},
-		{"get", "", "secrets", namespace, false},
-		{"list", "intuned.io", "intunedjobs", "", false},
-		{"create", "apps", "deployments", "default", false},
+		{"list", "", "secrets", "", false, ""},
+		{"get", "", "secrets", "default", false, ""},
+		{"get", "", "secrets", namespace, false, ""},
+		{"list", "intuned.io", "intunedjobs", "", false, ""},
+		{"create", "apps", "deployments", "default", false, ""},
 	}
 	for _, tt := range tests {
-		t.Run(strings.Join([]string{tt.verb, tt.group, tt.resource, tt.namespace}, "/"), func(t *testing.T) {
+		t.Run(strings.Join([]string{tt.verb, tt.group, tt.resource, tt.namespace, tt.name}, "/"), func(t *testing.T) {
 			resource, sub, _ := strings.Cut(tt.resource, "/")
 			// RBAC objects reach the authorizer through an informer: wait
 			// for an allowed answer, not for a denied one.
@@ -124,7 +153,7 @@ func TestNamespacedInstallGrantsOnlyWatchedNamespaces(t *testing.T) {
 					User:   managerSA,
 					Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 					ResourceAttributes: &authorizationv1.ResourceAttributes{
-						Verb: tt.verb, Group: tt.group, Resource: resource, Subresource: sub, Namespace: tt.namespace,
+						Verb: tt.verb, Group: tt.group, Resource: resource, Subresource: sub, Namespace: tt.namespace, Name: tt.name,
 					},
 				}}
 				if err := c.Create(ctx, sar); err != nil {
