@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
 )
 
@@ -107,11 +108,47 @@ func TestNamespacedInstall(t *testing.T) {
 	// Deleting the watched namespace with everything in it, the manager's
 	// RoleBinding included: the manager keeps that binding (and so its
 	// rights) until it has deleted the Job on Intuned, then the namespace
-	// goes.
-	if out, err := env.kc.Kubectl(ctx, "delete", "namespace", watchedNamespace, "--timeout=3m"); err != nil {
+	// goes. Intuned refuses the deletion at first, so the namespace
+	// controller is done with the RoleBinding before the manager is.
+	if err := env.sim.SetFaults(ctx, intunedsim.FaultRule{Match: "DELETE", Status: 503, ErrorRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.sim.SetFaults(context.Background()) })
+	if out, err := env.kc.Kubectl(ctx, "delete", "namespace", watchedNamespace, "--wait=false"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	err := harness.Eventually(ctx, 200*time.Millisecond, "the namespace controller deleted the manager's RoleBinding", func(ctx context.Context) (bool, error) {
+		state, err := managerBindingState(ctx)
+		return state != "present", err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the authorizer's view of the RoleBinding catches up
+	if err := env.sim.SetFaults(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := env.kc.Kubectl(ctx, "wait", "--for=delete", "namespace/"+watchedNamespace, "--timeout=3m"); err != nil {
 		t.Fatalf("the watched namespace was not deleted: %v\n%s", err, out)
 	}
 	p.waitJobOnIntuned(t, ctx, project, false)
+}
+
+// managerBindingState is "present", "deleting" (kept by a finalizer) or
+// "absent": the manager's RoleBinding in the watched namespace.
+func managerBindingState(ctx context.Context) (string, error) {
+	out, err := env.kc.Kubectl(ctx, "-n", watchedNamespace, "get", "rolebinding", "intuned-operator-manager-rolebinding",
+		"--ignore-not-found", "-o", "jsonpath={.metadata.name}/{.metadata.deletionTimestamp}")
+	out = strings.TrimSpace(out)
+	switch {
+	case err != nil:
+		return "", err
+	case out == "":
+		return "absent", nil
+	case strings.HasSuffix(out, "/"):
+		return "present", nil
+	}
+	return "deleting", nil
 }
 
 // applyInstall applies a manifest that `make installer` wrote and waits

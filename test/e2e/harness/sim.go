@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 )
 
 // Default identity of intuned-sim (cmd/intuned-sim flags --workspace-id and
@@ -128,6 +131,29 @@ func (s *Sim) JobRuns(ctx context.Context, project, jobID string) ([]SimJobRun, 
 		}
 	}
 	return nil, fmt.Errorf("unexpected job runs shape: %.200s", raw)
+}
+
+// SetFaults replaces the simulator's fault rules (see intunedsim.FaultRule;
+// none clears them).
+func (s *Sim) SetFaults(ctx context.Context, rules ...intunedsim.FaultRule) error {
+	body, err := json.Marshal(map[string]any{"rules": rules})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/_sim/faults", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST /_sim/faults: %s", resp.Status)
+	}
+	return nil
 }
 
 func getJSON(ctx context.Context, u string, h http.Header, v any) error {
