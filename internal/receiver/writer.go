@@ -132,10 +132,28 @@ func (w *writer) signal() {
 	}
 }
 
+// Lingering: when the last commit carried more than one delivery (deliveries arrive concurrently)
+// and fewer than lingerBelow are queued, the writer waits linger before taking the next batch, so
+// that it carries more. A commit costs the same fsync and about the same pages whether it carries 3
+// deliveries or 10, and at a moderate rate it carried 3-5: in make bench-receiver at 8k
+// deliveries/s it cut the CPU per delivery from 104-125 to 73-85 us, and so the p99 (on two shared
+// CPUs it is made of CPU contention) from 36-84 to 8-11 ms in interleaved runs, for 0.5-1 ms more
+// p50. A lone delivery (the last commit carried one) is committed at once. 1 ms instead of 0.5 ms
+// lost saturation throughput (0.33-0.35x against 0.40-0.43x); 0.25 ms saved less CPU.
+const (
+	linger      = 500 * time.Microsecond
+	lingerBelow = 16
+)
+
 func (w *writer) run() {
 	defer close(w.done)
+	last := 0 // deliveries in the last batch
 	for {
+		if last > 1 && w.queued() < lingerBelow {
+			time.Sleep(linger)
+		}
 		batch, closed := w.next()
+		last = len(batch)
 		switch {
 		case len(batch) > 0:
 			w.commit(batch)
@@ -146,6 +164,13 @@ func (w *writer) run() {
 			<-w.wake
 		}
 	}
+}
+
+// queued is the number of deliveries waiting for the next commit.
+func (w *writer) queued() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.queue)
 }
 
 // next takes up to maxBatch queued deliveries as the batch being committed, and reports whether
