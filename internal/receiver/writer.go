@@ -91,7 +91,7 @@ func newWriter(st store.Store, queueSize, maxBatch int, deadline, commitTimeout 
 		storeErrs: storeErrs, wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go w.run()
-	go w.watchdog(deadline / watchdogTicks)
+	go w.watchdog(max(deadline/watchdogTicks, time.Millisecond))
 	return w
 }
 
