@@ -135,12 +135,12 @@ func (w *writer) signal() {
 // Lingering: when the last commit carried more than one delivery (deliveries arrive concurrently)
 // and fewer than lingerBelow are queued, the writer waits linger before taking the next batch, so
 // that it carries more. A commit costs about the same fsync and the same number of pages whether
-// it carries 3 deliveries or 10. In make bench-receiver at half the saturation rate (8-10k
-// deliveries/s) lingering cut the CPU per delivery from 82-126 to 72-76 us, for up to 1.3 ms more
-// p50. On two shared CPUs the p99 there comes from CPU contention, and its median over the
-// interleaved runs fell from 61 to 18 ms. A lone delivery (the last commit carried one) is
-// committed at once. 1 ms instead of 0.5 ms lost saturation throughput (0.33-0.35x against
-// 0.40-0.43x); 0.25 ms saved less CPU.
+// it carries 3 deliveries or 10. In eight interleaved A/B runs of make bench-receiver at half the
+// saturation rate (6.7-12k deliveries/s), lingering cut the CPU per delivery from 82-138 to
+// 70-86 us, for about 1 ms more p50; p99 did not improve (it varied 9-324 ms with the machine's
+// other load, in both builds). A lone delivery (the last commit carried one) is committed at once.
+// 1 ms instead of 0.5 ms lost saturation throughput (0.33-0.35x against 0.40-0.43x); 0.25 ms saved
+// less CPU.
 const (
 	linger      = 500 * time.Microsecond
 	lingerBelow = 16
