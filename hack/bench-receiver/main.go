@@ -175,6 +175,7 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			return err
 		}
 		s.before = scrape(s.base + "/metrics")
+		s.settle()
 	}
 	slice := duration / time.Duration(rounds)
 	for r := range rounds {
@@ -198,6 +199,7 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			}
 			s.seconds += w.seconds
 			s.clientCPU += w.clientCPU
+			s.settle()
 		}
 	}
 	for _, s := range servers {
@@ -233,6 +235,7 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 				cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
 				b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
 				f.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
+				s.settle()
 			}
 		}
 	}
@@ -340,6 +343,20 @@ func (b *bench) start(name string) (*server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// storeSettle is how long the benchmark pauses after loading a store case, before the next case
+// starts. An idle SQLite receiver truncates its WAL about a second after the last write: a
+// checkpoint that flushes the database file. Without the pause, that flush landed in the next
+// case's measured slice, so in an A/B run (sqlite-base, sqlite) the second SQLite case carried its
+// neighbour's flush in every round.
+const storeSettle = 2 * time.Second
+
+// settle waits out the background work the server starts once its load stops (see storeSettle).
+func (s *server) settle() {
+	if s.name != "ceiling" {
+		time.Sleep(storeSettle)
+	}
 }
 
 func (s *server) stop() {

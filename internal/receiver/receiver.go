@@ -122,7 +122,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	}
 	// The commit timeout outlives the request deadline so a slow commit still lands (the sender
 	// retries and gets "duplicate") instead of being abandoned half-way.
-	r.w = newWriter(st, cfg.MaxInFlight, cfg.BatchSize, 4*cfg.Deadline, r.m, r.log, r.storeErrs)
+	r.w = newWriter(st, cfg.MaxInFlight, cfg.BatchSize, cfg.Deadline, 4*cfg.Deadline, r.m, r.log, r.storeErrs)
 
 	r.mux = http.NewServeMux()
 	r.mux.HandleFunc(cfg.IngestPath, r.ingest)

@@ -33,3 +33,14 @@ func TestPendingExpired(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingFirstAnswerWins: the watchdog and the writer may both answer a delivery (deadline,
+// then the late commit); the request sees the first answer and neither of them blocks.
+func TestPendingFirstAnswerWins(t *testing.T) {
+	p := &pending{result: make(chan outcome, 1)}
+	p.answer(outcome{err: context.DeadlineExceeded})
+	p.answer(outcome{}) // the commit finished after the deadline: dropped, does not block
+	if o := <-p.result; !errors.Is(o.err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the deadline", o.err)
+	}
+}
