@@ -50,8 +50,7 @@ type AccessBindingReconciler struct {
 
 // Reconcile adds or removes the finalizer of one namespace's RoleBinding.
 func (r *AccessBindingReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	binding := &metav1.PartialObjectMetadata{}
-	binding.SetGroupVersionKind(rbacv1.SchemeGroupVersion.WithKind("RoleBinding"))
+	binding := metadataOnly(rbacv1.SchemeGroupVersion.WithKind("RoleBinding"))
 	if err := r.APIReader.Get(ctx, req.NamespacedName, binding); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}

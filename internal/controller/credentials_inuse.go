@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -59,6 +60,14 @@ func callsIntunedOnDelete(job *intunedv1alpha1.IntunedJob) bool {
 		job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan
 }
 
+// metadataOnly is an empty object of kind gvk to read its metadata into
+// (from a metadata-only cache, or the API server's metadata API).
+func metadataOnly(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
+	o := &metav1.PartialObjectMetadata{}
+	o.SetGroupVersionKind(gvk)
+	return o
+}
+
 // keepWhileInUse adds finalizer to obj while inUse and removes it after,
 // so a deletion of obj waits for its users. The patch carries obj's
 // resourceVersion: a concurrent change makes it fail and the retry reads
@@ -78,8 +87,7 @@ func keepWhileInUse(ctx context.Context, c client.Client, obj *metav1.PartialObj
 
 // Reconcile adds or removes the in-use finalizer of one Secret.
 func (r *CredentialsInUseReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	secret := &metav1.PartialObjectMetadata{}
-	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	secret := metadataOnly(corev1.SchemeGroupVersion.WithKind("Secret"))
 	if err := r.SecretCache.Get(ctx, req.NamespacedName, secret); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
