@@ -115,10 +115,12 @@ build-installer: manifests generate installer ## Regenerate, then write dist/ins
 
 # Where `installer` writes (the real-cluster tests render their own copy):
 # the install, the optional admission policy for Kubernetes 1.36+, and the
-# namespaced variant of the install (config/namespaced, docs/security.md).
+# namespaced variants of both (config/namespaced, config/admission-namespaced,
+# docs/security.md).
 INSTALLER ?= dist/install.yaml
 ADMISSION_INSTALLER ?= $(dir $(INSTALLER))admission-policy.yaml
 NAMESPACED_INSTALLER ?= $(dir $(INSTALLER))install-namespaced.yaml
+ADMISSION_NAMESPACED_INSTALLER ?= $(dir $(INSTALLER))admission-policy-namespaced.yaml
 
 .PHONY: installer
 installer: ## Write $(INSTALLER) (and the optional admission policy, and the namespaced install) from the committed config/ with image $(IMG).
@@ -129,7 +131,8 @@ installer: ## Write $(INSTALLER) (and the optional admission policy, and the nam
 	$(KUSTOMIZE) build "$$tmp/config/default" > "$(INSTALLER)"; \
 	$(KUSTOMIZE) build "$$tmp/config/admission" > "$(ADMISSION_INSTALLER)"; \
 	$(KUSTOMIZE) build "$$tmp/config/namespaced" > "$(NAMESPACED_INSTALLER)"; \
-	echo "wrote $(INSTALLER), $(ADMISSION_INSTALLER) (optional, Kubernetes 1.36+) and $(NAMESPACED_INSTALLER) (instead of $(INSTALLER): watches only the namespaces in config/namespaced)"
+	$(KUSTOMIZE) build "$$tmp/config/admission-namespaced" > "$(ADMISSION_NAMESPACED_INSTALLER)"; \
+	echo "wrote $(INSTALLER), $(ADMISSION_INSTALLER) (optional, Kubernetes 1.36+), $(NAMESPACED_INSTALLER) (instead of $(INSTALLER): watches only the namespaces in config/namespaced) and $(ADMISSION_NAMESPACED_INSTALLER) (its admission policy)"
 
 ##@ Deployment
 
