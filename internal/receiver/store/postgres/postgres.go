@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -114,11 +115,41 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// saveDelivery inserts a delivery unless its run id is stored. For a duplicate it compares the
-// bodies and, when they differ, keeps the new body in the quarantine table. One statement, so a
-// batch stays one pipelined round trip. The old CTE reads the statement's snapshot: it sees a row
-// committed earlier, or inserted by an earlier statement of the batch, but not the one ins inserts.
+// saveBatch stores a batch of deliveries with distinct run ids in one statement, which costs
+// PostgreSQL about 40 % less CPU per delivery than a statement per delivery (22-23 against 35-44 us
+// of the server's CPU per row in 1,000 batches of 30 with fsync on; see the receiver's README). It
+// inserts every delivery whose run id is not stored yet. For each one that is, it compares the
+// bodies and keeps a different body in the quarantine table. It returns a row only for those
+// duplicates.
+//
+// dup reads the statement's snapshot: it sees the rows committed before, not the ones ins inserts.
 // Batches of all replicas commit one after another (writeLockKey), so none is in flight unseen.
+const saveBatch = `WITH input AS (
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+			$7::timestamptz[], $8::bytea[], $9::text[])
+			AS t(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, reason)
+	), ins AS (
+		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
+		SELECT run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM input
+		ON CONFLICT (run_id) DO NOTHING
+		RETURNING run_id
+	), dup AS (
+		SELECT i.run_id, i.received_at, i.body, i.reason, stored.same, stored.size FROM input i
+		CROSS JOIN LATERAL (
+			SELECT body = i.body AS same, octet_length(body) AS size FROM deliveries WHERE run_id = i.run_id
+		) stored
+		WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.run_id = i.run_id)
+	), q AS (
+		INSERT INTO quarantine (received_at, reason, body)
+		SELECT received_at, reason, body FROM dup WHERE NOT same
+	)
+	SELECT run_id, same, size, (SELECT count(*) FROM ins) FROM dup
+	UNION ALL
+	SELECT NULL, NULL, NULL, (SELECT count(*) FROM ins) WHERE NOT EXISTS (SELECT 1 FROM dup)`
+
+// saveDelivery is saveBatch for one delivery, for batches that hold a run id more than once: a
+// statement per delivery sees the rows the earlier statements of its transaction inserted, so a
+// later copy is compared with the first.
 const saveDelivery = `WITH ins AS (
 		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -133,23 +164,23 @@ const saveDelivery = `WITH ins AS (
 	)
 	SELECT EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM q), coalesce((SELECT size FROM old), 0)`
 
-// Save implements store.Store. The lock and all inserts go to the server as one pipelined batch,
+// Save implements store.Store. The lock and the inserts go to the server as one pipelined batch,
 // which PostgreSQL runs as one implicit transaction committed at the batch's Sync: a single network
 // round trip per group commit. Close returns only after the commit, so a nil error means durable.
 func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, error) {
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", int64(writeLockKey))
-	for _, d := range ds {
-		b.Queue(saveDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body,
-			store.ConflictReason(d.RunID))
+	var read func(pgx.BatchResults) ([]store.Result, error)
+	if distinctRunIDs(ds) {
+		read = queueBatch(b, ds)
+	} else {
+		read = queueOneByOne(b, ds)
 	}
 	br := s.pool.SendBatch(ctx, b)
-	results := make([]store.Result, len(ds))
 	_, err := br.Exec()
-	for i := 0; err == nil && i < len(ds); i++ {
-		var inserted bool
-		err = br.QueryRow().Scan(&inserted, &results[i].Conflict, &results[i].StoredBytes)
-		results[i].Dup = !inserted
+	var results []store.Result
+	if err == nil {
+		results, err = read(br)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -158,6 +189,86 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, 
 		return nil, fmt.Errorf("postgres: save: %w", err)
 	}
 	return results, nil
+}
+
+func distinctRunIDs(ds []store.Delivery) bool {
+	seen := make(map[string]struct{}, len(ds))
+	for _, d := range ds {
+		if _, dup := seen[d.RunID]; dup {
+			return false
+		}
+		seen[d.RunID] = struct{}{}
+	}
+	return true
+}
+
+// queueBatch queues saveBatch for ds, whose run ids are distinct, and returns the reader of its
+// results.
+func queueBatch(b *pgx.Batch, ds []store.Delivery) func(pgx.BatchResults) ([]store.Result, error) {
+	n := len(ds)
+	runIDs, jobIDs, jobRunIDs, projects, apis, statuses, reasons := make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	receivedAt, bodies := make([]time.Time, n), make([][]byte, n)
+	index := make(map[string]int, n)
+	for i, d := range ds {
+		runIDs[i], jobIDs[i], jobRunIDs[i], projects[i], apis[i], statuses[i] = d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus
+		receivedAt[i], bodies[i], reasons[i] = d.ReceivedAt, d.Body, store.ConflictReason(d.RunID)
+		index[d.RunID] = i
+	}
+	b.Queue(saveBatch, runIDs, jobIDs, jobRunIDs, projects, apis, statuses, receivedAt, bodies, reasons)
+	return func(br pgx.BatchResults) ([]store.Result, error) {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, err
+		}
+		results := make([]store.Result, n)
+		var inserted, dups int64
+		for rows.Next() {
+			var runID *string
+			var same *bool
+			var size *int64
+			if err := rows.Scan(&runID, &same, &size, &inserted); err != nil {
+				return nil, err
+			}
+			if runID == nil {
+				continue // no duplicates: the row only carries the insert count
+			}
+			i, ok := index[*runID]
+			if !ok || same == nil || size == nil {
+				return nil, fmt.Errorf("unexpected duplicate row for run id %q", *runID)
+			}
+			results[i] = store.Result{Dup: true, Conflict: !*same, StoredBytes: *size}
+			dups++
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		// Every delivery is either inserted or a duplicate: anything else would be a delivery
+		// answered as stored without being stored.
+		if inserted+dups != int64(n) {
+			return nil, fmt.Errorf("%d of %d deliveries neither inserted nor found stored", int64(n)-inserted-dups, n)
+		}
+		return results, nil
+	}
+}
+
+// queueOneByOne queues saveDelivery for every delivery of ds and returns the reader of its results.
+func queueOneByOne(b *pgx.Batch, ds []store.Delivery) func(pgx.BatchResults) ([]store.Result, error) {
+	for _, d := range ds {
+		b.Queue(saveDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body,
+			store.ConflictReason(d.RunID))
+	}
+	return func(br pgx.BatchResults) ([]store.Result, error) {
+		results := make([]store.Result, len(ds))
+		for i := range results {
+			var inserted bool
+			if err := br.QueryRow().Scan(&inserted, &results[i].Conflict, &results[i].StoredBytes); err != nil {
+				return nil, err
+			}
+			results[i].Dup = !inserted
+		}
+		return results, nil
+	}
 }
 
 // Quarantine implements store.Store.

@@ -83,3 +83,33 @@ func TestSaveBatchIsAtomic(t *testing.T) {
 		t.Fatalf("store unusable after a failed batch: %+v %v", res, err)
 	}
 }
+
+// A conflicting duplicate's body is kept in quarantine by both ways Save stores a batch: one
+// statement for distinct run ids, and a statement per delivery when a run id repeats.
+func TestConflictingBodiesAreQuarantined(t *testing.T) {
+	ctx := context.Background()
+	s := open(t).(*Store)
+	now := time.Now()
+	first := storetest.Delivery("r1", "j", "jr", "a", "completed", now)
+	other := storetest.Delivery("r1", "j", "jr", "a", "failed", now)
+	for _, batch := range [][]store.Delivery{
+		{first},
+		{other, storetest.Delivery("r2", "j", "jr", "a", "completed", now)},               // distinct run ids
+		{storetest.Delivery("r3", "j", "jr", "a", "completed", now), other, first, other}, // r1 repeats
+	} {
+		if _, err := s.Save(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM quarantine WHERE reason = $1 AND body = $2",
+		store.ConflictReason("r1"), other.Body).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("quarantined %d conflicting bodies of r1, want 3", n)
+	}
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM quarantine").Scan(&n); err != nil || n != 3 {
+		t.Errorf("quarantine holds %d rows (%v), want 3", n, err)
+	}
+}
