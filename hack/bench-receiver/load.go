@@ -23,9 +23,14 @@ type wrkResult struct {
 }
 
 // wrkScript is the Lua script wrk runs: every request carries a fresh runId (the run's prefix, the
-// wrk thread and a counter), so the receivers store each one. done() prints one line for runWrk.
-func wrkScript(bodySize int) string {
+// wrk thread and a counter, or 62 random bits with randomIDs), so the receivers store each one.
+// done() prints one line for runWrk.
+func wrkScript(bodySize int, randomIDs bool) string {
 	pre, suf := bodyParts(bodySize)
+	id := `tid .. "-" .. counter`
+	if randomIDs {
+		id = `string.format("%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))`
+	}
 	return `local counter = 0
 local threads = {}
 function setup(thread)
@@ -33,6 +38,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
+  math.randomseed(os.time() * 1000 + tid)
   prefix = args[1] or "r"
   pre = ` + luaString(string(pre)) + `
   suf = ` + luaString(string(suf)) + `
@@ -40,7 +46,7 @@ function init(args)
 end
 function request()
   counter = counter + 1
-  return wrk.format("POST", "/webhooks/intuned", headers, pre .. prefix .. "-" .. tid .. "-" .. counter .. suf)
+  return wrk.format("POST", "/webhooks/intuned", headers, pre .. prefix .. "-" .. ` + id + ` .. suf)
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -145,7 +151,7 @@ func (b *bench) fixedRate(base string, f *fixedResult, prefix string, rate float
 				if wait := time.Until(due); wait > 0 {
 					time.Sleep(wait)
 				}
-				id := prefix + "-" + strconv.Itoa(i)
+				id := prefix + "-" + b.runID(i)
 				req = append(req[:0], "POST /webhooks/intuned HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer bench-token\r\nContent-Type: application/json\r\nContent-Length: "...)
 				req = strconv.AppendInt(req, int64(len(pre)+len(id)+len(suf)), 10)
 				req = append(append(append(append(req, "\r\n\r\n"...), pre...), id...), suf...)

@@ -30,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +62,7 @@ func main() {
 	rateOf := flag.String("rate-of", "ceiling,sqlite", "fixed-rate phases: comma-separated cases whose saturation rate (times -rate-fraction) sets the offered rate, one phase each")
 	rate := flag.Float64("rate", 0, "fixed-rate phase: offered rate in req/s (one phase; overrides -rate-of)")
 	fixedDuration := flag.Duration("fixed-duration", 6*time.Second, "fixed-rate phase: measured time per case (split across rounds)")
+	randomRunIDs := flag.Bool("random-run-ids", false, "random runIds, as Intuned's are (each row then dirties a random leaf of the run_id index); the default is a counter per sender, which appends")
 	baseReceiver := flag.String("base-receiver", "", "a receiver binary (e.g. built from main) for the cases sqlite-base and postgres-base: an A/B in one interleaved run")
 	pprofCase := flag.String("cpuprofile-case", "", "write a CPU profile of this case's server (sqlite or postgres) during its first saturation round to -cpuprofile")
 	pprofOut := flag.String("cpuprofile", "receiver-cpu.pprof", "where -cpuprofile-case writes the profile")
@@ -75,7 +77,8 @@ func main() {
 		os.Exit(2)
 	}
 	b := &bench{conns: *conns, bodySize: *bodySize, loadGen: *load, wrkThreads: *wrkThreads,
-		rateFraction: *rateFraction, rateOf: strings.Split(*rateOf, ","), rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver}
+		rateFraction: *rateFraction, rateOf: strings.Split(*rateOf, ","), rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver,
+		randomRunIDs: *randomRunIDs}
 	if err := b.run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
 		os.Exit(1)
@@ -101,6 +104,7 @@ type bench struct {
 	fixedDuration       time.Duration
 	pprofCase, pprofOut string
 	baseReceiver        string
+	randomRunIDs        bool
 	tmp                 string
 	pg                  *pgtest.Server
 }
@@ -165,7 +169,7 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 		if _, err := exec.LookPath("wrk"); err != nil {
 			return errors.New("wrk not found (apt-get install wrk, or -load go)")
 		}
-		if err := os.WriteFile(filepath.Join(b.tmp, "ingest.lua"), []byte(wrkScript(b.bodySize)), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(b.tmp, "ingest.lua"), []byte(wrkScript(b.bodySize, b.randomRunIDs)), 0o600); err != nil {
 			return err
 		}
 	}
@@ -441,6 +445,15 @@ func waitUp(url string) error {
 	return errors.New("server did not come up")
 }
 
+// runID is the part of a runId after the run's prefix: the counter i, or with -random-run-ids 64
+// random bits (16 hex digits; unique enough for any run of this benchmark).
+func (b *bench) runID(i int) string {
+	if b.randomRunIDs {
+		return fmt.Sprintf("%016x", rand.Uint64())
+	}
+	return strconv.Itoa(i)
+}
+
 // bodyParts splits a sink body of about size bytes around its runId, so senders can build bodies
 // cheaply (the load generator shares the CPUs with the server under test).
 func bodyParts(size int) (prefix, suffix []byte) {
@@ -473,7 +486,7 @@ func (b *bench) load(base, prefix string, d time.Duration) ([]time.Duration, int
 			bad := 0
 			buf := make([]byte, 0, len(pre)+len(suf)+64)
 			for i := 0; time.Now().Before(end); i++ {
-				buf = append(append(append(append(append(buf[:0], pre...), prefix...), '-'), strconv.Itoa(g*10_000_000+i)...), suf...)
+				buf = append(append(append(append(append(buf[:0], pre...), prefix...), '-'), b.runID(g*10_000_000+i)...), suf...)
 				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(buf))
 				req.Header.Set("Authorization", "Bearer bench-token")
 				req.Header.Set("Content-Type", "application/json")
