@@ -107,21 +107,10 @@ func (r *IntunedJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		job.Status.LastSyncTime = ptrNow()
 		return ctrl.Result{RequeueAfter: r.nextPoll(job)}, nil
 	}
-	secretName := ""
-	if ref, ok := r.credentialsSecret(job); ok {
-		secretName = ref.String()
-	}
-	f := asSyncError(err, secretName)
+	f := r.failureOf(job, err)
 	report(job, synced, f)
 	r.event(job, "Warning", f.reason, "Sync", f.message)
-	switch {
-	case f.kind != transient:
-		return ctrl.Result{RequeueAfter: r.pollInterval(job)}, nil
-	case f.retryAfter > 0:
-		return ctrl.Result{RequeueAfter: afterRetryAfter(f.retryAfter)}, nil
-	}
-	// The controller's rate limiter backs off exponentially, with jitter.
-	return ctrl.Result{}, f
+	return retryAfterFailure(f, r.pollInterval(job))
 }
 
 // sync observes the Job on Intuned and makes it match the spec. synced

@@ -73,11 +73,7 @@ func (r *IntunedJobReconciler) deleteOnIntuned(ctx context.Context, job *intuned
 // reportDeletionBlocked keeps the object, says why in its conditions and
 // an Event, and schedules the next attempt.
 func (r *IntunedJobReconciler) reportDeletionBlocked(ctx context.Context, job *intunedv1alpha1.IntunedJob, err error) (ctrl.Result, error) {
-	secretName := ""
-	if ref, ok := r.credentialsSecret(job); ok {
-		secretName = ref.String()
-	}
-	f := asSyncError(err, secretName)
+	f := r.failureOf(job, err)
 	msg := fmt.Sprintf("Job %s is still on Intuned and this object is kept until it is deleted there: %s. "+
 		"Fix that and deletion continues; or leave the Job on Intuned and let this object go: "+
 		`kubectl patch intunedjob %s -n %s --type merge -p '{"spec":{"deletionPolicy":"Orphan"}}'`,
@@ -92,13 +88,8 @@ func (r *IntunedJobReconciler) reportDeletionBlocked(ctx context.Context, job *i
 	reportFailure(&job.Status.Conditions, job.Generation, blocked)
 	var patchErr error
 	status.finish(ctx, job, &patchErr)
-	switch {
-	case patchErr != nil:
+	if patchErr != nil {
 		return ctrl.Result{}, patchErr
-	case f.kind != transient:
-		return ctrl.Result{RequeueAfter: min(r.pollInterval(job), blockedDeletionRetry)}, nil
-	case f.retryAfter > 0:
-		return ctrl.Result{RequeueAfter: afterRetryAfter(f.retryAfter)}, nil
 	}
-	return ctrl.Result{}, f // back-off
+	return retryAfterFailure(f, min(r.pollInterval(job), blockedDeletionRetry))
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
@@ -29,6 +30,29 @@ func asSyncError(err error, secretName string) *failure {
 		return f
 	}
 	return retryable(intunedv1alpha1.ReasonSyncFailed, err.Error(), err)
+}
+
+// failureOf is asSyncError for job, naming job's credentials Secret.
+func (r *IntunedJobReconciler) failureOf(job *intunedv1alpha1.IntunedJob, err error) *failure {
+	secretName := ""
+	if ref, ok := r.credentialsSecret(job); ok {
+		secretName = ref.String()
+	}
+	return asSyncError(err, secretName)
+}
+
+// retryAfterFailure schedules the next attempt after f: after wait when
+// retrying cannot help until something changes (a watch usually brings the
+// attempt sooner), at Intuned's Retry-After when it sent one, else with the
+// controller's exponential back-off (its rate limiter adds jitter).
+func retryAfterFailure(f *failure, wait time.Duration) (ctrl.Result, error) {
+	switch {
+	case f.kind != transient:
+		return ctrl.Result{RequeueAfter: wait}, nil
+	case f.retryAfter > 0:
+		return ctrl.Result{RequeueAfter: afterRetryAfter(f.retryAfter)}, nil
+	}
+	return ctrl.Result{}, f
 }
 
 // report sets the conditions from a sync's outcome. Synced says whether
