@@ -171,8 +171,8 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, 
 	b := &pgx.Batch{}
 	b.Queue("SELECT pg_advisory_xact_lock($1)", int64(writeLockKey))
 	var read func(pgx.BatchResults) ([]store.Result, error)
-	if distinctRunIDs(ds) {
-		read = queueBatch(b, ds)
+	if index, distinct := indexRunIDs(ds); distinct {
+		read = queueBatch(b, ds, index)
 	} else {
 		read = queueOneByOne(b, ds)
 	}
@@ -191,29 +191,28 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, 
 	return results, nil
 }
 
-func distinctRunIDs(ds []store.Delivery) bool {
-	seen := make(map[string]struct{}, len(ds))
-	for _, d := range ds {
-		if _, dup := seen[d.RunID]; dup {
-			return false
+// indexRunIDs maps each run id of ds to its position, and reports whether they are distinct.
+func indexRunIDs(ds []store.Delivery) (map[string]int, bool) {
+	index := make(map[string]int, len(ds))
+	for i, d := range ds {
+		if _, dup := index[d.RunID]; dup {
+			return nil, false
 		}
-		seen[d.RunID] = struct{}{}
+		index[d.RunID] = i
 	}
-	return true
+	return index, true
 }
 
-// queueBatch queues saveBatch for ds, whose run ids are distinct, and returns the reader of its
-// results.
-func queueBatch(b *pgx.Batch, ds []store.Delivery) func(pgx.BatchResults) ([]store.Result, error) {
+// queueBatch queues saveBatch for ds, whose run ids are distinct (index maps them to their
+// positions), and returns the reader of its results.
+func queueBatch(b *pgx.Batch, ds []store.Delivery, index map[string]int) func(pgx.BatchResults) ([]store.Result, error) {
 	n := len(ds)
 	runIDs, jobIDs, jobRunIDs, projects, apis, statuses, reasons := make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	receivedAt, bodies := make([]time.Time, n), make([][]byte, n)
-	index := make(map[string]int, n)
 	for i, d := range ds {
 		runIDs[i], jobIDs[i], jobRunIDs[i], projects[i], apis[i], statuses[i] = d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus
 		receivedAt[i], bodies[i], reasons[i] = d.ReceivedAt, d.Body, store.ConflictReason(d.RunID)
-		index[d.RunID] = i
 	}
 	b.Queue(saveBatch, runIDs, jobIDs, jobRunIDs, projects, apis, statuses, receivedAt, bodies, reasons)
 	return func(br pgx.BatchResults) ([]store.Result, error) {
