@@ -7,10 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -103,19 +101,10 @@ func installAdmissionPolicy(ctx context.Context, t *testing.T, overlay string, n
 	t.Helper()
 	objs := append(renderDefault(t), render(t, overlay)...)
 	env, admin := startAPIServer(t, assetsDir(t))
+	createCRDsAndNamespaces(ctx, t, admin, objs)
 	var policies []*unstructured.Unstructured
 	for _, o := range objs {
-		switch o.GetKind() {
-		case "CustomResourceDefinition":
-			crd := &apiextensionsv1.CustomResourceDefinition{}
-			if err := k8sruntime.DefaultUnstructuredConverter.FromUnstructured(o.Object, crd); err != nil {
-				t.Fatal(err)
-			}
-			if err := admin.Create(ctx, crd); err != nil {
-				t.Fatalf("create CRD: %v", err)
-			}
-			waitEstablished(ctx, t, admin, crd.Name)
-		case "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding":
+		if kind := o.GetKind(); kind == "MutatingAdmissionPolicy" || kind == "MutatingAdmissionPolicyBinding" {
 			policies = append(policies, o.DeepCopy())
 		}
 	}

@@ -20,6 +20,14 @@ const managerSA = "system:serviceaccount:" + namespace + ":" + namePrefix + "con
 // Deployment, sorted.
 func watchedNamespaces(t *testing.T, objs []*unstructured.Unstructured) []string {
 	t.Helper()
+	namespaces := strings.Split(managerArg(t, objs, "watch-namespaces"), ",")
+	sort.Strings(namespaces)
+	return namespaces
+}
+
+// managerArg returns the value of the rendered manager's --name flag.
+func managerArg(t *testing.T, objs []*unstructured.Unstructured, name string) string {
+	t.Helper()
 	dep := find(objs, "Deployment", namePrefix+"controller-manager")
 	if dep == nil {
 		t.Fatal("no manager Deployment rendered")
@@ -28,23 +36,6 @@ func watchedNamespaces(t *testing.T, objs []*unstructured.Unstructured) []string
 	if len(containers) != 1 {
 		t.Fatalf("want 1 container, got %d", len(containers))
 	}
-	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--watch-namespaces="); ok {
-			namespaces := strings.Split(v, ",")
-			sort.Strings(namespaces)
-			return namespaces
-		}
-	}
-	t.Fatalf("manager args %q have no --watch-namespaces", args)
-	return nil
-}
-
-// managerArg returns the value of the rendered manager's --name flag.
-func managerArg(t *testing.T, objs []*unstructured.Unstructured, name string) string {
-	t.Helper()
-	dep := find(objs, "Deployment", namePrefix+"controller-manager")
-	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 	args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 	for _, a := range args {
 		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
