@@ -51,8 +51,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
-	"github.com/intuned-operator/intuned-operator/hack/internal/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 

@@ -45,8 +45,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/intuned-operator/intuned-operator/hack/internal/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/procstat"
 )
 
 func main() {

@@ -1,9 +1,8 @@
-// Package procstat reads what the benchmarks report about their child
-// processes from Linux's /proc: peak resident memory and CPU time.
+// Package procstat reads what the benchmarks and the memory tests measure of
+// a process from Linux's /proc: resident memory and CPU time.
 package procstat
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,18 +11,24 @@ import (
 )
 
 // PeakRSS is the peak resident set size (VmHWM) of pid in bytes.
-func PeakRSS(pid int) (int64, error) {
+func PeakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// RSS is the current resident set size (VmRSS) of pid in bytes.
+func RSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes reads a size field ("VmHWM:  1234 kB") of pid's /proc status.
+func statusBytes(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10, err
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc status")
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // CPUTime is the user+system CPU time pid has used so far (0 if it cannot
