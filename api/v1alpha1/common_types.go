@@ -1,93 +1,5 @@
 package v1alpha1
 
-// Condition types shared by both kinds, read the way kstatus
-// (sigs.k8s.io/cli-utils) and the Flux/Argo CD health checks read them:
-// Ready=True is Current, Reconciling=True or Ready=False is InProgress,
-// Stalled=True is Failed. Every condition carries observedGeneration.
-const (
-	// ConditionReady is True when the object does what its spec asks: for an
-	// IntunedJob the Job is synced and in the asked state (ACTIVE/PAUSED)
-	// with a usable sink; for a WebhookReceiver the workload is available
-	// and status.url is known.
-	ConditionReady = "Ready"
-	// ConditionSynced is True when Intuned holds the spec: the last
-	// reconcile reached the Intuned API and the Job there matches the spec
-	// (IntunedJob only). It can be True while Ready is False (the Job is
-	// synced, but pausing or reading its JobRuns failed).
-	ConditionSynced = "Synced"
-	// ConditionReconciling is True while the operator is working towards
-	// the spec or waiting for something it expects to change.
-	ConditionReconciling = "Reconciling"
-	// ConditionStalled is True when reconciliation hit an error that retrying
-	// cannot fix without a change by a human (bad spec, bad credentials,
-	// conflict). It is set False once the cause is gone.
-	ConditionStalled = "Stalled"
-)
-
-// Condition reasons. They are CamelCase, stable and meant for automation
-// (kubectl wait, alerts); the human explanation goes in the message.
-const (
-	// ReasonProgressing: work is under way (a create whose answer is not
-	// known yet).
-	ReasonProgressing = "Progressing"
-	// ReasonSynced: the Intuned Job matches the spec.
-	ReasonSynced = "Synced"
-	// ReasonAvailable: the WebhookReceiver workload is available and its URL known.
-	ReasonAvailable = "Available"
-	// ReasonSyncFailed: a transient error talking to Intuned; it is retried.
-	ReasonSyncFailed = "SyncFailed"
-	// ReasonRateLimited: Intuned asked us to slow down (429); retried after Retry-After.
-	ReasonRateLimited = "RateLimited"
-	// ReasonCredentialsNotFound: the credentials Secret (or a required key in it) is missing.
-	ReasonCredentialsNotFound = "CredentialsNotFound"
-	// ReasonCredentialsInvalid: Intuned rejected the API key (401).
-	ReasonCredentialsInvalid = "CredentialsInvalid"
-	// ReasonSecretNotFound: a Secret referenced by the spec (headersFrom,
-	// s3 credentials, proxyFrom, token, dsn) or one of its keys is missing.
-	ReasonSecretNotFound = "SecretNotFound"
-	// ReasonInvalidSpec: Intuned rejected the Job (400) or the spec cannot be
-	// translated into a Job; fix the spec.
-	ReasonInvalidSpec = "InvalidSpec"
-	// ReasonProjectNotFound: the Intuned project does not exist in the workspace (404).
-	ReasonProjectNotFound = "ProjectNotFound"
-	// ReasonAlreadyExists: a Job with this id already exists on Intuned and
-	// spec.adopt is false, so the operator will not take it over.
-	ReasonAlreadyExists = "AlreadyExists"
-	// ReasonConflict: another IntunedJob already manages the same
-	// (workspace, project, job id); this one changes nothing.
-	ReasonConflict = "Conflict"
-	// ReasonReceiverNotFound: sink.webhook.receiverRef names a WebhookReceiver
-	// that does not exist in the namespace.
-	ReasonReceiverNotFound = "ReceiverNotFound"
-	// ReasonReceiverNotReady: the referenced WebhookReceiver has no URL yet or
-	// is not Ready; the Job is not pushed to Intuned with an unreachable URL.
-	ReasonReceiverNotReady = "ReceiverNotReady"
-	// ReasonServerNormalises: Intuned keeps rewriting fields of the Job
-	// (status.lastApplied.normalisedFields) however often they are written;
-	// the operator stops writing until the spec or the Job on Intuned
-	// changes. Change the spec to the value Intuned holds.
-	ReasonServerNormalises = "ServerNormalises"
-	// ReasonManagedInCode: the Job is defined in code (Intuned's jobs-as-code
-	// files); Intuned refuses to update or delete it through the API, so
-	// the operator only observes, pauses/resumes and triggers it.
-	ReasonManagedInCode = "ManagedInCode"
-	// ReasonSuspended: spec.suspend is true; no API calls are made.
-	ReasonSuspended = "Suspended"
-	// ReasonDeletionBlocked: the object is being deleted and its Job is
-	// still on Intuned: the credentials are missing or rejected (a human
-	// must act), or deleting failed (it is retried). The message says how
-	// to finish, or to force it with deletionPolicy: Orphan.
-	ReasonDeletionBlocked = "DeletionBlocked"
-	// ReasonWorkloadNotReady: the receiver Deployment/StatefulSet has no
-	// available replica yet.
-	ReasonWorkloadNotReady = "WorkloadNotReady"
-	// ReasonURLUnknown: the receiver has neither an Ingress host nor an
-	// externalURL from which a public URL can be derived yet.
-	ReasonURLUnknown = "URLUnknown"
-	// ReasonReconcileError: an unexpected error while reconciling children.
-	ReasonReconcileError = "ReconcileError"
-)
-
 // Well-known annotations, labels and finalizers.
 const (
 	// AnnotationTrigger on an IntunedJob: setting it to any new value triggers
@@ -97,6 +9,13 @@ const (
 	// Finalizer guards IntunedJob deletion so the Intuned Job can be deleted
 	// (deletionPolicy Delete) or released (Orphan) first.
 	Finalizer = "intuned.io/finalizer"
+	// FinalizerCredentialsInUse keeps a credentials Secret while an
+	// IntunedJob still needs it to delete its Job on Intuned.
+	FinalizerCredentialsInUse = "intuned.io/credentials-in-use"
+	// FinalizerManagerAccess keeps the RoleBinding that grants the manager
+	// its rights in a namespace (namespaced install) while IntunedJobs there
+	// still need the manager to delete their Jobs on Intuned.
+	FinalizerManagerAccess = "intuned.io/manager-access"
 )
 
 // Keys the operator reads from a credentials Secret (spec.credentialsRef).

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // DeletionPolicy says what happens to the Intuned Job when its IntunedJob is deleted.
@@ -751,6 +752,17 @@ func (j *IntunedJob) EffectiveJobID() string {
 		return j.Spec.JobID
 	}
 	return j.Name
+}
+
+// CredentialsSecret is the Secret holding the job's Intuned credentials:
+// spec.credentialsRef in the job's namespace, else the manager-wide
+// default; ok is false when neither is set. Every controller that reads or
+// guards credentials asks this, so they agree on which Secret a job uses.
+func (j *IntunedJob) CredentialsSecret(managerDefault types.NamespacedName) (_ types.NamespacedName, ok bool) {
+	if ref := j.Spec.CredentialsRef; ref != nil {
+		return types.NamespacedName{Namespace: j.Namespace, Name: ref.Name}, true
+	}
+	return managerDefault, managerDefault.Name != ""
 }
 
 // IntunedJobList contains a list of IntunedJob.

@@ -36,11 +36,6 @@ const (
 	AnnotationRotateToken = "intuned.io/rotate-token"
 )
 
-// ReasonResourceConflict: an object the WebhookReceiver would own (the
-// token Secret, Service, workload, ...) already exists and belongs to
-// someone else; the operator does not take it over.
-const ReasonResourceConflict = "ResourceConflict"
-
 // WebhookReceiverSpec declares an in-cluster endpoint for Intuned's webhook
 // sink: receiver Pods that authenticate each delivery with a bearer token,
 // store it durably (SQLite or PostgreSQL) and de-duplicate it by run id.

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -30,7 +31,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
-	"github.com/intuned-operator/intuned-operator/internal/controller"
+	"github.com/intuned-operator/intuned-operator/internal/controller/cachepolicy"
+	"github.com/intuned-operator/intuned-operator/internal/controller/guard"
+	"github.com/intuned-operator/intuned-operator/internal/controller/index"
+	"github.com/intuned-operator/intuned-operator/internal/controller/intunedjob"
+	"github.com/intuned-operator/intuned-operator/internal/controller/webhookreceiver"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
@@ -84,9 +89,9 @@ func main() {
 	flag.StringVar(&o.receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
 		"Default container image of WebhookReceiver pods (env RECEIVER_IMAGE).")
 	zapOpts := zap.Options{Development: false}
-	flag.DurationVar(&o.tokenPropagation, "token-propagation-delay", controller.DefaultTokenPropagationDelay,
+	flag.DurationVar(&o.tokenPropagation, "token-propagation-delay", webhookreceiver.DefaultTokenPropagationDelay,
 		"How long a rotated receiver token is accepted before it becomes current (time for the kubelet to update the mounted Secret in every receiver Pod).")
-	flag.DurationVar(&o.previousTokenGrace, "previous-token-grace", controller.DefaultPreviousTokenGrace,
+	flag.DurationVar(&o.previousTokenGrace, "previous-token-grace", webhookreceiver.DefaultPreviousTokenGrace,
 		"How long receivers keep accepting the previous token after every IntunedJob carries the new one (Intuned retries a delivery for up to 1h).")
 	flag.Func("watch-namespaces",
 		"Comma-separated namespaces whose IntunedJobs and WebhookReceivers (and their Secrets and children) the manager watches; empty: every namespace. The RBAC must allow these namespaces (config/namespaced).",
@@ -152,8 +157,8 @@ func run(o options) error {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   controller.CacheOptions(o.watchNamespaces),
-		Client:                  controller.ClientOptions(),
+		Cache:                   cachepolicy.CacheOptions(o.watchNamespaces),
+		Client:                  cachepolicy.ClientOptions(),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
@@ -167,6 +172,11 @@ func run(o options) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
+	// The field indexes every controller's watches and lists use, once.
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Options{DefaultCredentials: defaultCreds}); err != nil {
+		return fmt.Errorf("register field indexes: %w", err)
+	}
+
 	// One pacer and one metrics set for every Intuned client: Intuned's
 	// limit is per path for the whole workspace, not per IntunedJob.
 	intunedMetrics, err := intuned.NewMetrics(metrics.Registry)
@@ -174,7 +184,7 @@ func run(o options) error {
 		return fmt.Errorf("register Intuned client metrics: %w", err)
 	}
 	pacer := intuned.NewPacer(intuned.PacerOptions{Limit: o.intunedRateLimit, Disabled: o.intunedRateLimit <= 0})
-	if err := (&controller.IntunedJobReconciler{
+	if err := (&intunedjob.Reconciler{
 		Client:                  mgr.GetClient(),
 		Scheme:                  mgr.GetScheme(),
 		DefaultCredentials:      defaultCreds,
@@ -185,7 +195,7 @@ func run(o options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}
-	if err := (&controller.CredentialsInUseReconciler{
+	if err := (&guard.CredentialsInUse{
 		Client:             mgr.GetClient(),
 		DefaultCredentials: defaultCreds,
 		Recorder:           mgr.GetEventRecorder("credentials-in-use"),
@@ -196,14 +206,14 @@ func run(o options) error {
 		if len(o.watchNamespaces) == 0 {
 			return errors.New("--access-role-binding needs --watch-namespaces (a cluster-wide install has no RoleBinding to keep)")
 		}
-		if err := (&controller.AccessBindingReconciler{
+		if err := (&guard.ManagerAccess{
 			Client:      mgr.GetClient(),
 			BindingName: o.accessRoleBinding,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up manager-access controller: %w", err)
 		}
 	}
-	if err := (&controller.WebhookReceiverReconciler{
+	if err := (&webhookreceiver.Reconciler{
 		Client:                mgr.GetClient(),
 		Scheme:                mgr.GetScheme(),
 		Recorder:              mgr.GetEventRecorder("webhookreceiver-controller"),

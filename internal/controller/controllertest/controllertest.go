@@ -1,0 +1,124 @@
+// Package controllertest is what the envtest suites of the controller
+// packages share: one API server per test binary, a namespace per test, and
+// a manager built like cmd/manager's (same cache, client and field
+// indexes). Only tests import it.
+package controllertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/cachepolicy"
+	"github.com/intuned-operator/intuned-operator/internal/controller/index"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
+)
+
+// Env is the API server shared by every test of one package. Each test
+// works in its own namespace and starts its own manager, so tests stay
+// independent and a manager restart is easy to simulate.
+var Env *testenv.Env
+
+// Main is a test package's TestMain: it starts the API server, runs the
+// tests and stops it.
+func Main(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
+	os.Exit(testenv.Main(m, func(e *testenv.Env) { Env = e }))
+}
+
+// zapLevel keeps test output quiet unless TEST_VERBOSE_LOGS is set.
+func zapLevel() zapcore.Level {
+	if os.Getenv("TEST_VERBOSE_LOGS") != "" {
+		return zapcore.DebugLevel
+	}
+	return zapcore.ErrorLevel
+}
+
+var nsCounter atomic.Int64
+
+// NewNamespace creates a namespace for one test.
+func NewNamespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%d", os.Getpid()%10000, nsCounter.Add(1))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := Env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return name
+}
+
+// StartManager starts a manager with the cache, client and field indexes
+// of cmd/manager (no default credentials Secret) and the reconcilers that
+// setup registers, and stops it when the test ends (or when the returned
+// stop is called, to simulate a restart). Metrics and probes are off;
+// leader election is off; controller names may repeat across managers in
+// one process.
+func StartManager(t *testing.T, setup func(ctrl.Manager) error) (stop func()) {
+	t.Helper()
+	skipNameValidation := true
+	mgr, err := ctrl.NewManager(Env.Config, ctrl.Options{
+		Scheme:                 Env.Client.Scheme(),
+		Cache:                  cachepolicy.CacheOptions(nil),
+		Client:                 cachepolicy.ClientOptions(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: &skipNameValidation},
+	})
+	if err != nil {
+		t.Fatalf("new manager: %v", err)
+	}
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Options{}); err != nil {
+		t.Fatalf("register field indexes: %v", err)
+	}
+	if err := setup(mgr); err != nil {
+		t.Fatalf("set up reconcilers: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var stopped atomic.Bool
+	stop = func() {
+		if stopped.Swap(true) {
+			return
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// Client is the uncached client tests use to act as a user.
+func Client() client.Client { return Env.Client }
+
+// Eventually is the controller tests' one polling helper: it calls cond every 50
+// ms until it returns "" or timeout passes; then the test fails with the
+// last message.
+func Eventually(t testing.TB, timeout time.Duration, cond func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := cond()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %s", timeout, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

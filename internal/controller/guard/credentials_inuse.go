@@ -1,0 +1,149 @@
+package guard
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/index"
+	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;patch
+
+// CredentialsInUse makes the credentials an IntunedJob's finalizer
+// needs outlive the IntunedJob. Without it, `kubectl delete -k` of the
+// samples, a namespace deletion, or `kubectl delete -f` of a file that lists
+// the Secret first removes the Secret before the IntunedJob; the finalizer
+// then cannot call Intuned, and the Job keeps running (and billing) there.
+//
+// A Secret that an IntunedJob will need at its deletion carries
+// intunedv1alpha1.FinalizerCredentialsInUse; when the last such IntunedJob is gone, the
+// finalizer is removed and a pending deletion of the Secret completes.
+// (Crossplane protects ProviderConfigs the same way.)
+type CredentialsInUse struct {
+	client.Client
+	// SecretCache reads the metadata of Secrets from the watch's cache
+	// (nil: the manager's cache). The Client reads Secrets from the API
+	// server (ClientOptions): one request per Secret event of the cluster
+	// would be wasted, as the finalizer is all this controller looks at.
+	SecretCache client.Reader
+	// DefaultCredentials is the manager-wide credentials Secret (may be empty).
+	DefaultCredentials types.NamespacedName
+	Recorder           report.EventRecorder
+}
+
+// callsIntunedOnDelete: the IntunedJob will call Intuned when it is
+// deleted (it carries the finalizer and does not orphan its Job), so its
+// credentials and the manager's rights must outlive it.
+func callsIntunedOnDelete(job *intunedv1alpha1.IntunedJob) bool {
+	return controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) &&
+		job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan
+}
+
+// metadataOnly is an empty object of kind gvk to read its metadata into
+// (from a metadata-only cache, or the API server's metadata API).
+func metadataOnly(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
+	o := &metav1.PartialObjectMetadata{}
+	o.SetGroupVersionKind(gvk)
+	return o
+}
+
+// keepWhileInUse adds finalizer to obj while inUse and removes it after,
+// so a deletion of obj waits for its users. The patch carries obj's
+// resourceVersion: a concurrent change makes it fail and the retry reads
+// anew. Only metadata is read and written.
+func keepWhileInUse(ctx context.Context, c client.Client, obj *metav1.PartialObjectMetadata, finalizer string, inUse bool) error {
+	if inUse == controllerutil.ContainsFinalizer(obj, finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(obj.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	if inUse {
+		controllerutil.AddFinalizer(obj, finalizer)
+	} else {
+		controllerutil.RemoveFinalizer(obj, finalizer)
+	}
+	return client.IgnoreNotFound(c.Patch(ctx, obj, patch))
+}
+
+// Reconcile adds or removes the in-use finalizer of one Secret.
+func (r *CredentialsInUse) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	secret := metadataOnly(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.SecretCache.Get(ctx, req.NamespacedName, secret); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	users, err := r.users(ctx, req.NamespacedName)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	inUse := len(users) > 0
+	if err := keepWhileInUse(ctx, r.Client, secret, intunedv1alpha1.FinalizerCredentialsInUse, inUse); err != nil {
+		return reconcile.Result{}, err
+	}
+	if inUse && !secret.DeletionTimestamp.IsZero() {
+		report.Event(r.Recorder, secret, corev1.EventTypeNormal, "CredentialsInUse", "WaitForIntunedJobs",
+			fmt.Sprintf("kept until the IntunedJobs that delete their Intuned Jobs with it are gone: %s. "+
+				"To delete it first, set spec.deletionPolicy: Orphan on them (their Jobs then stay on Intuned).",
+				strings.Join(users, ", ")))
+	}
+	return reconcile.Result{}, nil
+}
+
+// users lists (as namespace/name) the IntunedJobs that need the Secret to
+// delete their Jobs on Intuned.
+func (r *CredentialsInUse) users(ctx context.Context, secret types.NamespacedName) ([]string, error) {
+	var jobs intunedv1alpha1.IntunedJobList
+	if err := r.List(ctx, &jobs, client.MatchingFields{index.IntunedJobCredentialsSecret: secret.String()}); err != nil {
+		return nil, err
+	}
+	var users []string
+	for i := range jobs.Items {
+		if callsIntunedOnDelete(&jobs.Items[i]) {
+			users = append(users, jobs.Items[i].Namespace+"/"+jobs.Items[i].Name)
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+// secretOf is the credentials Secret of an IntunedJob event's object.
+func (r *CredentialsInUse) secretOf(o client.Object) (types.NamespacedName, bool) {
+	job, ok := o.(*intunedv1alpha1.IntunedJob)
+	if !ok {
+		return types.NamespacedName{}, false
+	}
+	return job.CredentialsSecret(r.DefaultCredentials)
+}
+
+// SetupWithManager reconciles Secrets (watched as metadata only: see
+// CacheOptions), and the Secret of every IntunedJob that changes (created,
+// finalizer added or removed, deleted).
+func (r *CredentialsInUse) SetupWithManager(mgr ctrl.Manager) error {
+	if r.SecretCache == nil {
+		r.SecretCache = mgr.GetCache()
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("credentials-in-use").
+		For(&corev1.Secret{}, builder.OnlyMetadata).
+		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+			if ref, ok := r.secretOf(o); ok {
+				return []reconcile.Request{{NamespacedName: ref}}
+			}
+			return nil
+		})).
+		Complete(r)
+}

@@ -1,0 +1,341 @@
+package intunedjob
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/token"
+)
+
+// Defaults of the reconciler's timing.
+const (
+	// defaultPollInterval applies when spec.pollInterval is unset (the CRD
+	// defaults it to 10m as well).
+	defaultPollInterval = 10 * time.Minute
+	// activeRunPoll is how often a job with an active JobRun is refreshed.
+	activeRunPoll = 15 * time.Second
+)
+
+// Reconciler keeps a Job on Intuned equal to its IntunedJob.
+//
+// One reconcile: read the object → deletion (finalizer) → suspend → read
+// credentials and referenced Secrets/receiver → build the desired Job →
+// observe it on Intuned (GetJob) → create / update / nothing (every write
+// is read back) → pause or resume → trigger → refresh the last JobRun →
+// one status patch.
+type Reconciler struct {
+	client.Client
+	Scheme *runtime.Scheme
+	// DefaultCredentials names the manager-wide credentials Secret used when
+	// an IntunedJob has no spec.credentialsRef (empty Name: none).
+	DefaultCredentials types.NamespacedName
+	// Recorder receives an Event for every write to Intuned and every error;
+	// nil records nothing.
+	Recorder report.EventRecorder
+
+	// Pacer is shared by every Intuned client (one per credentials); nil
+	// means intuned.DefaultPacer(). Metrics likewise (nil records nothing).
+	Pacer   *intuned.Pacer
+	Metrics *intuned.Metrics
+	// Retry bounds the client's own retries inside one call.
+	Retry intuned.RetryOptions
+	// NewClient builds the client for one set of credentials; nil means the
+	// real client (intuned.New with Pacer, Metrics and Retry).
+	NewClient func(Credentials) (intuned.API, error)
+
+	// MaxConcurrentReconciles defaults to 8: Intuned calls wait on the
+	// network and on the per-path pacer, not on the CPU.
+	MaxConcurrentReconciles int
+	// PollIntervalOverride replaces every spec.pollInterval when > 0. For
+	// tests and benchmarks that cannot wait the 10 s minimum.
+	PollIntervalOverride time.Duration
+
+	clients clientCache
+}
+
+// Reconcile brings one IntunedJob's Job on Intuned to its spec: observe
+// (the object, its credentials and references, the Job on Intuned), decide
+// and act (create / update / pause / trigger), report (one status patch).
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	job := &intunedv1alpha1.IntunedJob{}
+	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !job.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, job)
+	}
+	status := report.StartStatusPatch(r.Client, job)
+	defer status.Finish(ctx, job, &retErr)
+
+	if !job.Spec.Suspend && !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
+		// Added before anything exists on Intuned, so no Job can outlive
+		// its object unnoticed. Usually the install's admission policy
+		// (config/admission) set it at create and this write is skipped.
+		// The patch refreshes job from the server.
+		patch := client.MergeFrom(job.DeepCopy())
+		controllerutil.AddFinalizer(job, intunedv1alpha1.Finalizer)
+		if err := r.Patch(ctx, job, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+		status.Rebase(job)
+	}
+	job.Status.JobID = job.EffectiveJobID()
+	job.Status.ObservedGeneration = job.Generation
+	if job.Spec.Suspend {
+		reportSuspended(job)
+		return ctrl.Result{}, nil
+	}
+
+	synced, err := r.sync(ctx, status, job)
+	if err == nil {
+		reportOutcome(job, synced, nil)
+		job.Status.LastSyncTime = report.Now()
+		return ctrl.Result{RequeueAfter: r.nextPoll(job)}, nil
+	}
+	f := r.failureOf(job, err)
+	reportOutcome(job, synced, f)
+	r.event(job, "Warning", f.Reason, "Sync", f.Message)
+	return report.Result(f, r.pollInterval(job))
+}
+
+// sync observes the Job on Intuned and makes it match the spec. synced
+// reports whether Intuned holds the spec; err is nil when, beyond that, the
+// Job is paused, triggered and refreshed as asked.
+func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob) (synced bool, err error) {
+	creds, err := r.credentials(ctx, job)
+	if err != nil {
+		return false, err
+	}
+	job.Status.WorkspaceID = creds.WorkspaceID
+	if err := r.checkConflict(ctx, job); err != nil {
+		return false, err
+	}
+	refs, err := r.resolveRefs(ctx, job)
+	if err != nil {
+		return false, err
+	}
+	desired, err := desiredJob(job, refs)
+	if err != nil {
+		return false, report.Stalled(intunedv1alpha1.ReasonInvalidSpec, err.Error())
+	}
+	api, err := r.apiFor(creds)
+	if err != nil {
+		return false, err
+	}
+
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	observed, err := getJob(ctx, api, project, id)
+	state := intuned.JobStateActive
+	created := false
+	// notice is an outcome that is reported (Synced=False) but does not
+	// stop the rest of the sync: the Job exists, so pause/resume, trigger
+	// and the JobRun status still work.
+	var notice error
+	switch {
+	case intuned.IsNotFound(err):
+		if err := r.create(ctx, status, api, job, desired); err != nil {
+			return false, err
+		}
+		created = true
+		// An empty ServerDigest marks Intuned's answer as not seen yet
+		// (see converge), until the read-back below records it.
+		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: intuned.SpecDigest(creds.APIKey, desired)}
+		// Read back at once: the create's answer has only the id, and
+		// status (nextRunTime, what Intuned made of the spec) should be
+		// right when a user looks, not one poll interval later.
+		after, err := getJob(ctx, api, project, id)
+		if err != nil {
+			return true, asTransient(err)
+		}
+		job.Status.LastApplied = appliedRecord(creds.APIKey, desired, after)
+		observeJob(job, after)
+		state = after.State
+	case err != nil:
+		return false, err
+	default:
+		if !job.Status.Managed {
+			if err := r.claimExisting(job, desired, observed); err != nil {
+				return false, err
+			}
+		}
+		current, n, err := r.converge(ctx, api, job, creds.APIKey, desired, observed)
+		if err != nil {
+			return false, err
+		}
+		notice = n
+		observeJob(job, current)
+		state = current.State
+	}
+	r.recordSink(job, refs)
+	synced = notice == nil
+
+	if err := r.pauseOrResume(ctx, api, job, state); err != nil {
+		return synced, err
+	}
+	triggered, err := r.trigger(ctx, status, api, job)
+	if err != nil {
+		return synced, err
+	}
+	// A Job created just now has no runs yet: no need to list them.
+	if !created || triggered {
+		if err := r.refreshLastRun(ctx, api, job); err != nil {
+			return synced, err
+		}
+	}
+	return synced, notice
+}
+
+// getJob reads a Job. The SDK's Get Job schema has payload optional; when
+// the answer lacks it, the payload comes from the Get Jobs list item (where
+// it is required), so a missing payload never reads as "the payload was
+// removed" and causes a write.
+func getJob(ctx context.Context, api intuned.API, project, id string) (*intuned.Job, error) {
+	j, err := api.GetJob(ctx, project, id)
+	if err != nil || j.Payload != nil {
+		return j, err
+	}
+	list, err := api.ListJobs(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range list {
+		if it.ID == id {
+			j.Payload = it.Payload
+			break
+		}
+	}
+	return j, nil
+}
+
+// recordSink publishes the resolved sink. The token fingerprint is the one
+// Intuned now holds: sync only gets here after Intuned accepted the create
+// or update, or already had this exact sink.
+func (r *Reconciler) recordSink(job *intunedv1alpha1.IntunedJob, refs resolvedRefs) {
+	s := job.Spec.Sink
+	if s == nil || s.Webhook == nil {
+		job.Status.Sink = nil
+		return
+	}
+	st := &intunedv1alpha1.SinkStatus{URL: s.Webhook.URL}
+	if s.Webhook.ReceiverRef != nil {
+		st.URL = refs.ReceiverURL
+		st.TokenFingerprint = token.Fingerprint(refs.ReceiverToken)
+	}
+	job.Status.Sink = st
+}
+
+// pauseOrResume makes the Job's state match spec.paused.
+func (r *Reconciler) pauseOrResume(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, state intuned.JobState) error {
+	project, id := job.Spec.Project, job.EffectiveJobID()
+	switch {
+	case job.Spec.Paused && state != intuned.JobStatePaused:
+		if err := api.PauseJob(ctx, project, id); err != nil {
+			return asTransient(err)
+		}
+		r.event(job, "Normal", "Paused", "Pause", fmt.Sprintf("Paused Job %s on Intuned", id))
+		job.Status.JobState = intunedv1alpha1.JobStatePaused
+		job.Status.NextRunTime = nil
+	case !job.Spec.Paused && state == intuned.JobStatePaused:
+		if err := api.ResumeJob(ctx, project, id); err != nil {
+			return asTransient(err)
+		}
+		r.event(job, "Normal", "Resumed", "Resume", fmt.Sprintf("Resumed Job %s on Intuned", id))
+		job.Status.JobState = intunedv1alpha1.JobStateActive
+		// Read back: Intuned computes the next run anew on resume.
+		after, err := getJob(ctx, api, project, id)
+		if err != nil {
+			return asTransient(err)
+		}
+		observeJob(job, after)
+	}
+	return nil
+}
+
+// refreshLastRun reads the newest JobRun into status.lastJobRun.
+func (r *Reconciler) refreshLastRun(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) error {
+	runs, err := api.ListJobRuns(ctx, job.Spec.Project, job.EffectiveJobID(),
+		intuned.ListRunsOptions{PageSize: 1, SortBy: "start_time,desc"})
+	if err != nil {
+		return asTransient(err)
+	}
+	if len(runs.JobRuns) == 0 {
+		job.Status.LastJobRun = nil
+		return nil
+	}
+	prev := job.Status.LastJobRun
+	job.Status.LastJobRun = runSummary(runs.JobRuns[0])
+	r.reportRunEnd(job, prev, runs.JobRuns[0])
+	return nil
+}
+
+// reportRunEnd records a Warning Event, once, when the last JobRun ends
+// FAILURE or CANCELED, with Intuned's own message.
+func (r *Reconciler) reportRunEnd(job *intunedv1alpha1.IntunedJob, prev *intunedv1alpha1.JobRunSummary, run intuned.JobRun) {
+	if run.Status != intuned.JobRunFailure && run.Status != intuned.JobRunCanceled {
+		return
+	}
+	if prev != nil && prev.ID == run.ID && prev.Status == string(run.Status) {
+		return // already reported
+	}
+	note := fmt.Sprintf("JobRun %s of Job %s ended %s", run.ID, job.EffectiveJobID(), run.Status)
+	if run.Payloads != nil && run.FailedRuns != nil {
+		note += fmt.Sprintf(" (%d of %d payloads failed)", *run.FailedRuns, *run.Payloads)
+	}
+	if m := runMessage(run); m != "" {
+		note += ": " + m
+	}
+	// The note is Intuned's text: passed as an argument, never as the
+	// format, so a % in it is printed as is.
+	r.event(job, "Warning", "JobRunFailed", "JobRun", note)
+}
+
+// asTransient reports a failed read or pause/resume as retriable: a 400 or
+// 404 there means the Job changed under us, and the next reconcile
+// re-observes it.
+func asTransient(err error) error {
+	if intuned.IsUnauthorized(err) || intuned.IsRateLimited(err) {
+		return err
+	}
+	return report.Retryable(intunedv1alpha1.ReasonSyncFailed, err.Error(), err)
+}
+
+// pollInterval is how often the Job is re-read from Intuned (drift repair).
+func (r *Reconciler) pollInterval(job *intunedv1alpha1.IntunedJob) time.Duration {
+	if r.PollIntervalOverride > 0 {
+		return r.PollIntervalOverride
+	}
+	if p := job.Spec.PollInterval; p != nil && p.Duration > 0 {
+		return p.Duration
+	}
+	return defaultPollInterval
+}
+
+// nextPoll is the poll interval, shorter while a trigger is pending (to
+// verify it) or a JobRun is active (so its progress shows up in status).
+func (r *Reconciler) nextPoll(job *intunedv1alpha1.IntunedJob) time.Duration {
+	p := r.pollInterval(job)
+	if triggerPending(job) {
+		return min(p, triggerVerifyDelay)
+	}
+	if runActive(job.Status.LastJobRun) && p > activeRunPoll {
+		return activeRunPoll
+	}
+	return p
+}
+
+// event records a Kubernetes Event; notes never contain secrets (errors
+// from the client are redacted, and Secret values are never formatted in).
+func (r *Reconciler) event(job *intunedv1alpha1.IntunedJob, typ, reason, action, note string) {
+	report.Event(r.Recorder, job, typ, reason, action, note)
+}

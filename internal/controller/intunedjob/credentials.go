@@ -1,0 +1,152 @@
+package intunedjob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
+)
+
+// Credentials are the contents of a credentials Secret. APIKey is secret:
+// it only ever goes into the client (which sends it as x-api-key); never into
+// logs, events, status or error messages.
+type Credentials struct {
+	// Secret is where the credentials came from (for messages).
+	Secret      types.NamespacedName
+	WorkspaceID string
+	APIKey      string
+	// BaseURL is empty for Intuned's production API.
+	BaseURL string
+}
+
+// fingerprint identifies the credentials without revealing them; clients
+// are cached under it, so a rotated key (or another base URL) gets a new
+// client while every IntunedJob sharing a Secret shares one client.
+func (c Credentials) fingerprint() string {
+	h := sha256.New()
+	for _, s := range []string{c.BaseURL, c.WorkspaceID, c.APIKey} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// credentialsSecret returns which Secret holds job's credentials: its own
+// credentialsRef, or the manager-wide default. ok is false when neither is set.
+func (r *Reconciler) credentialsSecret(job *intunedv1alpha1.IntunedJob) (types.NamespacedName, bool) {
+	return job.CredentialsSecret(r.DefaultCredentials)
+}
+
+// credentialsSecretOf is job's credentialsRef, else the manager-wide default
+// def; ok is false when neither is set. Both controllers that read or guard
+// credentials ask it, so they agree on which Secret a job uses.
+func credentialsSecretOf(job *intunedv1alpha1.IntunedJob, def types.NamespacedName) (types.NamespacedName, bool) {
+	if ref := job.Spec.CredentialsRef; ref != nil {
+		return types.NamespacedName{Namespace: job.Namespace, Name: ref.Name}, true
+	}
+	return def, def.Name != ""
+}
+
+// credentials reads job's credentials Secret. Missing Secrets or keys are
+// reported with reason CredentialsNotFound; the Secret watch re-queues the
+// job when the Secret appears.
+func (r *Reconciler) credentials(ctx context.Context, job *intunedv1alpha1.IntunedJob) (Credentials, error) {
+	ref, ok := r.credentialsSecret(job)
+	if !ok {
+		return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
+			"spec.credentialsRef is not set and the manager has no default credentials Secret")
+	}
+	var s corev1.Secret
+	if err := r.Get(ctx, ref, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
+				fmt.Sprintf("credentials Secret %s not found", ref))
+		}
+		return Credentials{}, err
+	}
+	c := Credentials{
+		Secret:      ref,
+		WorkspaceID: string(s.Data[intunedv1alpha1.CredentialsKeyWorkspaceID]),
+		APIKey:      string(s.Data[intunedv1alpha1.CredentialsKeyAPIKey]),
+		BaseURL:     string(s.Data[intunedv1alpha1.CredentialsKeyBaseURL]),
+	}
+	for key, v := range map[string]string{
+		intunedv1alpha1.CredentialsKeyWorkspaceID: c.WorkspaceID,
+		intunedv1alpha1.CredentialsKeyAPIKey:      c.APIKey,
+	} {
+		if v == "" {
+			return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
+				fmt.Sprintf("credentials Secret %s has no key %q", ref, key))
+		}
+	}
+	return c, nil
+}
+
+// clientCache holds one Intuned client per distinct credentials. All of
+// them share the reconciler's Pacer and Metrics, so the per-path rate limit
+// holds across every IntunedJob of the manager.
+type clientCache struct {
+	mu      sync.Mutex
+	clients map[string]intuned.API
+}
+
+// maxCachedClients bounds the cache; past it the cache is simply emptied
+// (clients are cheap to rebuild; the Pacer that matters is shared anyway).
+const maxCachedClients = 256
+
+func (c *clientCache) get(creds Credentials, build func(Credentials) (intuned.API, error)) (intuned.API, error) {
+	key := creds.fingerprint()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if api, ok := c.clients[key]; ok {
+		return api, nil
+	}
+	api, err := build(creds)
+	if err != nil {
+		return nil, err
+	}
+	if c.clients == nil || len(c.clients) >= maxCachedClients {
+		c.clients = map[string]intuned.API{}
+	}
+	c.clients[key] = api
+	return api, nil
+}
+
+// newIntunedClient is the default client factory: the real client with the
+// reconciler's shared Pacer, Metrics and retry options.
+func (r *Reconciler) newIntunedClient(c Credentials) (intuned.API, error) {
+	cl, err := intuned.New(intuned.Options{
+		BaseURL:     c.BaseURL,
+		WorkspaceID: c.WorkspaceID,
+		APIKey:      c.APIKey,
+		Pacer:       r.Pacer,
+		Metrics:     r.Metrics,
+		Retry:       r.Retry,
+		UserAgent:   "intuned-operator",
+	})
+	if err != nil {
+		// intuned.New's errors name the base URL, never the key.
+		return nil, report.Stalled(intunedv1alpha1.ReasonCredentialsInvalid,
+			fmt.Sprintf("credentials Secret %s: %v", c.Secret, err))
+	}
+	return cl, nil
+}
+
+// apiFor returns the (cached) client for creds.
+func (r *Reconciler) apiFor(creds Credentials) (intuned.API, error) {
+	build := r.NewClient
+	if build == nil {
+		build = r.newIntunedClient
+	}
+	return r.clients.get(creds, build)
+}

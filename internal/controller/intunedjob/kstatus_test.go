@@ -1,0 +1,121 @@
+package intunedjob
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/controllertest"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+)
+
+// TestIntunedJobKstatus drives the real reconciler (envtest + the simulator
+// over HTTP) into each state an IntunedJob reaches and checks the status a
+// GitOps tool computes from it with the kstatus library: InProgress while
+// working or waiting, Current when done, Failed when a human must act,
+// Terminating while the finalizer cannot finish.
+func TestIntunedJobKstatus(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	ctx := context.Background()
+	jobsRoute := intunedsim.APIPrefix + "/{ws}/projects/{p}/jobs"
+
+	tests := []struct {
+		name string
+		// reach brings the object named name into the state and returns it
+		// as stored once it is there.
+		reach func(name string) *intunedv1alpha1.IntunedJob
+		want  status.Status
+	}{
+		{"creating", func(name string) *intunedv1alpha1.IntunedJob {
+			// Intuned takes its time to answer the create: the create intent
+			// is recorded (Reconciling) before the call.
+			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + jobsRoute, LatencyMS: 3000, Times: 1}})
+			defer f.sim.SetFaults(nil)
+			f.create(f.newJob(name))
+			return f.waitCondition(name, intunedv1alpha1.ConditionReconciling, metav1.ConditionTrue, intunedv1alpha1.ReasonProgressing)
+		}, status.InProgressStatus},
+		{"intuned-400", func(name string) *intunedv1alpha1.IntunedJob {
+			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + jobsRoute, Status: 400, ErrorRate: 1}})
+			defer f.sim.SetFaults(nil)
+			f.create(f.newJob(name))
+			return f.waitCondition(name, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonInvalidSpec)
+		}, status.FailedStatus},
+		{"synced", func(name string) *intunedv1alpha1.IntunedJob {
+			f.create(f.newJob(name))
+			return f.waitReady(name)
+		}, status.CurrentStatus},
+		{"paused", func(name string) *intunedv1alpha1.IntunedJob {
+			f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = true }))
+			j := f.waitReady(name)
+			if j.Status.JobState != intunedv1alpha1.JobStatePaused {
+				t.Errorf("Ready with job state %s, want PAUSED", j.Status.JobState)
+			}
+			return j
+		}, status.CurrentStatus},
+		{"bad-credentials", func(name string) *intunedv1alpha1.IntunedJob {
+			f.createSecret("wrong-key-"+name, map[string]string{
+				intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
+				intunedv1alpha1.CredentialsKeyAPIKey:      "not-the-key",
+				intunedv1alpha1.CredentialsKeyBaseURL:     f.sim.APIBase,
+			})
+			f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.CredentialsRef.Name = "wrong-key-" + name }))
+			return f.waitCondition(name, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonCredentialsInvalid)
+		}, status.FailedStatus},
+		{"receiver-not-ready", func(name string) *intunedv1alpha1.IntunedJob {
+			whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "not-ready"}}
+			if err := controllertest.Client().Create(ctx, whr); err != nil {
+				t.Fatal(err)
+			}
+			f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) {
+				j.Spec.Sink.Webhook.URL = ""
+				j.Spec.Sink.Webhook.ReceiverRef = &intunedv1alpha1.LocalObjectReference{Name: "not-ready"}
+			}))
+			return f.waitCondition(name, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverNotReady)
+		}, status.InProgressStatus},
+		{"synced-runs-unreadable", func(name string) *intunedv1alpha1.IntunedJob {
+			// Synced and Ready mean different things: Intuned holds the
+			// spec, but the reconcile could not finish.
+			f.create(f.newJob(name))
+			f.waitReady(name)
+			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "GET " + jobsRoute + "/{jobId}/runs", Status: 500, ErrorRate: 1}})
+			defer f.sim.SetFaults(nil)
+			j := f.waitCondition(name, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSyncFailed)
+			if !meta.IsStatusConditionTrue(j.Status.Conditions, intunedv1alpha1.ConditionSynced) {
+				t.Errorf("Synced is not True while only the JobRuns are unreadable: %v", j.Status.Conditions)
+			}
+			return j
+		}, status.InProgressStatus},
+		{"deleting", func(name string) *intunedv1alpha1.IntunedJob {
+			f.create(f.newJob(name))
+			f.waitReady(name)
+			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "DELETE", Status: 500, ErrorRate: 1}})
+			defer f.sim.SetFaults(nil)
+			if err := controllertest.Client().Delete(ctx, f.get(name)); err != nil {
+				t.Fatal(err)
+			}
+			var j *intunedv1alpha1.IntunedJob
+			f.eventually(30*time.Second, func() string {
+				j = f.get(name)
+				if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c == nil || c.Reason != intunedv1alpha1.ReasonDeletionBlocked {
+					return "Ready does not say DeletionBlocked yet"
+				}
+				return ""
+			})
+			return j
+		}, status.TerminatingStatus},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			j := tc.reach("ks-" + tc.name)
+			if got := controllertest.Kstatus(t, j); got != tc.want {
+				t.Errorf("kstatus = %s, want %s; conditions %v", got, tc.want, j.Status.Conditions)
+			}
+		})
+	}
+}

@@ -1,0 +1,121 @@
+package intunedjob
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+)
+
+// This file reads what an IntunedJob's spec points at: header, S3 and proxy
+// Secrets and the WebhookReceiver of the link. The values go into
+// resolvedRefs and from there only into the request sent to Intuned.
+
+// receiverTokenKey is the key of the receiver's token Secret holding the
+// current token (the WebhookReceiver controller owns that Secret).
+const receiverTokenKey = intunedv1alpha1.TokenSecretKeyToken
+
+// resolveRefs reads every Secret and the WebhookReceiver the spec references.
+// A missing Secret or key is reported as SecretNotFound; a missing receiver
+// as ReceiverNotFound; a receiver that is not Ready, has no URL or no token
+// yet as ReceiverNotReady. All of these wait for a watch event.
+func (r *Reconciler) resolveRefs(ctx context.Context, job *intunedv1alpha1.IntunedJob) (resolvedRefs, error) {
+	var refs resolvedRefs
+	if s := job.Spec.Sink; s != nil && s.Webhook != nil {
+		for _, h := range s.Webhook.HeadersFrom {
+			v, err := r.secretValue(ctx, job.Namespace, h.SecretKeyRef.Name, h.SecretKeyRef.Key)
+			if err != nil {
+				return refs, err
+			}
+			if refs.Headers == nil {
+				refs.Headers = map[string]string{}
+			}
+			refs.Headers[h.Name] = v
+		}
+		if rr := s.Webhook.ReceiverRef; rr != nil {
+			url, token, err := r.receiverLink(ctx, job.Namespace, rr.Name)
+			if err != nil {
+				return refs, err
+			}
+			refs.ReceiverURL, refs.ReceiverToken = url, token
+		}
+	}
+	if s := job.Spec.Sink; s != nil && s.S3 != nil {
+		name := s.S3.CredentialsSecretRef.Name
+		var err error
+		if refs.S3AccessKeyID, err = r.secretValue(ctx, job.Namespace, name, intunedv1alpha1.S3KeyAccessKeyID); err != nil {
+			return refs, err
+		}
+		if refs.S3SecretAccessKey, err = r.secretValue(ctx, job.Namespace, name, intunedv1alpha1.S3KeySecretAccessKey); err != nil {
+			return refs, err
+		}
+	}
+	if p := job.Spec.ProxyFrom; p != nil {
+		v, err := r.secretValue(ctx, job.Namespace, p.Name, p.Key)
+		if err != nil {
+			return refs, err
+		}
+		refs.Proxy = v
+	}
+	return refs, nil
+}
+
+// secretValue returns one non-empty key of a Secret in namespace.
+func (r *Reconciler) secretValue(ctx context.Context, namespace, name, key string) (string, error) {
+	var s corev1.Secret
+	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", report.WaitFor(intunedv1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", namespace, name))
+		}
+		return "", err
+	}
+	v := s.Data[key]
+	if len(v) == 0 {
+		return "", report.WaitFor(intunedv1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s has no key %q", namespace, name, key))
+	}
+	return string(v), nil
+}
+
+// receiverLink returns the URL and token of a WebhookReceiver, or why the
+// job must wait for it. Nothing is pushed to Intuned until the receiver is
+// Ready and both are known, so Intuned never gets an unreachable URL.
+func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string) (url, token string, err error) {
+	var whr intunedv1alpha1.WebhookReceiver
+	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &whr); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", "", report.WaitFor(intunedv1alpha1.ReasonReceiverNotFound,
+				fmt.Sprintf("WebhookReceiver %s not found in namespace %s", name, namespace))
+		}
+		return "", "", err
+	}
+	notReady := func(why string) error {
+		return report.WaitFor(intunedv1alpha1.ReasonReceiverNotReady, fmt.Sprintf("WebhookReceiver %s %s; waiting before pushing the sink to Intuned", name, why))
+	}
+	switch {
+	case !meta.IsStatusConditionTrue(whr.Status.Conditions, intunedv1alpha1.ConditionReady):
+		return "", "", notReady("is not Ready")
+	case whr.Status.URL == "":
+		return "", "", notReady("has no status.url yet")
+	case whr.Status.TokenSecretName == "":
+		return "", "", notReady("has no token Secret yet")
+	}
+	var s corev1.Secret
+	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: whr.Status.TokenSecretName}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", "", notReady("token Secret " + whr.Status.TokenSecretName + " does not exist yet")
+		}
+		return "", "", err
+	}
+	tok := string(s.Data[receiverTokenKey])
+	if tok == "" {
+		return "", "", notReady(fmt.Sprintf("token Secret %s has no key %q yet", whr.Status.TokenSecretName, receiverTokenKey))
+	}
+	return whr.Status.URL, tok, nil
+}

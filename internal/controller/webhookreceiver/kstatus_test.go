@@ -1,0 +1,100 @@
+package webhookreceiver
+
+import (
+	"context"
+	"testing"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/controllertest"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+)
+
+// TestWebhookReceiverKstatusAndEvents walks a WebhookReceiver through the
+// states it reaches and checks, for each, the status a GitOps tool computes
+// (kstatus) and the Event a user sees.
+func TestWebhookReceiverKstatusAndEvents(t *testing.T) {
+	f := newWHRFixture(t)
+	whr := f.receiver("ks", intunedv1alpha1.WebhookReceiverSpec{
+		Storage: &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
+			DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "ks-dsn", Key: "dsn"},
+		}},
+	})
+	steps := []struct {
+		name      string
+		receiver  string
+		do        func()
+		reason    string // of Ready
+		want      status.Status
+		wantEvent string // an Event reason now recorded for the receiver
+	}{
+		{"DSN Secret missing", "ks", func() {}, intunedv1alpha1.ReasonSecretNotFound, status.InProgressStatus, intunedv1alpha1.ReasonSecretNotFound},
+		{"workload not ready", "ks", func() {
+			f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ks-dsn"}, StringData: map[string]string{"dsn": "postgres://u:p@db/x"}})
+		}, intunedv1alpha1.ReasonWorkloadNotReady, status.InProgressStatus, intunedv1alpha1.ReasonWorkloadNotReady},
+		{"ready", "ks", func() {
+			f.update(whr, func() { whr.Spec.ExternalURL = "https://tunnel.example.com/in" })
+			f.setDeploymentAvailable("ks", true)
+		}, intunedv1alpha1.ReasonAvailable, status.CurrentStatus, ""},
+		{"token rotated", "ks", func() {
+			f.update(whr, func() { whr.Annotations = map[string]string{intunedv1alpha1.AnnotationRotateToken: "r1"} })
+		}, intunedv1alpha1.ReasonAvailable, status.CurrentStatus, "TokenRotated"},
+		{"invalid name", "invalid.name", func() {
+			f.receiver("invalid.name", intunedv1alpha1.WebhookReceiverSpec{})
+		}, intunedv1alpha1.ReasonInvalidSpec, status.FailedStatus, intunedv1alpha1.ReasonInvalidSpec},
+		{"name conflict", "taken", func() {
+			f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "taken-token"}, StringData: map[string]string{"token": "users"}})
+			f.receiver("taken", intunedv1alpha1.WebhookReceiverSpec{})
+		}, intunedv1alpha1.ReasonResourceConflict, status.FailedStatus, intunedv1alpha1.ReasonResourceConflict},
+	}
+	for _, s := range steps {
+		s.do()
+		var w *intunedv1alpha1.WebhookReceiver
+		if s.wantEvent == "TokenRotated" {
+			// Staged for 200ms, then swapped: Ready stays Available.
+			f.eventually(func() string {
+				if !whrHasEvent(t, f.ns, s.receiver, s.wantEvent) {
+					return "no TokenRotated Event yet"
+				}
+				return ""
+			})
+		}
+		ready := metav1.ConditionFalse
+		if s.want == status.CurrentStatus {
+			ready = metav1.ConditionTrue
+		}
+		w = f.waitReady(s.receiver, ready, s.reason)
+		if got := controllertest.Kstatus(t, w); got != s.want {
+			t.Errorf("%s: kstatus = %s, want %s; conditions %v", s.name, got, s.want, w.Status.Conditions)
+		}
+		if s.wantEvent != "" {
+			f.eventually(func() string {
+				if !whrHasEvent(t, f.ns, s.receiver, s.wantEvent) {
+					return s.name + ": no " + s.wantEvent + " Event"
+				}
+				return ""
+			})
+		}
+	}
+}
+
+// whrHasEvent reports whether an Event with reason exists for the named
+// object.
+func whrHasEvent(t *testing.T, ns, name, reason string) bool {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := controllertest.Client().List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatalf("list events: %v", err)
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,111 @@
+package webhookreceiver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/resources"
+)
+
+// DefaultVolumeCheckInterval is how often the free space of a ready SQLite receiver is read.
+const DefaultVolumeCheckInterval = time.Minute
+
+// receiverMetrics reads a receiver's /metrics through its Service.
+func (r *Reconciler) receiverMetrics(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) ([]byte, error) {
+	if r.ReceiverMetrics != nil {
+		return r.ReceiverMetrics(ctx, whr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("http://%s.%s.svc:%d/metrics", resources.ChildName(whr), whr.Namespace, resources.HTTPPort)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, res.Status)
+	}
+	return io.ReadAll(io.LimitReader(res.Body, 4<<20))
+}
+
+func (r *Reconciler) volumeCheckInterval() time.Duration {
+	if r.VolumeCheckInterval > 0 {
+		return r.VolumeCheckInterval
+	}
+	return DefaultVolumeCheckInterval
+}
+
+// checkVolume sets intunedv1alpha1.ConditionVolumeNearlyFull from the receiver's metrics and emits a Warning Event
+// when the volume becomes nearly full or full. A receiver whose metrics cannot be read gets the
+// condition Unknown; that never fails the reconcile.
+func (r *Reconciler) checkVolume(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) {
+	cond := metav1.Condition{Type: intunedv1alpha1.ConditionVolumeNearlyFull, ObservedGeneration: whr.Generation}
+	text, err := r.receiverMetrics(ctx, whr)
+	var g map[string]float64
+	if err == nil {
+		g = gauges(text)
+	}
+	_, haveNear := g["receiver_store_volume_near_full"]
+	switch {
+	case err != nil || !haveNear:
+		why := "the receiver exports no receiver_store_volume_near_full"
+		if err != nil {
+			why = err.Error()
+		}
+		cond.Status, cond.Reason = metav1.ConditionUnknown, intunedv1alpha1.ReasonVolumeMetricsUnreadable
+		cond.Message = "cannot read the receiver's /metrics: " + why
+	case g["receiver_store_volume_full"] == 1:
+		cond.Status, cond.Reason = metav1.ConditionTrue, intunedv1alpha1.ReasonVolumeFull
+		cond.Message = "the SQLite volume is full: the receiver refuses deliveries (503 store_full) until spec.storage.sqlite.size is grown; " + space(g)
+	case g["receiver_store_volume_near_full"] == 1:
+		cond.Status, cond.Reason = metav1.ConditionTrue, intunedv1alpha1.ReasonVolumeNearlyFull
+		cond.Message = "the SQLite volume is nearly full: grow spec.storage.sqlite.size before deliveries are refused; " + space(g)
+	default:
+		cond.Status, cond.Reason = metav1.ConditionFalse, intunedv1alpha1.ReasonVolumeSpaceAvailable
+		cond.Message = space(g)
+	}
+	old := meta.FindStatusCondition(whr.Status.Conditions, intunedv1alpha1.ConditionVolumeNearlyFull)
+	if cond.Status == metav1.ConditionTrue && (old == nil || old.Status != cond.Status || old.Reason != cond.Reason) {
+		report.Event(r.Recorder, whr, "Warning", "Volume"+cond.Reason, "CheckVolume", cond.Message)
+	}
+	meta.SetStatusCondition(&whr.Status.Conditions, cond)
+}
+
+func space(g map[string]float64) string {
+	return fmt.Sprintf("%d MiB free of %d MiB", int64(g["receiver_store_volume_free_bytes"])>>20,
+		int64(g["receiver_store_volume_capacity_bytes"])>>20)
+}
+
+// gauges parses the unlabelled samples of a Prometheus text exposition.
+func gauges(text []byte) map[string]float64 {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") || strings.Contains(f[0], "{") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+			out[f[0]] = v
+		}
+	}
+	return out
+}
