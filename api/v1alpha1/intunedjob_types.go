@@ -542,7 +542,16 @@ type JobAuthSession struct {
 	CreateAttempts *int32 `json:"createAttempts,omitempty"`
 }
 
-// IntunedJobStatus is the observed state of the Job on Intuned.
+// IntunedJobStatus is the status of an IntunedJob: the outcome of the last
+// reconcile (conditions, observedGeneration, workspaceId, jobId); what
+// Intuned last reported about the Job (jobState, nextRunTime, lastRunTime,
+// lastJobRun, lastSyncTime, sink); and what the operator remembers to act
+// right across reconciles and restarts (managed, createRequestedAt,
+// lastApplied, lastHandledTrigger, lastTriggeredJobRunId, lastTriggerTime):
+// intents recorded before an external call, ownership and the digests of
+// its last write. Losing those would repeat a trigger, orphan a create or
+// rewrite a normalised field forever. The JSON is flat; in Go the last two
+// groups are IntunedJobObservation and IntunedJobMemory.
 type IntunedJobStatus struct {
 	// Conditions: Ready, Synced and Stalled (see the Condition* and Reason*
 	// constants of this package).
@@ -563,6 +572,13 @@ type IntunedJobStatus struct {
 	// +optional
 	JobID string `json:"jobId,omitempty"`
 
+	IntunedJobObservation `json:",inline"`
+	IntunedJobMemory      `json:",inline"`
+}
+
+// IntunedJobObservation is what Intuned last reported about the Job (and
+// the sink the operator resolved and Intuned accepted).
+type IntunedJobObservation struct {
 	// JobState is the Job's state on Intuned: ACTIVE or PAUSED.
 	// +optional
 	JobState JobState `json:"jobState,omitempty"`
@@ -578,6 +594,44 @@ type IntunedJobStatus struct {
 	// LastJobRun summarises the most recent JobRun.
 	// +optional
 	LastJobRun *JobRunSummary `json:"lastJobRun,omitempty"`
+
+	// LastSyncTime is when the Job was last read from Intuned and compared
+	// with the spec.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// Sink is the sink as resolved by the operator.
+	// +optional
+	Sink *SinkStatus `json:"sink,omitempty"`
+}
+
+// IntunedJobMemory is what the operator remembers to act right across
+// reconciles and restarts: the create and trigger intents (persisted before
+// the call), whether this object owns the Job, and the digests of its last
+// write.
+type IntunedJobMemory struct {
+	// Managed is true once this object created the Job on Intuned or adopted
+	// it (spec.adopt). A Job with this id that exists on Intuned while Managed
+	// is false belongs to someone else and is left alone unless spec.adopt
+	// is true.
+	// +optional
+	Managed bool `json:"managed,omitempty"`
+
+	// CreateRequestedAt is the create intent: set, and persisted, just
+	// before the operator asks Intuned to create the Job; cleared once the
+	// answer is known. A Job found on Intuned while it is set (the answer
+	// was lost: a timeout, a 5xx, a restart of the operator) is taken as
+	// this object's own, without spec.adopt, only if Intuned created it at
+	// or after this time and it holds exactly the spec that was sent.
+	// +optional
+	CreateRequestedAt *metav1.Time `json:"createRequestedAt,omitempty"`
+
+	// LastApplied remembers the last Job the operator wrote to Intuned (or
+	// found already equal to the spec) and what Intuned returned right
+	// after, so that a field Intuned rewrites (normalises) never causes a
+	// write on every poll: the same answer for the same spec is in sync.
+	// +optional
+	LastApplied *AppliedRecord `json:"lastApplied,omitempty"`
 
 	// LastHandledTrigger is the last value of the intuned.io/trigger
 	// annotation that was handled. It is written before the trigger call so
@@ -600,38 +654,6 @@ type IntunedJobStatus struct {
 	// retried.
 	// +optional
 	LastTriggerTime *metav1.Time `json:"lastTriggerTime,omitempty"`
-
-	// Managed is true once this object created the Job on Intuned or adopted
-	// it (spec.adopt). A Job with this id that exists on Intuned while Managed
-	// is false belongs to someone else and is left alone unless spec.adopt
-	// is true.
-	// +optional
-	Managed bool `json:"managed,omitempty"`
-
-	// CreateRequestedAt is the create intent: set, and persisted, just
-	// before the operator asks Intuned to create the Job; cleared once the
-	// answer is known. A Job found on Intuned while it is set (the answer
-	// was lost: a timeout, a 5xx, a restart of the operator) is taken as
-	// this object's own, without spec.adopt, only if Intuned created it at
-	// or after this time and it holds exactly the spec that was sent.
-	// +optional
-	CreateRequestedAt *metav1.Time `json:"createRequestedAt,omitempty"`
-
-	// LastSyncTime is when the Job was last read from Intuned and compared
-	// with the spec.
-	// +optional
-	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
-
-	// Sink is the sink as resolved by the operator.
-	// +optional
-	Sink *SinkStatus `json:"sink,omitempty"`
-
-	// LastApplied remembers the last Job the operator wrote to Intuned (or
-	// found already equal to the spec) and what Intuned returned right
-	// after, so that a field Intuned rewrites (normalises) never causes a
-	// write on every poll: the same answer for the same spec is in sync.
-	// +optional
-	LastApplied *AppliedRecord `json:"lastApplied,omitempty"`
 }
 
 // AppliedRecord identifies a write and its outcome by digests (keyed
