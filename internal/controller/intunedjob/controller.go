@@ -109,10 +109,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	return report.Result(f, r.pollInterval(job))
 }
 
-// sync observes the Job on Intuned and makes it match the spec. synced
-// reports whether Intuned holds the spec; err is nil when, beyond that, the
-// Job is paused, triggered and refreshed as asked.
+// sync reads the Job on Intuned and makes it match the spec: read the
+// facts, then let the planner pick each next action and execute it (see
+// plan.go). synced reports whether Intuned holds the spec; err is nil
+// when, beyond that, the Job is paused, triggered and refreshed as asked.
 func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob) (synced bool, err error) {
+	// Read.
 	creds, err := r.credentials(ctx, job)
 	if err != nil {
 		return false, err
@@ -133,67 +135,53 @@ func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *
 	if err != nil {
 		return false, err
 	}
-
-	project, id := job.Spec.Project, job.EffectiveJobID()
-	observed, err := getJob(ctx, api, project, id)
-	state := intuned.JobStateActive
-	created := false
-	// notice is an outcome that is reported (Synced=False) but does not
-	// stop the rest of the sync: the Job exists, so pause/resume, trigger
-	// and the JobRun status still work.
-	var notice error
-	switch {
-	case intuned.IsNotFound(err):
-		if err := r.create(ctx, status, api, job, desired); err != nil {
-			return false, err
-		}
-		created = true
-		// An empty ServerDigest marks Intuned's answer as not seen yet
-		// (see converge), until the read-back below records it.
-		job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: intuned.SpecDigest(creds.APIKey, desired)}
-		// Read back at once: the create's answer has only the id, and
-		// status (nextRunTime, what Intuned made of the spec) should be
-		// right when a user looks, not one poll interval later.
-		after, err := getJob(ctx, api, project, id)
-		if err != nil {
-			return true, asTransient(err)
-		}
-		job.Status.LastApplied = appliedRecord(creds.APIKey, desired, after)
-		observeJob(job, after)
-		state = after.State
-	case err != nil:
+	remote, err := getJob(ctx, api, job.Spec.Project, job.EffectiveJobID())
+	if err != nil && !intuned.IsNotFound(err) {
 		return false, err
-	default:
-		if !job.Status.Managed {
-			if err := r.claimExisting(job, desired, observed); err != nil {
-				return false, err
-			}
-		}
-		current, n, err := r.converge(ctx, api, job, creds.APIKey, desired, observed)
-		if err != nil {
-			return false, err
-		}
-		notice = n
-		observeJob(job, current)
-		state = current.State
 	}
+	x := &executor{r: r, api: api, status: status, key: creds.APIKey, facts: facts{
+		job:     job,
+		desired: desired,
+		digest:  func(s intuned.UpdateJobRequest) string { return intuned.SpecDigest(creds.APIKey, s) },
+		remote:  remote,
+		now:     time.Now(),
+		done:    map[action]bool{},
+	}}
+
+	// Plan and execute: first make Intuned hold the spec...
+	var notice *report.Failure
+	for {
+		p := planSync(x.facts)
+		if p.stop != nil {
+			return false, p.stop
+		}
+		if p.next == actNone {
+			if p.remember != nil {
+				job.Status.LastApplied = p.remember
+			}
+			notice = p.notice
+			break
+		}
+		if err := x.execute(ctx, p.next); err != nil {
+			// A create that Intuned accepted holds the spec even when
+			// reading it back failed.
+			return x.created, err
+		}
+	}
+	observeJob(job, x.remote)
 	r.recordSink(job, refs)
 	synced = notice == nil
 
-	if err := r.pauseOrResume(ctx, api, job, state); err != nil {
-		return synced, err
-	}
-	triggered, err := r.trigger(ctx, status, api, job)
-	if err != nil {
-		return synced, err
-	}
-	// A Job created just now has no runs yet: no need to list them.
-	if !created || triggered {
-		if err := r.refreshLastRun(ctx, api, job); err != nil {
+	// ... then its state, a new trigger and the newest JobRun.
+	for next := planFollowUp(x.facts); next != actNone; next = planFollowUp(x.facts) {
+		if err := x.execute(ctx, next); err != nil {
 			return synced, err
 		}
 	}
-	return synced, notice
+	if notice != nil {
+		return synced, notice
+	}
+	return synced, nil
 }
 
 // getJob reads a Job. The SDK's Get Job schema has payload optional; when
@@ -233,50 +221,6 @@ func (r *Reconciler) recordSink(job *intunedv1alpha1.IntunedJob, refs resolvedRe
 		st.TokenFingerprint = token.Fingerprint(refs.ReceiverToken)
 	}
 	job.Status.Sink = st
-}
-
-// pauseOrResume makes the Job's state match spec.paused.
-func (r *Reconciler) pauseOrResume(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob, state intuned.JobState) error {
-	project, id := job.Spec.Project, job.EffectiveJobID()
-	switch {
-	case job.Spec.Paused && state != intuned.JobStatePaused:
-		if err := api.PauseJob(ctx, project, id); err != nil {
-			return asTransient(err)
-		}
-		r.event(job, "Normal", "Paused", "Pause", fmt.Sprintf("Paused Job %s on Intuned", id))
-		job.Status.JobState = intunedv1alpha1.JobStatePaused
-		job.Status.NextRunTime = nil
-	case !job.Spec.Paused && state == intuned.JobStatePaused:
-		if err := api.ResumeJob(ctx, project, id); err != nil {
-			return asTransient(err)
-		}
-		r.event(job, "Normal", "Resumed", "Resume", fmt.Sprintf("Resumed Job %s on Intuned", id))
-		job.Status.JobState = intunedv1alpha1.JobStateActive
-		// Read back: Intuned computes the next run anew on resume.
-		after, err := getJob(ctx, api, project, id)
-		if err != nil {
-			return asTransient(err)
-		}
-		observeJob(job, after)
-	}
-	return nil
-}
-
-// refreshLastRun reads the newest JobRun into status.lastJobRun.
-func (r *Reconciler) refreshLastRun(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) error {
-	runs, err := api.ListJobRuns(ctx, job.Spec.Project, job.EffectiveJobID(),
-		intuned.ListRunsOptions{PageSize: 1, SortBy: "start_time,desc"})
-	if err != nil {
-		return asTransient(err)
-	}
-	if len(runs.JobRuns) == 0 {
-		job.Status.LastJobRun = nil
-		return nil
-	}
-	prev := job.Status.LastJobRun
-	job.Status.LastJobRun = runSummary(runs.JobRuns[0])
-	r.reportRunEnd(job, prev, runs.JobRuns[0])
-	return nil
 }
 
 // reportRunEnd records a Warning Event, once, when the last JobRun ends

@@ -23,7 +23,7 @@ import (
 //  2. Call CreateJob once. Success, or a definite refusal, clears the
 //     intent. A 409 means someone else's Job appeared since we looked:
 //     the intent is cleared so it is never taken for ours.
-//  3. Verify (claimExisting, on a later reconcile): a Job found while the
+//  3. Verify (planSync's actClaimCreated, on a later reconcile): a Job found while the
 //     intent is set is ours only if Intuned created it at or after the
 //     intent (less createClockSkew) and it holds exactly the spec we send.
 //     Anything else is someone else's Job: AlreadyExists until spec.adopt.
@@ -36,17 +36,21 @@ import (
 // Job's created_at from Intuned's (and is stored to the second).
 const createClockSkew = 30 * time.Second
 
-// create creates the Job on Intuned (steps 1 and 2).
-func (r *Reconciler) create(ctx context.Context, status *report.StatusPatch, api intuned.API, job *intunedv1alpha1.IntunedJob, desired intuned.UpdateJobRequest) error {
+// create creates the Job on Intuned (steps 1 and 2) and reads it back: the
+// create's answer has only the id, and status (nextRunTime, what Intuned
+// made of the spec) should be right when a user looks, not one poll
+// interval later.
+func (x *executor) create(ctx context.Context) error {
+	job := x.job
 	project, id := job.Spec.Project, job.EffectiveJobID()
 	job.Status.CreateRequestedAt = report.Now()
 	report.Progress(&job.Status.Conditions, job.Generation, intunedv1alpha1.ReasonProgressing,
 		"creating Job "+id+" in project "+project+" on Intuned")
-	if err := status.Persist(ctx, job); err != nil {
+	if err := x.status.Persist(ctx, job); err != nil {
 		return err // conflict: a newer object exists; the retry reads it
 	}
 
-	_, err := api.CreateJob(ctx, project, createRequest(id, desired))
+	_, err := x.api.CreateJob(ctx, project, createRequest(id, x.desired))
 	if err == nil || !intuned.IsAmbiguous(err) {
 		job.Status.CreateRequestedAt = nil // the answer is known
 	}
@@ -64,41 +68,24 @@ func (r *Reconciler) create(ctx context.Context, status *report.StatusPatch, api
 	if job.Status.Managed {
 		verb = "Recreated" // deleted on Intuned behind our back
 	}
-	r.event(job, "Normal", verb, "Create", fmt.Sprintf("%s Job %s in project %s on Intuned", verb, id, project))
+	x.r.event(job, "Normal", verb, "Create", fmt.Sprintf("%s Job %s in project %s on Intuned", verb, id, project))
+	x.created = true
 	job.Status.Managed = true
 	job.Status.JobState = intunedv1alpha1.JobStateActive
 	// Nothing observed of an earlier Job (deleted behind our back) is
 	// true of this one.
 	job.Status.NextRunTime, job.Status.LastRunTime, job.Status.LastJobRun = nil, nil, nil
-	return nil
-}
+	// An empty ServerDigest marks Intuned's answer as not seen yet (see
+	// appliedAfterUpdate), until the read-back records it.
+	job.Status.LastApplied = &intunedv1alpha1.AppliedRecord{SpecDigest: x.digest(x.desired)}
 
-// claimExisting decides about a Job on Intuned this object does not manage
-// yet (step 3): it becomes managed when this object's recorded create made
-// it, or when spec.adopt says to take it over.
-func (r *Reconciler) claimExisting(job *intunedv1alpha1.IntunedJob, desired intuned.UpdateJobRequest, observed *intuned.Job) error {
-	project, id := job.Spec.Project, job.EffectiveJobID()
-	switch {
-	case createdByThisObject(job, desired, observed):
-		r.event(job, "Normal", "Created", "Create", fmt.Sprintf(
-			"Created Job %s in project %s on Intuned (the answer to the create was lost; the Job is the one this object asked for)", id, project))
-	case job.Spec.Adopt:
-		r.event(job, "Normal", "Adopted", "Adopt", fmt.Sprintf("Took over the existing Job %s on Intuned", id))
-	default:
-		return report.WaitFor(intunedv1alpha1.ReasonAlreadyExists, fmt.Sprintf(
-			"a Job %q already exists in project %s and was not created by this object; set spec.adopt: true to take it over (it will be overwritten with this spec)", id, project))
+	after, err := getJob(ctx, x.api, project, id)
+	if err != nil {
+		return asTransient(err)
 	}
-	job.Status.Managed = true
-	job.Status.CreateRequestedAt = nil
+	job.Status.LastApplied = appliedRecord(x.key, x.desired, after)
+	x.remote = after
 	return nil
-}
-
-// createdByThisObject reports whether observed is the Job this object's
-// recorded create asked for: created since the intent, with our spec.
-func createdByThisObject(job *intunedv1alpha1.IntunedJob, desired intuned.UpdateJobRequest, observed *intuned.Job) bool {
-	at := job.Status.CreateRequestedAt
-	return at != nil && !observed.CreatedAt.IsZero() &&
-		!observed.CreatedAt.Before(at.Add(-createClockSkew)) && inSync(desired, observed)
 }
 
 // intunedWriteError maps an error from CreateJob/UpdateJob: 400 means

@@ -41,38 +41,28 @@ func (c Credentials) fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// credentialsSecret returns which Secret holds job's credentials: its own
-// credentialsRef, or the manager-wide default. ok is false when neither is set.
-func (r *Reconciler) credentialsSecret(job *intunedv1alpha1.IntunedJob) (types.NamespacedName, bool) {
-	return job.CredentialsSecret(r.DefaultCredentials)
-}
-
-// credentialsSecretOf is job's credentialsRef, else the manager-wide default
-// def; ok is false when neither is set. Both controllers that read or guard
-// credentials ask it, so they agree on which Secret a job uses.
-func credentialsSecretOf(job *intunedv1alpha1.IntunedJob, def types.NamespacedName) (types.NamespacedName, bool) {
-	if ref := job.Spec.CredentialsRef; ref != nil {
-		return types.NamespacedName{Namespace: job.Namespace, Name: ref.Name}, true
-	}
-	return def, def.Name != ""
-}
-
 // credentials reads job's credentials Secret. Missing Secrets or keys are
 // reported with reason CredentialsNotFound; the Secret watch re-queues the
 // job when the Secret appears.
 func (r *Reconciler) credentials(ctx context.Context, job *intunedv1alpha1.IntunedJob) (Credentials, error) {
-	ref, ok := r.credentialsSecret(job)
+	ref, ok := job.CredentialsSecret(r.DefaultCredentials)
 	if !ok {
 		return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
 			"spec.credentialsRef is not set and the manager has no default credentials Secret")
 	}
-	var s corev1.Secret
-	if err := r.Get(ctx, ref, &s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
-				fmt.Sprintf("credentials Secret %s not found", ref))
-		}
+	s, err := r.secret(ctx, ref)
+	if err != nil {
 		return Credentials{}, err
+	}
+	return credentialsFrom(ref, s)
+}
+
+// credentialsFrom reads the credentials out of Secret s (nil: it does not
+// exist) named ref.
+func credentialsFrom(ref types.NamespacedName, s *corev1.Secret) (Credentials, error) {
+	if s == nil {
+		return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
+			fmt.Sprintf("credentials Secret %s not found", ref))
 	}
 	c := Credentials{
 		Secret:      ref,
@@ -80,16 +70,25 @@ func (r *Reconciler) credentials(ctx context.Context, job *intunedv1alpha1.Intun
 		APIKey:      string(s.Data[intunedv1alpha1.CredentialsKeyAPIKey]),
 		BaseURL:     string(s.Data[intunedv1alpha1.CredentialsKeyBaseURL]),
 	}
-	for key, v := range map[string]string{
-		intunedv1alpha1.CredentialsKeyWorkspaceID: c.WorkspaceID,
-		intunedv1alpha1.CredentialsKeyAPIKey:      c.APIKey,
-	} {
-		if v == "" {
+	for _, key := range []string{intunedv1alpha1.CredentialsKeyWorkspaceID, intunedv1alpha1.CredentialsKeyAPIKey} {
+		if len(s.Data[key]) == 0 {
 			return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
 				fmt.Sprintf("credentials Secret %s has no key %q", ref, key))
 		}
 	}
 	return c, nil
+}
+
+// secret reads a Secret; nil when it does not exist.
+func (r *Reconciler) secret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	var s corev1.Secret
+	if err := r.Get(ctx, key, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return &s, nil
 }
 
 // clientCache holds one Intuned client per distinct credentials. All of

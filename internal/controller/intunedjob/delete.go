@@ -76,15 +76,8 @@ func (r *Reconciler) deleteOnIntuned(ctx context.Context, job *intunedv1alpha1.I
 // an Event, and schedules the next attempt.
 func (r *Reconciler) reportDeletionBlocked(ctx context.Context, job *intunedv1alpha1.IntunedJob, err error) (ctrl.Result, error) {
 	f := r.failureOf(job, err)
-	msg := fmt.Sprintf("Job %s is still on Intuned and this object is kept until it is deleted there: %s. "+
-		"Fix that and deletion continues; or leave the Job on Intuned and let this object go: "+
-		`kubectl patch intunedjob %s -n %s --type merge -p '{"spec":{"deletionPolicy":"Orphan"}}'`,
-		job.EffectiveJobID(), f.Message, job.Name, job.Namespace)
-	blocked := &report.Failure{Kind: f.Kind, Reason: intunedv1alpha1.ReasonDeletionBlocked, Message: msg}
-	if f.Kind == report.NeedsUser {
-		blocked.Kind = report.Terminal // nothing happens until a human acts
-	}
-	r.event(job, "Warning", intunedv1alpha1.ReasonDeletionBlocked, "Delete", msg)
+	blocked := deletionBlocked(job, f)
+	r.event(job, "Warning", intunedv1alpha1.ReasonDeletionBlocked, "Delete", blocked.Message)
 
 	status := report.StartStatusPatch(r.Client, job)
 	report.Failed(&job.Status.Conditions, job.Generation, blocked)
@@ -94,4 +87,19 @@ func (r *Reconciler) reportDeletionBlocked(ctx context.Context, job *intunedv1al
 		return ctrl.Result{}, patchErr
 	}
 	return report.Result(f, min(r.pollInterval(job), blockedDeletionRetry))
+}
+
+// deletionBlocked is the condition of a deletion that failed with f: what
+// is missing, and how to force it. One that waits for a human is Stalled:
+// nothing happens until they act.
+func deletionBlocked(job *intunedv1alpha1.IntunedJob, f *report.Failure) *report.Failure {
+	msg := fmt.Sprintf("Job %s is still on Intuned and this object is kept until it is deleted there: %s. "+
+		"Fix that and deletion continues; or leave the Job on Intuned and let this object go: "+
+		`kubectl patch intunedjob %s -n %s --type merge -p '{"spec":{"deletionPolicy":"Orphan"}}'`,
+		job.EffectiveJobID(), f.Message, job.Name, job.Namespace)
+	blocked := &report.Failure{Kind: f.Kind, Reason: intunedv1alpha1.ReasonDeletionBlocked, Message: msg}
+	if f.Kind == report.NeedsUser {
+		blocked.Kind = report.Terminal
+	}
+	return blocked
 }

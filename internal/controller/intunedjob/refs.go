@@ -69,12 +69,18 @@ func (r *Reconciler) resolveRefs(ctx context.Context, job *intunedv1alpha1.Intun
 
 // secretValue returns one non-empty key of a Secret in namespace.
 func (r *Reconciler) secretValue(ctx context.Context, namespace, name, key string) (string, error) {
-	var s corev1.Secret
-	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", report.WaitFor(intunedv1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", namespace, name))
-		}
+	s, err := r.secret(ctx, types.NamespacedName{Namespace: namespace, Name: name})
+	if err != nil {
 		return "", err
+	}
+	return valueFrom(namespace, name, key, s)
+}
+
+// valueFrom is key of Secret namespace/name (s; nil: it does not exist),
+// or why the job must wait for it.
+func valueFrom(namespace, name, key string, s *corev1.Secret) (string, error) {
+	if s == nil {
+		return "", report.WaitFor(intunedv1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", namespace, name))
 	}
 	v := s.Data[key]
 	if len(v) == 0 {
@@ -90,10 +96,25 @@ func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string) (
 	var whr intunedv1alpha1.WebhookReceiver
 	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &whr); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", "", report.WaitFor(intunedv1alpha1.ReasonReceiverNotFound,
-				fmt.Sprintf("WebhookReceiver %s not found in namespace %s", name, namespace))
+			return receiverLinkFrom(namespace, name, nil, nil)
 		}
 		return "", "", err
+	}
+	var tokenSecret *corev1.Secret
+	if whr.Status.TokenSecretName != "" {
+		if tokenSecret, err = r.secret(ctx, types.NamespacedName{Namespace: namespace, Name: whr.Status.TokenSecretName}); err != nil {
+			return "", "", err
+		}
+	}
+	return receiverLinkFrom(namespace, name, &whr, tokenSecret)
+}
+
+// receiverLinkFrom decides the link from the WebhookReceiver namespace/name
+// (whr; nil: it does not exist) and its token Secret (nil: none yet).
+func receiverLinkFrom(namespace, name string, whr *intunedv1alpha1.WebhookReceiver, tokenSecret *corev1.Secret) (url, token string, err error) {
+	if whr == nil {
+		return "", "", report.WaitFor(intunedv1alpha1.ReasonReceiverNotFound,
+			fmt.Sprintf("WebhookReceiver %s not found in namespace %s", name, namespace))
 	}
 	notReady := func(why string) error {
 		return report.WaitFor(intunedv1alpha1.ReasonReceiverNotReady, fmt.Sprintf("WebhookReceiver %s %s; waiting before pushing the sink to Intuned", name, why))
@@ -105,15 +126,10 @@ func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string) (
 		return "", "", notReady("has no status.url yet")
 	case whr.Status.TokenSecretName == "":
 		return "", "", notReady("has no token Secret yet")
+	case tokenSecret == nil:
+		return "", "", notReady("token Secret " + whr.Status.TokenSecretName + " does not exist yet")
 	}
-	var s corev1.Secret
-	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: whr.Status.TokenSecretName}, &s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", "", notReady("token Secret " + whr.Status.TokenSecretName + " does not exist yet")
-		}
-		return "", "", err
-	}
-	tok := string(s.Data[receiverTokenKey])
+	tok := string(tokenSecret.Data[receiverTokenKey])
 	if tok == "" {
 		return "", "", notReady(fmt.Sprintf("token Secret %s has no key %q yet", whr.Status.TokenSecretName, receiverTokenKey))
 	}

@@ -93,18 +93,27 @@ func (r *Reconciler) jobsMatching(ctx context.Context, index, value string, opts
 	return reqs
 }
 
-// checkConflict reports Conflict when another IntunedJob, created earlier
-// (ties broken by namespace/name), claims the same Job on Intuned. The
-// earlier one keeps managing it; this one writes nothing. Objects being
-// deleted no longer claim anything.
+// checkConflict reports Conflict when another IntunedJob claims the same
+// Job on Intuned before this one (see conflictWith).
 func (r *Reconciler) checkConflict(ctx context.Context, job *intunedv1alpha1.IntunedJob) error {
 	key := index.ClaimKey(job.Status.WorkspaceID, job.Spec.Project, job.EffectiveJobID())
 	var jobs intunedv1alpha1.IntunedJobList
 	if err := r.List(ctx, &jobs, client.MatchingFields{index.IntunedJobClaim: key}); err != nil {
 		return err
 	}
-	for i := range jobs.Items {
-		other := &jobs.Items[i]
+	if f := conflictWith(job, jobs.Items); f != nil {
+		return f
+	}
+	return nil
+}
+
+// conflictWith is Conflict when one of claimants (the IntunedJobs that
+// claim the same Job on Intuned as job), created earlier (ties broken by
+// namespace/name), still claims it. The earlier one keeps managing it;
+// this one writes nothing. Objects being deleted no longer claim anything.
+func conflictWith(job *intunedv1alpha1.IntunedJob, claimants []intunedv1alpha1.IntunedJob) *report.Failure {
+	for i := range claimants {
+		other := &claimants[i]
 		if other.UID == job.UID || other.DeletionTimestamp != nil || !claimedBefore(other, job) {
 			continue
 		}

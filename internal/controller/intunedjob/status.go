@@ -35,7 +35,7 @@ func asSyncError(err error, secretName string) *report.Failure {
 // failureOf is asSyncError for job, naming job's credentials Secret.
 func (r *Reconciler) failureOf(job *intunedv1alpha1.IntunedJob, err error) *report.Failure {
 	secretName := ""
-	if ref, ok := r.credentialsSecret(job); ok {
+	if ref, ok := job.CredentialsSecret(r.DefaultCredentials); ok {
 		secretName = ref.String()
 	}
 	return asSyncError(err, secretName)

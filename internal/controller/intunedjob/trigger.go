@@ -47,72 +47,47 @@ const (
 //     verified on a later reconcile: a MANUAL JobRun started since the claim
 //     is recorded as its run; only when none has appeared is it claimed and
 //     called again.
-func (r *Reconciler) trigger(ctx context.Context, status *report.StatusPatch, api intuned.API, job *intunedv1alpha1.IntunedJob) (bool, error) {
+func (x *executor) trigger(ctx context.Context) error {
+	job := x.job
 	want := job.Annotations[intunedv1alpha1.AnnotationTrigger]
-	if want == "" {
-		return false, nil
-	}
-	if want == job.Status.LastHandledTrigger {
-		if !triggerPending(job) {
-			return false, nil
-		}
-		run, err := r.findTriggeredRun(ctx, api, job)
-		if err != nil {
-			return false, asTransient(err)
-		}
-		if run != "" {
-			job.Status.LastTriggeredJobRunID = run
-			r.event(job, "Normal", "Triggered", "Trigger", fmt.Sprintf("Triggered Job %s (trigger %q): JobRun %s (recovered)", job.EffectiveJobID(), want, run))
-			return true, nil
-		}
-		if time.Since(job.Status.LastTriggerTime.Time) < triggerVerifyDelay {
-			return false, nil // nextPoll comes back once the delay has passed
-		}
-		// No JobRun: the earlier call never reached Intuned. Send it again.
-	}
-	if err := r.writeTrigger(ctx, status, job, want, report.Now()); err != nil {
-		return false, err // conflict: a newer object exists; retry reads it
+	if err := writeTrigger(ctx, x.status, job, want, report.Now()); err != nil {
+		return err // conflict: a newer object exists; retry reads it
 	}
 
 	id := job.EffectiveJobID()
-	resp, err := api.TriggerJob(ctx, job.Spec.Project, id)
+	resp, err := x.api.TriggerJob(ctx, job.Spec.Project, id)
 	switch {
 	case err == nil:
 		job.Status.LastTriggeredJobRunID = resp.JobRunID
+		x.runStarted = true
 		if job.Spec.Paused {
-			r.event(job, "Normal", "TriggeredWhilePaused", "Trigger", fmt.Sprintf(
+			x.r.event(job, "Normal", "TriggeredWhilePaused", "Trigger", fmt.Sprintf(
 				"Triggered Job %s (trigger %q): JobRun %s; the Job is paused, so the run waits until it is resumed (spec.paused: false)",
 				id, want, resp.JobRunID))
-			return true, nil
+			return nil
 		}
-		r.event(job, "Normal", "Triggered", "Trigger", fmt.Sprintf("Triggered Job %s (trigger %q): JobRun %s", id, want, resp.JobRunID))
-		return true, nil
+		x.r.event(job, "Normal", "Triggered", "Trigger", fmt.Sprintf("Triggered Job %s (trigger %q): JobRun %s", id, want, resp.JobRunID))
 	case triggerRefused(err):
-		if err := r.writeTrigger(ctx, status, job, want, nil); err != nil {
-			return false, err // still pending: verified and sent again
+		if err := writeTrigger(ctx, x.status, job, want, nil); err != nil {
+			return err // still pending: verified and sent again
 		}
-		r.event(job, "Warning", "TriggerFailed", "Trigger",
+		x.r.event(job, "Warning", "TriggerFailed", "Trigger",
 			fmt.Sprintf("Intuned refused trigger %q of Job %s; it will not be retried (set a new intuned.io/trigger value to try again): %v", want, id, err))
 	default:
-		r.event(job, "Warning", "TriggerUnknown", "Trigger",
+		x.r.event(job, "Warning", "TriggerUnknown", "Trigger",
 			fmt.Sprintf("Outcome of trigger %q of Job %s is unknown; it will be verified and sent again only if no JobRun started: %v", want, id, err))
 	}
-	return false, nil
+	return nil
 }
 
 // writeTrigger sets the trigger fields of status (the handled value, no
 // JobRun id, pending since at) and persists them at once, with optimistic
 // locking, so a stale cached object can never claim a value twice.
-func (r *Reconciler) writeTrigger(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob, value string, at *metav1.Time) error {
+func writeTrigger(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob, value string, at *metav1.Time) error {
 	job.Status.LastHandledTrigger = value
 	job.Status.LastTriggeredJobRunID = ""
 	job.Status.LastTriggerTime = at
 	return status.Persist(ctx, job)
-}
-
-// triggerPending reports whether the handled trigger's outcome is unknown.
-func triggerPending(job *intunedv1alpha1.IntunedJob) bool {
-	return job.Status.LastTriggerTime != nil && job.Status.LastTriggeredJobRunID == ""
 }
 
 // triggerRefused reports whether Intuned answered the trigger with a
@@ -124,13 +99,15 @@ func triggerRefused(err error) bool {
 		!intuned.IsRateLimited(err)
 }
 
-// findTriggeredRun returns the id of the newest MANUAL JobRun that started
-// at or after the pending trigger's claim (less triggerClockSkew), or "".
-func (r *Reconciler) findTriggeredRun(ctx context.Context, api intuned.API, job *intunedv1alpha1.IntunedJob) (string, error) {
-	runs, err := api.ListJobRuns(ctx, job.Spec.Project, job.EffectiveJobID(),
+// findTriggeredRun looks for the JobRun of a pending trigger: the newest
+// MANUAL JobRun that started at or after the trigger's claim (less
+// triggerClockSkew). Found, it is recorded as the trigger's run.
+func (x *executor) findTriggeredRun(ctx context.Context) error {
+	job := x.job
+	runs, err := x.api.ListJobRuns(ctx, job.Spec.Project, job.EffectiveJobID(),
 		intuned.ListRunsOptions{PageSize: triggerRunsPage, SortBy: "start_time,desc"})
 	if err != nil {
-		return "", err
+		return asTransient(err)
 	}
 	since := job.Status.LastTriggerTime.Add(-triggerClockSkew)
 	for _, run := range runs.JobRuns {
@@ -139,8 +116,12 @@ func (r *Reconciler) findTriggeredRun(ctx context.Context, api intuned.API, job 
 			started = run.CreatedAt.Time
 		}
 		if run.Type == intuned.JobRunManual && !started.Before(since) {
-			return run.ID, nil
+			job.Status.LastTriggeredJobRunID = run.ID
+			x.runStarted = true
+			x.r.event(job, "Normal", "Triggered", "Trigger", fmt.Sprintf("Triggered Job %s (trigger %q): JobRun %s (recovered)",
+				job.EffectiveJobID(), job.Status.LastHandledTrigger, run.ID))
+			return nil
 		}
 	}
-	return "", nil
+	return nil
 }
