@@ -18,7 +18,7 @@ import (
 // next to docs/intuned-api.md.
 
 // resolvedRefs are the values the spec points at, read by the reconciler
-// (see intunedjob_refs.go). Everything in here except ReceiverURL is secret.
+// (see refs.go). Everything in here except ReceiverURL is secret.
 type resolvedRefs struct {
 	// Headers are the sink.webhook.headersFrom values by header name.
 	Headers map[string]string
