@@ -34,7 +34,7 @@ func (r *Reconciler) finalize(ctx context.Context, job *intunedv1alpha1.IntunedJ
 	if !controllerutil.ContainsFinalizer(job, intunedv1alpha1.Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	if job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan && job.Status.Managed && !job.Spec.Suspend {
+	if planDeletion(job) == actDelete {
 		if err := r.deleteOnIntuned(ctx, job); err != nil {
 			return r.reportDeletionBlocked(ctx, job, err)
 		}
@@ -46,10 +46,9 @@ func (r *Reconciler) finalize(ctx context.Context, job *intunedv1alpha1.IntunedJ
 	return ctrl.Result{}, nil
 }
 
-// deleteOnIntuned deletes the Job on Intuned; nil means it is gone (or can
-// never be deleted through the API, which an Event says).
+// deleteOnIntuned reads the credentials and has the executor delete the
+// Job on Intuned.
 func (r *Reconciler) deleteOnIntuned(ctx context.Context, job *intunedv1alpha1.IntunedJob) error {
-	id := job.EffectiveJobID()
 	creds, err := r.credentials(ctx, job)
 	if err != nil {
 		return err
@@ -58,13 +57,22 @@ func (r *Reconciler) deleteOnIntuned(ctx context.Context, job *intunedv1alpha1.I
 	if err != nil {
 		return err
 	}
-	switch err := api.DeleteJob(ctx, job.Spec.Project, id); {
+	x := &executor{r: r, api: api, facts: facts{job: job, done: map[action]bool{}}}
+	return x.execute(ctx, actDelete)
+}
+
+// delete deletes the Job on Intuned; nil means it is gone (or can never be
+// deleted through the API, which an Event says).
+func (x *executor) delete(ctx context.Context) error {
+	job := x.job
+	id := job.EffectiveJobID()
+	switch err := x.api.DeleteJob(ctx, job.Spec.Project, id); {
 	case err == nil || intuned.IsNotFound(err):
-		r.event(job, "Normal", "Deleted", "Delete", fmt.Sprintf("Deleted Job %s on Intuned", id))
+		x.r.event(job, "Normal", "Deleted", "Delete", fmt.Sprintf("Deleted Job %s on Intuned", id))
 		return nil
 	case intuned.IsManagedInCode(err):
 		// No retry can delete it: say so and let the object go.
-		r.event(job, "Warning", "DeleteRefused", "Delete", "Job "+id+
+		x.r.event(job, "Warning", "DeleteRefused", "Delete", "Job "+id+
 			" was left on Intuned: it is defined in code (origin CODE) and Intuned refuses to delete it through the API; remove it from the project's job files and deploy. Intuned said: "+apiMessage(err))
 		return nil
 	default:

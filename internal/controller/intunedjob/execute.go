@@ -48,6 +48,8 @@ func (x *executor) execute(ctx context.Context, a action) error {
 		return x.trigger(ctx)
 	case actRefreshRun:
 		return x.refreshLastRun(ctx)
+	case actDelete:
+		return x.delete(ctx)
 	}
 	return fmt.Errorf("unknown action %q", a)
 }

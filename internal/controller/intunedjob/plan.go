@@ -47,6 +47,8 @@ const (
 	actTrigger action = "Trigger"
 	// actRefreshRun reads the newest JobRun into status.
 	actRefreshRun action = "RefreshRun"
+	// actDelete deletes the Job on Intuned (the object is being deleted).
+	actDelete action = "Delete"
 )
 
 // facts are everything a decision depends on.
@@ -165,6 +167,16 @@ func planFollowUp(f facts) action {
 	// A Job created just now has no runs yet: no need to list them.
 	if !f.done[actRefreshRun] && (!f.done[actCreate] || f.runStarted) {
 		return actRefreshRun
+	}
+	return actNone
+}
+
+// planDeletion decides what an IntunedJob being deleted does to its Job on
+// Intuned: delete it, unless deletionPolicy is Orphan, the Job is not this
+// object's (AlreadyExists, Conflict), or spec.suspend forbids every call.
+func planDeletion(job *intunedv1alpha1.IntunedJob) action {
+	if job.Spec.DeletionPolicy != intunedv1alpha1.DeletionPolicyOrphan && job.Status.Managed && !job.Spec.Suspend {
+		return actDelete
 	}
 	return actNone
 }

@@ -33,6 +33,7 @@ import (
 func TestPlanner(t *testing.T) {
 	t.Run("sync", testPlanSync)
 	t.Run("follow-up", testPlanFollowUp)
+	t.Run("deletion", testPlanDeletion)
 	t.Run("conditions", testConditions)
 	t.Run("covers every action and reason", testCoverage)
 }
@@ -260,6 +261,33 @@ func testPlanFollowUp(t *testing.T) {
 	}
 }
 
+func testPlanDeletion(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*intunedv1alpha1.IntunedJob)
+		want   action
+	}{
+		{"ours: delete it", nil, actDelete},
+		{"ours, deletionPolicy Orphan: leave it", func(j *intunedv1alpha1.IntunedJob) { j.Spec.DeletionPolicy = intunedv1alpha1.DeletionPolicyOrphan }, actNone},
+		{"someone else's: never touched", func(j *intunedv1alpha1.IntunedJob) { j.Status.Managed = false }, actNone},
+		{"suspended: no call at all", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true }, actNone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			job := desiredTestJob(nil)
+			job.Status.Managed = true
+			if tt.mutate != nil {
+				tt.mutate(job)
+			}
+			got := planDeletion(job)
+			seenActions[got] = true
+			if got != tt.want {
+				t.Errorf("planDeletion = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 // TestAppliedAfterUpdate: what a write leaves in status.lastApplied decides
 // whether the next poll writes again.
 func TestAppliedAfterUpdate(t *testing.T) {
@@ -426,7 +454,7 @@ func wantCondition(t *testing.T, job *intunedv1alpha1.IntunedJob, typ string, st
 // this package's code names was produced by the tables above.
 func testCoverage(t *testing.T) {
 	for _, a := range []action{actNone, actCreate, actClaimCreated, actAdopt, actUpdate, actPause, actResume,
-		actFindTriggeredRun, actTrigger, actRefreshRun} {
+		actFindTriggeredRun, actTrigger, actRefreshRun, actDelete} {
 		if !seenActions[a] {
 			t.Errorf("no planner row produces action %q", a)
 		}
