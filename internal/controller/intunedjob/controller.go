@@ -64,9 +64,9 @@ type Reconciler struct {
 	clients clientCache
 }
 
-// Reconcile brings one IntunedJob's Job on Intuned to its spec: observe
-// (the object, its credentials and references, the Job on Intuned), decide
-// and act (create / update / pause / trigger), report (one status patch).
+// Reconcile brings one IntunedJob's Job on Intuned to its spec: the
+// finalizer first, then sync (read, plan, execute: see plan.go), then
+// report (the conditions, in one status patch).
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	job := &intunedv1alpha1.IntunedJob{}
 	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
@@ -136,7 +136,10 @@ func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *
 		return false, err
 	}
 	remote, err := getJob(ctx, api, job.Spec.Project, job.EffectiveJobID())
-	if err != nil && !intuned.IsNotFound(err) {
+	switch {
+	case intuned.IsNotFound(err):
+		remote = nil // Intuned has no such Job
+	case err != nil:
 		return false, err
 	}
 	x := &executor{r: r, api: api, status: status, key: creds.APIKey, facts: facts{
