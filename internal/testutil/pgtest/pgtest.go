@@ -22,7 +22,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -261,7 +260,10 @@ var shared struct {
 // from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-func Main(m *testing.M) int {
+//
+// It takes the few methods it uses of *testing.M and testing.TB (see NewDatabase), so that the
+// package links no testing: hack/bench-receiver uses Start.
+func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if shared.server != nil {
 		if err := shared.server.Stop(); err != nil {
@@ -274,7 +276,7 @@ func Main(m *testing.M) int {
 // NewDatabase returns the DSN of a fresh database on the shared server, starting the server on
 // first use (the package's TestMain must call Main so it is stopped). When PostgreSQL cannot run
 // here the test is skipped, or failed when CI=true.
-func NewDatabase(t testing.TB) string {
+func NewDatabase(t TB) string {
 	t.Helper()
 	shared.once.Do(func() {
 		shared.server, shared.err = Start(context.Background(), Options{})
@@ -290,6 +292,13 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	return dsn
+}
+
+// TB is the part of testing.TB that NewDatabase uses.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
 }
 
 func firstLine(err error) string {
