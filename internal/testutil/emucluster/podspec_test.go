@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // mapSource is an ObjectSource over fixed maps (the unit tests' API server).
@@ -256,9 +259,9 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bins := testBinaries(t)
-	port, _ := FreePort()
+	port, _ := proc.FreePort()
 	lay := Layout{PodDir: filepath.Join(dir, "pod"), PVCDir: filepath.Join(dir, "pvc")}
-	start := func() (*Process, *Plan) {
+	start := func() (*proc.Process, *Plan) {
 		p, err := PlanContainer(receiverPodSpec(), PodIdentity{Namespace: "ns", Name: "rcv-0", ClaimNames: map[string]string{"data": "data-rcv-0"}},
 			lay, Images{Binaries: map[string]string{"/receiver": bins.Receiver}}, tokenSource(), port)
 		if err != nil {
@@ -269,19 +272,19 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		proc, err := StartProcess(ProcSpec{Name: "receiver", Path: p.Path, Args: p.Args, Env: p.Env, Dir: p.Dir, LogFile: filepath.Join(dir, "rcv.log")})
+		process, err := proc.Start(proc.Spec{Name: "receiver", Path: p.Path, Args: p.Args, Env: p.Env, Dir: p.Dir, LogFile: filepath.Join(dir, "rcv.log")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { proc.Kill() })
-		if err := waitHTTPOK(ctx, "http://"+loopback(port)+p.ReadyPath, proc.Done()); err != nil {
-			t.Fatalf("%v\n%s", err, proc.LogTail(2000))
+		t.Cleanup(func() { process.Kill() })
+		if err := proc.WaitHTTPOK(ctx, "http://"+proc.Loopback(port)+p.ReadyPath, process.Done()); err != nil {
+			t.Fatalf("%v\n%s", err, process.LogTail(2000))
 		}
-		return proc, p
+		return process, p
 	}
-	proc, _ := start()
+	process, _ := start()
 	body := `{"workspaceId":"w","project":{"id":"p","name":"ecommerce-scraper-quickstart"},"projectJob":{"id":"job-1234"},"projectJobRun":{"id":"jr1"},"apiInfo":{"name":"list","parameters":{},"runId":"run-1","result":{"status":"completed","result":[],"statusCode":200}}}`
-	req, _ := http.NewRequest(http.MethodPost, "http://"+loopback(port)+"/webhooks/intuned", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+proc.Loopback(port)+"/webhooks/intuned", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer tok-1")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -292,9 +295,9 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST = %s", resp.Status)
 	}
-	proc.Kill()
+	process.Kill()
 	start()
-	raw, err := ReceiverClient{BaseURL: "http://" + loopback(port), ReadToken: "read-1"}.Raw(ctx, "run-1")
+	raw, err := flow.ReceiverClient{BaseURL: "http://" + proc.Loopback(port), ReadToken: "read-1"}.Raw(ctx, "run-1")
 	if err != nil {
 		t.Fatal(err)
 	}

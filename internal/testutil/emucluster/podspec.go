@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -160,7 +161,7 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 	if !declaresPort(&c, p.ContainerPort) {
 		return nil, fmt.Errorf("receiver listens on port %d but container %q declares ports %v", p.ContainerPort, c.Name, portNumbers(&c))
 	}
-	newListen := loopback(hostPort)
+	newListen := proc.Loopback(hostPort)
 	switch {
 	case where.arg >= 0:
 		args = setFlagAt(args, where, "listen-addr", newListen)
