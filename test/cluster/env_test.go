@@ -163,16 +163,7 @@ func (e *testEnv) PartitionReceiver(context.Context, *scenarios.Pair, bool) erro
 func (e *testEnv) PostgresDSN(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	cfg := e.kc.Config()
-	pg, err := pgtest.Start(ctx, pgtest.Options{ListenAddr: cfg.NodeIP, NetNS: "/run/netns/" + cfg.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	dsn, err := pg.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
+	return scenarios.StartPostgres(t, ctx, pgtest.Options{ListenAddr: cfg.NodeIP, NetNS: "/run/netns/" + cfg.Name})
 }
 
 // ExpectHealthy: the real node's failures show in the scenarios' own

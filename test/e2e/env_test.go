@@ -89,16 +89,7 @@ func (e *emuEnv) PostgresDSN(t *testing.T, ctx context.Context) string {
 		}
 		t.Fatal(err)
 	}
-	pg, err := pgtest.Start(ctx, pgtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pg.Stop() })
-	dsn, err := pg.CreateDatabase(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
+	return scenarios.StartPostgres(t, ctx, pgtest.Options{})
 }
 
 // ExpectHealthy fails the test if the kubelet could not run a receiver Pod

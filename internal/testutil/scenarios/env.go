@@ -17,6 +17,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
 )
 
 // ErrUnsupported is returned by an Env for a fault it cannot inject.
@@ -64,6 +65,22 @@ type Env interface {
 	// something go wrong that the scenario does not look at (a receiver
 	// Pod that could not run as specified, the manager exiting).
 	ExpectHealthy(t *testing.T)
+}
+
+// StartPostgres starts a PostgreSQL server with opts for this test (stopped
+// when it ends) and returns the DSN of a fresh database on it.
+func StartPostgres(t *testing.T, ctx context.Context, opts pgtest.Options) string {
+	t.Helper()
+	pg, err := pgtest.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	dsn, err := pg.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dsn
 }
 
 // Context is a context that ends after d or with the test.
