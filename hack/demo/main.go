@@ -2,7 +2,7 @@
 // machine (`make demo`): a local kube-apiserver and etcd with the operator's
 // CRDs and RBAC, intuned-sim standing in for Intuned, the operator as its own
 // process, and the receiver Pods it deploys run by a small local kubelet
-// (see test/e2e/harness). It applies config/samples, triggers the job,
+// (see internal/testutil/emucluster). It applies config/samples, triggers the job,
 // prints progress until every delivery is stored, then prints the commands
 // to look at the data, and stays up until Ctrl-C.
 package main

@@ -34,7 +34,7 @@ var (
 )
 
 // installManifests is config/default rendered by kustomize, split into
-// what the harness installs and what it runs itself.
+// what the emulated cluster installs and what it runs itself.
 type installManifests struct {
 	crds    []*apiextensionsv1.CustomResourceDefinition
 	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC (and admission policies, were config/default to render any)

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 func testBinaries(t *testing.T) Binaries {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "harness-bin-")
+		buildDir, buildErr = os.MkdirTemp("", "emucluster-bin-")
 		if buildErr != nil {
 			return
 		}
