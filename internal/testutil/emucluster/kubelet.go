@@ -282,17 +282,6 @@ func (s clientSource) SecretData(ns, name string) (map[string][]byte, error) {
 	return data, nil
 }
 
-func (s clientSource) ConfigMapData(ns, name string) (map[string]string, error) {
-	var cm corev1.ConfigMap
-	if err := s.c.Get(s.ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, name, ErrNotFound)
-		}
-		return nil, err
-	}
-	return cm.Data, nil
-}
-
 func (k *Kubelet) syncReplica(ctx context.Context, w *workload, d desiredWorkload, r *replica) {
 	src := clientSource{ctx: ctx, c: k.c}
 	k.mu.Lock()
@@ -363,8 +352,7 @@ func (k *Kubelet) startReplica(src ObjectSource, w *workload, d desiredWorkload,
 		}
 		r.hostPort = p
 	}
-	id := PodIdentity{Namespace: w.namespace, Name: r.pod, ServiceAccountName: d.template.Spec.ServiceAccountName,
-		Labels: d.template.Labels, ClaimNames: map[string]string{}}
+	id := PodIdentity{Namespace: w.namespace, Name: r.pod, ClaimNames: map[string]string{}}
 	for _, c := range d.claimNames {
 		id.ClaimNames[c] = fmt.Sprintf("%s-%s-%d", c, w.name, r.ordinal)
 	}
