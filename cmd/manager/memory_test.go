@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
@@ -79,8 +79,8 @@ func TestManagerMemoryIgnoresUnrelatedObjects(t *testing.T) {
 
 	m := startManagerProcess(t, bin, kubeconfig, filepath.Join(dir, "manager-1.log"))
 	waitReconciled(t, c, ns, "probe-1")
-	base := residentMemory(t, m.Process.Pid)
-	stopProcess(m)
+	base := residentMemory(t, m.Pid())
+	m.Kill()
 
 	start := time.Now()
 	if err := createNoise(ctx, c, ns); err != nil {
@@ -93,8 +93,8 @@ func TestManagerMemoryIgnoresUnrelatedObjects(t *testing.T) {
 	// controller runs, so once it reconciled a new object its caches are full.
 	m = startManagerProcess(t, bin, kubeconfig, filepath.Join(dir, "manager-2.log"))
 	waitReconciled(t, c, ns, "probe-2")
-	loaded := residentMemory(t, m.Process.Pid)
-	stopProcess(m)
+	loaded := residentMemory(t, m.Pid())
+	m.Kill()
 
 	t.Logf("manager RSS: %d MiB on an empty cluster, %d MiB with the unrelated objects (bound %d MiB)",
 		base>>20, loaded>>20, (base+rssMargin)>>20)
@@ -107,12 +107,11 @@ func TestManagerMemoryIgnoresUnrelatedObjects(t *testing.T) {
 // buildManager builds this command into dir.
 func buildManager(t *testing.T, dir string) string {
 	t.Helper()
-	bin := filepath.Join(dir, "manager")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	bins, err := proc.Build{Dir: dir, Packages: []string{"./cmd/manager"}}.Run(context.Background())
 	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	return bin
+	return bins[0]
 }
 
 // adminKubeconfig writes a kubeconfig of a cluster admin into dir.
@@ -135,29 +134,16 @@ func adminKubeconfig(t *testing.T, env *testenv.Env, dir string) string {
 
 // startManagerProcess starts the manager binary as it runs in a Pod, minus
 // leader election and the metrics and probe endpoints (not needed here).
-func startManagerProcess(t *testing.T, bin, kubeconfig, logFile string) *exec.Cmd {
+func startManagerProcess(t *testing.T, bin, kubeconfig, logFile string) *proc.Process {
 	t.Helper()
-	log, err := os.Create(logFile)
+	p, err := proc.Start(proc.Spec{Name: "manager", Path: bin, LogFile: logFile,
+		Args: []string{"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0"},
+		Env:  []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { log.Close() })
-	cmd := exec.Command(bin, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0")
-	cmd.Env = []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH")}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopProcess(cmd) })
-	return cmd
-}
-
-func stopProcess(cmd *exec.Cmd) {
-	if cmd.ProcessState != nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
+	t.Cleanup(p.Kill)
+	return p
 }
 
 // waitReconciled creates a WebhookReceiver and waits until the manager

@@ -3,16 +3,15 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 var binDir string
@@ -97,11 +97,12 @@ var buildOnce struct {
 func receiverBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildOnce.path = filepath.Join(binDir, "receiver")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
+		bins, err := proc.Build{Dir: binDir, Packages: []string{"./cmd/receiver"}}.Run(context.Background())
 		if err != nil {
-			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
+			buildOnce.err = err
+			return
 		}
+		buildOnce.path = bins[0]
 	})
 	if buildOnce.err != nil {
 		t.Fatal(buildOnce.err)
@@ -111,56 +112,38 @@ func receiverBinary(t *testing.T) string {
 
 // child is a receiver process.
 type child struct {
-	cmd  *exec.Cmd
-	url  string
-	log  *bytes.Buffer
-	done chan struct{}
+	*proc.Process
+	url string
+	log *bytes.Buffer
 }
 
 func startChild(t *testing.T, storeArgs []string, dir string) *child {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
 	os.WriteFile(filepath.Join(dir, "token"), []byte("tok"), 0o600)       //nolint:errcheck
 	os.WriteFile(filepath.Join(dir, "read-token"), []byte("rtok"), 0o600) //nolint:errcheck
 	args := append([]string{"--listen-addr", addr, "--token-file", filepath.Join(dir, "token"),
 		"--read-token-file", filepath.Join(dir, "read-token"), "--shutdown-grace", "10s"}, storeArgs...)
-	c := &child{cmd: exec.Command(receiverBinary(t), args...), url: "http://" + addr, log: &bytes.Buffer{}, done: make(chan struct{})}
-	c.cmd.Stderr = &syncWriter{w: c.log}
-	if err := c.cmd.Start(); err != nil {
+	c := &child{url: "http://" + addr, log: &bytes.Buffer{}}
+	c.Process, err = proc.Start(proc.Spec{Name: "receiver", Path: receiverBinary(t), Args: args, Tee: &syncWriter{w: c.log}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { c.cmd.Wait(); close(c.done) }() //nolint:errcheck // exit status read from ProcessState
 	t.Cleanup(func() {
-		c.cmd.Process.Kill() //nolint:errcheck // may have exited already
-		<-c.done
+		c.Kill()
 		if t.Failed() {
 			t.Logf("receiver log:\n%s", c.log)
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get(c.url + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return c
-			}
-		}
-		select {
-		case <-c.done:
-			t.Fatalf("receiver exited at start:\n%s", c.log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("receiver not ready:\n%s", c.log)
-		}
-		time.Sleep(20 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := proc.WaitHTTPOK(ctx, c.url+"/readyz", c.Done()); err != nil {
+		t.Fatalf("receiver not ready: %v\n%s", err, c.log)
 	}
+	return c
 }
 
 type syncWriter struct {
@@ -281,8 +264,7 @@ func TestCrashSafety(t *testing.T) {
 					time.Sleep(2 * time.Millisecond)
 				}
 				time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
-				c.cmd.Process.Signal(syscall.SIGKILL) //nolint:errcheck
-				<-c.done
+				c.Kill()
 				close(stop)
 				ok := wait()
 				total += len(ok)
@@ -294,8 +276,8 @@ func TestCrashSafety(t *testing.T) {
 						t.Fatalf("rep %d: %s was acknowledged but is not stored (acked %d)", rep, id, len(ok))
 					}
 				}
-				c2.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
-				<-c2.done
+				c2.Signal(syscall.SIGTERM)
+				<-c2.Done()
 			}
 			t.Logf("%d acknowledged deliveries survived 5 SIGKILLs", total)
 		})
@@ -315,12 +297,12 @@ func TestSIGTERMDrains(t *testing.T) {
 			for acked.Load() < 50 {
 				time.Sleep(2 * time.Millisecond)
 			}
-			c.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
-			<-c.done
+			c.Signal(syscall.SIGTERM)
+			<-c.Done()
 			close(stop)
 			ok := wait()
-			if code := c.cmd.ProcessState.ExitCode(); code != 0 {
-				t.Fatalf("exit code %d after SIGTERM", code)
+			if _, err := c.Exited(); err != nil {
+				t.Fatalf("after SIGTERM: %v, want exit code 0", err)
 			}
 			if !strings.Contains(c.log.String(), "receiver stopped cleanly") {
 				t.Errorf("no clean-stop log line")

@@ -44,7 +44,7 @@ func TestReadAPIMemoryBounded(t *testing.T) {
 			t.Fatalf("post %d: %d", i, res.StatusCode)
 		}
 	}
-	pid := c.cmd.Process.Pid
+	pid := c.Pid()
 	// Reset the peak so it measures the reads alone (writing 5 to clear_refs resets VmHWM).
 	resetOK := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0) == nil
 	base := peakRSS(t, pid)

@@ -29,14 +29,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -52,6 +50,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/procstat"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
@@ -119,12 +118,11 @@ func run(o options) error {
 		return err
 	}
 	fmt.Println("building cmd/manager ...")
-	bin := filepath.Join(tmp, "manager")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
-	build.Dir, build.Stdout, build.Stderr = testenv.RepoRoot(), os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
+	bins, err := proc.Build{Dir: tmp, Packages: []string{"./cmd/manager"}}.Run(ctx)
+	if err != nil {
 		return fmt.Errorf("build manager: %w", err)
 	}
+	bin := bins[0]
 
 	// ---- run 1: rate limit off ----
 	sim, err := startSim(intunedsim.Options{RateLimit: intunedsim.RateLimitOff, Seed: 1})
@@ -199,7 +197,7 @@ func run(o options) error {
 
 	// Steady state: a restarted manager re-reads every job (GetJob and
 	// ListJobRuns) and must write nothing; then it polls for -steady.
-	rss, err := procstat.PeakRSS(mgr.cmd.Process.Pid)
+	rss, err := procstat.PeakRSS(mgr.proc.Pid())
 	if err != nil {
 		return err
 	}
@@ -214,7 +212,7 @@ func run(o options) error {
 	time.Sleep(o.steady)
 	steadyCalls := sim.srv.Calls()
 	steadyWrites := sim.srv.WriteCalls()
-	if rss2, err := procstat.PeakRSS(mgr.cmd.Process.Pid); err == nil && rss2 > rss {
+	if rss2, err := procstat.PeakRSS(mgr.proc.Pid()); err == nil && rss2 > rss {
 		rss = rss2
 	}
 	mgr.stop()
@@ -520,75 +518,45 @@ func (w *syncWatcher) wait(n int, timeout time.Duration) error {
 
 // manager is the cmd/manager child process.
 type manager struct {
-	cmd  *exec.Cmd
+	proc *proc.Process
 	once sync.Once
 }
 
 func startManager(bin, kubeconfig, dir string, workers, rateLimit int) (*manager, error) {
-	probe, err := freePort()
+	probe, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	// The log stays after the run (in the system temp dir) for inspection.
-	logf, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("bench-operator-manager-ratelimit%d.log", rateLimit)))
-	if err != nil {
+	logFile := filepath.Join(os.TempDir(), fmt.Sprintf("bench-operator-manager-ratelimit%d.log", rateLimit))
+	if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
 		return nil, err
 	}
-	cmd := exec.Command(bin,
+	fmt.Printf("manager (rate limit %d/min) logs to %s\n", rateLimit, logFile)
+	p, err := proc.Start(proc.Spec{Name: "manager", Path: bin, LogFile: logFile, Args: []string{
 		"--kubeconfig", kubeconfig,
 		"--leader-elect=false",
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address", probe,
 		"--intunedjob-workers", strconv.Itoa(workers),
 		"--intuned-rate-limit", strconv.Itoa(rateLimit),
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	fmt.Printf("manager (rate limit %d/min) logs to %s\n", rateLimit, logf.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	}})
+	if err != nil {
 		return nil, err
 	}
-	m := &manager{cmd: cmd}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + probe + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return m, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			m.stop()
-			out, _ := os.ReadFile(logf.Name())
-			return nil, fmt.Errorf("manager not ready after 60s; log:\n%s", out)
-		}
-		time.Sleep(100 * time.Millisecond)
+	m := &manager{proc: p}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := proc.WaitHTTPOK(ctx, "http://"+probe+"/readyz", p.Done()); err != nil {
+		m.stop()
+		return nil, fmt.Errorf("manager not ready: %w; log:\n%s", err, p.LogTail(8000))
 	}
+	return m, nil
 }
 
 // stop sends SIGTERM and waits (SIGKILL after 20 s).
 func (m *manager) stop() {
-	m.once.Do(func() {
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = m.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	})
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	m.once.Do(func() { _ = m.proc.Stop(20 * time.Second) })
 }
 
 // cpuSnapshot is CPU seconds used so far by this process (client and

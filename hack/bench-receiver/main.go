@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,11 +40,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/procstat"
 )
 
@@ -112,7 +111,7 @@ type bench struct {
 // server is one case: a child process and what was measured against it.
 type server struct {
 	name      string
-	cmd       *exec.Cmd
+	proc      *proc.Process
 	base      string          // http://host:port
 	debug     string          // the receiver's --debug-addr (pprof) as http://host:port
 	lat       []time.Duration // 2xx latencies (-load go)
@@ -189,9 +188,9 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			if r == 0 && s.name == b.pprofCase {
 				profile = startProfile(s.debug, slice, b.pprofOut)
 			}
-			cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
+			cpu0 := procstat.CPUTime(s.proc.Pid())
 			w, err := b.saturate(s, fmt.Sprintf("%s-r%d", s.name, r), slice)
-			s.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
+			s.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
 			if err != nil {
 				return err
 			}
@@ -207,7 +206,7 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 		}
 	}
 	for _, s := range servers {
-		s.rssBytes, _ = procstat.PeakRSS(s.cmd.Process.Pid) // 0 if unreadable
+		s.rssBytes, _ = procstat.PeakRSS(s.proc.Pid()) // 0 if unreadable
 		after := scrape(s.base + "/metrics")
 		if n := after["receiver_commit_batch_size_count"] - s.before["receiver_commit_batch_size_count"]; n > 0 {
 			s.batch = (after["receiver_commit_batch_size_sum"] - s.before["receiver_commit_batch_size_sum"]) / n
@@ -236,9 +235,9 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			for _, s := range servers {
 				fmt.Fprintf(os.Stderr, "fixed rate %.0f req/s, round %d/%d: %s for %s ...\n", ph.rate, r+1, rounds, s.name, fslice)
 				f := &s.fixed[i]
-				cpu0 := procstat.CPUTime(s.cmd.Process.Pid)
+				cpu0 := procstat.CPUTime(s.proc.Pid())
 				b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
-				f.cpu += procstat.CPUTime(s.cmd.Process.Pid) - cpu0
+				f.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
 				s.settle()
 			}
 		}
@@ -291,11 +290,11 @@ func startProfile(debugBase string, d time.Duration, out string) func() error {
 
 // start launches the server for one case and waits until it answers.
 func (b *bench) start(name string) (*server, error) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	var cmd *exec.Cmd
+	var cmd []string
 	var debug string
 	switch name {
 	case "ceiling":
@@ -303,7 +302,7 @@ func (b *bench) start(name string) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		cmd = exec.Command(self, "-serve-ceiling", addr)
+		cmd = []string{self, "-serve-ceiling", addr}
 	case "sqlite", "postgres", "sqlite-base", "postgres-base":
 		bin, err := b.receiverBinary()
 		if err != nil {
@@ -317,7 +316,7 @@ func (b *bench) start(name string) (*server, error) {
 		}
 		args := []string{"--listen-addr", addr, "--token-file", filepath.Join(b.tmp, "token"), "--log-level", "error"}
 		if name == b.pprofCase {
-			daddr, err := freeAddr()
+			daddr, err := proc.FreeAddr()
 			if err != nil {
 				return nil, err
 			}
@@ -333,16 +332,18 @@ func (b *bench) start(name string) (*server, error) {
 			}
 			args = append(args, "--store", "postgres", "--postgres-dsn-file", dsnFile)
 		}
-		cmd = exec.Command(bin, args...)
+		cmd = append([]string{bin}, args...)
 	default:
 		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite, postgres, sqlite-base or postgres-base)", name)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	p, err := proc.Start(proc.Spec{Name: name, Path: cmd[0], Args: cmd[1:], Env: os.Environ(), Tee: os.Stderr})
+	if err != nil {
 		return nil, err
 	}
-	s := &server{name: name, cmd: cmd, base: "http://" + addr, debug: debug}
-	if err := waitUp(s.base + "/healthz"); err != nil {
+	s := &server{name: name, proc: p, base: "http://" + addr, debug: debug}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := proc.WaitHTTPOK(ctx, s.base+"/healthz", p.Done()); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -363,17 +364,7 @@ func (s *server) settle() {
 	}
 }
 
-func (s *server) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }() //nolint:errcheck
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		s.cmd.Process.Kill() //nolint:errcheck
-		<-done
-	}
-}
+func (s *server) stop() { _ = s.proc.Stop(30 * time.Second) }
 
 // receiverBinary builds cmd/receiver once (run from the repository root, as make does).
 func (b *bench) receiverBinary() (string, error) {
@@ -382,8 +373,8 @@ func (b *bench) receiverBinary() (string, error) {
 		return bin, nil
 	}
 	fmt.Fprintln(os.Stderr, "building cmd/receiver ...")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/receiver").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/receiver (run from the repository root): %v\n%s", err, out)
+	if _, err := (proc.Build{Dir: b.tmp, Packages: []string{"./cmd/receiver"}}).Run(context.Background()); err != nil {
+		return "", err
 	}
 	return bin, os.WriteFile(filepath.Join(b.tmp, "token"), []byte("bench-token"), 0o600)
 }
@@ -422,27 +413,6 @@ func scrape(url string) map[string]float64 {
 		}
 	}
 	return out
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-func waitUp(url string) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if res, err := http.Get(url); err == nil {
-			res.Body.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return errors.New("server did not come up")
 }
 
 // runID is the part of a runId after the run's prefix: the counter i, or with -random-run-ids 64

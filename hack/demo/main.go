@@ -2,7 +2,7 @@
 // machine (`make demo`): a local kube-apiserver and etcd with the operator's
 // CRDs and RBAC, intuned-sim standing in for Intuned, the operator as its own
 // process, and the receiver Pods it deploys run by a small local kubelet
-// (see test/e2e/harness). It applies config/samples, triggers the job,
+// (see internal/testutil/emucluster). It applies config/samples, triggers the job,
 // prints progress until every delivery is stored, then prints the commands
 // to look at the data, and stays up until Ctrl-C.
 package main
@@ -28,7 +28,11 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
-	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/emucluster"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
 type options struct {
@@ -68,7 +72,7 @@ func say(format string, args ...any) {
 
 func run(ctx context.Context, o options) error {
 	ctrllog.SetLogger(logr.Discard()) // envtest logs through controller-runtime; keep the output to ours
-	if _, err := harness.AssetsDir(); err != nil {
+	if _, err := testenv.AssetsDir(); err != nil {
 		say("envtest binaries missing: building them with hack/setup-envtest.sh (first time only, a few minutes)")
 		dir, err := setupEnvtest(ctx)
 		if err != nil {
@@ -92,11 +96,11 @@ func run(ctx context.Context, o options) error {
 	}
 
 	say("building manager, receiver and intuned-sim")
-	bins, err := harness.BuildBinaries(ctx, filepath.Join(o.dir, "bin"))
+	bins, err := emucluster.BuildBinaries(ctx, filepath.Join(o.dir, "bin"))
 	if err != nil {
 		return err
 	}
-	hopts := harness.Options{
+	hopts := emucluster.Options{
 		Dir:       o.dir,
 		Binaries:  &bins,
 		TimeScale: o.timeScale,
@@ -112,7 +116,7 @@ func run(ctx context.Context, o options) error {
 		hopts.ProcessOutput = os.Stdout
 	}
 	say("starting kube-apiserver, etcd, intuned-sim and the operator")
-	h, err := harness.Start(ctx, hopts)
+	h, err := emucluster.Start(ctx, hopts)
 	if err != nil {
 		return err
 	}
@@ -142,20 +146,21 @@ func run(ctx context.Context, o options) error {
 }
 
 // quickstart applies config/samples, triggers the job and follows it.
-func quickstart(ctx context.Context, h *harness.Harness, o options) error {
+func quickstart(ctx context.Context, h *emucluster.Cluster, o options) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	const ns = "default"
-	s, err := h.LoadSamples(ctx)
+	s, err := flow.LoadSamples(ctx, h.Kubectl)
 	if err != nil {
 		return err
 	}
-	port, err := harness.FreePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return err
 	}
 	ext := fmt.Sprintf("http://127.0.0.1:%d/webhooks/intuned", port)
-	s.ForLocalCluster(ns, h.Sim, ext)
+	s.UseSim(ns, h.Sim)
+	s.UseExternalURL(ext)
 	if err := h.CreateCredentials(ctx, ns, s.Credentials.Name); err != nil {
 		return err
 	}
@@ -171,7 +176,7 @@ func quickstart(ctx context.Context, h *harness.Harness, o options) error {
 
 	// Receiver Ready.
 	var whr intunedv1alpha1.WebhookReceiver
-	err = harness.Eventually(ctx, 200*time.Millisecond, "WebhookReceiver Ready", func(ctx context.Context) (bool, error) {
+	err = poll.Eventually(ctx, 200*time.Millisecond, "WebhookReceiver Ready", func(ctx context.Context) (bool, error) {
 		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: whrName}, &whr); err != nil {
 			return false, err
 		}
@@ -184,7 +189,7 @@ func quickstart(ctx context.Context, h *harness.Harness, o options) error {
 
 	// Job synced to Intuned.
 	var ij intunedv1alpha1.IntunedJob
-	err = harness.Eventually(ctx, 200*time.Millisecond, "IntunedJob Synced", func(ctx context.Context) (bool, error) {
+	err = poll.Eventually(ctx, 200*time.Millisecond, "IntunedJob Synced", func(ctx context.Context) (bool, error) {
 		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: jobName}, &ij); err != nil {
 			return false, err
 		}
@@ -196,22 +201,22 @@ func quickstart(ctx context.Context, h *harness.Harness, o options) error {
 	say("synced: Job %s exists on Intuned (intuned-sim) with its webhook sink → %s", ij.EffectiveJobID(), sinkURL(&ij))
 
 	trigger := strconv.FormatInt(time.Now().Unix(), 10)
-	if err := harness.Trigger(ctx, h.Client, ns, jobName, trigger); err != nil {
+	if err := flow.Trigger(ctx, h.Client, ns, jobName, trigger); err != nil {
 		return err
 	}
-	say("triggered: kubectl annotate ij %s %s=%s --overwrite", jobName, harness.AnnotationTrigger, trigger)
+	say("triggered: kubectl annotate ij %s %s=%s --overwrite", jobName, flow.AnnotationTrigger, trigger)
 
-	_, readToken, err := harness.ReceiverTokens(ctx, h.Client, ns, whrName)
+	_, readToken, err := flow.ReceiverTokens(ctx, h.Client, ns, whrName)
 	if err != nil {
 		return err
 	}
-	rc := harness.ReceiverClient{BaseURL: strings.TrimSuffix(ext, "/webhooks/intuned"), ReadToken: readToken}
+	rc := flow.ReceiverClient{BaseURL: strings.TrimSuffix(ext, "/webhooks/intuned"), ReadToken: readToken}
 	jobID := ij.EffectiveJobID()
 
 	var jobRun, finished string
 	lastN, lastTotal := -1, -1
-	var rep harness.DeliveryReport
-	err = harness.Eventually(ctx, 200*time.Millisecond, "JobRun finished and every delivery stored", func(ctx context.Context) (bool, error) {
+	var rep flow.DeliveryReport
+	err = poll.Eventually(ctx, 200*time.Millisecond, "JobRun finished and every delivery stored", func(ctx context.Context) (bool, error) {
 		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: jobName}, &ij); err != nil {
 			return false, err
 		}
@@ -228,7 +233,7 @@ func quickstart(ctx context.Context, h *harness.Harness, o options) error {
 		if jobRun == "" {
 			return false, nil
 		}
-		r, err := harness.CompareDeliveries(ctx, h.Sim, rc, jobID, jobRun)
+		r, err := flow.CompareDeliveries(ctx, h.Sim, rc, jobID, jobRun)
 		if err != nil {
 			return false, err
 		}
@@ -241,7 +246,7 @@ func quickstart(ctx context.Context, h *harness.Harness, o options) error {
 			}
 			lastN, lastTotal = r.Stored, r.Sent
 		}
-		if lr := ij.Status.LastJobRun; finished == "" && lr != nil && lr.ID == jobRun && terminal(lr.Status) {
+		if lr := ij.Status.LastJobRun; finished == "" && lr != nil && lr.ID == jobRun && flow.JobRunFinished(lr.Status) {
 			finished = lr.Status
 			say("JobRun %s finished: %s (%s payloads, %s successful, %s failed)", jobRun, lr.Status, num(lr.Payloads), num(lr.Successful), num(lr.Failed))
 		}
@@ -265,8 +270,6 @@ func sinkURL(ij *intunedv1alpha1.IntunedJob) string {
 	return "(status.sink not set)"
 }
 
-func terminal(s string) bool { return s == "COMPLETED" || s == "FAILURE" || s == "TERMINATED" }
-
 func num(p *int64) string {
 	if p == nil {
 		return "?"
@@ -274,7 +277,7 @@ func num(p *int64) string {
 	return strconv.FormatInt(*p, 10)
 }
 
-func printWhere(h *harness.Harness, ns, whr, tokenSecret, job, jobID string, rc harness.ReceiverClient) {
+func printWhere(h *emucluster.Cluster, ns, whr, tokenSecret, job, jobID string, rc flow.ReceiverClient) {
 	reps := h.Kubelet.ReceiverReplicas(ns, whr)
 	kc := "kubectl --kubeconfig " + h.Kubeconfig
 	if _, err := exec.LookPath("kubectl"); err != nil {
@@ -296,14 +299,14 @@ func printWhere(h *harness.Harness, ns, whr, tokenSecret, job, jobID string, rc 
 	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $READ_TOKEN\" '%s/v1/deliveries?job=%s'   # NDJSON, one line per Run\n", rc.BaseURL, jobID)
 	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $READ_TOKEN\" '%s/v1/deliveries/<runId>'     # one body, byte for byte\n", rc.BaseURL)
 	fmt.Fprintf(&b, "  curl -s %s/_sim/deliveries?jobId=%s   # what intuned-sim sent\n", h.Sim.URL, jobID)
-	fmt.Fprintf(&b, "  %s annotate ij %s %s=\"$(date +%%s)\" --overwrite   # run it again\n", kc, job, harness.AnnotationTrigger)
+	fmt.Fprintf(&b, "  %s annotate ij %s %s=\"$(date +%%s)\" --overwrite   # run it again\n", kc, job, flow.AnnotationTrigger)
 	fmt.Fprintf(&b, "\nLogs: %s\n", filepath.Join(h.Dir, "logs"))
 	fmt.Print(b.String())
 }
 
 // setupEnvtest runs hack/setup-envtest.sh, which prints the assets directory.
 func setupEnvtest(ctx context.Context) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(harness.RepoRoot(), "hack", "setup-envtest.sh"))
+	cmd := exec.CommandContext(ctx, filepath.Join(proc.RepoRoot(), "hack", "setup-envtest.sh"))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

@@ -16,11 +16,11 @@
 // strings). SpecDiff and SpecDigest let the controller remember what it
 // wrote and what Intuned answered (no write loops on fields a server
 // normalises); IsManagedInCode recognises Intuned refusing to change a Job
-// defined in code. wireschema holds strict schemas of every request and
-// answer, checked by the contract tests.
+// defined in code. internal/testutil/wireschema holds strict schemas of
+// every request and answer, checked by the contract tests.
 //
-// The reference for every field is shared/intuned-api.md, summarised with
-// the corrections found against the SDK in docs/intuned-api.md. The API key is only
+// The reference for every field is docs/intuned-api.md (Intuned's API as
+// checked against its official SDK). The API key is only
 // ever written into the x-api-key request header; it never appears in errors or
 // logs.
 package intuned

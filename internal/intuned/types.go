@@ -5,7 +5,7 @@ import (
 )
 
 // This file holds the wire types of the Jobs and JobRuns endpoints. JSON names
-// follow shared/intuned-api.md exactly; the API mixes snake_case and camelCase
+// follow docs/intuned-api.md exactly; the API mixes snake_case and camelCase
 // and that is intentional here, not a typo.
 //
 // Optional fields whose absence differs from their zero value (Intuned fills

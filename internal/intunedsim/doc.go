@@ -1,7 +1,8 @@
 // Package intunedsim is an in-memory Intuned (the browser-automation SaaS)
 // that a client cannot tell from the documented REST API. Tests start it
-// in-process (NewTestServer, or New plus any http.Server); cmd/intuned-sim
-// runs it as a process. It follows shared/intuned-api.md to the field and is
+// in-process (StartLoopback, tests through internal/intunedsim/simtest, or
+// New plus any http.Server); cmd/intuned-sim runs it as a process. It
+// follows docs/intuned-api.md to the field and is
 // written independently of internal/intuned so contract tests catch
 // mistakes on either side.
 //
@@ -41,7 +42,7 @@
 //     400 bad-request naming origin CODE; pause, resume, trigger work.
 //   - Options.Normalise, DateFormat and OmitDetailPayload make it behave
 //     like a server that differs from the documents; Options.Observe sees
-//     every exchange (wireschema conformance tests).
+//     every exchange (internal/testutil/wireschema conformance tests).
 //   - Not modelled: the Run API, AuthSessions, projects/deployments, real S3.
 //   - JobRun status: PENDING while queued/executing (Intuned has no RUNNING),
 //     PAUSED while its job is paused, then COMPLETED when every Run finished

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Wire types, written from shared/intuned-api.md independently of
+// Wire types, written from docs/intuned-api.md independently of
 // internal/intuned so that contract tests catch mistakes on either side.
 // Key names are reproduced exactly, including Intuned's mixed casing.
 

@@ -23,21 +23,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/kcluster"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
-	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
 )
 
 // env is the cluster every test shares.
 var env testEnv
 
 type testEnv struct {
-	kc       *kcluster.Cluster
-	client   client.Client
-	sim      *harness.Sim
-	kubectl  string
-	dir      string // per-run scratch: logs of processes we start, rendered manifests
-	operator string // the manager's namespace
+	kc         *kcluster.Cluster
+	kubeClient client.Client
+	simulator  *flow.Sim
+	kubectlBin string
+	dir        string // per-run scratch: logs of processes we start, rendered manifests
+	operator   string // the manager's namespace
 }
 
 const operatorNamespace = "intuned-operator-system"
@@ -77,7 +77,7 @@ func run(m *testing.M) (code int) {
 	if _, err := os.Stat(filepath.Join(lay.ToolsBin, "traefik")); err != nil {
 		return skipOrFail("cluster binaries not built: run hack/setup-kcluster.sh (make test does)")
 	}
-	env.kc, env.kubectl, env.operator = kc, kc.Config().Kubectl(), operatorNamespace
+	env.kc, env.kubectlBin, env.operator = kc, kc.Config().Kubectl(), operatorNamespace
 	env.dir, err = os.MkdirTemp("", "test-cluster-")
 	if err != nil {
 		return 1
@@ -99,8 +99,8 @@ func run(m *testing.M) (code int) {
 			fmt.Fprintf(os.Stderr, "KCLUSTER_KEEP=1: cluster left up; export KUBECONFIG=%s; go run ./hack/kcluster down -purge when done\n", kc.Config().AdminKubeconfig())
 			return
 		}
-		if env.sim != nil {
-			_ = env.sim.Proc.Stop(5 * time.Second)
+		if env.simulator != nil {
+			_ = env.simulator.Proc.Stop(5 * time.Second)
 		}
 		// A failed run keeps the state directory (component logs, etcd) to look
 		// at; the next run removes it before it starts.
@@ -159,7 +159,7 @@ func setup(ctx context.Context, root string) error {
 	if err != nil {
 		return err
 	}
-	env.client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	env.kubeClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		return err
 	}
@@ -178,20 +178,13 @@ func startSim(ctx context.Context) error {
 	cfg := env.kc.Config()
 	addr := net.JoinHostPort(cfg.NodeIP, strconv.Itoa(simPort))
 	// The image's own intuned-sim binary (BuildProjectImage left it in env.bin()).
-	cmd := env.kc.CommandInNamespace(filepath.Join(env.bin(), "intuned-sim"), "--addr", addr, "--time-scale", "60", "--run-duration", "60s", "--products", "5", "--seed", "7")
-	p, err := harness.StartProcess(harness.ProcSpec{
-		Name: "intuned-sim", Path: cmd.Path, Args: cmd.Args[1:], Env: cmd.Env, LogFile: filepath.Join(env.dir, "intuned-sim.log"),
+	cmd := env.kc.CommandInNamespace(filepath.Join(env.bin(), "intuned-sim"))
+	var err error
+	env.simulator, err = flow.StartSim(ctx, nil, flow.SimCommand{
+		Command: append([]string{cmd.Path}, cmd.Args[1:]...), Env: cmd.Env, Addr: addr,
+		LogFile: filepath.Join(env.dir, "intuned-sim.log"), TimeScale: flow.SimTimeScale, Args: flow.QuickstartSimArgs,
 	})
-	if err != nil {
-		return err
-	}
-	s := &harness.Sim{URL: "http://" + addr, WorkspaceID: harness.SimWorkspaceID, APIKey: harness.SimAPIKey, TimeScale: 60, Proc: p}
-	s.BaseURL = s.URL + "/api/v1/workspace"
-	env.sim = s
-	return harness.Eventually(ctx, 100*time.Millisecond, "intuned-sim answers", func(ctx context.Context) (bool, error) {
-		_, err := s.Deliveries(ctx, "")
-		return err == nil, err
-	})
+	return err
 }
 
 // simPort is intuned-sim's port on the node address. The namespace has its
@@ -209,8 +202,8 @@ func dumpDiagnostics() {
 		out, _ := env.kc.Kubectl(ctx, args...)
 		fmt.Fprintf(os.Stderr, "--- kubectl %s\n%s\n", strings.Join(args, " "), tailString(out, 6000))
 	}
-	if env.sim != nil {
-		fmt.Fprintf(os.Stderr, "--- intuned-sim log (tail)\n%s\n", env.sim.Proc.LogTail(3000))
+	if env.simulator != nil {
+		fmt.Fprintf(os.Stderr, "--- intuned-sim log (tail)\n%s\n", env.simulator.Proc.LogTail(3000))
 	}
 	fmt.Fprintf(os.Stderr, "component logs: %s\n", filepath.Dir(env.kc.Config().LogFile("kubelet")))
 }

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +13,9 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
-	"github.com/intuned-operator/intuned-operator/test/e2e/harness"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/scenarios"
 )
 
 // watchedNamespace is the namespace config/namespaced watches.
@@ -32,10 +33,10 @@ const managerServiceAccount = "system:serviceaccount:" + operatorNamespace + ":i
 // namespace deletes the Job on Intuned. The cluster-wide install comes back
 // at the end.
 func TestNamespacedInstall(t *testing.T) {
-	ctx := harness.TestContext(t, 6*time.Minute)
+	ctx := scenarios.Context(t, 6*time.Minute)
 	const project = "ecommerce-scraper-quickstart"
 
-	unwatched := fmt.Sprintf("kc-%d-unwatched", nsSeq.Add(1))
+	unwatched := "kc-unwatched"
 	t.Cleanup(func() { restoreClusterWideInstall(t, unwatched, watchedNamespace) })
 	if out, err := env.kc.Kubectl(ctx, "delete", "clusterrolebinding", "intuned-operator-manager-rolebinding"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -45,7 +46,7 @@ func TestNamespacedInstall(t *testing.T) {
 	watchedNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: watchedNamespace, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
 	}}}
-	if err := env.client.Create(ctx, watchedNS); err != nil {
+	if err := env.kubeClient.Create(ctx, watchedNS); err != nil {
 		t.Fatal(err)
 	}
 	// The same Deployment, reconfigured: its rollout hands the leader
@@ -75,34 +76,34 @@ func TestNamespacedInstall(t *testing.T) {
 
 	// Samples in a namespace the manager does not watch, first: they must
 	// still be untouched after the watched ones delivered everything.
-	other := newPairIn(t, ctx, unwatched, "unwatched", nil)
-	p := newPairIn(t, ctx, watchedNamespace, "namespaced", nil)
-	p.waitReady(t, ctx)
-	p.trigger(t, ctx, "1")
-	rep := p.waitAllDelivered(t, ctx, harness.QuickstartDeliveries)
-	if last := p.waitJobRunFinished(t, ctx, "1"); last.Status != "COMPLETED" {
+	other := scenarios.NewPairIn(t, ctx, &env, unwatched, "unwatched", nil)
+	p := scenarios.NewPairIn(t, ctx, &env, watchedNamespace, "namespaced", nil)
+	p.WaitReady(ctx)
+	p.Trigger(ctx, "1")
+	rep := p.WaitAllDelivered(ctx, flow.QuickstartDeliveries)
+	if last := p.WaitJobRunFinished(ctx, "1"); last.Status != "COMPLETED" {
 		t.Errorf("status.lastJobRun.status = %q, want COMPLETED", last.Status)
 	}
 	t.Logf("namespaced quickstart: %s", rep)
 
 	var ij intunedv1alpha1.IntunedJob
-	if err := env.client.Get(ctx, client.ObjectKey{Namespace: other.ns, Name: other.job}, &ij); err != nil {
+	if err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: other.NS, Name: other.Job}, &ij); err != nil {
 		t.Fatal(err)
 	}
 	// (Its finalizer, if any, is the admission policy's, which setup applied
 	// cluster-wide: docs/security.md says to restrict it in this mode.)
 	if ij.Status.ObservedGeneration != 0 || len(ij.Status.Conditions) > 0 {
-		t.Errorf("IntunedJob in unwatched namespace %s was reconciled: status %+v", other.ns, ij.Status)
+		t.Errorf("IntunedJob in unwatched namespace %s was reconciled: status %+v", other.NS, ij.Status)
 	}
 	var whr intunedv1alpha1.WebhookReceiver
-	if err := env.client.Get(ctx, client.ObjectKey{Namespace: other.ns, Name: other.receiver}, &whr); err != nil {
+	if err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: other.NS, Name: other.Receiver}, &whr); err != nil {
 		t.Fatal(err)
 	}
 	if len(whr.Status.Conditions) > 0 {
-		t.Errorf("WebhookReceiver in unwatched namespace %s was reconciled: conditions %v", other.ns, whr.Status.Conditions)
+		t.Errorf("WebhookReceiver in unwatched namespace %s was reconciled: conditions %v", other.NS, whr.Status.Conditions)
 	}
-	if exists, err := simJobExists(ctx, project, other.job); err != nil || exists {
-		t.Errorf("Job %s of the unwatched namespace on Intuned: %v (%v)", other.job, exists, err)
+	if exists, err := simJobExists(ctx, project, other.Job); err != nil || exists {
+		t.Errorf("Job %s of the unwatched namespace on Intuned: %v (%v)", other.Job, exists, err)
 	}
 
 	// Deleting the watched namespace with everything in it, the manager's
@@ -110,14 +111,14 @@ func TestNamespacedInstall(t *testing.T) {
 	// rights) until it has deleted the Job on Intuned, then the namespace
 	// goes. Intuned refuses the deletion at first, so the namespace
 	// controller is done with the RoleBinding before the manager is.
-	if err := env.sim.SetFaults(ctx, intunedsim.FaultRule{Match: "DELETE", Status: 503, ErrorRate: 1}); err != nil {
+	if err := env.simulator.SetFaults(ctx, intunedsim.FaultRule{Match: "DELETE", Status: 503, ErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.sim.SetFaults(context.Background()) })
+	t.Cleanup(func() { _ = env.simulator.SetFaults(context.Background()) })
 	if out, err := env.kc.Kubectl(ctx, "delete", "namespace", watchedNamespace, "--wait=false"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	err := harness.Eventually(ctx, 200*time.Millisecond, "the namespace controller deleted the manager's RoleBinding", func(ctx context.Context) (bool, error) {
+	err := poll.Eventually(ctx, 200*time.Millisecond, "the namespace controller deleted the manager's RoleBinding", func(ctx context.Context) (bool, error) {
 		state, err := managerBindingState(ctx)
 		return state != "present", err
 	})
@@ -125,13 +126,13 @@ func TestNamespacedInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // the authorizer's view of the RoleBinding catches up
-	if err := env.sim.SetFaults(ctx); err != nil {
+	if err := env.simulator.SetFaults(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := env.kc.Kubectl(ctx, "wait", "--for=delete", "namespace/"+watchedNamespace, "--timeout=3m"); err != nil {
 		t.Fatalf("the watched namespace was not deleted: %v\n%s", err, out)
 	}
-	p.waitJobOnIntuned(t, ctx, project, false)
+	waitJobOnIntuned(t, ctx, p, false)
 }
 
 // managerBindingState is "present", "deleting" (kept by a finalizer) or

@@ -1,7 +1,7 @@
 // Package contract holds the contract suite between the operator's Intuned
 // client (internal/intuned) and the local Intuned simulator
 // (internal/intunedsim). The two were written independently from
-// shared/intuned-api.md; these tests run the real client against the
+// docs/intuned-api.md; these tests run the real client against the
 // simulator over real HTTP, so a disagreement on any wire name, shape,
 // status or retry rule fails here. The package has no non-test code.
 //
@@ -26,7 +26,7 @@
 //     Jobs defined in code.
 //
 // Every test's simulator also checks each exchange against
-// internal/intuned/wireschema (helpers_test.go, conformance): every answer,
+// internal/testutil/wireschema (helpers_test.go, conformance): every answer,
 // and every create/update body it accepted, unknown keys included.
 //
 // Run: go test -race ./test/contract/

@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
-	"github.com/intuned-operator/intuned-operator/internal/intuned/wireschema"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim/simtest"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/wireschema"
 )
 
 // project is the Intuned project every test uses.
@@ -33,7 +34,7 @@ const (
 
 // env is one simulator and one client pointed at it over real HTTP.
 type env struct {
-	sim    *intunedsim.TestServer
+	sim    *intunedsim.LoopbackServer
 	client *intuned.Client
 }
 
@@ -54,7 +55,7 @@ func newEnv(t *testing.T, simOpts intunedsim.Options, mods ...clientOpts) *env {
 	if simOpts.Observe == nil {
 		simOpts.Observe = conformance(t)
 	}
-	sim := intunedsim.NewTestServer(t, simOpts)
+	sim := simtest.New(t, simOpts)
 	o := intuned.Options{
 		BaseURL:        sim.APIBase,
 		WorkspaceID:    sim.WorkspaceID,
@@ -75,7 +76,7 @@ func newEnv(t *testing.T, simOpts intunedsim.Options, mods ...clientOpts) *env {
 
 // conformance returns an Observe hook that checks, when the test ends,
 // every exchange with the simulator against the project's wire schemas
-// (internal/intuned/wireschema): every answer, and every create/update body
+// (internal/testutil/wireschema): every answer, and every create/update body
 // the simulator accepted (bodies it refused are the error tests' own
 // deliberate mistakes). Unknown keys count as failures.
 func conformance(t *testing.T) func(intunedsim.Exchange) {
@@ -189,7 +190,7 @@ func apiErr(t *testing.T, err error) *intuned.APIError {
 
 // rawGet fetches an Intuned path with the right key and decodes it loosely,
 // to check wire key names the typed client would silently ignore.
-func rawGet(t *testing.T, sim *intunedsim.TestServer, path string, out any) {
+func rawGet(t *testing.T, sim *intunedsim.LoopbackServer, path string, out any) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, sim.APIBase+"/"+sim.WorkspaceID+"/projects/"+project+path, nil)
 	req.Header.Set("x-api-key", sim.APIKey)

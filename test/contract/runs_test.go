@@ -13,6 +13,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim/simtest"
 )
 
 // sinkBody is the webhook body as the seed guide documents it.
@@ -400,7 +401,7 @@ func TestDeliveryRetry(t *testing.T) {
 	if _, err := e.client.TriggerJob(ctx, project, req.ID); err != nil {
 		t.Fatal(err)
 	}
-	e.sim.WaitIdleT(t)
+	simtest.WaitIdle(t, e.sim)
 	e.sim.Advance(9 * time.Second)
 	if ds := e.sim.Deliveries(); len(ds) != 1 || ds[0].Outcome != intunedsim.OutcomePending || len(ds[0].Attempts) != 1 {
 		t.Fatalf("before 10 s: %+v", ds)

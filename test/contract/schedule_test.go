@@ -6,6 +6,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim/simtest"
 )
 
 // TestScheduledRuns checks, on a fake clock, that an interval schedule fires
@@ -75,7 +76,7 @@ func TestS3SinkExhausted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sim.WaitIdleT(t)
+	simtest.WaitIdle(t, e.sim)
 	e.sim.Advance(11 * time.Minute)
 
 	r, err := e.client.GetJobRun(ctx, project, req.ID, tr.JobRunID)

@@ -14,7 +14,7 @@ import (
 
 // rawDo sends body (a JSON string) to an Intuned path of the simulator with
 // the right key, as another client (e.g. the official SDK) would.
-func rawDo(t *testing.T, sim *intunedsim.TestServer, method, path, body string) (int, []byte) {
+func rawDo(t *testing.T, sim *intunedsim.LoopbackServer, method, path, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, sim.APIBase+"/"+sim.WorkspaceID+"/projects/"+project+path, strings.NewReader(body))
 	req.Header.Set("x-api-key", sim.APIKey)

@@ -28,8 +28,9 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
-	"github.com/intuned-operator/intuned-operator/internal/intuned/wireschema"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim/simtest"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/wireschema"
 )
 
 // testProject is the only project the simulator knows in these tests.
@@ -44,7 +45,7 @@ const credsSecret = "intuned-creds"
 type ijFixture struct {
 	t    *testing.T
 	ns   string
-	sim  *intunedsim.TestServer
+	sim  *intunedsim.LoopbackServer
 	api  intuned.API // reads the simulator as a user would
 	poll time.Duration
 
@@ -73,7 +74,7 @@ func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
 	if o.sim.Observe == nil {
 		o.sim.Observe = checkWire(t)
 	}
-	f.sim = intunedsim.NewTestServer(t, o.sim)
+	f.sim = simtest.New(t, o.sim)
 	api, err := intuned.New(intuned.Options{
 		BaseURL: f.sim.APIBase, WorkspaceID: f.sim.WorkspaceID, APIKey: f.sim.APIKey,
 		Pacer: intuned.NewPacer(intuned.PacerOptions{Disabled: true}),
@@ -423,7 +424,7 @@ func (p *triggerProxy) loseNextAnswer() { p.lose.Store(true) }
 
 // checkWire checks every create/update body the operator sends and the
 // simulator accepts, and every answer, against the wire schemas
-// (internal/intuned/wireschema), and fails the test at its end otherwise.
+// (internal/testutil/wireschema), and fails the test at its end otherwise.
 func checkWire(t *testing.T) func(intunedsim.Exchange) {
 	var mu sync.Mutex
 	var bad []string

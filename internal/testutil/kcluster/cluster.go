@@ -384,29 +384,6 @@ func (c *Cluster) httpsClient() (*http.Client, error) {
 	}}, nil
 }
 
-// poll calls cond every interval until it returns true or ctx ends; the
-// last error explains a timeout.
-func poll(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return nil
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-			}
-			return ctx.Err()
-		case <-time.After(interval):
-		}
-	}
-}
-
 // Kubectl runs kubectl as the cluster admin and returns its output.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, c.cfg.Kubectl(), append([]string{"--kubeconfig", c.cfg.AdminKubeconfig()}, args...)...)

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 )
 
 // StorageClassName is the cluster's default StorageClass: node-local
@@ -214,7 +216,7 @@ var plainHTTP = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transpor
 
 // httpReady polls url until it answers 200.
 func httpReady(ctx context.Context, hc *http.Client, url string) error {
-	return poll(ctx, 200*time.Millisecond, func() (bool, error) {
+	return poll.Eventually(ctx, 200*time.Millisecond, url+" answers 200", func(ctx context.Context) (bool, error) {
 		resp, err := hc.Get(url)
 		if err != nil {
 			return false, err
@@ -225,7 +227,7 @@ func httpReady(ctx context.Context, hc *http.Client, url string) error {
 }
 
 func (c *Cluster) containerdReady(ctx context.Context) error {
-	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
+	return poll.Eventually(ctx, 100*time.Millisecond, "containerd answers", func(ctx context.Context) (bool, error) {
 		err := run("ctr", "--address", c.cfg.containerdSock(), "version")
 		return err == nil, err
 	})
@@ -253,7 +255,7 @@ func (c *Cluster) apiserverReady(ctx context.Context) error {
 // bindings: /readyz can answer before that, and the controller-manager
 // exits at once when its first request is forbidden.
 func (c *Cluster) rbacReady(ctx context.Context) error {
-	return poll(ctx, 200*time.Millisecond, func() (bool, error) {
+	return poll.Eventually(ctx, 200*time.Millisecond, "RBAC bootstrapped", func(ctx context.Context) (bool, error) {
 		out, err := c.Kubectl(ctx, "auth", "can-i", "get", "configmaps", "-n", "kube-system", "--as=system:kube-controller-manager")
 		return strings.TrimSpace(out) == "yes", err
 	})
@@ -281,7 +283,7 @@ spec:
 	if err := os.WriteFile(f, []byte(addons), 0o644); err != nil {
 		return err
 	}
-	return poll(ctx, 500*time.Millisecond, func() (bool, error) {
+	return poll.Eventually(ctx, 500*time.Millisecond, "addons applied", func(ctx context.Context) (bool, error) {
 		_, err := c.Kubectl(ctx, "apply", "--server-side", "-f", f)
 		return err == nil, err
 	})
@@ -292,7 +294,7 @@ func (c *Cluster) traefikReady(ctx context.Context) error {
 }
 
 func (c *Cluster) nodeReady(ctx context.Context) error {
-	return poll(ctx, 500*time.Millisecond, func() (bool, error) {
+	return poll.Eventually(ctx, 500*time.Millisecond, "node Ready", func(ctx context.Context) (bool, error) {
 		out, err := c.Kubectl(ctx, "get", "node", c.cfg.NodeName, "-o", "json")
 		if err != nil {
 			return false, err
@@ -317,7 +319,7 @@ func (c *Cluster) nodeReady(ctx context.Context) error {
 // defaultServiceAccount waits for the controller-manager to create the
 // "default" ServiceAccount: until then no Pod can be created.
 func (c *Cluster) defaultServiceAccount(ctx context.Context) error {
-	return poll(ctx, 250*time.Millisecond, func() (bool, error) {
+	return poll.Eventually(ctx, 250*time.Millisecond, "default ServiceAccount", func(ctx context.Context) (bool, error) {
 		_, err := c.Kubectl(ctx, "get", "serviceaccount", "default", "-n", "default")
 		return err == nil, err
 	})

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // hostPath is the PATH every component gets: the Debian binaries
@@ -17,8 +19,8 @@ import (
 const hostPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // component is one long-running process of the cluster. It runs detached
-// (its own session, no parent death signal), so a cluster brought up by one
-// command outlives it; its pid is kept in <Dir>/run/<name>.pid.
+// (proc.Spec.Detached), so a cluster brought up by one command outlives it;
+// its pid is kept in <Dir>/run/<name>.pid.
 type component struct {
 	name string
 	bin  string
@@ -33,25 +35,33 @@ func (c *Cluster) start(comp component) error {
 	if pid, ok := c.pid(comp.name); ok {
 		return fmt.Errorf("%s already runs (pid %d)", comp.name, pid)
 	}
-	logf, err := os.OpenFile(c.cfg.LogFile(comp.name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile := c.cfg.LogFile(comp.name)
+	header := fmt.Sprintf("=== %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), comp.bin, strings.Join(comp.args, " "))
+	if err := appendFile(logFile, header); err != nil {
+		return err
+	}
+	p, err := proc.Start(proc.Spec{
+		Name:     comp.name,
+		Path:     "nsenter",
+		Args:     append([]string{"--net=" + c.cfg.netnsPath(), "--", comp.bin}, comp.args...),
+		Env:      append([]string{"PATH=" + hostPath, "HOME=" + c.cfg.Dir}, comp.env...),
+		Dir:      c.cfg.Dir,
+		LogFile:  logFile,
+		Detached: true, // a cluster brought up by one command outlives it
+	})
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	fmt.Fprintf(logf, "=== %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), comp.bin, strings.Join(comp.args, " "))
-	args := append([]string{"--net=" + c.cfg.netnsPath(), "--", comp.bin}, comp.args...)
-	cmd := exec.Command("nsenter", args...)
-	cmd.Env = append([]string{"PATH=" + hostPath, "HOME=" + c.cfg.Dir}, comp.env...)
-	cmd.Dir = c.cfg.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", comp.name, err)
+	return os.WriteFile(c.pidFile(comp.name), []byte(strconv.Itoa(p.Pid())+"\n"+comp.bin+"\n"), 0o644)
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
-	pid := cmd.Process.Pid
-	// Reap it if it dies while we still run; otherwise init does.
-	go func() { _ = cmd.Wait() }()
-	return os.WriteFile(c.pidFile(comp.name), []byte(strconv.Itoa(pid)+"\n"+comp.bin+"\n"), 0o644)
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
 }
 
 func (c *Cluster) pidFile(name string) string { return filepath.Join(c.cfg.run(), name+".pid") }

@@ -6,11 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // DockerfileImage is what the repository's Dockerfile says the image is:
@@ -137,16 +138,16 @@ func BuildProjectImage(ctx context.Context, repoRoot, bin, out, tag string) (*Do
 	for k, v := range nonrootEtc {
 		files[k] = v
 	}
+	build := proc.Build{Dir: bin, Flags: img.BuildFlags, Env: append(append([]string(nil), img.BuildEnv...), "GOOS=linux", "GOARCH=amd64")}
 	for dest, pkg := range img.Packages {
-		local := filepath.Join(bin, path.Base(dest))
-		args := append(append([]string{"build"}, img.BuildFlags...), "-o", local, pkg)
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = repoRoot
-		cmd.Env = append(append(os.Environ(), img.BuildEnv...), "GOOS=linux", "GOARCH=amd64")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+		if path.Base(dest) != path.Base(pkg) {
+			return nil, fmt.Errorf("Dockerfile builds %s into %s: want the command's own name", pkg, dest)
 		}
-		files[dest] = ImageFile{Mode: 0o755, Src: local}
+		build.Packages = append(build.Packages, pkg)
+		files[dest] = ImageFile{Mode: 0o755, Src: build.Binary(pkg)}
+	}
+	if _, err := build.Run(ctx); err != nil {
+		return nil, err
 	}
 	err = WriteDockerArchive(out, tag, files, ImageConfig{
 		User: img.User, Entrypoint: img.Entrypoint, WorkingDir: img.WorkingDir,

@@ -22,10 +22,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // Options tune a server. The zero value is a sensible test server.
@@ -131,7 +132,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.port, err = freePort()
+	s.port, err = proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -182,15 +183,6 @@ func credential() (*syscall.Credential, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (s *Server) waitReady(ctx context.Context) error {
@@ -261,7 +253,10 @@ var shared struct {
 // from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-func Main(m *testing.M) int {
+//
+// It takes the few methods it uses of *testing.M and testing.TB (see NewDatabase), so that the
+// package links no testing: hack/bench-receiver uses Start.
+func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if shared.server != nil {
 		if err := shared.server.Stop(); err != nil {
@@ -274,7 +269,7 @@ func Main(m *testing.M) int {
 // NewDatabase returns the DSN of a fresh database on the shared server, starting the server on
 // first use (the package's TestMain must call Main so it is stopped). When PostgreSQL cannot run
 // here the test is skipped, or failed when CI=true.
-func NewDatabase(t testing.TB) string {
+func NewDatabase(t TB) string {
 	t.Helper()
 	shared.once.Do(func() {
 		shared.server, shared.err = Start(context.Background(), Options{})
@@ -290,6 +285,13 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	return dsn
+}
+
+// TB is the part of testing.TB that NewDatabase uses.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
 }
 
 func firstLine(err error) string {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -23,17 +22,15 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // ErrNoAssets means the envtest binaries are not built. Callers skip on it
 // outside CI and fail inside it (see SkipOrFail).
 var ErrNoAssets = errors.New("envtest binaries not found: run `make envtest` (hack/setup-envtest.sh) or set KUBEBUILDER_ASSETS")
 
-// RepoRoot is the repository root, found from this source file's location.
-func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
-}
+// RepoRoot is the repository root (proc.RepoRoot).
+func RepoRoot() string { return proc.RepoRoot() }
 
 // AssetsDir returns the directory holding kube-apiserver, etcd and kubectl.
 func AssetsDir() (string, error) {

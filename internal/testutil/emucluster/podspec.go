@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"bytes"
@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // This file turns a Pod spec into a process plan, the way a kubelet would
@@ -21,21 +21,18 @@ import (
 // would refuse (a mount of a volume that does not exist, a Secret key that
 // is missing, a command the image does not have) is an error here too.
 
-// ObjectSource reads the Secrets and ConfigMaps a Pod refers to. A missing
-// object returns an error wrapping ErrNotFound.
+// ObjectSource reads the Secrets a Pod refers to. A missing Secret returns
+// an error wrapping ErrNotFound.
 type ObjectSource interface {
 	SecretData(namespace, name string) (map[string][]byte, error)
-	ConfigMapData(namespace, name string) (map[string]string, error)
 }
 
 // ErrNotFound is returned by an ObjectSource for a missing object.
 var ErrNotFound = errors.New("not found")
 
-// PodIdentity is what the downward API and the volume layout need.
+// PodIdentity is what the volume layout needs.
 type PodIdentity struct {
-	Namespace, Name    string
-	ServiceAccountName string
-	Labels             map[string]string
+	Namespace, Name string
 	// ClaimNames maps a volumeClaimTemplate name to the PVC name the
 	// StatefulSet controller would create (<template>-<sts>-<ordinal>).
 	ClaimNames map[string]string
@@ -43,7 +40,7 @@ type PodIdentity struct {
 
 // Layout says where a Pod's volumes live on the host.
 type Layout struct {
-	PodDir string // per-Pod scratch: emptyDirs, materialised Secrets/ConfigMaps, working dir
+	PodDir string // per-Pod scratch: emptyDirs, materialised Secrets, working dir
 	PVCDir string // per-namespace persistent volumes: PVCDir/<claim name>
 }
 
@@ -59,16 +56,15 @@ type Plan struct {
 	ReadyPath     string // readiness probe path
 	GraceSeconds  int64  // terminationGracePeriodSeconds
 
-	Files    []projectedVolume // Secret/ConfigMap volumes to (re)materialise
+	Files    []projectedVolume // Secret volumes to (re)materialise
 	DataDirs []string          // host directories of the writable volumes (emptyDir, PVC)
 }
 
-// projectedVolume is a Secret or ConfigMap volume materialised as files in
-// hostDir; refreshed while the Pod runs, as the kubelet does.
+// projectedVolume is a Secret volume materialised as files in hostDir;
+// refreshed while the Pod runs, as the kubelet does.
 type projectedVolume struct {
 	hostDir  string
-	secret   string // Secret name, or
-	cfgMap   string // ConfigMap name
+	secret   string
 	items    []corev1.KeyToPath
 	optional bool
 	mode     os.FileMode
@@ -113,10 +109,11 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 	}
 	p.Path = bin
 
-	// Environment, in the kubelet's order: envFrom, then env.
-	env, err := containerEnv(&c, id, src)
-	if err != nil {
-		return nil, err
+	// The operator's receiver Pod sets no environment: the emulated
+	// kubelet does not implement env, envFrom or $(VAR) references, and
+	// says so rather than run the Pod differently from a real node.
+	if len(c.Env) > 0 || len(c.EnvFrom) > 0 {
+		return nil, fmt.Errorf("container %q sets env/envFrom, which the emulated kubelet does not run (internal/testutil/emucluster)", c.Name)
 	}
 
 	// Volumes and mounts.
@@ -133,10 +130,6 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 	sort.Strings(p.DataDirs)
 
 	args := append(argv[1:], c.Args...)
-	lookup := envLookup(env)
-	for i := range args {
-		args[i] = expandVars(args[i], lookup)
-	}
 
 	// Receiver file flags must point into volumes (the root filesystem is
 	// read-only in the restricted profile), the SQLite file into a
@@ -145,13 +138,13 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 	if workDir == "" {
 		workDir = "/"
 	}
-	if err := checkReceiverPaths(args, env, workDir, mounts); err != nil {
+	if err := checkReceiverPaths(args, workDir, mounts); err != nil {
 		return nil, err
 	}
 
 	// Listen address: must equal a declared containerPort; rewritten to
 	// the loopback port.
-	listen, where := findFlag(args, env, "listen-addr", ":8080")
+	listen, where := findFlag(args, "listen-addr", ":8080")
 	_, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("receiver --listen-addr %q: %v", listen, err)
@@ -160,13 +153,10 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 	if !declaresPort(&c, p.ContainerPort) {
 		return nil, fmt.Errorf("receiver listens on port %d but container %q declares ports %v", p.ContainerPort, c.Name, portNumbers(&c))
 	}
-	newListen := loopback(hostPort)
-	switch {
-	case where.arg >= 0:
+	newListen := proc.Loopback(hostPort)
+	if where.arg >= 0 {
 		args = setFlagAt(args, where, "listen-addr", newListen)
-	case where.env >= 0:
-		env[where.env].Value = newListen
-	default:
+	} else {
 		args = append(args, "--listen-addr="+newListen)
 	}
 
@@ -194,15 +184,12 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 		p.ReadyPath = "/"
 	}
 
-	// Map container paths to host paths in args and env values.
+	// Map container paths to host paths in args.
 	for i := range args {
 		args[i] = rewriteArg(args[i], mounts)
 	}
 	p.Args = args
 	p.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOSTNAME=" + id.Name}
-	for _, e := range env {
-		p.Env = append(p.Env, e.Name+"="+mapPath(e.Value, mounts))
-	}
 	p.Dir = mapPath(workDir, mounts)
 	if p.Dir == workDir { // not in a volume: an empty stand-in for the image's filesystem
 		p.Dir = filepath.Join(lay.PodDir, "rootfs")
@@ -211,156 +198,6 @@ func PlanContainer(spec *corev1.PodSpec, id PodIdentity, lay Layout, img Images,
 		}
 	}
 	return p, nil
-}
-
-// containerEnv resolves env and envFrom like the kubelet does.
-func containerEnv(c *corev1.Container, id PodIdentity, src ObjectSource) ([]corev1.EnvVar, error) {
-	var env []corev1.EnvVar
-	set := func(name, value string) {
-		for i := range env {
-			if env[i].Name == name {
-				env[i].Value = value
-				return
-			}
-		}
-		env = append(env, corev1.EnvVar{Name: name, Value: value})
-	}
-	for _, ef := range c.EnvFrom {
-		switch {
-		case ef.SecretRef != nil:
-			data, err := src.SecretData(id.Namespace, ef.SecretRef.Name)
-			if err != nil {
-				if errors.Is(err, ErrNotFound) && ef.SecretRef.Optional != nil && *ef.SecretRef.Optional {
-					continue
-				}
-				return nil, fmt.Errorf("envFrom secret %q: %w", ef.SecretRef.Name, err)
-			}
-			for _, k := range sortedKeys(data) {
-				set(ef.Prefix+k, string(data[k]))
-			}
-		case ef.ConfigMapRef != nil:
-			data, err := src.ConfigMapData(id.Namespace, ef.ConfigMapRef.Name)
-			if err != nil {
-				if errors.Is(err, ErrNotFound) && ef.ConfigMapRef.Optional != nil && *ef.ConfigMapRef.Optional {
-					continue
-				}
-				return nil, fmt.Errorf("envFrom configMap %q: %w", ef.ConfigMapRef.Name, err)
-			}
-			for _, k := range sortedKeys(data) {
-				set(ef.Prefix+k, data[k])
-			}
-		}
-	}
-	for _, e := range c.Env {
-		if e.ValueFrom == nil {
-			set(e.Name, expandVars(e.Value, envLookup(env)))
-			continue
-		}
-		v, skip, err := envValueFrom(c, e, id, src)
-		if err != nil {
-			return nil, fmt.Errorf("env %s: %w", e.Name, err)
-		}
-		if !skip {
-			set(e.Name, v)
-		}
-	}
-	return env, nil
-}
-
-func envValueFrom(c *corev1.Container, e corev1.EnvVar, id PodIdentity, src ObjectSource) (value string, skip bool, err error) {
-	vf := e.ValueFrom
-	switch {
-	case vf.SecretKeyRef != nil:
-		ref := vf.SecretKeyRef
-		optional := ref.Optional != nil && *ref.Optional
-		data, err := src.SecretData(id.Namespace, ref.Name)
-		if err != nil {
-			if errors.Is(err, ErrNotFound) && optional {
-				return "", true, nil
-			}
-			return "", false, fmt.Errorf("secretKeyRef %s/%s: %w", ref.Name, ref.Key, err)
-		}
-		v, ok := data[ref.Key]
-		if !ok {
-			if optional {
-				return "", true, nil
-			}
-			return "", false, fmt.Errorf("secretKeyRef: Secret %q has no key %q", ref.Name, ref.Key)
-		}
-		return string(v), false, nil
-	case vf.ConfigMapKeyRef != nil:
-		ref := vf.ConfigMapKeyRef
-		optional := ref.Optional != nil && *ref.Optional
-		data, err := src.ConfigMapData(id.Namespace, ref.Name)
-		if err != nil {
-			if errors.Is(err, ErrNotFound) && optional {
-				return "", true, nil
-			}
-			return "", false, fmt.Errorf("configMapKeyRef %s/%s: %w", ref.Name, ref.Key, err)
-		}
-		v, ok := data[ref.Key]
-		if !ok {
-			if optional {
-				return "", true, nil
-			}
-			return "", false, fmt.Errorf("configMapKeyRef: ConfigMap %q has no key %q", ref.Name, ref.Key)
-		}
-		return v, false, nil
-	case vf.FieldRef != nil:
-		switch fp := vf.FieldRef.FieldPath; {
-		case fp == "metadata.name":
-			return id.Name, false, nil
-		case fp == "metadata.namespace":
-			return id.Namespace, false, nil
-		case fp == "status.podIP", fp == "status.hostIP":
-			return "127.0.0.1", false, nil
-		case fp == "spec.nodeName":
-			return "e2e-node", false, nil
-		case fp == "spec.serviceAccountName":
-			return id.ServiceAccountName, false, nil
-		case strings.HasPrefix(fp, "metadata.labels['") && strings.HasSuffix(fp, "']"):
-			return id.Labels[strings.TrimSuffix(strings.TrimPrefix(fp, "metadata.labels['"), "']")], false, nil
-		default:
-			return "", false, fmt.Errorf("fieldRef %q is not supported by the e2e kubelet", fp)
-		}
-	case vf.ResourceFieldRef != nil:
-		return resourceValue(c, vf.ResourceFieldRef)
-	}
-	return "", false, errors.New("empty valueFrom")
-}
-
-// resourceValue implements resourceFieldRef; without a limit the kubelet
-// uses the node's allocatable, here a nominal 2 CPUs and 8Gi.
-func resourceValue(c *corev1.Container, ref *corev1.ResourceFieldSelector) (string, bool, error) {
-	kind, name, ok := strings.Cut(ref.Resource, ".")
-	if !ok {
-		return "", false, fmt.Errorf("resourceFieldRef %q", ref.Resource)
-	}
-	list := c.Resources.Limits
-	if kind == "requests" {
-		list = c.Resources.Requests
-	}
-	q, ok := list[corev1.ResourceName(name)]
-	if !ok {
-		switch name {
-		case "cpu":
-			q = resource.MustParse("2")
-		case "memory", "ephemeral-storage":
-			q = resource.MustParse("8Gi")
-		default:
-			return "", false, fmt.Errorf("resourceFieldRef %q is not supported", ref.Resource)
-		}
-	}
-	div := ref.Divisor
-	if div.IsZero() {
-		div = resource.MustParse("1")
-	}
-	if name == "cpu" {
-		v := (q.MilliValue() + div.MilliValue() - 1) / div.MilliValue()
-		return strconv.FormatInt(v, 10), false, nil
-	}
-	v := (q.Value() + div.Value() - 1) / div.Value()
-	return strconv.FormatInt(v, 10), false, nil
 }
 
 // volumeMounts maps the container's volume mounts to host directories.
@@ -392,12 +229,8 @@ func volumeMounts(spec *corev1.PodSpec, c *corev1.Container, id PodIdentity, lay
 			d = filepath.Join(lay.PodDir, "volumes", "secret", name)
 			files = append(files, projectedVolume{hostDir: d, secret: v.Secret.SecretName, items: v.Secret.Items,
 				optional: v.Secret.Optional != nil && *v.Secret.Optional, mode: fileMode(v.Secret.DefaultMode)})
-		case v.ConfigMap != nil:
-			d = filepath.Join(lay.PodDir, "volumes", "configmap", name)
-			files = append(files, projectedVolume{hostDir: d, cfgMap: v.ConfigMap.Name, items: v.ConfigMap.Items,
-				optional: v.ConfigMap.Optional != nil && *v.ConfigMap.Optional, mode: fileMode(v.ConfigMap.DefaultMode)})
 		default:
-			return "", fmt.Errorf("volume %q: only emptyDir, persistentVolumeClaim, secret and configMap volumes are supported by the e2e kubelet", name)
+			return "", fmt.Errorf("volume %q: only emptyDir, persistentVolumeClaim and secret volumes are supported by the emulated kubelet", name)
 		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
@@ -421,7 +254,7 @@ func volumeMounts(spec *corev1.PodSpec, c *corev1.Container, id PodIdentity, lay
 			}
 		}
 		readOnly := vm.ReadOnly
-		if v, ok := vols[vm.Name]; ok && (v.Secret != nil || v.ConfigMap != nil) {
+		if v, ok := vols[vm.Name]; ok && v.Secret != nil {
 			readOnly = true // the kubelet always mounts these read-only
 		}
 		mounts = append(mounts, mount{containerPath: path.Clean(vm.MountPath), hostPath: d, readOnly: readOnly})
@@ -473,25 +306,18 @@ func rewriteArg(a string, mounts []mount) string {
 	return mapPath(a, mounts)
 }
 
-// flagPos says where a flag was found: an index into args (value in the
-// same argument when inline, else in the next), or into env.
+// flagPos says where a flag was found: an index into args (-1: not there;
+// the value in the same argument when inline, else in the next).
 type flagPos struct {
-	arg, env int
-	inline   bool
+	arg    int
+	inline bool
 }
 
-// findFlag finds --name (or -name) in args, else RECEIVER_<NAME> in env,
-// the way cmd/receiver reads its configuration (command line wins; the last
-// occurrence wins). It returns the effective value.
-func findFlag(args []string, env []corev1.EnvVar, name, def string) (string, flagPos) {
-	pos := flagPos{arg: -1, env: -1}
+// findFlag finds --name (or -name) in args the way cmd/receiver reads its
+// flags (the last occurrence wins). It returns the effective value.
+func findFlag(args []string, name, def string) (string, flagPos) {
+	pos := flagPos{arg: -1}
 	value := def
-	for i := range env {
-		if env[i].Name == "RECEIVER_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")) {
-			value, pos.env = env[i].Value, i
-		}
-	}
-	found := false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -511,16 +337,11 @@ func findFlag(args []string, env []corev1.EnvVar, name, def string) (string, fla
 			}
 			v = args[i+1]
 		}
-		value, found = v, true
+		value = v
 		pos.arg, pos.inline = i, inline
 		if !inline {
 			i++
 		}
-	}
-	if found {
-		pos.env = -1
-	} else {
-		pos.arg = -1
 	}
 	return value, pos
 }
@@ -536,7 +357,7 @@ func setFlagAt(args []string, pos flagPos, name, value string) []string {
 
 // checkReceiverPaths checks the receiver's file flags against the mounts:
 // inputs must be in a volume, the SQLite database in a writable one.
-func checkReceiverPaths(args []string, env []corev1.EnvVar, workDir string, mounts []mount) error {
+func checkReceiverPaths(args []string, workDir string, mounts []mount) error {
 	abs := func(p string) string {
 		if path.IsAbs(p) {
 			return path.Clean(p)
@@ -544,7 +365,7 @@ func checkReceiverPaths(args []string, env []corev1.EnvVar, workDir string, moun
 		return path.Join(workDir, p)
 	}
 	for _, f := range []string{"token-file", "previous-token-file", "read-token-file", "postgres-dsn-file"} {
-		v, _ := findFlag(args, env, f, "")
+		v, _ := findFlag(args, f, "")
 		if v == "" {
 			continue
 		}
@@ -552,8 +373,8 @@ func checkReceiverPaths(args []string, env []corev1.EnvVar, workDir string, moun
 			return fmt.Errorf("receiver --%s %q is not inside any volumeMount", f, v)
 		}
 	}
-	if kind, _ := findFlag(args, env, "store", "sqlite"); kind == "sqlite" {
-		v, _ := findFlag(args, env, "sqlite-path", "receiver.db")
+	if kind, _ := findFlag(args, "store", "sqlite"); kind == "sqlite" {
+		v, _ := findFlag(args, "sqlite-path", "receiver.db")
 		m, ok := findMount(abs(v), mounts)
 		if !ok {
 			return fmt.Errorf("receiver --sqlite-path %q (%s) is not inside any volumeMount: the root filesystem is read-only and not persistent", v, abs(v))
@@ -595,68 +416,11 @@ func resolvePort(c *corev1.Container, port string) (int, error) {
 	return 0, fmt.Errorf("port %q is not a named port of container %q", port, c.Name)
 }
 
-func envLookup(env []corev1.EnvVar) func(string) (string, bool) {
-	return func(name string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if env[i].Name == name {
-				return env[i].Value, true
-			}
-		}
-		return "", false
-	}
-}
-
-// expandVars implements Kubernetes' $(VAR) references: defined variables
-// are replaced, $$ is a literal $, anything else stays as written.
-func expandVars(s string, lookup func(string) (string, bool)) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteByte(s[i])
-				continue
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := lookup(name); ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
-			i += 2 + end
-		default:
-			b.WriteByte(s[i])
-		}
-	}
-	return b.String()
-}
-
 // materialise writes the volume's files into its host directory, replacing
 // changed files atomically and removing ones that went away. It reports
 // whether anything changed.
 func (v projectedVolume) materialise(namespace string, src ObjectSource) (bool, error) {
-	data := map[string][]byte{}
-	var err error
-	if v.secret != "" {
-		data, err = src.SecretData(namespace, v.secret)
-	} else {
-		var cm map[string]string
-		cm, err = src.ConfigMapData(namespace, v.cfgMap)
-		for k, s := range cm {
-			data[k] = []byte(s)
-		}
-	}
+	data, err := src.SecretData(namespace, v.secret)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) && v.optional {
 			data = map[string][]byte{}

@@ -1,4 +1,8 @@
-package harness
+// Package proc starts the processes of the local-cluster toolkit, the tests
+// and the programs under hack/ (each in its own process group, stopped with
+// SIGTERM then SIGKILL), builds this repository's commands, and finds free
+// loopback ports. It imports no test package.
+package proc
 
 import (
 	"errors"
@@ -11,8 +15,8 @@ import (
 	"time"
 )
 
-// ProcSpec describes one process to start.
-type ProcSpec struct {
+// Spec describes one process to start.
+type Spec struct {
 	Name string   // short name for logs and errors, e.g. "manager"
 	Path string   // executable
 	Args []string // arguments (without the executable)
@@ -22,20 +26,26 @@ type ProcSpec struct {
 	Dir     string    // working directory ("" = current)
 	LogFile string    // stdout and stderr are appended here ("" = discarded)
 	Tee     io.Writer // optional: also copy output here (e.g. the demo's -v)
+	// Detached starts the process in a session of its own with no parent
+	// death signal, so it outlives the program that started it (the
+	// components of a local cluster brought up by one command). Otherwise
+	// it is killed when the starting program dies without cleaning up (a
+	// test timeout panic, SIGKILL).
+	Detached bool
 }
 
 // Process is a started child process, in its own process group so that
 // Stop and Kill reach anything it started too.
 type Process struct {
-	spec ProcSpec
+	spec Spec
 	cmd  *exec.Cmd
 	log  *os.File
 	done chan struct{}
 	err  error // exit error, valid after done is closed
 }
 
-// StartProcess starts spec and returns at once.
-func StartProcess(spec ProcSpec) (*Process, error) {
+// Start starts spec and returns at once.
+func Start(spec Spec) (*Process, error) {
 	if spec.Name == "" {
 		spec.Name = spec.Path
 	}
@@ -45,9 +55,11 @@ func StartProcess(spec ProcSpec) (*Process, error) {
 	if cmd.Env == nil {
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	}
-	// Own process group (Stop/Kill reach grandchildren); killed with us if
-	// the harness dies without cleaning up (a test timeout panic, SIGKILL).
+	// Own process group (Stop/Kill reach grandchildren).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if spec.Detached {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	}
 	p := &Process{spec: spec, cmd: cmd, done: make(chan struct{})}
 	var out io.Writer = io.Discard
 	if spec.LogFile != "" {
@@ -97,15 +109,15 @@ func (p *Process) Exited() (bool, error) {
 	}
 }
 
-// signalGroup sends sig to the whole process group.
-func (p *Process) signalGroup(sig syscall.Signal) {
+// Signal sends sig to the whole process group.
+func (p *Process) Signal(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
 // Kill sends SIGKILL to the process group (a crash, or a node dying) and
 // waits for the exit.
 func (p *Process) Kill() {
-	p.signalGroup(syscall.SIGKILL)
+	p.Signal(syscall.SIGKILL)
 	<-p.done
 }
 
@@ -119,13 +131,13 @@ func (p *Process) Stop(grace time.Duration) error {
 		return p.err
 	default:
 	}
-	p.signalGroup(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-p.done:
 	case <-t.C:
-		p.signalGroup(syscall.SIGKILL)
+		p.Signal(syscall.SIGKILL)
 		<-p.done
 		return fmt.Errorf("%s did not exit within %s of SIGTERM; killed", p.spec.Name, grace)
 	}
@@ -140,12 +152,13 @@ func (p *Process) Stop(grace time.Duration) error {
 
 // LogTail returns up to the last n bytes of the process log, for error
 // messages.
-func (p *Process) LogTail(n int) string { return tailFile(p.spec.LogFile, n) }
+func (p *Process) LogTail(n int) string { return TailFile(p.spec.LogFile, n) }
 
 // LogFile is where the process output goes.
 func (p *Process) LogFile() string { return p.spec.LogFile }
 
-func tailFile(path string, n int) string {
+// TailFile returns up to the last n bytes of the file at path.
+func TailFile(path string, n int) string {
 	if path == "" {
 		return ""
 	}
@@ -167,14 +180,16 @@ func tailFile(path string, n int) string {
 	return string(b)
 }
 
-// group tracks processes so that everything can be stopped at the end.
-type group struct {
+// Group tracks processes so that everything can be stopped at the end.
+// The zero value is ready to use.
+type Group struct {
 	mu    sync.Mutex
 	procs map[*Process]struct{}
 }
 
-func (g *group) start(spec ProcSpec) (*Process, error) {
-	p, err := StartProcess(spec)
+// Start starts spec and tracks it until it exits.
+func (g *Group) Start(spec Spec) (*Process, error) {
+	p, err := Start(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -193,8 +208,8 @@ func (g *group) start(spec ProcSpec) (*Process, error) {
 	return p, nil
 }
 
-// stopAll stops every tracked process (SIGTERM, then SIGKILL after grace).
-func (g *group) stopAll(grace time.Duration) {
+// StopAll stops every tracked process (SIGTERM, then SIGKILL after grace).
+func (g *Group) StopAll(grace time.Duration) {
 	g.mu.Lock()
 	ps := make([]*Process, 0, len(g.procs))
 	for p := range g.procs {

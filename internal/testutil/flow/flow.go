@@ -1,22 +1,27 @@
-package harness
+package flow
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
 // Annotations users set on the custom resources (the API's public contract).
@@ -25,6 +30,22 @@ const (
 	AnnotationRotateToken = "intuned.io/rotate-token"
 )
 
+// Kustomize renders config/<dir> with the kustomize built into kubectl.
+func Kustomize(ctx context.Context, kubectl, dir string) ([]*unstructured.Unstructured, error) {
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(proc.RepoRoot(), "config", dir))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kubectl kustomize config/%s: %v: %s", dir, err, stderr.String())
+	}
+	objs, err := testenv.DecodeManifests(out)
+	if err != nil {
+		return nil, fmt.Errorf("parse config/%s as rendered: %w", dir, err)
+	}
+	return objs, nil
+}
+
 // Samples are the objects of config/samples (the webhook guide's quickstart).
 type Samples struct {
 	Credentials *corev1.Secret
@@ -32,14 +53,9 @@ type Samples struct {
 	Job         *intunedv1alpha1.IntunedJob
 }
 
-// LoadSamples renders config/samples with kubectl's kustomize.
-func (h *Harness) LoadSamples(ctx context.Context) (*Samples, error) {
-	return LoadSamples(ctx, h.Kubectl)
-}
-
 // LoadSamples renders config/samples with the kustomize of the given kubectl.
 func LoadSamples(ctx context.Context, kubectl string) (*Samples, error) {
-	objs, err := kustomize(ctx, kubectl, "samples")
+	objs, err := Kustomize(ctx, kubectl, "samples")
 	if err != nil {
 		return nil, err
 	}
@@ -69,11 +85,9 @@ func LoadSamples(ctx context.Context, kubectl string) (*Samples, error) {
 	return s, nil
 }
 
-// ForLocalCluster overlays the samples for this machine, leaving the files
-// alone: the credentials point at intuned-sim, and the receiver is reached
-// at a loopback externalURL (as a user would with a tunnel) instead of the
-// sample's Ingress host.
-func (s *Samples) ForLocalCluster(namespace string, sim *Sim, externalURL string) {
+// UseSim moves the samples into namespace with credentials that point at
+// the simulator (the files stay as they are).
+func (s *Samples) UseSim(namespace string, sim *Sim) {
 	s.Credentials.Namespace = namespace
 	s.Credentials.StringData = map[string]string{
 		intunedv1alpha1.CredentialsKeyWorkspaceID: sim.WorkspaceID,
@@ -82,9 +96,15 @@ func (s *Samples) ForLocalCluster(namespace string, sim *Sim, externalURL string
 	}
 	s.Credentials.Data = nil
 	s.Receiver.Namespace = namespace
+	s.Job.Namespace = namespace
+}
+
+// UseExternalURL has the receiver reached at externalURL (on this machine:
+// a loopback address, as a user would with a tunnel) instead of the
+// sample's Ingress.
+func (s *Samples) UseExternalURL(externalURL string) {
 	s.Receiver.Spec.Ingress = nil
 	s.Receiver.Spec.ExternalURL = externalURL
-	s.Job.Namespace = namespace
 }
 
 // Apply creates the samples.
@@ -129,29 +149,6 @@ func ReceiverTokens(ctx context.Context, c client.Client, ns, name string) (inge
 		return "", "", err
 	}
 	return string(sec.Data["token"]), string(sec.Data["read-token"]), nil
-}
-
-// Eventually polls cond every interval until it returns true, an error
-// that is not nil and not retryable, or ctx ends.
-func Eventually(ctx context.Context, interval time.Duration, what string, cond func(ctx context.Context) (bool, error)) error {
-	var last error
-	for {
-		ok, err := cond(ctx)
-		if ok {
-			return nil
-		}
-		if err != nil && ctx.Err() == nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), last)
-			}
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(interval):
-		}
-	}
 }
 
 // DeliveryReport compares the simulator's delivery log of one job with what

@@ -1,8 +1,8 @@
 // Package wireschema is the project's own, strict description of every
 // request and response of Intuned's Jobs and JobRuns endpoints that the
-// operator and intuned-sim model. It is written from shared/intuned-api.md
-// (corrected against the official SDK's v0.5.2 schemas), not generated from
-// the SDK.
+// operator and intuned-sim model. It is written from docs/intuned-api.md
+// (checked against the official SDK's v0.5.2 schemas), not generated from
+// the SDK. Only tests use it.
 //
 // "Strict" means: every key must be known (the SDK's zod schemas would
 // silently strip an unknown key, which is how a misspelt key such as

@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"context"
@@ -20,6 +20,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 var (
@@ -41,7 +44,7 @@ func TestMain(m *testing.M) {
 func testBinaries(t *testing.T) Binaries {
 	t.Helper()
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "harness-bin-")
+		buildDir, buildErr = os.MkdirTemp("", "emucluster-bin-")
 		if buildErr != nil {
 			return
 		}
@@ -76,8 +79,8 @@ func TestKubeletRunsHandWrittenStatefulSet(t *testing.T) {
 	defer cp.stop()
 	c := cp.client
 
-	var procs group
-	defer procs.stopAll(5 * time.Second)
+	var procs proc.Group
+	defer procs.StopAll(5 * time.Second)
 	k := newKubelet(c, Images{Binaries: map[string]string{"/receiver": bins.Receiver}, Entrypoint: "/manager"}, dir, &procs, t.Logf)
 	kctx, kcancel := context.WithCancel(ctx)
 	kdone := make(chan struct{})
@@ -85,7 +88,7 @@ func TestKubeletRunsHandWrittenStatefulSet(t *testing.T) {
 	defer func() { kcancel(); <-kdone }()
 
 	const ns = "default"
-	port, _ := FreePort()
+	port, _ := proc.FreePort()
 	ext := fmt.Sprintf("http://127.0.0.1:%d/webhooks/intuned", port)
 	whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rcv"},
 		Spec: intunedv1alpha1.WebhookReceiverSpec{ExternalURL: ext}}
@@ -116,7 +119,7 @@ func TestKubeletRunsHandWrittenStatefulSet(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = Eventually(ctx, 100*time.Millisecond, "StatefulSet ready", func(ctx context.Context) (bool, error) {
+	err = poll.Eventually(ctx, 100*time.Millisecond, "StatefulSet ready", func(ctx context.Context) (bool, error) {
 		var got appsv1.StatefulSet
 		if err := c.Get(ctx, client.ObjectKeyFromObject(sts), &got); err != nil {
 			return false, err
@@ -151,7 +154,7 @@ func TestKubeletRunsHandWrittenStatefulSet(t *testing.T) {
 	if err := c.Update(ctx, sec); err != nil {
 		t.Fatal(err)
 	}
-	err = Eventually(ctx, 200*time.Millisecond, "new token accepted", func(context.Context) (bool, error) {
+	err = poll.Eventually(ctx, 200*time.Millisecond, "new token accepted", func(context.Context) (bool, error) {
 		return post("tok-2") == http.StatusOK, nil // duplicate runId: 200
 	})
 	if err != nil {
@@ -171,7 +174,7 @@ func TestKubeletRunsHandWrittenStatefulSet(t *testing.T) {
 	if err := c.Update(ctx, &cur); err != nil {
 		t.Fatal(err)
 	}
-	err = Eventually(ctx, 100*time.Millisecond, "failure reported", func(context.Context) (bool, error) {
+	err = poll.Eventually(ctx, 100*time.Millisecond, "failure reported", func(context.Context) (bool, error) {
 		for _, f := range k.Failures() {
 			if strings.Contains(f, "no-such-flag") {
 				return true, nil

@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"context"
@@ -16,18 +16,34 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
-// Options configure a Harness.
+// Binaries are the locally built executables the cluster runs.
+type Binaries struct {
+	Manager, Receiver, Sim string
+}
+
+// BuildBinaries builds cmd/manager, cmd/receiver and cmd/intuned-sim into dir.
+func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
+	bins, err := proc.Build{Dir: dir, Packages: []string{"./cmd/manager", "./cmd/receiver", "./cmd/intuned-sim"}}.Run(ctx)
+	if err != nil {
+		return Binaries{}, err
+	}
+	return Binaries{Manager: bins[0], Receiver: bins[1], Sim: bins[2]}, nil
+}
+
+// Options configure a Cluster.
 type Options struct {
 	// Dir holds kubeconfigs, logs, binaries and receiver data. Empty: a new
 	// temporary directory, removed by Close.
 	Dir string
-	// Binaries already built; nil builds them into Dir/bin.
+	// Binaries already built (BuildBinaries); nil builds them into Dir/bin.
 	Binaries *Binaries
 	// TimeScale is intuned-sim's --time-scale (simulated seconds per real
 	// second): it compresses Run durations, schedules and delivery retries.
-	// Default 60.
+	// Default flow.SimTimeScale.
 	TimeScale float64
 	// SimArgs are extra intuned-sim flags.
 	SimArgs []string
@@ -39,13 +55,13 @@ type Options struct {
 	ProcessOutput io.Writer
 }
 
-// Harness is the running local cluster.
-type Harness struct {
+// Cluster is the running emulated cluster.
+type Cluster struct {
 	Dir        string
 	Kubeconfig string        // admin kubeconfig for kubectl and users
 	Kubectl    string        // the envtest kubectl binary
 	Client     client.Client // admin client
-	Sim        *Sim
+	Sim        *flow.Sim
 	Kubelet    *Kubelet
 	Bin        Binaries
 	// ManagerNamespace is where the manager's Lease and ServiceAccount live.
@@ -54,18 +70,18 @@ type Harness struct {
 	opts    Options
 	ownsDir bool
 	cp      *controlPlane
-	procs   group
+	procs   proc.Group
 	stopKub context.CancelFunc
 	kubDone chan struct{}
 
 	mu          sync.Mutex
-	manager     *Process
+	manager     *proc.Process
 	managerArgs []string
 	managerEnv  []string
 	probePort   int
 }
 
-func (h *Harness) logf(format string, args ...any) {
+func (h *Cluster) logf(format string, args ...any) {
 	if h.opts.Logf != nil {
 		h.opts.Logf(format, args...)
 	}
@@ -73,13 +89,13 @@ func (h *Harness) logf(format string, args ...any) {
 
 // Start brings everything up: control plane, install, simulator, manager
 // and kubelet. On error everything started so far is stopped.
-func Start(ctx context.Context, opts Options) (h *Harness, err error) {
+func Start(ctx context.Context, opts Options) (h *Cluster, err error) {
 	if opts.TimeScale == 0 {
-		opts.TimeScale = 60
+		opts.TimeScale = flow.SimTimeScale
 	}
-	h = &Harness{opts: opts, Dir: opts.Dir}
+	h = &Cluster{opts: opts, Dir: opts.Dir}
 	if h.Dir == "" {
-		if h.Dir, err = os.MkdirTemp("", "intuned-e2e-"); err != nil {
+		if h.Dir, err = os.MkdirTemp("", "intuned-emucluster-"); err != nil {
 			return nil, err
 		}
 		h.ownsDir = true
@@ -111,7 +127,12 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	h.Kubeconfig, h.Kubectl, h.Client, h.ManagerNamespace = h.cp.kubeconfig, h.cp.kubectl, h.cp.client, h.cp.managerNamespace
 	h.logf("kube-apiserver and etcd up with CRDs and RBAC from config/default (%s)", time.Since(t0).Round(time.Millisecond))
 
-	h.Sim, err = startSim(ctx, &h.procs, h.Bin.Sim, logDir, opts.TimeScale, opts.SimArgs)
+	simAddr, err := proc.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	h.Sim, err = flow.StartSim(ctx, &h.procs, flow.SimCommand{Command: []string{h.Bin.Sim}, Addr: simAddr,
+		LogFile: filepath.Join(logDir, "intuned-sim.log"), TimeScale: opts.TimeScale, Args: opts.SimArgs})
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +153,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 }
 
 // StartManager starts the manager process and waits until it is ready.
-func (h *Harness) StartManager(ctx context.Context) error {
+func (h *Cluster) StartManager(ctx context.Context) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.manager != nil {
@@ -141,11 +162,11 @@ func (h *Harness) StartManager(ctx context.Context) error {
 		}
 	}
 	if h.managerArgs == nil {
-		probe, err := FreePort()
+		probe, err := proc.FreePort()
 		if err != nil {
 			return err
 		}
-		metrics, err := FreePort()
+		metrics, err := proc.FreePort()
 		if err != nil {
 			return err
 		}
@@ -158,7 +179,7 @@ func (h *Harness) StartManager(ctx context.Context) error {
 		h.probePort = probe
 	}
 	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.Dir, "KUBECONFIG=" + h.cp.managerKubeconfig}, h.managerEnv...)
-	p, err := h.procs.start(ProcSpec{Name: "manager", Path: h.Bin.Manager, Args: h.managerArgs, Env: env,
+	p, err := h.procs.Start(proc.Spec{Name: "manager", Path: h.Bin.Manager, Args: h.managerArgs, Env: env,
 		LogFile: filepath.Join(h.Dir, "logs", "manager.log"), Tee: h.opts.ProcessOutput})
 	if err != nil {
 		return err
@@ -166,7 +187,7 @@ func (h *Harness) StartManager(ctx context.Context) error {
 	h.manager = p
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := waitHTTPOK(wctx, "http://"+loopback(h.probePort)+"/readyz", p.Done()); err != nil {
+	if err := proc.WaitHTTPOK(wctx, "http://"+proc.Loopback(h.probePort)+"/readyz", p.Done()); err != nil {
 		return fmt.Errorf("manager: %w\n%s", err, p.LogTail(3000))
 	}
 	h.logf("manager up (pid %d) as ServiceAccount %s/%s", p.Pid(), h.cp.managerNamespace, h.cp.manager.Spec.Template.Spec.ServiceAccountName)
@@ -176,7 +197,7 @@ func (h *Harness) StartManager(ctx context.Context) error {
 // StopManager stops the manager: gracefully (SIGTERM) or, with kill, as a
 // crash (SIGKILL; the next manager then waits for the leader Lease to
 // expire).
-func (h *Harness) StopManager(kill bool) {
+func (h *Cluster) StopManager(kill bool) {
 	h.mu.Lock()
 	p := h.manager
 	h.mu.Unlock()
@@ -191,11 +212,11 @@ func (h *Harness) StopManager(kill bool) {
 }
 
 // ManagerLog is the manager's log file.
-func (h *Harness) ManagerLog() string { return filepath.Join(h.Dir, "logs", "manager.log") }
+func (h *Cluster) ManagerLog() string { return filepath.Join(h.Dir, "logs", "manager.log") }
 
 // ManagerExited reports whether the manager exited (it must not, unless
 // stopped), with the tail of its log.
-func (h *Harness) ManagerExited() (bool, string) {
+func (h *Cluster) ManagerExited() (bool, string) {
 	h.mu.Lock()
 	p := h.manager
 	h.mu.Unlock()
@@ -211,12 +232,12 @@ func (h *Harness) ManagerExited() (bool, string) {
 
 // Close stops every process (kubelet Pods, manager, simulator), the API
 // server and etcd, and removes the directory if Start created it.
-func (h *Harness) Close() {
+func (h *Cluster) Close() {
 	if h.stopKub != nil {
 		h.stopKub()
 		<-h.kubDone
 	}
-	h.procs.stopAll(10 * time.Second)
+	h.procs.StopAll(10 * time.Second)
 	if h.cp != nil {
 		if err := h.cp.stop(); err != nil {
 			h.logf("stop control plane: %v", err)
@@ -229,7 +250,7 @@ func (h *Harness) Close() {
 
 // CreateCredentials creates the credentials Secret IntunedJobs use, pointing
 // at the simulator.
-func (h *Harness) CreateCredentials(ctx context.Context, namespace, name string) error {
+func (h *Cluster) CreateCredentials(ctx context.Context, namespace, name string) error {
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		StringData: map[string]string{
@@ -246,7 +267,7 @@ func (h *Harness) CreateCredentials(ctx context.Context, namespace, name string)
 }
 
 // CreateNamespace creates a namespace (ignoring one that exists).
-func (h *Harness) CreateNamespace(ctx context.Context, name string) error {
+func (h *Cluster) CreateNamespace(ctx context.Context, name string) error {
 	err := h.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})
 	if apierrors.IsAlreadyExists(err) {
 		return nil

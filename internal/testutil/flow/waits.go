@@ -1,4 +1,4 @@
-package harness
+package flow
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 )
 
 // WaitAllDelivered waits until the simulator has sent want deliveries of
@@ -17,7 +18,7 @@ import (
 // else is stored for the job.
 func WaitAllDelivered(ctx context.Context, sim *Sim, rc ReceiverClient, job string, want int) (DeliveryReport, error) {
 	var rep DeliveryReport
-	err := Eventually(ctx, 200*time.Millisecond, "every delivery acknowledged", func(ctx context.Context) (bool, error) {
+	err := poll.Eventually(ctx, 200*time.Millisecond, "every delivery acknowledged", func(ctx context.Context) (bool, error) {
 		var err error
 		rep, err = CompareDeliveries(ctx, sim, rc, job, "")
 		if err != nil {
@@ -39,7 +40,7 @@ func WaitAllDelivered(ctx context.Context, sim *Sim, rc ReceiverClient, job stri
 // WaitFailedAttempts waits until n deliveries of the job have had an
 // attempt that failed: proof that a fault hit the run.
 func WaitFailedAttempts(ctx context.Context, sim *Sim, job string, n int) error {
-	return Eventually(ctx, 100*time.Millisecond, fmt.Sprintf("%d deliveries with a failed attempt", n), func(ctx context.Context) (bool, error) {
+	return poll.Eventually(ctx, 100*time.Millisecond, fmt.Sprintf("%d deliveries with a failed attempt", n), func(ctx context.Context) (bool, error) {
 		ds, err := sim.Deliveries(ctx, job)
 		failed := 0
 		for _, d := range ds {
@@ -68,7 +69,7 @@ func JobRunFinished(status string) bool {
 // and returns it.
 func WaitJobRunFinished(ctx context.Context, c client.Client, ns, name, trigger string) (*intunedv1alpha1.JobRunSummary, error) {
 	var last *intunedv1alpha1.JobRunSummary
-	err := Eventually(ctx, 250*time.Millisecond, "status.lastJobRun finished", func(ctx context.Context) (bool, error) {
+	err := poll.Eventually(ctx, 250*time.Millisecond, "status.lastJobRun finished", func(ctx context.Context) (bool, error) {
 		var ij intunedv1alpha1.IntunedJob
 		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ij); err != nil {
 			return false, err
@@ -83,15 +84,4 @@ func WaitJobRunFinished(ctx context.Context, c client.Client, ns, name, trigger 
 		return JobRunFinished(last.Status), fmt.Errorf("lastJobRun %+v", *last)
 	})
 	return last, err
-}
-
-// QuickstartDeliveries is what one quickstart JobRun sends with the
-// simulator's `--products 5`: the list Run plus one details Run per product.
-const QuickstartDeliveries = 1 + 5
-
-// TestContext is a context that ends after d or with the test.
-func TestContext(t interface{ Cleanup(func()) }, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // Kubelet runs the Pods of WebhookReceiver workloads (the StatefulSets and
@@ -32,7 +33,7 @@ type Kubelet struct {
 	c      client.Client
 	img    Images
 	root   string // data root: pods/, pvc/, logs/
-	procs  *group
+	procs  *proc.Group
 	logf   func(format string, args ...any)
 	period time.Duration
 
@@ -57,7 +58,7 @@ type replica struct {
 	ordinal    int
 	hostPort   int
 	plan       *Plan
-	proc       *Process
+	proc       *proc.Process
 	ready      bool
 	restarts   int
 	nextStart  time.Time
@@ -77,7 +78,7 @@ type ReplicaInfo struct {
 	DataDirs []string // host directories of its volumes
 }
 
-func newKubelet(c client.Client, img Images, root string, procs *group, logf func(string, ...any)) *Kubelet {
+func newKubelet(c client.Client, img Images, root string, procs *proc.Group, logf func(string, ...any)) *Kubelet {
 	return &Kubelet{c: c, img: img, root: root, procs: procs, logf: logf, period: 250 * time.Millisecond,
 		workloads: map[string]*workload{}, seen: map[string]bool{}}
 }
@@ -281,37 +282,26 @@ func (s clientSource) SecretData(ns, name string) (map[string][]byte, error) {
 	return data, nil
 }
 
-func (s clientSource) ConfigMapData(ns, name string) (map[string]string, error) {
-	var cm corev1.ConfigMap
-	if err := s.c.Get(s.ctx, client.ObjectKey{Namespace: ns, Name: name}, &cm); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, name, ErrNotFound)
-		}
-		return nil, err
-	}
-	return cm.Data, nil
-}
-
 func (k *Kubelet) syncReplica(ctx context.Context, w *workload, d desiredWorkload, r *replica) {
 	src := clientSource{ctx: ctx, c: k.c}
 	k.mu.Lock()
-	proc := r.proc
+	process := r.proc
 	k.mu.Unlock()
-	if proc != nil {
-		if exited, err := proc.Exited(); exited {
+	if process != nil {
+		if exited, err := process.Exited(); exited {
 			k.mu.Lock()
 			if !r.expectExit {
-				k.fail(fmt.Sprintf("receiver %s/%s exited on its own (%v); last output:\n%s", w.namespace, r.pod, err, proc.LogTail(1500)))
+				k.fail(fmt.Sprintf("receiver %s/%s exited on its own (%v); last output:\n%s", w.namespace, r.pod, err, process.LogTail(1500)))
 				r.restarts++
 				backoff := time.Duration(1<<min(r.restarts, 4)) * 250 * time.Millisecond
 				r.nextStart = time.Now().Add(backoff)
 			}
 			r.proc, r.ready, r.expectExit = nil, false, false
 			k.mu.Unlock()
-			proc = nil
+			process = nil
 		}
 	}
-	if proc == nil {
+	if process == nil {
 		k.mu.Lock()
 		wait := time.Now().Before(r.nextStart)
 		k.mu.Unlock()
@@ -335,7 +325,7 @@ func (k *Kubelet) syncReplica(ctx context.Context, w *workload, d desiredWorkloa
 			k.mu.Unlock()
 		}
 	}
-	ready := probe("http://" + loopback(r.hostPort) + r.plan.ReadyPath)
+	ready := probe("http://" + proc.Loopback(r.hostPort) + r.plan.ReadyPath)
 	k.mu.Lock()
 	if ready != r.ready {
 		k.logf("kubelet: %s/%s ready=%v", w.namespace, r.pod, ready)
@@ -356,14 +346,13 @@ func probe(u string) bool {
 
 func (k *Kubelet) startReplica(src ObjectSource, w *workload, d desiredWorkload, r *replica) error {
 	if r.hostPort == 0 {
-		p, err := FreePort()
+		p, err := proc.FreePort()
 		if err != nil {
 			return err
 		}
 		r.hostPort = p
 	}
-	id := PodIdentity{Namespace: w.namespace, Name: r.pod, ServiceAccountName: d.template.Spec.ServiceAccountName,
-		Labels: d.template.Labels, ClaimNames: map[string]string{}}
+	id := PodIdentity{Namespace: w.namespace, Name: r.pod, ClaimNames: map[string]string{}}
 	for _, c := range d.claimNames {
 		id.ClaimNames[c] = fmt.Sprintf("%s-%s-%d", c, w.name, r.ordinal)
 	}
@@ -380,29 +369,29 @@ func (k *Kubelet) startReplica(src ObjectSource, w *workload, d desiredWorkload,
 	if err := os.MkdirAll(filepath.Dir(r.logFile), 0o755); err != nil {
 		return err
 	}
-	proc, err := k.procs.start(ProcSpec{Name: "receiver " + w.namespace + "/" + r.pod, Path: plan.Path,
+	process, err := k.procs.Start(proc.Spec{Name: "receiver " + w.namespace + "/" + r.pod, Path: plan.Path,
 		Args: plan.Args, Env: plan.Env, Dir: plan.Dir, LogFile: r.logFile})
 	if err != nil {
 		return err
 	}
 	k.mu.Lock()
-	r.plan, r.proc, r.ready, r.expectExit = plan, proc, false, false
+	r.plan, r.proc, r.ready, r.expectExit = plan, process, false, false
 	k.mu.Unlock()
-	k.logf("kubelet: started receiver %s/%s (pid %d) on %s", w.namespace, r.pod, proc.Pid(), loopback(r.hostPort))
+	k.logf("kubelet: started receiver %s/%s (pid %d) on %s", w.namespace, r.pod, process.Pid(), proc.Loopback(r.hostPort))
 	return nil
 }
 
 func (k *Kubelet) stopReplica(r *replica) {
 	k.mu.Lock()
-	proc := r.proc
+	process := r.proc
 	r.expectExit = true
 	grace := 30 * time.Second
 	if r.plan != nil {
 		grace = time.Duration(r.plan.GraceSeconds) * time.Second
 	}
 	k.mu.Unlock()
-	if proc != nil {
-		_ = proc.Stop(grace)
+	if process != nil {
+		_ = process.Stop(grace)
 	}
 }
 
@@ -463,7 +452,7 @@ func (k *Kubelet) syncProxy(ctx context.Context, w *workload) {
 	var backends []string
 	for _, r := range w.replicas {
 		if r.ready {
-			backends = append(backends, loopback(r.hostPort))
+			backends = append(backends, proc.Loopback(r.hostPort))
 		}
 	}
 	w.proxy.setBackends(backends)
@@ -593,12 +582,12 @@ func (k *Kubelet) KillReceiver(ns, receiver string, ordinal int, down time.Durat
 		k.mu.Unlock()
 		return fmt.Errorf("no running replica %d of WebhookReceiver %s/%s", ordinal, ns, receiver)
 	}
-	proc := r.proc
+	process := r.proc
 	r.expectExit = true
 	r.ready = false
 	r.nextStart = time.Now().Add(down)
 	k.mu.Unlock()
-	proc.Kill()
+	process.Kill()
 	return nil
 }
 

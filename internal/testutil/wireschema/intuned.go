@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// The shapes below follow shared/intuned-api.md §3–§11, with the 2026-12-01
-// corrections: auth_session (snake_case) in requests too; integers where
-// the SDK says int; maxConcurrentRequests a number; dayOfWeek/month
-// upper-case names; "*" only as a whole calendar field; a range step only
+// The shapes below follow docs/intuned-api.md, which records the
+// corrections found against the official SDK: auth_session (snake_case) in
+// requests too; integers where the SDK says int; maxConcurrentRequests a
+// number; dayOfWeek/month upper-case names; "*" only as a whole calendar field; a range step only
 // with an end; webhook retry/timeout (from Intuned's webhook guide) only in
 // requests; JobRun statuses, reasons and error codes as the SDK's enums.
 

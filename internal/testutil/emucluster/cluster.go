@@ -1,12 +1,10 @@
-package harness
+package emucluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -19,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
@@ -34,7 +34,7 @@ var (
 )
 
 // installManifests is config/default rendered by kustomize, split into
-// what the harness installs and what it runs itself.
+// what the emulated cluster installs and what it runs itself.
 type installManifests struct {
 	crds    []*apiextensionsv1.CustomResourceDefinition
 	objects []*unstructured.Unstructured // Namespace, ServiceAccount, RBAC (and admission policies, were config/default to render any)
@@ -44,7 +44,7 @@ type installManifests struct {
 // renderInstall renders config/default with the kustomize built into
 // kubectl: the same manifests `make build-installer` ships.
 func renderInstall(ctx context.Context, kubectl string) (*installManifests, error) {
-	objs, err := kustomize(ctx, kubectl, "default")
+	objs, err := flow.Kustomize(ctx, kubectl, "default")
 	if err != nil {
 		return nil, err
 	}
@@ -203,9 +203,9 @@ func managerCommand(d *appsv1.Deployment, namespace string, probePort, metricsPo
 		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch name {
 		case "health-probe-bind-address":
-			a = "--health-probe-bind-address=" + loopback(probePort)
+			a = "--health-probe-bind-address=" + proc.Loopback(probePort)
 		case "metrics-bind-address":
-			a = "--metrics-bind-address=" + loopback(metricsPort)
+			a = "--metrics-bind-address=" + proc.Loopback(metricsPort)
 		case "leader-election-namespace":
 			hasLENS = true
 		}
@@ -215,7 +215,7 @@ func managerCommand(d *appsv1.Deployment, namespace string, probePort, metricsPo
 		args = append(args, "--leader-election-namespace="+namespace)
 	}
 	if !containsFlag(args, "health-probe-bind-address") {
-		args = append(args, "--health-probe-bind-address="+loopback(probePort))
+		args = append(args, "--health-probe-bind-address="+proc.Loopback(probePort))
 	}
 	for _, e := range c.Env {
 		switch {
@@ -238,20 +238,4 @@ func containsFlag(args []string, name string) bool {
 		}
 	}
 	return false
-}
-
-// kustomize renders config/<dir> with the kustomize built into kubectl.
-func kustomize(ctx context.Context, kubectl, dir string) ([]*unstructured.Unstructured, error) {
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(RepoRoot(), "config", dir))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("kubectl kustomize config/%s: %v: %s", dir, err, stderr.String())
-	}
-	objs, err := testenv.DecodeManifests(out)
-	if err != nil {
-		return nil, fmt.Errorf("parse config/%s as rendered: %w", dir, err)
-	}
-	return objs, nil
 }

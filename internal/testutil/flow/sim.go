@@ -1,4 +1,4 @@
-package harness
+package flow
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // Default identity of intuned-sim (cmd/intuned-sim flags --workspace-id and
@@ -27,7 +28,35 @@ type Sim struct {
 	WorkspaceID string
 	APIKey      string
 	TimeScale   float64
-	Proc        *Process
+	Proc        *proc.Process
+}
+
+// QuickstartSimArgs are the intuned-sim flags both local clusters use: each
+// API Run lasts a simulated minute (one real second at SimTimeScale), so a
+// quickstart JobRun spans a couple of seconds, long enough to break things
+// in the middle of it, while an hour of Intuned's delivery retries takes a
+// minute; the list API returns 5 products (QuickstartDeliveries).
+var QuickstartSimArgs = []string{"--run-duration", "60s", "--products", "5", "--seed", "7"}
+
+// SimTimeScale is the intuned-sim --time-scale of the tests: one simulated
+// minute per real second.
+const SimTimeScale = 60
+
+// QuickstartDeliveries is what one quickstart JobRun sends with
+// QuickstartSimArgs: the list Run plus one details Run per product.
+const QuickstartDeliveries = 1 + 5
+
+// SimCommand says how to run intuned-sim.
+type SimCommand struct {
+	// Command is the intuned-sim binary, possibly behind a wrapper that
+	// runs it elsewhere (e.g. in a network namespace); flags are appended.
+	Command []string
+	Env     []string // nil: only PATH
+	// Addr is the host:port it listens on (and the tests reach it at).
+	Addr      string
+	LogFile   string
+	TimeScale float64
+	Args      []string // more flags
 }
 
 // SimDelivery is one entry of the simulator's delivery log
@@ -55,21 +84,25 @@ type SimAttempt struct {
 	Error      string    `json:"error"`
 }
 
-func startSim(ctx context.Context, procs *group, bin, logDir string, timeScale float64, extra []string) (*Sim, error) {
-	port, err := FreePort()
+// StartSim starts intuned-sim (tracked by g, when not nil) and waits until
+// it answers.
+func StartSim(ctx context.Context, g *proc.Group, c SimCommand) (*Sim, error) {
+	args := append(append(append([]string(nil), c.Command[1:]...), "--addr", c.Addr,
+		"--time-scale", strconv.FormatFloat(c.TimeScale, 'f', -1, 64)), c.Args...)
+	spec := proc.Spec{Name: "intuned-sim", Path: c.Command[0], Args: args, Env: c.Env, LogFile: c.LogFile}
+	start := proc.Start
+	if g != nil {
+		start = g.Start
+	}
+	p, err := start(spec)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--addr", loopback(port), "--time-scale", strconv.FormatFloat(timeScale, 'f', -1, 64)}, extra...)
-	p, err := procs.start(ProcSpec{Name: "intuned-sim", Path: bin, Args: args, LogFile: logDir + "/intuned-sim.log"})
-	if err != nil {
-		return nil, err
-	}
-	s := &Sim{URL: "http://" + loopback(port), WorkspaceID: SimWorkspaceID, APIKey: SimAPIKey, TimeScale: timeScale, Proc: p}
+	s := &Sim{URL: "http://" + c.Addr, WorkspaceID: SimWorkspaceID, APIKey: SimAPIKey, TimeScale: c.TimeScale, Proc: p}
 	s.BaseURL = s.URL + "/api/v1/workspace"
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := waitHTTPOK(wctx, s.URL+"/_sim/healthz", p.Done()); err != nil {
+	if err := proc.WaitHTTPOK(wctx, s.URL+"/_sim/healthz", p.Done()); err != nil {
 		_ = p.Stop(5 * time.Second)
 		return nil, fmt.Errorf("intuned-sim: %w\n%s", err, p.LogTail(2000))
 	}

@@ -1,13 +1,13 @@
-// Package harness runs a small Kubernetes "cluster" on loopback for
+// Package emucluster runs a small Kubernetes "cluster" on loopback for
 // end-to-end tests and `make demo`: a real kube-apiserver and etcd (the
 // envtest binaries), the CRDs and RBAC rendered from config/default, the
 // intuned-sim process standing in for Intuned, the operator (cmd/manager)
-// as its own process with a ServiceAccount-like identity, and a minimal
+// as its own process with a ServiceAccount-like identity, and an emulated
 // kubelet that runs the real receiver binary for every WebhookReceiver
 // workload exactly as its Pod spec says.
 //
 // Everything is a real process talking over loopback HTTP; nothing is
-// mocked. The only liberties taken are the ones a single machine forces,
+// mocked. It imports no test package (hack/demo runs it). The only liberties taken are the ones a single machine forces,
 // and they are all in kubelet.go/podspec.go:
 //
 //   - container paths (volume mounts) are mapped to host directories, so
@@ -19,6 +19,6 @@
 //     in front of the ready replicas (the role a Service plus a tunnel or a
 //     load balancer plays in a real cluster).
 //
-// The harness starts every process in its own process group and kills all
+// It starts every process in its own process group and kills all
 // of them on Close.
-package harness
+package emucluster

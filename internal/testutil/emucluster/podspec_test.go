@@ -1,4 +1,4 @@
-package harness
+package emucluster
 
 import (
 	"context"
@@ -12,26 +12,20 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
 )
 
 // mapSource is an ObjectSource over fixed maps (the unit tests' API server).
 type mapSource struct {
 	secrets map[string]map[string][]byte
-	cms     map[string]map[string]string
 }
 
 func (m mapSource) SecretData(ns, name string) (map[string][]byte, error) {
 	d, ok := m.secrets[name]
 	if !ok {
 		return nil, fmt.Errorf("Secret %s/%s: %w", ns, name, ErrNotFound)
-	}
-	return d, nil
-}
-
-func (m mapSource) ConfigMapData(ns, name string) (map[string]string, error) {
-	d, ok := m.cms[name]
-	if !ok {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, name, ErrNotFound)
 	}
 	return d, nil
 }
@@ -51,12 +45,7 @@ func receiverPodSpec() *corev1.PodSpec {
 				"--previous-token-file=/etc/receiver/token/previous-token",
 				"--read-token-file=/etc/receiver/token/read-token",
 				"--sqlite-path=/data/receiver.db",
-				"--log-level=$(LOG_LEVEL)",
-			},
-			Env: []corev1.EnvVar{
-				{Name: "LOG_LEVEL", Value: "debug"},
-				{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-				{Name: "RECEIVER_SHUTDOWN_GRACE", Value: "2s"},
+				"--shutdown-grace=2s",
 			},
 			Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
@@ -103,14 +92,13 @@ func TestPlanContainerRejectsBadSpecs(t *testing.T) {
 		{"mount of a missing volume", func(s *corev1.PodSpec) {
 			s.Containers[0].VolumeMounts = append(s.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "nope", MountPath: "/x"})
 		}, `volumeMount "nope" names no volume`},
-		{"missing secret for env", func(s *corev1.PodSpec) {
-			s.Containers[0].Env = append(s.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
-				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "gone"}, Key: "k"}}})
-		}, "Secret ns/gone: not found"},
-		{"missing secret key for env", func(s *corev1.PodSpec) {
-			s.Containers[0].Env = append(s.Containers[0].Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{
-				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "rcv-token"}, Key: "dsn"}}})
-		}, `has no key "dsn"`},
+		{"environment, which the operator never sets", func(s *corev1.PodSpec) {
+			s.Containers[0].Env = []corev1.EnvVar{{Name: "RECEIVER_LOG_LEVEL", Value: "debug"}}
+		}, "sets env/envFrom"},
+		{"a configMap volume, which the operator never mounts", func(s *corev1.PodSpec) {
+			s.Volumes = append(s.Volumes, corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{}}})
+			s.Containers[0].VolumeMounts = append(s.Containers[0].VolumeMounts, corev1.VolumeMount{Name: "cfg", MountPath: "/cfg"})
+		}, "only emptyDir, persistentVolumeClaim and secret volumes"},
 		{"two containers", func(s *corev1.PodSpec) { s.Containers = append(s.Containers, s.Containers[0]) }, "exactly one container"},
 	}
 	for _, tt := range tests {
@@ -145,7 +133,7 @@ func TestPlanContainerMapsPathsAndPort(t *testing.T) {
 		"--previous-token-file=" + filepath.Join(dir, "pod/volumes/secret/token/previous-token"),
 		"--read-token-file=" + filepath.Join(dir, "pod/volumes/secret/token/read-token"),
 		"--sqlite-path=" + filepath.Join(dir, "pvc/data-rcv-0/receiver.db"),
-		"--log-level=debug",
+		"--shutdown-grace=2s",
 	}
 	if strings.Join(p.Args, " ") != strings.Join(want, " ") {
 		t.Errorf("args\n got %q\nwant %q", p.Args, want)
@@ -156,30 +144,22 @@ func TestPlanContainerMapsPathsAndPort(t *testing.T) {
 	if p.Path != "/x/receiver" || p.ContainerPort != 8080 || p.ReadyPath != "/readyz" || p.GraceSeconds != 5 {
 		t.Errorf("plan = %+v", p)
 	}
-	env := strings.Join(p.Env, "\n")
-	for _, w := range []string{"POD_NAME=rcv-0", "LOG_LEVEL=debug", "HOSTNAME=rcv-0"} {
-		if !strings.Contains(env, w) {
-			t.Errorf("env lacks %s: %s", w, env)
-		}
+	if env := strings.Join(p.Env, "\n"); !strings.Contains(env, "HOSTNAME=rcv-0") {
+		t.Errorf("env lacks HOSTNAME=rcv-0: %s", env)
 	}
 }
 
-func TestPlanContainerListenAddrFromEnvOrDefault(t *testing.T) {
+func TestPlanContainerListenAddr(t *testing.T) {
 	tests := []struct {
 		name    string
 		mutate  func(*corev1.Container)
 		wantArg string
-		wantEnv string
 	}{
 		{"flag with separate value", func(c *corev1.Container) {
 			c.Args[0] = "--listen-addr"
 			c.Args = append(c.Args[:1], append([]string{":8080"}, c.Args[1:]...)...)
-		}, "127.0.0.1:12345", ""},
-		{"environment", func(c *corev1.Container) {
-			c.Args = c.Args[1:]
-			c.Env = append(c.Env, corev1.EnvVar{Name: "RECEIVER_LISTEN_ADDR", Value: "0.0.0.0:8080"})
-		}, "", "RECEIVER_LISTEN_ADDR=127.0.0.1:12345"},
-		{"default", func(c *corev1.Container) { c.Args = c.Args[1:] }, "--listen-addr=127.0.0.1:12345", ""},
+		}, "127.0.0.1:12345"},
+		{"default", func(c *corev1.Container) { c.Args = c.Args[1:] }, "--listen-addr=127.0.0.1:12345"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -191,32 +171,10 @@ func TestPlanContainerListenAddrFromEnvOrDefault(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tt.wantArg != "" && !strings.Contains(strings.Join(p.Args, " "), tt.wantArg) {
+			if !strings.Contains(strings.Join(p.Args, " "), tt.wantArg) {
 				t.Errorf("args %q lack %q", p.Args, tt.wantArg)
 			}
-			if tt.wantEnv != "" && !strings.Contains(strings.Join(p.Env, " "), tt.wantEnv) {
-				t.Errorf("env %q lacks %q", p.Env, tt.wantEnv)
-			}
 		})
-	}
-}
-
-func TestExpandVars(t *testing.T) {
-	vars := map[string]string{"A": "1", "B": "two"}
-	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
-	tests := []struct{ in, want string }{
-		{"plain", "plain"},
-		{"$(A)", "1"},
-		{"x-$(A)-$(B)", "x-1-two"},
-		{"$(MISSING)", "$(MISSING)"},
-		{"$$(A)", "$(A)"},
-		{"$(A", "$(A"},
-		{"cost $5", "cost $5"},
-	}
-	for _, tt := range tests {
-		if got := expandVars(tt.in, lookup); got != tt.want {
-			t.Errorf("expandVars(%q) = %q, want %q", tt.in, got, tt.want)
-		}
 	}
 }
 
@@ -256,9 +214,9 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	bins := testBinaries(t)
-	port, _ := FreePort()
+	port, _ := proc.FreePort()
 	lay := Layout{PodDir: filepath.Join(dir, "pod"), PVCDir: filepath.Join(dir, "pvc")}
-	start := func() (*Process, *Plan) {
+	start := func() (*proc.Process, *Plan) {
 		p, err := PlanContainer(receiverPodSpec(), PodIdentity{Namespace: "ns", Name: "rcv-0", ClaimNames: map[string]string{"data": "data-rcv-0"}},
 			lay, Images{Binaries: map[string]string{"/receiver": bins.Receiver}}, tokenSource(), port)
 		if err != nil {
@@ -269,19 +227,19 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		proc, err := StartProcess(ProcSpec{Name: "receiver", Path: p.Path, Args: p.Args, Env: p.Env, Dir: p.Dir, LogFile: filepath.Join(dir, "rcv.log")})
+		process, err := proc.Start(proc.Spec{Name: "receiver", Path: p.Path, Args: p.Args, Env: p.Env, Dir: p.Dir, LogFile: filepath.Join(dir, "rcv.log")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { proc.Kill() })
-		if err := waitHTTPOK(ctx, "http://"+loopback(port)+p.ReadyPath, proc.Done()); err != nil {
-			t.Fatalf("%v\n%s", err, proc.LogTail(2000))
+		t.Cleanup(func() { process.Kill() })
+		if err := proc.WaitHTTPOK(ctx, "http://"+proc.Loopback(port)+p.ReadyPath, process.Done()); err != nil {
+			t.Fatalf("%v\n%s", err, process.LogTail(2000))
 		}
-		return proc, p
+		return process, p
 	}
-	proc, _ := start()
+	process, _ := start()
 	body := `{"workspaceId":"w","project":{"id":"p","name":"ecommerce-scraper-quickstart"},"projectJob":{"id":"job-1234"},"projectJobRun":{"id":"jr1"},"apiInfo":{"name":"list","parameters":{},"runId":"run-1","result":{"status":"completed","result":[],"statusCode":200}}}`
-	req, _ := http.NewRequest(http.MethodPost, "http://"+loopback(port)+"/webhooks/intuned", strings.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+proc.Loopback(port)+"/webhooks/intuned", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer tok-1")
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
@@ -292,9 +250,9 @@ func TestPlanRunsTheRealReceiver(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST = %s", resp.Status)
 	}
-	proc.Kill()
+	process.Kill()
 	start()
-	raw, err := ReceiverClient{BaseURL: "http://" + loopback(port), ReadToken: "read-1"}.Raw(ctx, "run-1")
+	raw, err := flow.ReceiverClient{BaseURL: "http://" + proc.Loopback(port), ReadToken: "read-1"}.Raw(ctx, "run-1")
 	if err != nil {
 		t.Fatal(err)
 	}

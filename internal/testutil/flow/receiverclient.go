@@ -1,4 +1,9 @@
-package harness
+// Package flow drives the quickstart on a local cluster, emulated
+// (internal/testutil/emucluster) or real (internal/testutil/kcluster): it
+// renders config/samples, runs and reads intuned-sim, triggers jobs, rotates
+// tokens, reads a receiver's store and compares it with what the simulator
+// sent. It imports no test package: hack/demo uses it too.
+package flow
 
 import (
 	"bufio"
