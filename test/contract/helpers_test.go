@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
+
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim/simtest"
@@ -147,15 +149,14 @@ func fullJob(id, sinkURL string) intuned.CreateJobRequest {
 	return r
 }
 
-// eventually polls cond every 5 ms until it holds or 20 s pass.
+// eventually polls cond (poll.Eventually, every 5 ms) until it holds or
+// 20 s pass.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := poll.Eventually(ctx, 5*time.Millisecond, what, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

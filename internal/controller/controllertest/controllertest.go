@@ -24,6 +24,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/cachepolicy"
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
@@ -122,20 +123,17 @@ func StartManager(t *testing.T, setup func(ctrl.Manager) error) (stop func()) {
 // Client is the uncached client tests use to act as a user.
 func Client() client.Client { return Env.Client }
 
-// Eventually is the controller tests' one polling helper: it calls cond every 50
-// ms until it returns "" or timeout passes; then the test fails with the
-// last message.
+// Eventually polls cond (poll.Eventually, every 50 ms) until it returns ""
+// or timeout passes; then the test fails with the last message.
 func Eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		msg := cond()
-		if msg == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s: %s", timeout, msg)
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var msg string
+	if poll.Eventually(ctx, 50*time.Millisecond, "", func(context.Context) (bool, error) {
+		msg = cond()
+		return msg == "", nil
+	}) != nil {
+		t.Fatalf("timed out after %s: %s", timeout, msg)
 	}
 }
