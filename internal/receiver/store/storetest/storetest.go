@@ -304,7 +304,7 @@ func testJobRunSummaries(t *testing.T, s store.Store) {
 	for _, r := range []store.Rejected{
 		{Reason: "not_sink_body: missing apiInfo.runId", JobRunID: "jr-a"},
 		{Reason: "not_sink_body: missing apiInfo.runId", JobRunID: "jr-q"}, // only quarantined bodies
-		{Reason: "invalid_json: body is not valid JSON"},                    // JobRun unknown
+		{Reason: "invalid_json: body is not valid JSON"},                   // JobRun unknown
 	} {
 		r.ReceivedAt, r.Body = at(8), []byte("{}")
 		if err := s.Quarantine(ctx, r); err != nil {
