@@ -51,11 +51,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 PRAGMA user_version = 1;
 `, `
--- Version 2: the JobRun summary. The index replaces deliveries_job_run (same leading columns,
--- so List by JobRun still pages by seq on it) and also holds what the summary counts, so a
--- JobRun's summary reads this index alone, never the rows with their bodies.
-CREATE INDEX deliveries_job_run_summary ON deliveries (job_run_id, seq, api_name, result_status, received_at);
-DROP INDEX deliveries_job_run;
+-- Version 2: the JobRun summary reads this index alone (never the rows with their bodies), and in
+-- the order it groups by, so it counts a JobRun's entries in one pass without sorting them.
+-- Widening deliveries_job_run instead (job_run_id, seq, api_name, ...) saved an index but took
+-- 168 against 25 ms for a JobRun of 100,000 results: SQLite sorted them to group them.
+CREATE INDEX deliveries_job_run_summary ON deliveries (job_run_id, api_name, result_status, received_at);
 -- Quarantined bodies whose JobRun could be read carry it, so the summary counts them.
 ALTER TABLE quarantine ADD COLUMN job_run_id TEXT NOT NULL DEFAULT '';
 ` + backfillConflictJobRuns + `
