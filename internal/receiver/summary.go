@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -135,14 +134,9 @@ func (r *Receiver) listJobRuns(w http.ResponseWriter, req *http.Request) {
 		}
 		return
 	}
-	limit := defaultJobRunLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxJobRuns {
-			writeError(w, http.StatusBadRequest, "invalid_limit", "limit must be an integer from 1 to 100")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, q.Get("limit"), defaultJobRunLimit, maxJobRuns)
+	if !ok {
+		return
 	}
 	after := ""
 	if v := q.Get("cursor"); v != "" {

@@ -50,16 +50,7 @@ func TestOpenMigratesSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	sums, err := s.SummarizeJobRuns(ctx, []string{"jr-old"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sums[0]; got.Stored() != 1 || got.Conflicts != 1 || got.Quarantined != 0 || !got.FirstReceivedAt.Equal(d.ReceivedAt) {
-		t.Errorf("summary after migration = %+v, want 1 stored, 1 conflict", got)
-	}
-	if recs, err := s.List(ctx, store.Filter{JobRunID: "jr-old"}, 10); err != nil || len(recs) != 1 {
-		t.Errorf("List by JobRun after migration: %d records, %v", len(recs), err)
-	}
+	storetest.CheckMigrated(t, s, d)
 }
 
 // TestSummaryQueriesUseIndexes fails when a summary query would scan a table instead of reading

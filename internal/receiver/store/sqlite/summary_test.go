@@ -48,17 +48,7 @@ func TestOpenMigratesVersion1(t *testing.T) {
 	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
 		t.Fatalf("user_version = %d (%v), want %d", version, err, schemaVersion)
 	}
-	sums, err := s.SummarizeJobRuns(ctx, []string{"jr-old"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := sums[0]; got.Stored() != 1 || got.Conflicts != 1 || got.Quarantined != 0 || !got.FirstReceivedAt.Equal(d.ReceivedAt) {
-		t.Errorf("summary after migration = %+v, want 1 stored, 1 conflict", got)
-	}
-	recs, err := s.List(ctx, store.Filter{JobRunID: "jr-old"}, 10)
-	if err != nil || len(recs) != 1 {
-		t.Errorf("List by JobRun after migration: %d records, %v", len(recs), err)
-	}
+	storetest.CheckMigrated(t, s, d)
 }
 
 // TestSummaryQueriesUseIndexes fails when a summary query would scan a table (or a whole index)

@@ -361,3 +361,20 @@ func testJobRunSummaries(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// CheckMigrated checks a store opened on a database made by the previous schema that held d and a
+// conflicting duplicate of it: both count in d's JobRun summary, and List by JobRun still works.
+func CheckMigrated(t *testing.T, s store.Store, d store.Delivery) {
+	t.Helper()
+	ctx := context.Background()
+	sums, err := s.SummarizeJobRuns(ctx, []string{d.JobRunID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sums[0]; got.Stored() != 1 || got.Conflicts != 1 || got.Quarantined != 0 || !got.FirstReceivedAt.Equal(d.ReceivedAt) {
+		t.Errorf("summary after migration = %+v, want 1 stored, 1 conflict", got)
+	}
+	if recs, err := s.List(ctx, store.Filter{JobRunID: d.JobRunID}, 10); err != nil || len(recs) != 1 {
+		t.Errorf("List by JobRun after migration: %d records, %v", len(recs), err)
+	}
+}
