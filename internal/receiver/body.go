@@ -121,29 +121,44 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 	if b.ProjectJobRun != nil {
 		m.JobRunID = need("projectJobRun.id", b.ProjectJobRun.ID)
 	}
+	// A body that is no sink body still counts for its JobRun's summary when its JobRun id is
+	// usable: the returned meta then holds that id alone.
+	rejected := sinkMeta{}
+	if b.ProjectJobRun != nil && strings.TrimSpace(b.ProjectJobRun.ID) != "" && idProblem(b.ProjectJobRun.ID) == "" {
+		rejected.JobRunID = b.ProjectJobRun.ID
+	}
 	if len(missing) > 0 {
-		return sinkMeta{}, &bodyError{reasonNotSinkBody, "not an Intuned sink body: missing or empty " + strings.Join(missing, ", ")}
+		return rejected, &bodyError{reasonNotSinkBody, "not an Intuned sink body: missing or empty " + strings.Join(missing, ", ")}
 	}
 	if m.ResultStatus != "completed" && m.ResultStatus != "failed" {
-		return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("apiInfo.result.status must be \"completed\" or \"failed\", got %q", m.ResultStatus)}
+		return rejected, &bodyError{reasonNotSinkBody, fmt.Sprintf("apiInfo.result.status must be \"completed\" or \"failed\", got %q", m.ResultStatus)}
 	}
 	for _, f := range []struct{ name, v string }{
 		{"apiInfo.runId", m.RunID}, {"projectJob.id", m.JobID}, {"projectJobRun.id", m.JobRunID},
 		{"project.name", m.Project}, {"apiInfo.name", m.APIName},
 	} {
-		if len(f.v) > maxIDLen {
-			return sinkMeta{}, &bodyError{reasonNotSinkBody, fmt.Sprintf("%s is longer than %d bytes", f.name, maxIDLen)}
-		}
-		// Control characters (NUL above all: PostgreSQL text cannot hold it) never occur in real ids.
-		if strings.IndexFunc(f.v, unicode.IsControl) >= 0 {
-			return sinkMeta{}, &bodyError{reasonNotSinkBody, f.name + " contains control characters"}
-		}
-		// U+FFFD is what a lone surrogate escape (\ud800) decodes to: distinct ids would be one.
-		if strings.ContainsRune(f.v, utf8.RuneError) {
-			return sinkMeta{}, &bodyError{reasonNotSinkBody, f.name + " contains U+FFFD (a replacement for an invalid character)"}
+		if p := idProblem(f.v); p != "" {
+			return rejected, &bodyError{reasonNotSinkBody, f.name + p}
 		}
 	}
 	return m, nil
+}
+
+// idProblem says what makes v unusable as an indexed id column ("" when nothing does), as the end
+// of a message that starts with the field's name.
+func idProblem(v string) string {
+	if len(v) > maxIDLen {
+		return fmt.Sprintf(" is longer than %d bytes", maxIDLen)
+	}
+	// Control characters (NUL above all: PostgreSQL text cannot hold it) never occur in real ids.
+	if strings.IndexFunc(v, unicode.IsControl) >= 0 {
+		return " contains control characters"
+	}
+	// U+FFFD is what a lone surrogate escape (\ud800) decodes to: distinct ids would be one.
+	if strings.ContainsRune(v, utf8.RuneError) {
+		return " contains U+FFFD (a replacement for an invalid character)"
+	}
+	return ""
 }
 
 // decodeSinkBody is the reference decoder (the fast one defers to it for anything unusual): any

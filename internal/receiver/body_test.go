@@ -128,3 +128,29 @@ func TestParseSinkBodyKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestRejectedBodyKeepsItsJobRun: a body that is no sink body still names its JobRun (for the
+// JobRun's summary) when its projectJobRun.id is usable, and never an unusable one.
+func TestRejectedBodyKeepsItsJobRun(t *testing.T) {
+	cases := []struct {
+		name, body, want string
+	}{
+		{"runId missing", `{"workspaceId":"w","project":{"name":"p"},"projectJobRun":{"id":"jr-1"},"apiInfo":{"name":"a","result":{"status":"completed"}}}`, "jr-1"},
+		{"unknown status", `{"workspaceId":"w","project":{"name":"p"},"projectJobRun":{"id":"jr-1"},"apiInfo":{"name":"a","runId":"r","result":{"status":"odd"}}}`, "jr-1"},
+		{"control character in the JobRun id", `{"workspaceId":"w","projectJobRun":{"id":"jr\u0000"}}`, ""},
+		{"JobRun id too long", `{"workspaceId":"w","projectJobRun":{"id":"` + strings.Repeat("j", maxIDLen+1) + `"}}`, ""},
+		{"blank JobRun id", `{"workspaceId":"w","projectJobRun":{"id":" "}}`, ""},
+		{"invalid JSON", `{"projectJobRun":{"id":"jr-1"}`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, err := parseSinkBody([]byte(c.body))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if m.JobRunID != c.want || m.RunID != "" {
+				t.Errorf("meta %+v, want JobRunID %q alone", m, c.want)
+			}
+		})
+	}
+}

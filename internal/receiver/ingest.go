@@ -98,7 +98,8 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		// Authenticated but malformed: keep it, so nothing an authorised sender sent is lost.
 		qctx, cancel := context.WithDeadline(ctx, deadline)
 		defer cancel()
-		qerr := r.st.Quarantine(qctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body})
+		qerr := r.st.Quarantine(qctx, store.Rejected{Reason: be.reason + ": " + be.msg, ReceivedAt: start.UTC(), Body: body,
+			JobRunID: meta.JobRunID})
 		if qerr != nil {
 			r.storeErrs.Error("cannot quarantine invalid body", "err", qerr)
 			r.storeTrouble(w, qerr)

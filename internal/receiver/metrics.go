@@ -18,6 +18,8 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	batchSize     prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	// summarySeconds: the store's time for the JobRun summaries of one read API request.
+	summarySeconds prometheus.Histogram
 }
 
 func newMetrics(st store.Store) *metrics {
@@ -40,8 +42,11 @@ func newMetrics(st store.Store) *metrics {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "receiver_commit_duration_seconds", Help: "Time to commit one batch to the store.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		summarySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "receiver_jobrun_summary_duration_seconds", Help: "Time the store took for the JobRun summaries of one read API request (GET /v1/jobruns...).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
-	m.reg.MustRegister(m.received, m.stored, m.duplicates, m.conflicts, m.rejected, m.batchSize, m.commitSeconds,
+	m.reg.MustRegister(m.received, m.stored, m.duplicates, m.conflicts, m.rejected, m.batchSize, m.commitSeconds, m.summarySeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sr, ok := st.(store.SpaceReporter); ok {
 		m.reg.MustRegister(spaceCollector{sr})

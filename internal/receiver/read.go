@@ -86,14 +86,9 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_status", "status must be completed or failed")
 		return
 	}
-	limit := defaultListLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			writeError(w, http.StatusBadRequest, "invalid_limit", "limit must be an integer from 1 to 1000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, q.Get("limit"), defaultListLimit, maxListLimit)
+	if !ok {
+		return
 	}
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
@@ -174,6 +169,20 @@ func writeCompactJSON(w *bufio.Writer, b []byte) {
 		}
 	}
 	w.Write(b[start:]) //nolint:errcheck
+}
+
+// queryLimit parses a limit query parameter v (def when empty), or answers 400 itself and returns
+// false when it is not an integer from 1 to max.
+func queryLimit(w http.ResponseWriter, v string, def, max int) (int, bool) {
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		writeError(w, http.StatusBadRequest, "invalid_limit", "limit must be an integer from 1 to "+strconv.Itoa(max))
+		return 0, false
+	}
+	return n, true
 }
 
 // acquireReader takes one of maxReaders slots or answers 429 itself.

@@ -128,6 +128,8 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	r.mux.HandleFunc(cfg.IngestPath, r.ingest)
 	r.mux.HandleFunc("/v1/deliveries", r.listDeliveries)
 	r.mux.HandleFunc("/v1/deliveries/{runId}", r.getDelivery)
+	r.mux.HandleFunc("/v1/jobruns", r.listJobRuns)
+	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/summary", r.jobRunSummary)
 	r.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

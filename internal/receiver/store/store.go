@@ -42,6 +42,9 @@ type Rejected struct {
 	Reason     string
 	ReceivedAt time.Time
 	Body       []byte
+	// JobRunID is the body's projectJobRun.id when it could be read (a sink body with another
+	// field missing, say), so the JobRun's summary counts it; empty when unknown.
+	JobRunID string
 }
 
 // ReasonConflictingDuplicate is the quarantine reason of a body whose run id was already stored
@@ -79,6 +82,81 @@ type Filter struct {
 	MaxBytes int64
 }
 
+// JobRunSummary is what a store holds for one JobRun (projectJobRun.id), read from indexes only.
+type JobRunSummary struct {
+	JobRunID string
+	// Results counts the stored deliveries by API name and result status, ordered by both.
+	Results []ResultCount
+	// Conflicts counts the bodies kept aside because their run id was already stored with a
+	// different body; Quarantined the other invalid bodies whose JobRun could be read.
+	Conflicts, Quarantined int64
+	// FirstReceivedAt and LastReceivedAt bound the stored deliveries' receive times; zero when
+	// none is stored.
+	FirstReceivedAt, LastReceivedAt time.Time
+}
+
+// ResultCount is the number of stored deliveries of one API name and result status.
+type ResultCount struct {
+	APIName      string
+	ResultStatus string
+	Count        int64
+}
+
+// Stored is the number of stored deliveries.
+func (s *JobRunSummary) Stored() int64 {
+	var n int64
+	for _, c := range s.Results {
+		n += c.Count
+	}
+	return n
+}
+
+// AddResults folds one group of stored deliveries (a row of a store's GROUP BY) into s.
+func (s *JobRunSummary) AddResults(api, status string, count int64, first, last time.Time) {
+	s.Results = append(s.Results, ResultCount{APIName: api, ResultStatus: status, Count: count})
+	if s.FirstReceivedAt.IsZero() || first.Before(s.FirstReceivedAt) {
+		s.FirstReceivedAt = first
+	}
+	if last.After(s.LastReceivedAt) {
+		s.LastReceivedAt = last
+	}
+}
+
+// NewSummaries returns an empty summary per id, in order, and a map from each id to its summary
+// for the stores to fill in.
+func NewSummaries(ids []string) ([]JobRunSummary, map[string]*JobRunSummary) {
+	out := make([]JobRunSummary, len(ids))
+	byID := make(map[string]*JobRunSummary, len(ids))
+	for i, id := range ids {
+		out[i].JobRunID = id
+		if byID[id] == nil {
+			byID[id] = &out[i]
+		}
+	}
+	return out, byID
+}
+
+// WalkJobRuns collects up to limit JobRun ids after after, calling next for each: a store's next
+// finds the smallest id greater than its argument with one index seek, which skips all the rows
+// of a JobRun at once (SELECT DISTINCT would read every one of them).
+func WalkJobRuns(after string, limit int, next func(after string) (id string, ok bool, err error)) ([]string, error) {
+	var ids []string
+	for len(ids) < limit {
+		id, ok, err := next(after)
+		if err != nil || !ok {
+			return ids, err
+		}
+		ids = append(ids, id)
+		after = id
+	}
+	return ids, nil
+}
+
+// Empty reports whether the store holds nothing for the JobRun.
+func (s *JobRunSummary) Empty() bool {
+	return len(s.Results) == 0 && s.Conflicts == 0 && s.Quarantined == 0
+}
+
 // Store persists deliveries. Implementations must be safe for concurrent use, though the receiver
 // calls Save from a single writer goroutine so that concurrent requests share one transaction.
 type Store interface {
@@ -92,6 +170,12 @@ type Store interface {
 	List(ctx context.Context, f Filter, limit int) ([]Record, error)
 	// Get returns the delivery with the given run id or ErrNotFound.
 	Get(ctx context.Context, runID string) (Record, error)
+	// SummarizeJobRuns returns the summary of each JobRun in ids, in that order (a JobRun the
+	// store holds nothing for has an empty one), read in one snapshot.
+	SummarizeJobRuns(ctx context.Context, ids []string) ([]JobRunSummary, error)
+	// JobRunsAfter returns up to limit JobRun ids the store holds deliveries or quarantined
+	// bodies for, greater than after, in ascending order.
+	JobRunsAfter(ctx context.Context, after string, limit int) ([]string, error)
 	// Ping reports whether the store is reachable (used by /readyz).
 	Ping(ctx context.Context) error
 	Close() error

@@ -24,12 +24,13 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
 
-// schema is version 1 of the layout; PRAGMA user_version records which version a file has.
+// migrations[i] takes a file from schema version i to i+1; PRAGMA user_version records which
+// version a file has. Each runs in one transaction.
 //
 // Unlike PostgreSQL, SQLite keeps a table in a B-tree keyed by its INTEGER PRIMARY KEY, so seq is the
 // primary key here (new rows append at the end of the tree) and run_id, the dedup key, is UNIQUE.
 // The columns and semantics are the same as in the postgres store.
-const schema = `
+var migrations = []string{`
 CREATE TABLE IF NOT EXISTS deliveries (
 	seq           INTEGER PRIMARY KEY, -- receive order; never reused because rows are never deleted
 	run_id        TEXT    NOT NULL UNIQUE,
@@ -49,12 +50,31 @@ CREATE TABLE IF NOT EXISTS quarantine (
 	body        BLOB    NOT NULL
 );
 PRAGMA user_version = 1;
-`
+`, `
+-- Version 2: the JobRun summary reads this index alone (never the rows with their bodies), and in
+-- the order it groups by, so it counts a JobRun's entries in one pass without sorting them.
+-- Widening deliveries_job_run instead (job_run_id, seq, api_name, ...) saved an index but took
+-- 168 against 25 ms for a JobRun of 100,000 results: SQLite sorted them to group them.
+CREATE INDEX deliveries_job_run_summary ON deliveries (job_run_id, api_name, result_status, received_at);
+-- Quarantined bodies whose JobRun could be read carry it, so the summary counts them.
+ALTER TABLE quarantine ADD COLUMN job_run_id TEXT NOT NULL DEFAULT '';
+` + backfillConflictJobRuns + `
+CREATE INDEX quarantine_job_run ON quarantine (job_run_id);
+PRAGMA user_version = 2;
+`}
 
-// schemaVersion is the user_version the schema above sets. Open applies the schema only to a file
+// backfillConflictJobRuns gives the conflicting duplicates quarantined before version 2 the JobRun
+// of the delivery they conflict with, whose run id their reason names (store.ConflictReason: a
+// prefix of 38 bytes, the quoted run id, a suffix of 41). A run id that needed escaping in the
+// reason finds no delivery and stays unattributed, as do all older invalid bodies.
+const backfillConflictJobRuns = `UPDATE quarantine SET job_run_id = coalesce((SELECT d.job_run_id FROM deliveries d
+	WHERE d.run_id = substr(quarantine.reason, 39, length(quarantine.reason) - 38 - 41)), '')
+	WHERE substr(reason, 1, 22) = 'conflicting_duplicate:';`
+
+// schemaVersion is the user_version the migrations above end at. Open applies them only to a file
 // with an older version: a start writes nothing otherwise (even an unchanged PRAGMA user_version
 // appends a WAL frame), so a receiver can start and serve reads on a full volume.
-const schemaVersion = 1
+var schemaVersion = len(migrations)
 
 // checkpointEvery is how often the background checkpointer copies the WAL into the database file.
 // Doing it outside the writer keeps most of that work off the commit path (no periodic latency
@@ -219,10 +239,24 @@ func (s *Store) migrate(ctx context.Context) error {
 	case version > schemaVersion:
 		return fmt.Errorf("sqlite: %s has schema version %d, newer than this receiver's %d", s.path, version, schemaVersion)
 	}
-	if _, err := s.write.ExecContext(ctx, schema); err != nil {
-		return fmt.Errorf("sqlite: apply schema: %w", err)
+	for v := version; v < schemaVersion; v++ {
+		if err := s.applyMigration(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("sqlite: migrate %s to schema version %d: %w", s.path, v+1, err)
+		}
 	}
 	return nil
+}
+
+func (s *Store) applyMigration(ctx context.Context, sql string) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, sql); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // checkpoints runs PASSIVE checkpoints from a reader connection: they never block the writer. See
@@ -447,8 +481,8 @@ func (s *Store) duplicate(tx *sql.Tx, d store.Delivery) (store.Result, error) {
 		return r, nil
 	}
 	r.Conflict = true
-	_, err = tx.ExecContext(context.Background(), `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
-		d.ReceivedAt.UnixMicro(), store.ConflictReason(d.RunID), d.Body)
+	_, err = tx.ExecContext(context.Background(), `INSERT INTO quarantine (received_at, reason, body, job_run_id) VALUES (?, ?, ?, ?)`,
+		d.ReceivedAt.UnixMicro(), store.ConflictReason(d.RunID), d.Body, d.JobRunID)
 	if err != nil {
 		return r, fmt.Errorf("sqlite: quarantine conflicting duplicate: %w", s.asFull(err))
 	}
@@ -460,8 +494,8 @@ func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
 	if err := s.ensureSpace(ctx); err != nil {
 		return err
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO quarantine (received_at, reason, body) VALUES (?, ?, ?)`,
-		r.ReceivedAt.UnixMicro(), r.Reason, r.Body)
+	_, err := s.write.ExecContext(ctx, `INSERT INTO quarantine (received_at, reason, body, job_run_id) VALUES (?, ?, ?, ?)`,
+		r.ReceivedAt.UnixMicro(), r.Reason, r.Body, r.JobRunID)
 	if err != nil {
 		return fmt.Errorf("sqlite: quarantine: %w", s.asFull(err))
 	}
@@ -519,6 +553,84 @@ func (s *Store) Get(ctx context.Context, runID string) (store.Record, error) {
 		return store.Record{}, store.ErrNotFound
 	}
 	return r, err
+}
+
+// The summary queries read indexes only (deliveries_job_run_summary covers the first; the
+// quarantine rows of a JobRun are few). %s is a list of placeholders, one per JobRun id.
+const (
+	summarizeResults = `SELECT job_run_id, api_name, result_status, count(*), min(received_at), max(received_at)
+		FROM deliveries WHERE job_run_id IN (%s)
+		GROUP BY job_run_id, api_name, result_status ORDER BY job_run_id, api_name, result_status`
+	summarizeQuarantine = `SELECT job_run_id, count(*) FILTER (WHERE substr(reason, 1, 22) = 'conflicting_duplicate:'), count(*)
+		FROM quarantine WHERE job_run_id IN (%s) GROUP BY job_run_id`
+	// nextJobRun finds the next JobRun id with one seek in each index.
+	nextJobRun = `SELECT min(id) FROM (
+		SELECT min(job_run_id) AS id FROM deliveries WHERE job_run_id > ?1
+		UNION ALL SELECT min(job_run_id) FROM quarantine WHERE job_run_id > ?1)`
+)
+
+// SummarizeJobRuns implements store.Store. Both queries run in one read transaction, so they
+// see the same snapshot.
+func (s *Store) SummarizeJobRuns(ctx context.Context, ids []string) ([]store.JobRunSummary, error) {
+	out, byID := store.NewSummaries(ids)
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	marks := strings.Repeat("?, ", len(ids)-1) + "?"
+	tx, err := s.read.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: summarize: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read only
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(summarizeResults, marks), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: summarize: %w", err)
+	}
+	for rows.Next() {
+		var id, api, status string
+		var n, first, last int64
+		if err := rows.Scan(&id, &api, &status, &n, &first, &last); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite: summarize: %w", err)
+		}
+		byID[id].AddResults(api, status, n, time.UnixMicro(first).UTC(), time.UnixMicro(last).UTC())
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: summarize: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, fmt.Sprintf(summarizeQuarantine, marks), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: summarize quarantine: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var conflicts, all int64
+		if err := rows.Scan(&id, &conflicts, &all); err != nil {
+			return nil, fmt.Errorf("sqlite: summarize quarantine: %w", err)
+		}
+		byID[id].Conflicts, byID[id].Quarantined = conflicts, all-conflicts
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: summarize quarantine: %w", err)
+	}
+	return out, nil
+}
+
+// JobRunsAfter implements store.Store.
+func (s *Store) JobRunsAfter(ctx context.Context, after string, limit int) ([]string, error) {
+	return store.WalkJobRuns(after, limit, func(after string) (string, bool, error) {
+		var next sql.NullString
+		if err := s.read.QueryRowContext(ctx, nextJobRun, after).Scan(&next); err != nil {
+			return "", false, fmt.Errorf("sqlite: list job runs: %w", err)
+		}
+		return next.String, next.Valid, nil
+	})
 }
 
 func scan(row interface{ Scan(...any) error }) (store.Record, error) {

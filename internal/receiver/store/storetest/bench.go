@@ -43,3 +43,78 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru) //nolint:errcheck
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// JobRunRows is how many deliveries SeedJobRuns stores for one JobRun.
+type JobRunRows struct {
+	JobRunID string
+	N        int
+}
+
+// SeedJobRuns stores the deliveries of several JobRuns interleaved, one of each in turn (the way
+// concurrent JobRuns arrive), in batches of 1,000 with ~200-byte bodies. Each JobRun's results
+// spread over three API names and both result statuses.
+func SeedJobRuns(tb testing.TB, s store.Store, runs []JobRunRows) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	apis := []string{"list", "details", "reviews"}
+	left := make([]int, len(runs))
+	for i, r := range runs {
+		left[i] = r.N
+	}
+	var batch []store.Delivery
+	flush := func() {
+		if _, err := s.Save(ctx, batch); err != nil {
+			tb.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	for n := 0; ; {
+		added := false
+		for i, r := range runs {
+			if left[i] == 0 {
+				continue
+			}
+			left[i]--
+			added, n = true, n+1
+			status := "completed"
+			if n%10 == 0 {
+				status = "failed"
+			}
+			batch = append(batch, Delivery(fmt.Sprintf("%s-%d", r.JobRunID, left[i]), "job", r.JobRunID, apis[n%len(apis)],
+				status, t0.Add(time.Duration(n)*time.Millisecond)))
+			if len(batch) == 1000 {
+				flush()
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	if len(batch) > 0 {
+		flush()
+	}
+}
+
+// SummaryBenchRows is the benchmark's data: one JobRun with 100,000 stored results among other
+// JobRuns' rows (another 100,000), so the summary has to find its JobRun's rows among others.
+var SummaryBenchRows = []JobRunRows{
+	{"jr-big", 100_000}, {"jr-other-1", 40_000}, {"jr-other-2", 40_000}, {"jr-small", 20_000},
+}
+
+// BenchmarkJobRunSummary measures the summary of the JobRun with 100,000 results in s, which
+// SeedJobRuns(SummaryBenchRows) filled, and reports its latency in ms/op too.
+func BenchmarkJobRunSummary(b *testing.B, s store.Store) {
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		sums, err := s.SummarizeJobRuns(ctx, []string{"jr-big"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := sums[0].Stored(); n != 100_000 {
+			b.Fatalf("summary counts %d stored results, want 100000", n)
+		}
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/op")
+}

@@ -33,6 +33,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ListFiltersAndCursor", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("QuarantineAndPing", func(t *testing.T) { testQuarantine(t, open(t)) })
 	t.Run("ListMaxBytes", func(t *testing.T) { testListMaxBytes(t, open(t)) })
+	t.Run("JobRunSummaries", func(t *testing.T) { testJobRunSummaries(t, open(t)) })
 }
 
 func testSaveGet(t *testing.T, s store.Store) {
@@ -274,5 +275,106 @@ func testListMaxBytes(t *testing.T, s store.Store) {
 	recs, err := s.List(ctx, store.Filter{MaxBytes: 1000, JobID: "j"}, 1)
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("limit 1 with a byte bound: %d %v", len(recs), err)
+	}
+}
+
+// testJobRunSummaries: counts by API and status, conflicts and quarantined bodies per JobRun, the
+// receive time bounds, and paging through the JobRuns by id.
+func testJobRunSummaries(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	batches := [][]store.Delivery{
+		{
+			Delivery("a1", "job", "jr-a", "list", "completed", at(3)),
+			Delivery("a2", "job", "jr-a", "list", "completed", at(1)),
+			Delivery("a3", "job", "jr-a", "list", "failed", at(2)),
+			Delivery("a4", "job", "jr-a", "details", "completed", at(7)),
+			Delivery("b1", "job", "jr-b", "list", "completed", at(5)),
+			Delivery("api-run", "", "", "list", "completed", at(4)), // Run API: no JobRun
+		},
+		// A conflicting duplicate of a1 (another status): kept aside, counted as jr-a's conflict.
+		{Delivery("a1", "job", "jr-a", "list", "failed", at(9))},
+	}
+	for _, b := range batches {
+		if _, err := s.Save(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []store.Rejected{
+		{Reason: "not_sink_body: missing apiInfo.runId", JobRunID: "jr-a"},
+		{Reason: "not_sink_body: missing apiInfo.runId", JobRunID: "jr-q"}, // only quarantined bodies
+		{Reason: "invalid_json: body is not valid JSON"},                   // JobRun unknown
+	} {
+		r.ReceivedAt, r.Body = at(8), []byte("{}")
+		if err := s.Quarantine(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got, err := s.SummarizeJobRuns(ctx, []string{"jr-a", "jr-none", "jr-b", "jr-q"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := func(api, status string, n int64) store.ResultCount {
+		return store.ResultCount{APIName: api, ResultStatus: status, Count: n}
+	}
+	want := []store.JobRunSummary{
+		{JobRunID: "jr-a", Results: []store.ResultCount{rc("details", "completed", 1), rc("list", "completed", 2), rc("list", "failed", 1)},
+			Conflicts: 1, Quarantined: 1, FirstReceivedAt: at(1), LastReceivedAt: at(7)},
+		{JobRunID: "jr-none"},
+		{JobRunID: "jr-b", Results: []store.ResultCount{rc("list", "completed", 1)}, FirstReceivedAt: at(5), LastReceivedAt: at(5)},
+		{JobRunID: "jr-q", Quarantined: 1},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d summaries, want %d", len(got), len(want))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if fmt.Sprint(g.Results) != fmt.Sprint(w.Results) || g.JobRunID != w.JobRunID || g.Conflicts != w.Conflicts ||
+			g.Quarantined != w.Quarantined || !g.FirstReceivedAt.Equal(w.FirstReceivedAt) || !g.LastReceivedAt.Equal(w.LastReceivedAt) {
+			t.Errorf("summary %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+	if got[0].Stored() != 4 || !got[1].Empty() || got[3].Empty() {
+		t.Errorf("Stored() = %d, want 4; Empty() of jr-none %v, of jr-q %v", got[0].Stored(), got[1].Empty(), got[3].Empty())
+	}
+
+	pages := []struct {
+		after string
+		limit int
+		want  string
+	}{
+		{"", 2, "[jr-a jr-b]"},
+		{"jr-b", 10, "[jr-q]"},
+		{"jr-a", 1, "[jr-b]"},
+		{"jr-q", 10, "[]"},
+		{"jr-", 10, "[jr-a jr-b jr-q]"}, // any string works as a lower bound
+	}
+	for _, p := range pages {
+		ids, err := s.JobRunsAfter(ctx, p.after, p.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(ids) != p.want {
+			t.Errorf("JobRunsAfter(%q, %d) = %v, want %s", p.after, p.limit, ids, p.want)
+		}
+	}
+}
+
+// CheckMigrated checks a store opened on a database made by the previous schema that held d and a
+// conflicting duplicate of it: both count in d's JobRun summary, and List by JobRun still works.
+func CheckMigrated(t *testing.T, s store.Store, d store.Delivery) {
+	t.Helper()
+	ctx := context.Background()
+	sums, err := s.SummarizeJobRuns(ctx, []string{d.JobRunID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sums[0]; got.Stored() != 1 || got.Conflicts != 1 || got.Quarantined != 0 || !got.FirstReceivedAt.Equal(d.ReceivedAt) {
+		t.Errorf("summary after migration = %+v, want 1 stored, 1 conflict", got)
+	}
+	if recs, err := s.List(ctx, store.Filter{JobRunID: d.JobRunID}, 10); err != nil || len(recs) != 1 {
+		t.Errorf("List by JobRun after migration: %d records, %v", len(recs), err)
 	}
 }

@@ -1,0 +1,111 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
+	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
+)
+
+// TestOpenMigratesSchema1: a database made by migration 0001 alone (receivers before the JobRun
+// summary) opens, keeps its data, is summarized, and gets the conflicts it holds attributed.
+func TestOpenMigratesSchema1(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := storetest.Delivery("r1", "job", "jr-old", "list", "completed", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	for _, stmt := range []struct {
+		sql  string
+		args []any
+	}{
+		{`CREATE TABLE schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`, nil},
+		{string(init), nil},
+		{`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql')`, nil},
+		{`INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, []any{d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body}},
+		{`INSERT INTO quarantine (received_at, reason, body) VALUES (now(), $1, '{}')`, []any{store.ConflictReason("r1")}},
+		{`INSERT INTO quarantine (received_at, reason, body) VALUES (now(), 'invalid_json: x', '{')`, nil},
+	} {
+		if _, err := conn.Exec(ctx, stmt.sql, stmt.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close(ctx)
+
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.CheckMigrated(t, s, d)
+}
+
+// TestSummaryQueriesUseIndexes fails when a summary query would scan a table instead of reading
+// an index: a JobRun with 100,000 results must not read the others' rows. The tables hold enough
+// JobRuns, vacuumed and analyzed (as autovacuum leaves them), for the planner's real choice.
+func TestSummaryQueriesUseIndexes(t *testing.T) {
+	ctx := context.Background()
+	s := open(t).(*Store)
+	runs := make([]storetest.JobRunRows, 100)
+	for i := range runs {
+		runs[i] = storetest.JobRunRows{JobRunID: "jr-" + string(rune('a'+i%26)) + strings.Repeat("x", i/26), N: 100}
+	}
+	storetest.SeedJobRuns(t, s, runs)
+	// Quarantined bodies of 10,000 other JobRuns, in one statement (Quarantine takes one at a time).
+	if _, err := s.pool.Exec(ctx, `INSERT INTO quarantine (received_at, reason, body, job_run_id)
+		SELECT now(), 'invalid_json: x', '{', 'jr-q' || g FROM generate_series(1, 10000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, "VACUUM ANALYZE"); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		query string
+		args  []any
+		want  []string // every table read, and the index it must be read through
+	}{
+		{"results of one JobRun", summarizeResults, []any{[]string{"jr-a"}},
+			[]string{"Index Only Scan using deliveries_job_run_summary on deliveries"}},
+		{"results of a page", summarizeResults, []any{[]string{"jr-a", "jr-b", "jr-c"}},
+			[]string{"Index Only Scan using deliveries_job_run_summary on deliveries"}},
+		{"quarantine", summarizeQuarantine, []any{[]string{"jr-a", "jr-b"}},
+			[]string{"quarantine_job_run"}}, // an index scan, or a bitmap of its matches
+		{"next JobRun", nextJobRun, []any{"jr-a"},
+			[]string{"Index Only Scan using deliveries_job_run", "Index Only Scan using quarantine_job_run"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rows, _ := s.pool.Query(ctx, "EXPLAIN "+c.query, c.args...)
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := strings.Join(lines, "\n")
+			for _, want := range c.want {
+				if !strings.Contains(plan, want) {
+					t.Errorf("plan lacks %q:\n%s", want, plan)
+				}
+			}
+			if strings.Contains(plan, "Seq Scan") {
+				t.Errorf("plan scans a table:\n%s", plan)
+			}
+			if c.name != "quarantine" && strings.Contains(plan, "Sort") {
+				t.Errorf("plan sorts (the index gives the rows in order):\n%s", plan)
+			}
+		})
+	}
+}
