@@ -66,9 +66,9 @@ func TestPostgresScaledOut(t *testing.T) {
 	// A drain evicts through the PodDisruptionBudget (maxUnavailable 1 by
 	// default with several replicas). On a single node the evicted Pod cannot
 	// come back while the node is cordoned, so the drain must stop at one.
-	out, err := env.kc.Kubectl(ctx, "drain", cfg.NodeName, "--pod-selector=app.kubernetes.io/instance="+p.Receiver,
+	out, drainErr := env.kc.Kubectl(ctx, "drain", cfg.NodeName, "--pod-selector=app.kubernetes.io/instance="+p.Receiver,
 		"--ignore-daemonsets", "--delete-emptydir-data", "--timeout=20s")
-	if err == nil {
+	if drainErr == nil {
 		t.Fatalf("drain evicted every receiver Pod despite the PodDisruptionBudget:\n%s", out)
 	}
 	_, running, err := env.Replicas(ctx, p)
@@ -78,8 +78,8 @@ func TestPostgresScaledOut(t *testing.T) {
 	if running != 2 {
 		t.Errorf("after the drain %d receiver Pods run, want 2 (one evicted, the budget holds the rest)", running)
 	}
-	if !strings.Contains(out+err.Error(), "disruption budget") {
-		t.Errorf("drain did not stop on the disruption budget: %v\n%s", err, out)
+	if !strings.Contains(out+drainErr.Error(), "disruption budget") {
+		t.Errorf("drain did not stop on the disruption budget: %v\n%s", drainErr, out)
 	}
 	if _, err := env.kc.Kubectl(ctx, "uncordon", cfg.NodeName); err != nil {
 		t.Fatal(err)
