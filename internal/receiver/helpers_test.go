@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
@@ -212,14 +214,13 @@ func (e *testEnv) lockWrites(t *testing.T) (release func()) {
 	}
 }
 
-// eventually retries cond until it holds or 10 s pass (no wall-clock assertion: only a bound).
+// eventually retries cond (poll.Eventually, every 10 ms) until it holds or
+// 10 s pass (no wall-clock assertion: only a bound).
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := poll.Eventually(ctx, 10*time.Millisecond, what, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatalf("timed out waiting for: %s", what)
 	}
 }
