@@ -298,6 +298,7 @@ func printWhere(h *emucluster.Cluster, ns, whr, tokenSecret, job, jobID string, 
 	fmt.Fprintf(&b, "  READ_TOKEN=$(%s get secret %s -o jsonpath='{.data.read-token}' | base64 -d)\n", kc, tokenSecret)
 	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $READ_TOKEN\" '%s/v1/deliveries?job=%s'   # NDJSON, one line per Run\n", rc.BaseURL, jobID)
 	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $READ_TOKEN\" '%s/v1/deliveries/<runId>'     # one body, byte for byte\n", rc.BaseURL)
+	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $READ_TOKEN\" '%s/v1/jobruns'     # what is stored per JobRun: counts by API and status, conflicts, quarantined\n", rc.BaseURL)
 	fmt.Fprintf(&b, "  curl -s %s/_sim/deliveries?jobId=%s   # what intuned-sim sent\n", h.Sim.URL, jobID)
 	fmt.Fprintf(&b, "  %s annotate ij %s %s=\"$(date +%%s)\" --overwrite   # run it again\n", kc, job, flow.AnnotationTrigger)
 	fmt.Fprintf(&b, "\nLogs: %s\n", filepath.Join(h.Dir, "logs"))
