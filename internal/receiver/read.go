@@ -113,8 +113,7 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 	f.MaxBytes = maxPageBytes
 	recs, err := r.st.List(req.Context(), f, limit)
 	if err != nil {
-		r.storeErrs.Error("list deliveries", "err", err)
-		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		r.readFailed(w, "list deliveries", err)
 		return
 	}
 	next := f.AfterSeq
@@ -214,8 +213,7 @@ func (r *Receiver) getDelivery(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if err != nil {
-		r.storeErrs.Error("get delivery", "err", err)
-		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		r.readFailed(w, "get delivery", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -223,4 +221,11 @@ func (r *Receiver) getDelivery(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(rec.Body)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(rec.Body) //nolint:errcheck // client may be gone
+}
+
+// readFailed answers a read the store could not serve: 503 with Retry-After,
+// and the store's error logged (rate-limited), never sent to the client.
+func (r *Receiver) readFailed(w http.ResponseWriter, what string, err error) {
+	r.storeErrs.Error(what, "err", err)
+	r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 }

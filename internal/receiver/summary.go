@@ -148,8 +148,7 @@ func (r *Receiver) listJobRuns(w http.ResponseWriter, req *http.Request) {
 	}
 	ids, err := r.st.JobRunsAfter(req.Context(), after, limit)
 	if err != nil {
-		r.storeErrs.Error("list job runs", "err", err)
-		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		r.readFailed(w, "list job runs", err)
 		return
 	}
 	sums, ok := r.summarize(w, req, ids)
@@ -168,8 +167,7 @@ func (r *Receiver) summarize(w http.ResponseWriter, req *http.Request, ids []str
 	start := time.Now()
 	sums, err := r.st.SummarizeJobRuns(req.Context(), ids)
 	if err != nil {
-		r.storeErrs.Error("summarize job runs", "err", err)
-		r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+		r.readFailed(w, "summarize job runs", err)
 		return nil, false
 	}
 	r.m.summarySeconds.Observe(time.Since(start).Seconds())
