@@ -327,7 +327,6 @@ func testConditions(t *testing.T) {
 		URL: "https://hooks.example.com/webhooks/intuned", TokenSecretName: "hooks-token",
 		Conditions: []metav1.Condition{{Type: intunedv1alpha1.ConditionReady, Status: metav1.ConditionTrue}},
 	}}
-	firstErr := func(_, _ string, err error) error { return err }
 	other := desiredTestJob(func(j *intunedv1alpha1.IntunedJob) {
 		j.Name, j.UID = "earlier", "other"
 		j.CreationTimestamp = metav1.Time{Time: planNow.Add(-time.Hour)}
@@ -364,9 +363,9 @@ func testConditions(t *testing.T) {
 		}(), reason: intunedv1alpha1.ReasonCredentialsNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "header Secret missing", err: func() error { _, err := valueFrom("ns", "headers", "x", nil); return err }(),
 			reason: intunedv1alpha1.ReasonSecretNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
-		{name: "receiver missing", err: firstErr(receiverLinkFrom("ns", "hooks", nil, nil)),
+		{name: "receiver missing", err: receiverUsable("ns", "hooks", nil),
 			reason: intunedv1alpha1.ReasonReceiverNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
-		{name: "receiver's token Secret not there yet", err: firstErr(receiverLinkFrom("ns", "hooks", readyReceiver, nil)),
+		{name: "receiver's token Secret not there yet", err: func() error { _, err := receiverToken("hooks", readyReceiver, nil); return err }(),
 			reason: intunedv1alpha1.ReasonReceiverNotReady, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "another IntunedJob claims the Job", err: conflictWith(desiredTestJob(func(j *intunedv1alpha1.IntunedJob) {
 			j.CreationTimestamp = metav1.Time{Time: planNow}

@@ -91,47 +91,60 @@ func valueFrom(namespace, name, key string, s *corev1.Secret) (string, error) {
 
 // receiverLink returns the URL and token of a WebhookReceiver, or why the
 // job must wait for it. Nothing is pushed to Intuned until the receiver is
-// Ready and both are known, so Intuned never gets an unreachable URL.
+// Ready and both are known, so Intuned never gets an unreachable URL. The
+// token Secret is read only once the receiver is usable.
 func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string) (url, token string, err error) {
 	var whr intunedv1alpha1.WebhookReceiver
 	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &whr); err != nil {
-		if apierrors.IsNotFound(err) {
-			return receiverLinkFrom(namespace, name, nil, nil)
-		}
-		return "", "", err
-	}
-	var tokenSecret *corev1.Secret
-	if whr.Status.TokenSecretName != "" {
-		if tokenSecret, err = r.secret(ctx, types.NamespacedName{Namespace: namespace, Name: whr.Status.TokenSecretName}); err != nil {
+		if !apierrors.IsNotFound(err) {
 			return "", "", err
 		}
+		return "", "", receiverUsable(namespace, name, nil)
 	}
-	return receiverLinkFrom(namespace, name, &whr, tokenSecret)
+	if err := receiverUsable(namespace, name, &whr); err != nil {
+		return "", "", err
+	}
+	tokenSecret, err := r.secret(ctx, types.NamespacedName{Namespace: namespace, Name: whr.Status.TokenSecretName})
+	if err != nil {
+		return "", "", err
+	}
+	token, err = receiverToken(name, &whr, tokenSecret)
+	return whr.Status.URL, token, err
 }
 
-// receiverLinkFrom decides the link from the WebhookReceiver namespace/name
-// (whr; nil: it does not exist) and its token Secret (nil: none yet).
-func receiverLinkFrom(namespace, name string, whr *intunedv1alpha1.WebhookReceiver, tokenSecret *corev1.Secret) (url, token string, err error) {
+// receiverUsable is nil when the WebhookReceiver namespace/name (whr; nil:
+// it does not exist) is Ready with a URL and a token Secret, else why the
+// job must wait for it.
+func receiverUsable(namespace, name string, whr *intunedv1alpha1.WebhookReceiver) error {
 	if whr == nil {
-		return "", "", report.WaitFor(intunedv1alpha1.ReasonReceiverNotFound,
+		return report.WaitFor(intunedv1alpha1.ReasonReceiverNotFound,
 			fmt.Sprintf("WebhookReceiver %s not found in namespace %s", name, namespace))
-	}
-	notReady := func(why string) error {
-		return report.WaitFor(intunedv1alpha1.ReasonReceiverNotReady, fmt.Sprintf("WebhookReceiver %s %s; waiting before pushing the sink to Intuned", name, why))
 	}
 	switch {
 	case !meta.IsStatusConditionTrue(whr.Status.Conditions, intunedv1alpha1.ConditionReady):
-		return "", "", notReady("is not Ready")
+		return receiverNotReady(name, "is not Ready")
 	case whr.Status.URL == "":
-		return "", "", notReady("has no status.url yet")
+		return receiverNotReady(name, "has no status.url yet")
 	case whr.Status.TokenSecretName == "":
-		return "", "", notReady("has no token Secret yet")
-	case tokenSecret == nil:
-		return "", "", notReady("token Secret " + whr.Status.TokenSecretName + " does not exist yet")
+		return receiverNotReady(name, "has no token Secret yet")
+	}
+	return nil
+}
+
+// receiverToken is the current token in the receiver's token Secret
+// (tokenSecret; nil: it does not exist yet).
+func receiverToken(name string, whr *intunedv1alpha1.WebhookReceiver, tokenSecret *corev1.Secret) (string, error) {
+	if tokenSecret == nil {
+		return "", receiverNotReady(name, "token Secret "+whr.Status.TokenSecretName+" does not exist yet")
 	}
 	tok := string(tokenSecret.Data[receiverTokenKey])
 	if tok == "" {
-		return "", "", notReady(fmt.Sprintf("token Secret %s has no key %q yet", whr.Status.TokenSecretName, receiverTokenKey))
+		return "", receiverNotReady(name, fmt.Sprintf("token Secret %s has no key %q yet", whr.Status.TokenSecretName, receiverTokenKey))
 	}
-	return whr.Status.URL, tok, nil
+	return tok, nil
+}
+
+func receiverNotReady(name, why string) error {
+	return report.WaitFor(intunedv1alpha1.ReasonReceiverNotReady,
+		fmt.Sprintf("WebhookReceiver %s %s; waiting before pushing the sink to Intuned", name, why))
 }
