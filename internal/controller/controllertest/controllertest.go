@@ -9,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -136,4 +138,27 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() string) {
 	}) != nil {
 		t.Fatalf("timed out after %s: %s", timeout, msg)
 	}
+}
+
+// Events lists the Events in namespace ns regarding the object name.
+func Events(t testing.TB, ns, name string) []eventsv1.Event {
+	t.Helper()
+	var list eventsv1.EventList
+	if err := Env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatalf("list events: %v", err)
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// HasEvent reports whether an Event with reason regards the object name in
+// namespace ns.
+func HasEvent(t testing.TB, ns, name, reason string) bool {
+	t.Helper()
+	return slices.ContainsFunc(Events(t, ns, name), func(e eventsv1.Event) bool { return e.Reason == reason })
 }

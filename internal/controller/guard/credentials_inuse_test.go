@@ -107,21 +107,14 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 	}
 	// The user learns why, on the Secret (which the controller only knows
 	// by its cached metadata).
-	for {
-		var events eventsv1.EventList
-		if err := c.List(ctx, &events, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		if slices.ContainsFunc(events.Items, func(e eventsv1.Event) bool {
-			return e.Reason == "CredentialsInUse" && e.Regarding.Kind == "Secret" && e.Regarding.Name == "creds"
+	controllertest.Eventually(t, time.Minute, func() string {
+		if slices.ContainsFunc(controllertest.Events(t, ns, "creds"), func(e eventsv1.Event) bool {
+			return e.Reason == "CredentialsInUse" && e.Regarding.Kind == "Secret"
 		}) {
-			break
+			return ""
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("no CredentialsInUse Event on Secret creds: %+v", events.Items)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return "no CredentialsInUse Event on Secret creds"
+	})
 
 	// The IntunedJob's finalizer has used the credentials and is done.
 	var j intunedv1alpha1.IntunedJob

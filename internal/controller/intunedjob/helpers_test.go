@@ -17,7 +17,6 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/controller/controllertest"
 
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -335,27 +334,17 @@ func (f *ijFixture) waitPolls(n int) {
 // events returns the notes of the Events about an object, "reason: note".
 func (f *ijFixture) events(name string) []string {
 	f.t.Helper()
-	var list eventsv1.EventList
-	if err := controllertest.Client().List(context.Background(), &list, client.InNamespace(f.ns)); err != nil {
-		f.t.Fatalf("list events: %v", err)
-	}
 	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.Name == name {
-			out = append(out, e.Reason+": "+e.Note)
-		}
+	for _, e := range controllertest.Events(f.t, f.ns, name) {
+		out = append(out, e.Reason+": "+e.Note)
 	}
 	return out
 }
 
 // hasEvent reports whether an Event with reason exists for name.
 func (f *ijFixture) hasEvent(name, reason string) bool {
-	for _, e := range f.events(name) {
-		if strings.HasPrefix(e, reason+":") {
-			return true
-		}
-	}
-	return false
+	f.t.Helper()
+	return controllertest.HasEvent(f.t, f.ns, name, reason)
 }
 
 // triggerRoute is the simulator's call-counter key (and fault match) of

@@ -1,16 +1,13 @@
 package webhookreceiver
 
 import (
-	"context"
 	"testing"
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/controllertest"
 
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 )
@@ -58,7 +55,7 @@ func TestWebhookReceiverKstatusAndEvents(t *testing.T) {
 		if s.wantEvent == "TokenRotated" {
 			// Staged for 200ms, then swapped: Ready stays Available.
 			f.eventually(func() string {
-				if !whrHasEvent(t, f.ns, s.receiver, s.wantEvent) {
+				if !controllertest.HasEvent(t, f.ns, s.receiver, s.wantEvent) {
 					return "no TokenRotated Event yet"
 				}
 				return ""
@@ -74,27 +71,11 @@ func TestWebhookReceiverKstatusAndEvents(t *testing.T) {
 		}
 		if s.wantEvent != "" {
 			f.eventually(func() string {
-				if !whrHasEvent(t, f.ns, s.receiver, s.wantEvent) {
+				if !controllertest.HasEvent(t, f.ns, s.receiver, s.wantEvent) {
 					return s.name + ": no " + s.wantEvent + " Event"
 				}
 				return ""
 			})
 		}
 	}
-}
-
-// whrHasEvent reports whether an Event with reason exists for the named
-// object.
-func whrHasEvent(t *testing.T, ns, name, reason string) bool {
-	t.Helper()
-	var list eventsv1.EventList
-	if err := controllertest.Client().List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-		t.Fatalf("list events: %v", err)
-	}
-	for _, e := range list.Items {
-		if e.Regarding.Name == name && e.Reason == reason {
-			return true
-		}
-	}
-	return false
 }

@@ -11,10 +11,8 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/controllertest"
 
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 )
@@ -77,13 +75,9 @@ func TestWebhookReceiverVolumeNearlyFull(t *testing.T) {
 	}
 	f.waitReady("vol", metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable)
 	f.eventually(func() string {
-		var list eventsv1.EventList
-		if err := controllertest.Client().List(f.ctx, &list, client.InNamespace(f.ns)); err != nil {
-			return err.Error()
-		}
 		got := map[string]bool{}
-		for _, e := range list.Items {
-			if e.Regarding.Name == "vol" && e.Type == "Warning" {
+		for _, e := range controllertest.Events(f.t, f.ns, "vol") {
+			if e.Type == "Warning" {
 				got[e.Reason] = true
 			}
 		}
