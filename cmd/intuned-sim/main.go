@@ -43,7 +43,7 @@ type config struct {
 	s3FailRate                                    float64
 	rateLimit, products, latencyMS, dupStatus     int
 	seed                                          uint64
-	runDuration                                   time.Duration
+	runDuration, resultsURLLifetime               time.Duration
 	fakeClock, omitPayload                        bool
 	normalise                                     []intunedsim.NormaliseRule
 	dateFormat                                    string
@@ -112,6 +112,7 @@ Example:
 	fs.IntVar(&c.products, "products", 5, "products returned by the catalogue's list api")
 	fs.Float64Var(&c.failureShare, "failure-share", 0, "share (0..1) of details Runs that fail")
 	fs.DurationVar(&c.runDuration, "run-duration", 2*time.Second, "simulated duration of each API Run")
+	fs.DurationVar(&c.resultsURLLifetime, "results-url-lifetime", intunedsim.DefaultResultsURLLifetime, "simulated lifetime of the presigned results URL in Get Job Run answers (Intuned's is undocumented; change at run time with POST /_sim/settings)")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed for ids, failing products and fault dice (0: random)")
 	fs.Float64Var(&c.errorRate, "fault-error-rate", 0, "share (0..1) of API requests answered with 500")
 	fs.IntVar(&c.latencyMS, "fault-latency-ms", 0, "latency added to every API request (real milliseconds)")
@@ -153,13 +154,14 @@ Example:
 		Catalogue: intunedsim.CatalogueOptions{
 			Products: c.products, FailureShare: c.failureShare, RunDuration: c.runDuration,
 		},
-		Seed:              c.seed,
-		Normalise:         c.normalise,
-		DateFormat:        c.dateFormat,
-		OmitDetailPayload: c.omitPayload,
-		S3FailRate:        c.s3FailRate,
-		AdminToken:        c.adminToken,
-		Logger:            log,
+		Seed:               c.seed,
+		Normalise:          c.normalise,
+		DateFormat:         c.dateFormat,
+		OmitDetailPayload:  c.omitPayload,
+		S3FailRate:         c.s3FailRate,
+		ResultsURLLifetime: c.resultsURLLifetime,
+		AdminToken:         c.adminToken,
+		Logger:             log,
 	}
 	if c.products == 0 {
 		opts.Catalogue.Products = -1 // explicit zero products

@@ -141,6 +141,7 @@ func TestCommandFlags(t *testing.T) {
 		{[]string{"--normalise", "no-equals-sign"}, "normalise rule"},
 		{[]string{"--normalise", "configuration.requestTimeout=not json"}, "not JSON"},
 		{[]string{"--date-format", "roman"}, "unknown date format"},
+		{[]string{"--results-url-lifetime", "soon"}, "invalid value"},
 	}
 	for _, c := range cases {
 		var out, errOut lockedBuf
@@ -180,5 +181,18 @@ func TestCommandFakeClock(t *testing.T) {
 	_ = json.Unmarshal([]byte(body), &page)
 	if page.TotalCount != 3 {
 		t.Fatalf("%d scheduled runs after 30 simulated minutes: %s", page.TotalCount, body)
+	}
+}
+
+// --results-url-lifetime is the lifetime of results URLs; the admin API
+// reads and changes it.
+func TestCommandResultsURLLifetime(t *testing.T) {
+	base, _ := start(t, "--fake-clock", "--results-url-lifetime", "5m")
+	root := strings.TrimSuffix(base, "/api/v1/workspace")
+	if code, body := do(t, "GET", root+"/_sim/settings", "", ""); code != 200 || !strings.Contains(body, `"resultsUrlLifetime":"5m0s"`) {
+		t.Fatalf("settings: %d %s", code, body)
+	}
+	if code, body := do(t, "POST", root+"/_sim/settings", "", `{"resultsUrlLifetime":"20s"}`); code != 200 || !strings.Contains(body, `"20s"`) {
+		t.Fatalf("set: %d %s", code, body)
 	}
 }

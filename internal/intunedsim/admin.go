@@ -23,16 +23,7 @@ func (s *Server) adminRoutes() {
 		q := r.URL.Query()
 		s.writeJSON(w, 200, map[string]any{"deliveries": filterDeliveries(s.Deliveries(), q.Get("jobId"), q.Get("jobRunId"), q.Get("outcome"))})
 	})
-	m.HandleFunc("GET /_sim/results/{file}", func(w http.ResponseWriter, r *http.Request) {
-		id := strings.TrimSuffix(r.PathValue("file"), ".jsonl")
-		b, ok := s.ResultsFile(id)
-		if !ok {
-			adminError(w, 404, "not-found", "no finished job run "+id)
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		_, _ = w.Write(b)
-	})
+	m.HandleFunc("GET /_sim/results/{file}", s.serveResults)
 	m.HandleFunc("GET /_sim/runs", func(w http.ResponseWriter, r *http.Request) {
 		s.writeJSON(w, 200, map[string]any{"runs": s.APIRuns(r.URL.Query().Get("jobRunId"))})
 	})
@@ -52,7 +43,8 @@ func (s *Server) adminRoutes() {
 		s.mu.Lock()
 		rate := s.s3FailRate
 		s.mu.Unlock()
-		s.writeJSON(w, 200, faultsBody{Rules: s.Faults(), S3FailRate: &rate})
+		results := s.ResultsFaults()
+		s.writeJSON(w, 200, faultsBody{Rules: s.Faults(), S3FailRate: &rate, Results: &results})
 	})
 	m.HandleFunc("POST /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
 		var body faultsBody
@@ -65,16 +57,44 @@ func (s *Server) adminRoutes() {
 				return
 			}
 		}
+		if body.Results != nil {
+			for _, f := range *body.Results {
+				if !f.valid() {
+					adminError(w, 400, "bad-request", "results faults: corruptLine, truncateLine and times must be >= 0")
+					return
+				}
+			}
+			s.SetResultsFaults(*body.Results)
+		}
 		s.SetFaults(body.Rules)
 		if body.S3FailRate != nil {
 			s.SetS3FailRate(*body.S3FailRate)
 		}
-		s.writeJSON(w, 200, faultsBody{Rules: s.Faults(), S3FailRate: body.S3FailRate})
+		s.writeJSON(w, 200, faultsBody{Rules: s.Faults(), S3FailRate: body.S3FailRate, Results: body.Results})
 	})
 	m.HandleFunc("DELETE /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
 		s.SetFaults(nil)
 		s.SetS3FailRate(0)
+		s.SetResultsFaults(nil)
 		w.WriteHeader(http.StatusNoContent)
+	})
+	m.HandleFunc("GET /_sim/settings", func(w http.ResponseWriter, r *http.Request) {
+		s.writeJSON(w, 200, settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String()})
+	})
+	m.HandleFunc("POST /_sim/settings", func(w http.ResponseWriter, r *http.Request) {
+		var body settingsBody
+		if !s.decodeAdmin(w, r, &body) {
+			return
+		}
+		if body.ResultsURLLifetime != "" {
+			d, err := time.ParseDuration(body.ResultsURLLifetime)
+			if err != nil || d < time.Second {
+				adminError(w, 400, "bad-request", `resultsUrlLifetime must be a Go duration of at least 1s, like "30s"`)
+				return
+			}
+			s.SetResultsURLLifetime(d)
+		}
+		s.writeJSON(w, 200, settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String()})
 	})
 	m.HandleFunc("POST /_sim/drift", func(w http.ResponseWriter, r *http.Request) {
 		var d DriftRequest
@@ -148,12 +168,20 @@ func (s *Server) adminRoutes() {
 type faultsBody struct {
 	Rules      []FaultRule `json:"rules"`
 	S3FailRate *float64    `json:"s3FailRate,omitempty"`
+	// Results replaces the results faults when present (even empty).
+	Results *[]ResultsFault `json:"results,omitempty"`
+}
+
+// settingsBody holds the simulator settings a test may change at run time.
+type settingsBody struct {
+	// ResultsURLLifetime is a Go duration (simulated time), e.g. "30s".
+	ResultsURLLifetime string `json:"resultsUrlLifetime,omitempty"`
 }
 
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
-	// Results files are fetched through the "signed" URL Get Job Run hands
-	// out, so they need no admin token (the JobRun id is the secret).
-	isResults := r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/_sim/results/")
+	// Results files are fetched through the signed URL Get Job Run hands
+	// out, so they need no admin token (the signature is the credential).
+	isResults := (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/_sim/results/")
 	if tok := s.opts.AdminToken; tok != "" && !isResults {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
@@ -271,22 +299,6 @@ func mergePatch(doc, patch any) any {
 	return d
 }
 
-// ResultsFile returns the JSONL results of a finished JobRun.
-func (s *Server) ResultsFile(jobRunID string) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, jobs := range s.jobs {
-		for _, j := range jobs {
-			for _, jr := range j.runs {
-				if jr.id == jobRunID && !jr.active() {
-					return jr.resultsJSONL(), true
-				}
-			}
-		}
-	}
-	return nil, false
-}
-
 // APIRuns returns the executed API Runs, optionally of one JobRun.
 func (s *Server) APIRuns(jobRunID string) []APIRun {
 	s.mu.Lock()
@@ -330,7 +342,9 @@ func (s *Server) Reset() {
 	s.calls = map[string]int{}
 	s.faults = nil
 	s.s3FailRate = 0
+	s.resultsFaults = nil
 	s.mu.Unlock()
+	s.SetResultsURLLifetime(s.opts.ResultsURLLifetime)
 	if s.rl != nil {
 		s.rl.reset()
 	}

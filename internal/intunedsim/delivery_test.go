@@ -335,3 +335,32 @@ func TestQuickstartWithScaledClock(t *testing.T) {
 		t.Fatalf("%d webhooks", n)
 	}
 }
+
+// The webhook retry window is an hour of simulated time; a test that needs
+// the whole window shortens it in real time with Options.TimeScale (3600:
+// one simulated hour per real second).
+func TestWebhookWindowWithScaledClock(t *testing.T) {
+	_, url := newHook(t, func(int) int { return http.StatusServiceUnavailable })
+	ts := NewTestServer(t, Options{TimeScale: 3600, Catalogue: CatalogueOptions{Products: -1, RunDuration: time.Second}, RateLimit: RateLimitOff})
+	mustStatus(t, call(t, ts, "POST", "/jobs", quickstartJob("window-job", url)), 201)
+	trigger(t, ts, "window-job")
+	start := time.Now()
+	for {
+		ds := ts.Deliveries()
+		if len(ds) == 1 && ds[0].Outcome == OutcomeExhausted {
+			// 10s, 20s, 40s, 80s, then every 2 min while within the hour.
+			if n := len(ds[0].Attempts); n < 30 || n > 36 {
+				t.Fatalf("%d attempts in the window", n)
+			}
+			if span := ds[0].Attempts[len(ds[0].Attempts)-1].Time.Sub(ds[0].Attempts[0].Time); span > webhookWindow || span < webhookWindow-retryMax {
+				t.Fatalf("attempts span %s of simulated time", span)
+			}
+			t.Logf("window exhausted after %s of real time", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("deliveries %+v", ds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

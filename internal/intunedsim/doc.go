@@ -16,7 +16,7 @@
 //	POST   /jobs/{jobId}/pause | /resume          200 {message:"Paused"|"Resumed"}
 //	POST   /jobs/{jobId}/trigger                  200 {jobRunId, message:"Triggered"}
 //	GET    /jobs/{jobId}/runs?pageSize&pageNumber&sortBy   {jobRuns, totalCount}
-//	GET    /jobs/{jobId}/runs/{jobRunId}          {jobRun, results?} (results once finished: signed_url to a JSONL file)
+//	GET    /jobs/{jobId}/runs/{jobRunId}          {jobRun, results?} (results once finished: presigned signed_url to a JSONL file)
 //	POST   /jobs/{jobId}/runs/{jobRunId}/terminate 200 {message:"Job run terminated"}
 //
 // Every request passes, in order: call counting (key "METHOD route
@@ -43,7 +43,8 @@
 //   - Options.Normalise, DateFormat and OmitDetailPayload make it behave
 //     like a server that differs from the documents; Options.Observe sees
 //     every exchange (internal/testutil/wireschema conformance tests).
-//   - Not modelled: the Run API, AuthSessions, projects/deployments, real S3.
+//   - Not modelled: the Run API, AuthSessions, projects/deployments, real S3
+//     (the results file is served by the simulator itself, presigned like S3).
 //   - JobRun status: PENDING while queued/executing (Intuned has no RUNNING),
 //     PAUSED while its job is paused, then COMPLETED when every Run finished
 //     and at least one succeeded (or it had no payloads), FAILURE when all
@@ -72,6 +73,20 @@
 //     the first attempt (S3: 10 minutes; S3 is simulated, never contacted,
 //     and an exhausted S3 delivery pauses the job with JobRun reason
 //     s3-sink-error). Retries wait on the simulator clock.
+//   - Results: a finished JobRun (any terminal status) has Get Job Run
+//     results {signed_url, format "jsonl", signed_url_expiration, size,
+//     key}. The file has one line per Run that finished (completed or
+//     failed, all APIs, extended payloads included; the sink's apisToSend
+//     and skipOnFail do not filter it), each that Run's apiInfo, in the order
+//     the Runs finished; a retried Run is one line with its final outcome;
+//     Runs cut off by terminate are absent. signed_url is presigned like
+//     S3's (X-Amz-Date, X-Amz-Expires, X-Amz-Signature: an HMAC with a key
+//     drawn per Server), valid for Options.ResultsURLLifetime (default 1
+//     hour of simulated time, a guess) from the Get Job Run that issued it.
+//     Downloads: 200/206 application/x-ndjson with Range, ETag and
+//     Last-Modified (http.ServeContent); expired → 403 AccessDenied "Request
+//     has expired", missing or wrong signature → 403 SignatureDoesNotMatch,
+//     both with S3's XML error body. size is the exact byte length.
 //   - Rate limiting counts real time (or the FakeClock), never scaled time.
 //
 // # Time
@@ -82,17 +97,32 @@
 // background work (WaitIdle) between them, so a test can, for example,
 // advance one hour and then read the complete delivery retry timeline.
 //
+// Sim-time spans a test may need to shorten: the webhook retry window
+// (webhookWindow, 1 hour: about 33 attempts), the S3 window (10 minutes),
+// Run durations, schedules and the results URL lifetime. With a FakeClock
+// they take no real time at all; with the ScaledClock (a test driving the
+// simulator over HTTP, or cmd/intuned-sim --time-scale) they take
+// span/TimeScale of real time: TimeScale 3600 runs the whole webhook window
+// in one real second. The sink's per-attempt timeout and fault latency stay
+// real time. A test that needs URLs to expire sooner than the window
+// lowers the lifetime instead (POST /_sim/settings, SetResultsURLLifetime).
+//
 // # Admin API (under /_sim/, no Intuned auth; Options.AdminToken adds a bearer token)
 //
 //	GET    /_sim/healthz
 //	GET    /_sim/deliveries?jobId=&jobRunId=&outcome=   {"deliveries":[Delivery...]} with body (exact JSON sent) and bodySha256
 //	GET    /_sim/runs?jobRunId=                          {"runs":[APIRun...]}
-//	GET    /_sim/results/{jobRunId}.jsonl                results file behind Get Job Run's signed_url (one apiInfo per line; no token needed)
+//	GET    /_sim/results/{jobRunId}.jsonl?X-Amz-...      results file behind Get Job Run's signed_url (one apiInfo per line; the signature, not the admin token, authorises)
 //	GET    /_sim/calls                                   {"calls":{"METHOD template":n}, "total":n, "writes":n}
 //	DELETE /_sim/calls                                   reset the counters
 //	GET    /_sim/faults                                  current rules
-//	POST   /_sim/faults  {"rules":[FaultRule...], "s3FailRate":0.5}   replace the rules
-//	DELETE /_sim/faults                                  clear them
+//	POST   /_sim/faults  {"rules":[FaultRule...], "s3FailRate":0.5, "results":[ResultsFault...]}   replace the rules (s3FailRate and results only when given)
+//	DELETE /_sim/faults                                  clear them all
+//	                     ResultsFault {"jobRunId"?, "format":"parquet", "corruptLine":n, "truncateLine":n, "times"?}:
+//	                     report another results format; replace line n (1-based) with non-JSON text;
+//	                     cut downloads mid-line n (full Content-Length, then the connection closes), the next `times` only
+//	GET    /_sim/settings                                {"resultsUrlLifetime":"1h0m0s"}
+//	POST   /_sim/settings {"resultsUrlLifetime":"30s"}   lifetime of results URLs issued from now on (>= 1s)
 //	POST   /_sim/drift   {"project","jobId","action":"delete"|"modify"|"pause"|"resume"|"code"|"api","patch":{merge patch},"workspaceId"?}
 //	POST   /_sim/jobruns/{jobRunId}/state {"status","reason"?,"error"?}  any JobRun status/reason/error the SDK knows
 //	POST   /_sim/normalise {"rules":[{"path","value"}]}  replace the Normalise rules
@@ -102,6 +132,7 @@
 //
 // Admin errors are {"error":{"code","message"}}. The same operations exist
 // as Go methods: Deliveries, APIRuns, Calls, WriteCalls, ResetCalls,
-// SetFaults, SetS3FailRate, Drift, Advance, Reset, SetHandler,
-// SetJobRunState, SetNormalise.
+// SetFaults, SetS3FailRate, SetResultsFaults, SetResultsURLLifetime,
+// ResultsFile, Drift, Advance, Reset, SetHandler, SetJobRunState,
+// SetNormalise.
 package intunedsim

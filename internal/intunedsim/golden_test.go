@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -182,7 +183,9 @@ func TestGoldenAndDocumentedShapes(t *testing.T) {
 	ts.WaitIdleT(t)
 
 	r = call(t, ts, "GET", "/jobs/my-awesome-job/runs/"+trig.JobRunID, nil)
-	checkGolden(t, "job-run.json", bytes.ReplaceAll(stable(r.body), []byte(ts.URL), []byte("http://sim.test")))
+	// The signature depends on the Server's random key.
+	unsigned := regexp.MustCompile(`X-Amz-Signature=[0-9a-f]+`).ReplaceAll(r.body, []byte("X-Amz-Signature=SIGNATURE"))
+	checkGolden(t, "job-run.json", bytes.ReplaceAll(stable(unsigned), []byte(ts.URL), []byte("http://sim.test")))
 	checkDocumentedShape(t, "job-run.json", r.body, nil, nil)
 	var withResults struct {
 		Results struct {

@@ -296,30 +296,9 @@ func (s *Server) getRun(c *reqCtx) (int, any, *apiError) {
 	}
 	env := jobRunEnvelope{JobRun: jr.wire()}
 	if !jr.active() {
-		scheme := "http"
-		if c.r.TLS != nil {
-			scheme = "https"
-		}
-		env.Results = &jobRunResults{
-			SignedURL:           scheme + "://" + c.r.Host + "/_sim/results/" + jr.id + ".jsonl",
-			Format:              "jsonl",
-			SignedURLExpiration: isoTime(s.clock.Now().Add(time.Hour)),
-			Size:                len(jr.resultsJSONL()),
-			Key:                 c.ws + "/" + c.project + "/" + jr.job.spec.ID + "/" + jr.id + ".jsonl",
-		}
+		env.Results = s.resultsLocked(jr, c)
 	}
 	return http.StatusOK, env, nil
-}
-
-// resultsJSONL is a finished JobRun's results file: one line per Run, each
-// the apiInfo object of that Run's sink body.
-func (jr *jobRun) resultsJSONL() []byte {
-	var buf []byte
-	for _, run := range jr.apiRuns {
-		line, _ := json.Marshal(apiInfoOf(run))
-		buf = append(append(buf, line...), '\n')
-	}
-	return buf
 }
 
 // terminateRun stops a JobRun: queued payloads are dropped and executing
@@ -515,30 +494,24 @@ func (s *Server) SetJobRunState(jobRunID string, st JobRunState) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, jobs := range s.jobs {
-		for _, j := range jobs {
-			for _, jr := range j.runs {
-				if jr.id != jobRunID {
-					continue
-				}
-				now := s.clock.Now()
-				jr.status, jr.updated, jr.reason, jr.err = st.Status, now, nil, nil
-				if st.Reason != nil {
-					jr.reason = &jobRunReason{Type: st.Reason.Type, Message: st.Reason.Message}
-				}
-				if e := st.Error; e != nil {
-					jr.err = &jobRunError{Code: e.Code, Category: e.Category, Message: e.Message, CorrelationID: s.ids.uuid()}
-				}
-				if intunedTerminal(st.Status) {
-					jr.queue = nil
-					jr.end = &now
-					jr.cancel()
-				}
-				return nil
-			}
-		}
+	jr := s.jobRunLocked(jobRunID)
+	if jr == nil {
+		return fmt.Errorf("%w: no JobRun %s", ErrJobNotFound, jobRunID)
 	}
-	return fmt.Errorf("%w: no JobRun %s", ErrJobNotFound, jobRunID)
+	now := s.clock.Now()
+	jr.status, jr.updated, jr.reason, jr.err = st.Status, now, nil, nil
+	if st.Reason != nil {
+		jr.reason = &jobRunReason{Type: st.Reason.Type, Message: st.Reason.Message}
+	}
+	if e := st.Error; e != nil {
+		jr.err = &jobRunError{Code: e.Code, Category: e.Category, Message: e.Message, CorrelationID: s.ids.uuid()}
+	}
+	if intunedTerminal(st.Status) {
+		jr.queue = nil
+		jr.end = &now
+		jr.cancel()
+	}
+	return nil
 }
 
 func intunedTerminal(status string) bool {

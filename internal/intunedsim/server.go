@@ -78,6 +78,11 @@ type Options struct {
 
 	// Faults are the initial fault-injection rules (see FaultRule).
 	Faults []FaultRule
+	// ResultsFaults are the initial results faults (see ResultsFault).
+	ResultsFaults []ResultsFault
+	// ResultsURLLifetime is how long, in simulated time, the results URL
+	// of Get Job Run stays valid; 0 means DefaultResultsURLLifetime.
+	ResultsURLLifetime time.Duration
 	// S3FailRate is the share of S3 sink "deliveries" that fail (there is no
 	// real S3; the outcome is only logged). Lets tests see the S3 retry window.
 	S3FailRate float64
@@ -121,9 +126,13 @@ type Server struct {
 	calls      map[string]int
 	faults     []FaultRule
 	s3FailRate float64
-	handlers   map[string]APIHandler
-	normalise  []NormaliseRule
-	closed     bool
+	// resultsKey signs results URLs; resultsTTL is their lifetime.
+	resultsKey    []byte
+	resultsTTL    time.Duration
+	resultsFaults []ResultsFault
+	handlers      map[string]APIHandler
+	normalise     []NormaliseRule
+	closed        bool
 
 	busyMu sync.Mutex
 	busy   int
@@ -143,6 +152,9 @@ func New(opts Options) (*Server, error) {
 	if _, ok := DateFormats[opts.DateFormat]; !ok && opts.DateFormat != "" {
 		return nil, fmt.Errorf("intunedsim: unknown date format %q (want one of %s)", opts.DateFormat, strings.Join(sortedKeys(DateFormats), ", "))
 	}
+	if opts.ResultsURLLifetime == 0 {
+		opts.ResultsURLLifetime = DefaultResultsURLLifetime
+	}
 	if opts.DuplicateCreateStatus == 0 {
 		opts.DuplicateCreateStatus = http.StatusBadRequest
 	}
@@ -161,8 +173,11 @@ func New(opts Options) (*Server, error) {
 		faults:     append([]FaultRule(nil), opts.Faults...),
 		normalise:  append([]NormaliseRule(nil), opts.Normalise...),
 		s3FailRate: opts.S3FailRate,
+		resultsKey: newResultsKey(),
 		idle:       make(chan struct{}),
 	}
+	s.SetResultsURLLifetime(opts.ResultsURLLifetime)
+	s.resultsFaults = append([]ResultsFault(nil), opts.ResultsFaults...)
 	if s.clock == nil {
 		s.clock = NewScaledClock(opts.TimeScale)
 	}
