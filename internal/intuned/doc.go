@@ -12,6 +12,10 @@
 //   - a process-wide Pacer that keeps every URI path under Intuned's limit of
 //     20 requests per minute (pacer.go), and Prometheus metrics (metrics.go).
 //
+// OpenResults streams a finished JobRun's results file from the presigned
+// URL of Get Job Run (resuming from a byte offset; ErrResultsURLExpired
+// says to get a fresh URL); JobRunResults.Expires reads its expiry.
+//
 // Timestamps are intuned.Time (any ISO-8601 flavour; the SDK types them as
 // strings). SpecDiff and SpecDigest let the controller remember what it
 // wrote and what Intuned answered (no write loops on fields a server
