@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +76,8 @@ type Cluster struct {
 	procs   proc.Group
 	stopKub context.CancelFunc
 	kubDone chan struct{}
+	// svc is the manager's HTTP_PROXY: Services and cluster DNS.
+	svc *serviceProxy
 
 	mu          sync.Mutex
 	manager     *proc.Process
@@ -145,6 +150,9 @@ func Start(ctx context.Context, opts Options) (h *Cluster, err error) {
 		Entrypoint: "/manager",
 	}, h.Dir, &h.procs, h.logf)
 	go func() { defer close(h.kubDone); h.Kubelet.run(kctx) }()
+	if h.svc, err = startServiceProxy(h.Client, h.Kubelet); err != nil {
+		return nil, err
+	}
 
 	if err := h.StartManager(ctx); err != nil {
 		return nil, err
@@ -179,6 +187,7 @@ func (h *Cluster) StartManager(ctx context.Context) error {
 		h.probePort = probe
 	}
 	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.Dir, "KUBECONFIG=" + h.cp.managerKubeconfig}, h.managerEnv...)
+	env = append(env, h.proxyEnv()...)
 	p, err := h.procs.Start(proc.Spec{Name: "manager", Path: h.Bin.Manager, Args: h.managerArgs, Env: env,
 		LogFile: filepath.Join(h.Dir, "logs", "manager.log"), Tee: h.opts.ProcessOutput})
 	if err != nil {
@@ -192,6 +201,22 @@ func (h *Cluster) StartManager(ctx context.Context) error {
 	}
 	h.logf("manager up (pid %d) as ServiceAccount %s/%s", p.Pid(), h.cp.managerNamespace, h.cp.manager.Spec.Template.Spec.ServiceAccountName)
 	return nil
+}
+
+// proxyEnv sends the manager's plain-HTTP requests through the service
+// proxy, so http://<svc>.<ns>.svc:<port> reaches the receiver replicas.
+// Go never proxies localhost and loopback addresses (net/http's
+// ProxyFromEnvironment), which is where the API server and the simulator
+// listen; NO_PROXY names them anyway, for any other HTTP stack. No
+// HTTPS_PROXY: nothing in the cluster serves TLS.
+func (h *Cluster) proxyEnv() []string {
+	noProxy := []string{"localhost", "127.0.0.1", "::1"}
+	for _, raw := range []string{h.Sim.URL, h.cp.env.Config.Host} {
+		if u, err := url.Parse(raw); err == nil && u.Hostname() != "" && !slices.Contains(noProxy, u.Hostname()) {
+			noProxy = append(noProxy, u.Hostname())
+		}
+	}
+	return []string{"HTTP_PROXY=" + h.svc.URL(), "NO_PROXY=" + strings.Join(noProxy, ",")}
 }
 
 // StopManager stops the manager: gracefully (SIGTERM) or, with kill, as a
@@ -236,6 +261,9 @@ func (h *Cluster) Close() {
 	if h.stopKub != nil {
 		h.stopKub()
 		<-h.kubDone
+	}
+	if h.svc != nil {
+		h.svc.close()
 	}
 	h.procs.StopAll(10 * time.Second)
 	if h.cp != nil {

@@ -51,6 +51,22 @@ type workload struct {
 	replicas              []*replica
 	proxy                 *frontProxy
 	proxyAddr             string
+	// podLabels and namedPorts come from the Pod template: the service
+	// proxy matches Service selectors and named targetPorts against them.
+	podLabels  map[string]string
+	namedPorts map[string]int
+}
+
+// readyAddrs lists the loopback addresses of the ready replicas that
+// listen on containerPort (0: any). The caller holds k.mu.
+func (w *workload) readyAddrs(containerPort int) []string {
+	var out []string
+	for _, r := range w.replicas {
+		if r.ready && r.plan != nil && (containerPort == 0 || r.plan.ContainerPort == containerPort) {
+			out = append(out, proc.Loopback(r.hostPort))
+		}
+	}
+	return out
 }
 
 type replica struct {
@@ -233,6 +249,15 @@ func (k *Kubelet) syncWorkload(ctx context.Context, w *workload, d desiredWorklo
 	}
 	w.templateHash = h
 	w.generation = d.obj.GetGeneration()
+	w.podLabels = d.template.Labels
+	w.namedPorts = map[string]int{}
+	for _, c := range d.template.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name != "" {
+				w.namedPorts[cp.Name] = int(cp.ContainerPort)
+			}
+		}
+	}
 	for len(w.replicas) > d.replicas {
 		r := w.replicas[len(w.replicas)-1]
 		w.replicas = w.replicas[:len(w.replicas)-1]
@@ -449,13 +474,7 @@ func (k *Kubelet) syncProxy(ctx context.Context, w *workload) {
 		}
 		w.proxy = px
 	}
-	var backends []string
-	for _, r := range w.replicas {
-		if r.ready {
-			backends = append(backends, proc.Loopback(r.hostPort))
-		}
-	}
-	w.proxy.setBackends(backends)
+	w.proxy.setBackends(w.readyAddrs(0))
 }
 
 func isLoopback(host string) bool {
