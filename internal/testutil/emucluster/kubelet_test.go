@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -129,6 +132,29 @@ func TestKubeletRunsHandWrittenStatefulSet(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The receiver's metrics through a Service, as the manager reads them.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rcv"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}}}}
+	if err := c.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := startServiceProxy(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	proxyURL, _ := url.Parse(sp.URL())
+	viaProxy := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	mres, err := viaProxy.Get("http://rcv." + ns + ".svc:8080/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mres.Body)
+	mres.Body.Close()
+	if mres.StatusCode != http.StatusOK || !strings.Contains(string(metrics), "receiver_store_volume_near_full") {
+		t.Fatalf("metrics through the Service: %d %.300s", mres.StatusCode, metrics)
 	}
 
 	// A delivery through the externalURL, with the token from the Secret file.
