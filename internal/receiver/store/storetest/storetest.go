@@ -86,11 +86,7 @@ func testDuplicates(t *testing.T, s store.Store) {
 	conflict := func(d store.Delivery) store.Result {
 		return store.Result{Dup: true, Conflict: true, StoredBytes: int64(len(d.Body))}
 	}
-	steps := []struct {
-		name  string
-		batch []store.Delivery
-		want  []store.Result
-	}{
+	steps := []saveStep{
 		{"new", []store.Delivery{first, r2}, []store.Result{stored, stored}},
 		{"same body again", []store.Delivery{r2}, []store.Result{same(r2)}},
 		{"other body, and a new one", []store.Delivery{Delivery("r2", "j", "jr", "a", "failed", now), Delivery("r3", "j", "jr", "a", "completed", now)},
@@ -99,15 +95,7 @@ func testDuplicates(t *testing.T, s store.Store) {
 		{"conflict within one batch", []store.Delivery{Delivery("r5", "j", "jr", "a", "completed", now), Delivery("r5", "j", "jr", "a", "failed", now)},
 			[]store.Result{stored, conflict(Delivery("r5", "j", "jr", "a", "completed", now))}},
 	}
-	for _, st := range steps {
-		res, err := s.Save(ctx, st.batch)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		if fmt.Sprint(res) != fmt.Sprint(st.want) {
-			t.Errorf("%s: results = %+v, want %+v", st.name, res, st.want)
-		}
-	}
+	saveSteps(t, s, steps)
 	// The first body wins; duplicates never overwrite.
 	for _, id := range []string{"r2", "r4", "r5"} {
 		got, err := s.Get(ctx, id)
@@ -124,6 +112,27 @@ func testDuplicates(t *testing.T, s store.Store) {
 	}
 	if len(recs) != 5 {
 		t.Errorf("stored %d deliveries, want 5", len(recs))
+	}
+}
+
+// saveStep is one Save of a batch and the results it must give.
+type saveStep struct {
+	name  string
+	batch []store.Delivery
+	want  []store.Result
+}
+
+// saveSteps saves each step's batch in turn and checks its results.
+func saveSteps(t *testing.T, s store.Store, steps []saveStep) {
+	t.Helper()
+	for _, st := range steps {
+		res, err := s.Save(context.Background(), st.batch)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if fmt.Sprint(res) != fmt.Sprint(st.want) {
+			t.Errorf("%s: results = %+v, want %+v", st.name, res, st.want)
+		}
 	}
 }
 
@@ -405,11 +414,7 @@ func testBackfilled(t *testing.T, s store.Store) {
 	at := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
 	d := func(id string) store.Delivery { return Delivery(id, "job", "jr-bf", "list", "completed", at) }
 	dup := store.Result{Dup: true}
-	steps := []struct {
-		name  string
-		batch []store.Delivery
-		want  []store.Result
-	}{
+	steps := []saveStep{
 		{"backfilled, new", []store.Delivery{Backfilled(d("b1")), Backfilled(d("b2"))}, []store.Result{{}, {}}},
 		{"webhook after backfill", []store.Delivery{d("b1")}, []store.Result{{Dup: true, StoredBytes: int64(len(Backfilled(d("b1")).Body))}}},
 		{"webhook first", []store.Delivery{d("w1"), d("w2")}, []store.Result{{}, {}}},
@@ -418,15 +423,7 @@ func testBackfilled(t *testing.T, s store.Store) {
 		{"both in one batch", []store.Delivery{Backfilled(d("b4")), d("b4"), d("w3"), Backfilled(d("w3"))},
 			[]store.Result{{}, {Dup: true, StoredBytes: int64(len(Backfilled(d("b4")).Body))}, {}, dup}},
 	}
-	for _, st := range steps {
-		res, err := s.Save(ctx, st.batch)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		if fmt.Sprint(res) != fmt.Sprint(st.want) {
-			t.Errorf("%s: results = %+v, want %+v", st.name, res, st.want)
-		}
-	}
+	saveSteps(t, s, steps)
 	for id, backfilled := range map[string]bool{"b1": true, "b2": true, "b3": true, "b4": true, "w1": false, "w2": false, "w3": false} {
 		got, err := s.Get(ctx, id)
 		if err != nil {
