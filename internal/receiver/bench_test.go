@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,6 +50,69 @@ func BenchmarkIngest(b *testing.B) {
 				b.ReportMetric(batch.Histogram.GetSampleSum()/n, "deliveries/commit")
 				b.ReportMetric(1000*commit.Histogram.GetSampleSum()/n, "ms/commit")
 			}
+		})
+	}
+}
+
+// BenchmarkBackfill pushes batches of 1 MiB of results-file lines (1-2 KiB each, as the manager
+// sends them) into a SQLite receiver over loopback, one request at a time: "new" stores every
+// line, "present" sends lines that are all stored already (a backfill resumed or repeated).
+// MB/s counts request bytes.
+func BenchmarkBackfill(b *testing.B) {
+	batch := func(seq *int) ([]byte, int) {
+		var buf []byte
+		n := 0
+		for len(buf) < 1<<20 {
+			*seq++
+			pad := strings.Repeat("x", 900+(*seq*37)%1000) // 1-2 KiB lines
+			buf = fmt.Appendf(buf, `{"name":"details","runId":"bf-%09d","parameters":{"url":"https://shop.example.com/p/%d"},`+
+				`"result":{"status":"completed","result":{"title":"Product %d","description":%q,"price":19.99},"statusCode":200}}`+"\n",
+				*seq, *seq, *seq, pad)
+			n++
+		}
+		return buf, n
+	}
+	for _, mode := range []string{"new", "present"} {
+		b.Run(mode, func(b *testing.B) {
+			e := newEnv(b, "sqlite", nil)
+			client := &http.Client{Transport: &http.Transport{}}
+			post := func(body []byte) {
+				req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/jobruns/jr-bench/backfill?jobId=job&project=p&workspaceId=ws", bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+ingestToken)
+				req.Header.Set("Content-Type", "application/x-ndjson")
+				res, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body) //nolint:errcheck
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					b.Fatalf("status %d", res.StatusCode)
+				}
+			}
+			seq, lines := 0, 0
+			var fixed []byte
+			if mode == "present" {
+				fixed, lines = batch(&seq)
+				post(fixed)
+			}
+			var bytesSent, results int64
+			b.ResetTimer()
+			for range b.N {
+				body, n := fixed, lines
+				if mode == "new" {
+					b.StopTimer()
+					body, n = batch(&seq)
+					b.StartTimer()
+				}
+				post(body)
+				bytesSent += int64(len(body))
+				results += int64(n)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(bytesSent)/1e6/b.Elapsed().Seconds(), "MB/s")
+			b.ReportMetric(float64(results)/b.Elapsed().Seconds(), "results/s")
+			b.ReportMetric(float64(results)/float64(b.N), "results/op")
 		})
 	}
 }

@@ -77,7 +77,11 @@ type (
 // readers), nest at most maxNestingDepth levels, and name each of our fields exactly once,
 // matched case-sensitively as Python and JavaScript do (encoding/json matched "RUNID" too and
 // took the last of several).
-func parseSinkBody(body []byte) (sinkMeta, error) {
+func parseSinkBody(body []byte) (sinkMeta, error) { return parseBody(body, true) }
+
+// parseBody is parseSinkBody; with needWorkspace false it accepts a body without workspaceId (a
+// backfilled line's, when the manager did not name the workspace).
+func parseBody(body []byte, needWorkspace bool) (sinkMeta, error) {
 	if !utf8.Valid(body) {
 		return sinkMeta{}, &bodyError{reasonInvalidUTF8, "body is not valid UTF-8"}
 	}
@@ -97,7 +101,9 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 		return v
 	}
 	m := sinkMeta{}
-	need("workspaceId", b.WorkspaceID)
+	if needWorkspace {
+		need("workspaceId", b.WorkspaceID)
+	}
 	if b.Project == nil {
 		missing = append(missing, "project.name")
 	} else {
@@ -124,7 +130,7 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 	// A body that is no sink body still counts for its JobRun's summary when its JobRun id is
 	// usable: the returned meta then holds that id alone.
 	rejected := sinkMeta{}
-	if b.ProjectJobRun != nil && strings.TrimSpace(b.ProjectJobRun.ID) != "" && idProblem(b.ProjectJobRun.ID) == "" {
+	if b.ProjectJobRun != nil && validID(b.ProjectJobRun.ID) {
 		rejected.JobRunID = b.ProjectJobRun.ID
 	}
 	if len(missing) > 0 {
@@ -143,6 +149,9 @@ func parseSinkBody(body []byte) (sinkMeta, error) {
 	}
 	return m, nil
 }
+
+// validID reports whether v can be one of a sink body's ids: not blank, and no idProblem.
+func validID(v string) bool { return strings.TrimSpace(v) != "" && idProblem(v) == "" }
 
 // idProblem says what makes v unusable as an indexed id column ("" when nothing does), as the end
 // of a message that starts with the field's name.

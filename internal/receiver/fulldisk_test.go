@@ -93,6 +93,12 @@ func TestFullVolume(t *testing.T) {
 	if r := e.post(t, ingestToken, "{bad"); r.status != 503 || r.code != "store_full" {
 		t.Fatalf("an invalid body cannot be quarantined on a full volume: %d %s, want 503", r.status, r.body)
 	}
+	// So does a backfill, whether its lines are valid (the writer) or not (the quarantine).
+	for _, body := range []string{resultsLine("full-backfill") + "\n", "{bad\n"} {
+		if r := e.backfill(t, ingestToken, "jr-1", backfillQuery, body); r.status != 503 || r.code != "store_full" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("backfill %q on a full volume: %d %s, want 503 store_full with Retry-After", body, r.status, r.body)
+		}
+	}
 	if r := e.get(t, "/readyz"); r.status != 503 || r.code != "store_full" {
 		t.Fatalf("readyz on a full volume: %d %s, want 503 store_full", r.status, r.body)
 	}
@@ -123,6 +129,9 @@ func TestFullVolume(t *testing.T) {
 	t.Logf("ready %v after the volume was grown", time.Since(start))
 	if r := e.post(t, ingestToken, big("after-1")); r.status != 201 {
 		t.Fatalf("after space returned: %d %s", r.status, r.body)
+	}
+	if res := backfillResult(t, e.backfill(t, ingestToken, "jr-1", backfillQuery, resultsLine("full-backfill")+"\n{bad\n")); res.Stored != 1 || res.Invalid != 1 {
+		t.Fatalf("backfill after space returned: %+v", res)
 	}
 	// And it stays writable under a burst: the WAL does not eat the space it was given.
 	for i := range 300 {

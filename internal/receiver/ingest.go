@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
 
@@ -18,74 +20,135 @@ type ingestResponse struct {
 	Status string `json:"status"` // "stored", "duplicate" or "conflict"
 }
 
+// refusals counts and logs the requests one write endpoint refuses: the ingest path (Intuned's
+// deliveries) or backfill, each with its own rejected counter. Both write deliveries, so they
+// share the admission, the size limits and the mapping of store and writer errors.
+type refusals struct {
+	r        *Receiver
+	rejected *prometheus.CounterVec // by reason
+	what     string                 // the log line's subject: "delivery" or "backfill"
+}
+
+// reject counts and logs a refused request and answers it with a JSON error.
+func (f refusals) reject(w http.ResponseWriter, req *http.Request, status int, reason, msg string) {
+	f.rejected.WithLabelValues(reason).Inc()
+	f.r.log.Warn(f.what+" rejected", "status", status, "reason", reason, "remote", req.RemoteAddr, "detail", msg)
+	writeError(w, status, reason, msg)
+}
+
+// retryLater counts a request refused for now and answers it with Retry-After.
+func (f refusals) retryLater(w http.ResponseWriter, status int, reason, msg string) {
+	f.rejected.WithLabelValues(reason).Inc()
+	f.r.retryLater(w, status, reason, msg)
+}
+
+// authorized answers 405 or 401 itself (and returns false) unless req is a POST with an ingest
+// token.
+func (f refusals) authorized(w http.ResponseWriter, req *http.Request) bool {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		f.reject(w, req, http.StatusMethodNotAllowed, "method", "use POST")
+		return false
+	}
+	if !f.r.ingestAuth.check(req) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="intuned-receiver"`)
+		f.reject(w, req, http.StatusUnauthorized, "unauthorized", "missing or invalid token in "+f.r.cfg.TokenHeader+" header")
+		return false
+	}
+	return true
+}
+
+// admitBody reads the body of a write request, at most limit bytes, within the in-flight budget:
+// it bounds both the requests in progress and the body bytes they hold. Bytes are reserved as
+// the body buffer grows (see readBody), so a sender that declares a large Content-Length and then
+// stalls holds little. One request is always admitted when it is the only one holding bytes.
+// reserve takes more of the budget (for what the request builds from its body) and reports
+// whether it may; done gives everything back. When ok is false admitBody has answered already.
+func (f refusals) admitBody(w http.ResponseWriter, req *http.Request, limit int64) (body []byte, reserve func(int64) bool, done func(), ok bool) {
+	r := f.r
+	if req.ContentLength > limit {
+		r.drainBody(w, req, false)
+		f.reject(w, req, http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
+		return nil, nil, nil, false
+	}
+	if n := r.inFlight.Add(1); n > int64(r.cfg.MaxInFlight) || r.inFlightBytes.Load() > r.cfg.MaxInFlightBytes {
+		r.inFlight.Add(-1)
+		f.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
+		return nil, nil, nil, false
+	}
+	var held int64
+	done = func() { r.inFlight.Add(-1); r.inFlightBytes.Add(-held) }
+	reserve = func(b int64) bool {
+		held += b
+		total := r.inFlightBytes.Add(b)
+		return total <= r.cfg.MaxInFlightBytes || total == held
+	}
+	body, err := readBody(req, limit, reserve)
+	switch {
+	case err == nil:
+		return body, reserve, done, true
+	case errors.Is(err, errTooLarge):
+		r.drainBody(w, req, true)
+		f.reject(w, req, http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
+	case errors.Is(err, errOverloaded):
+		r.drainBody(w, req, true)
+		f.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
+	default:
+		f.reject(w, req, http.StatusBadRequest, "read_error", "could not read the request body")
+	}
+	done()
+	return nil, nil, nil, false
+}
+
+// notCommitted answers a request whose deliveries the writer did not commit (err from submit):
+// 429 or 503 with Retry-After, so the sender brings them back later. args name them in the log.
+func (f refusals) notCommitted(w http.ResponseWriter, err error, args ...any) {
+	switch {
+	case errors.Is(err, errOverloaded):
+		f.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
+	case errors.Is(err, errClosed):
+		f.retryLater(w, http.StatusServiceUnavailable, "shutting_down", "receiver is shutting down; retry later")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		f.r.log.Warn(f.what+" not committed within the deadline", args...)
+		f.retryLater(w, http.StatusServiceUnavailable, "deadline", f.what+" was not committed in time; retry later")
+	default:
+		f.storeTrouble(w, err)
+	}
+}
+
+// storeTrouble answers a request whose deliveries the store could not take: 503 with
+// Retry-After, so Intuned (or the manager) brings them back later.
+func (f refusals) storeTrouble(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrFull) {
+		f.retryLater(w, http.StatusServiceUnavailable, "store_full", "the store's volume is full; retry later")
+		return
+	}
+	f.rejected.WithLabelValues("store_error").Inc()
+	f.r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
+}
+
 // ingest handles one webhook delivery. Order of checks: method, token, media type, size, shape;
 // only a delivery that is committed gets a 2xx.
 func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r.m.received.Inc()
-	reject := func(status int, reason, msg string) {
-		r.m.rejected.WithLabelValues(reason).Inc()
-		r.log.Warn("delivery rejected", "status", status, "reason", reason, "remote", req.RemoteAddr, "detail", msg)
-		writeError(w, status, reason, msg)
-	}
-
-	if req.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		reject(http.StatusMethodNotAllowed, "method", "use POST to deliver a sink body")
-		return
-	}
-	if !r.ingestAuth.check(req) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="intuned-receiver"`)
-		reject(http.StatusUnauthorized, "unauthorized", "missing or invalid token in "+r.cfg.TokenHeader+" header")
+	f := r.ingestRefusals
+	if !f.authorized(w, req) {
 		return
 	}
 	// Intuned sends exactly application/json (no need to parse that); tolerate none.
 	if ct := req.Header.Get("Content-Type"); ct != "" && ct != "application/json" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			reject(http.StatusUnsupportedMediaType, "media_type", "Content-Type must be application/json")
+			f.reject(w, req, http.StatusUnsupportedMediaType, "media_type", "Content-Type must be application/json")
 			return
 		}
 	}
-	if req.ContentLength > r.cfg.MaxBodyBytes {
-		r.drainBody(w, req, false)
-		reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
+	body, _, done, ok := f.admitBody(w, req, r.cfg.MaxBodyBytes)
+	if !ok {
 		return
 	}
-	// Admission: bound both the number of deliveries and the body bytes held in memory. Bytes are
-	// reserved as the body buffer grows (see readBody), so a sender that declares a large
-	// Content-Length and then stalls holds little. One delivery is always admitted when it is the
-	// only one holding bytes.
-	if n := r.inFlight.Add(1); n > int64(r.cfg.MaxInFlight) || r.inFlightBytes.Load() > r.cfg.MaxInFlightBytes {
-		r.inFlight.Add(-1)
-		r.m.rejected.WithLabelValues("overloaded").Inc()
-		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
-		return
-	}
-	var held int64
-	defer func() { r.inFlight.Add(-1); r.inFlightBytes.Add(-held) }()
-	reserve := func(b int64) bool {
-		held += b
-		total := r.inFlightBytes.Add(b)
-		return total <= r.cfg.MaxInFlightBytes || total == held
-	}
-
-	body, err := readBody(req, r.cfg.MaxBodyBytes, reserve)
-	switch {
-	case err == nil:
-	case errors.Is(err, errTooLarge):
-		r.drainBody(w, req, true)
-		reject(http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
-		return
-	case errors.Is(err, errOverloaded):
-		r.drainBody(w, req, true)
-		r.m.rejected.WithLabelValues("overloaded").Inc()
-		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
-		return
-	default:
-		reject(http.StatusBadRequest, "read_error", "could not read the request body")
-		return
-	}
+	defer done()
 
 	// The deadline starts once the body is in: a large body on a slow link is bounded by the HTTP
 	// server's read timeout instead, and must not turn into a 503 that every retry repeats.
@@ -102,10 +165,10 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 			JobRunID: meta.JobRunID})
 		if qerr != nil {
 			r.storeErrs.Error("cannot quarantine invalid body", "err", qerr)
-			r.storeTrouble(w, qerr)
+			f.storeTrouble(w, qerr)
 			return
 		}
-		reject(http.StatusBadRequest, be.reason, be.msg)
+		f.reject(w, req, http.StatusBadRequest, be.reason, be.msg)
 		return
 	}
 
@@ -113,23 +176,8 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		RunID: meta.RunID, JobID: meta.JobID, JobRunID: meta.JobRunID, Project: meta.Project,
 		APIName: meta.APIName, ResultStatus: meta.ResultStatus, ReceivedAt: start.UTC(), Body: body,
 	})
-	switch {
-	case err == nil:
-	case errors.Is(err, errOverloaded):
-		r.m.rejected.WithLabelValues("overloaded").Inc()
-		r.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
-		return
-	case errors.Is(err, errClosed):
-		r.m.rejected.WithLabelValues("shutting_down").Inc()
-		r.retryLater(w, http.StatusServiceUnavailable, "shutting_down", "receiver is shutting down; retry later")
-		return
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		r.m.rejected.WithLabelValues("deadline").Inc()
-		r.log.Warn("delivery not committed within the deadline", "runId", meta.RunID)
-		r.retryLater(w, http.StatusServiceUnavailable, "deadline", "delivery was not committed in time; retry later")
-		return
-	default:
-		r.storeTrouble(w, err)
+	if err != nil {
+		f.notCommitted(w, err, "runId", meta.RunID)
 		return
 	}
 	if res.Conflict {
@@ -152,18 +200,6 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 		r.log.Debug("delivery stored", "runId", meta.RunID, "job", meta.JobID, "jobRun", meta.JobRunID, "api", meta.APIName)
 	}
 	writeIngestResponse(w, http.StatusCreated, ingestResponse{RunID: meta.RunID, Status: "stored"})
-}
-
-// storeTrouble answers a delivery the store could not take: 503 with Retry-After, so Intuned
-// brings it back later.
-func (r *Receiver) storeTrouble(w http.ResponseWriter, err error) {
-	if errors.Is(err, store.ErrFull) {
-		r.m.rejected.WithLabelValues("store_full").Inc()
-		r.retryLater(w, http.StatusServiceUnavailable, "store_full", "the store's volume is full; retry later")
-		return
-	}
-	r.m.rejected.WithLabelValues("store_error").Inc()
-	r.retryLater(w, http.StatusServiceUnavailable, "store_unavailable", "store is unavailable; retry later")
 }
 
 // writeIngestResponse writes the same bytes as writeJSON(w, status, resp), without reflection for

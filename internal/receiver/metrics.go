@@ -20,6 +20,11 @@ type metrics struct {
 	commitSeconds prometheus.Histogram
 	// summarySeconds: the store's time for the JobRun summaries of one read API request.
 	summarySeconds prometheus.Histogram
+	// backfillResults counts backfilled lines by outcome (stored, present, invalid);
+	// backfillRejected the backfill requests refused as a whole, by reason.
+	backfillResults  *prometheus.CounterVec
+	backfillRejected *prometheus.CounterVec
+	backfillSeconds  prometheus.Histogram
 }
 
 func newMetrics(st store.Store) *metrics {
@@ -45,8 +50,18 @@ func newMetrics(st store.Store) *metrics {
 		summarySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "receiver_jobrun_summary_duration_seconds", Help: "Time the store took for the JobRun summaries of one read API request (GET /v1/jobruns...).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		backfillResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "receiver_backfill_results_total", Help: "Results-file lines of answered backfill requests, by outcome: stored (new), present (runId already stored; left as it is), invalid (quarantined)."},
+			[]string{"outcome"}),
+		backfillRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "receiver_backfill_rejected_total", Help: "Backfill requests refused as a whole (nothing stored), by reason (unauthorized, method, media_type, invalid_query, invalid_job_run, too_large, too_many_lines, overloaded, deadline, store_error, store_full, shutting_down, read_error)."},
+			[]string{"reason"}),
+		backfillSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "receiver_backfill_duration_seconds", Help: "Time to handle one backfill request (POST /v1/jobruns/{id}/backfill), from its start to the answer.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	m.reg.MustRegister(m.received, m.stored, m.duplicates, m.conflicts, m.rejected, m.batchSize, m.commitSeconds, m.summarySeconds,
+		m.backfillResults, m.backfillRejected, m.backfillSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if sr, ok := st.(store.SpaceReporter); ok {
 		m.reg.MustRegister(spaceCollector{sr})

@@ -37,8 +37,9 @@ type listedDelivery struct {
 	API        string          `json:"api"`
 	Status     string          `json:"status"`
 	ReceivedAt time.Time       `json:"receivedAt"`
-	Cursor     string          `json:"cursor"`         // pass as ?cursor= to continue after this line
-	Body       json.RawMessage `json:"body,omitempty"` // written separately by writeListedLine
+	Backfilled bool            `json:"backfilled,omitempty"` // stored by backfill, from the results file
+	Cursor     string          `json:"cursor"`               // pass as ?cursor= to continue after this line
+	Body       json.RawMessage `json:"body,omitempty"`       // written separately by writeListedLine
 }
 
 // The cursor is opaque to clients; today it wraps the receive sequence number.
@@ -138,7 +139,7 @@ func (r *Receiver) listDeliveries(w http.ResponseWriter, req *http.Request) {
 func writeListedLine(w *bufio.Writer, rec *store.Record) error {
 	meta, err := json.Marshal(listedDelivery{
 		RunID: rec.RunID, JobID: rec.JobID, JobRunID: rec.JobRunID, Project: rec.Project, API: rec.APIName,
-		Status: rec.ResultStatus, ReceivedAt: rec.ReceivedAt, Cursor: encodeCursor(rec.Seq),
+		Status: rec.ResultStatus, ReceivedAt: rec.ReceivedAt, Backfilled: rec.Backfilled, Cursor: encodeCursor(rec.Seq),
 	})
 	if err != nil {
 		return err
@@ -218,6 +219,9 @@ func (r *Receiver) getDelivery(w http.ResponseWriter, req *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Received-At", rec.ReceivedAt.Format(time.RFC3339Nano))
+	if rec.Backfilled { // the body is the sink body the receiver built from a results-file line
+		w.Header().Set("X-Backfilled", "true")
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(rec.Body)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(rec.Body) //nolint:errcheck // client may be gone

@@ -73,20 +73,22 @@ func (c *Config) setDefaults() {
 
 // Receiver serves the ingest endpoint, the read API and the health/metrics endpoints.
 type Receiver struct {
-	cfg           Config
-	st            store.Store
-	log           *slog.Logger
-	ingestAuth    *tokens
-	readAuth      *tokens // nil: read API disabled
-	w             *writer
-	m             *metrics
-	storeErrs     *limitedLog   // store errors, logged at most every storeErrorLogEvery
-	readers       chan struct{} // read API requests being served (maxReaders)
-	inFlight      atomic.Int64  // deliveries being handled (admission control)
-	inFlightBytes atomic.Int64  // body bytes they reserved
-	draining      atomic.Bool
-	stopWatch     context.CancelFunc
-	mux           *http.ServeMux
+	cfg        Config
+	st         store.Store
+	log        *slog.Logger
+	ingestAuth *tokens // the ingest path's and backfill's
+	// ingestRefusals and backfillRefusals count and log what those two endpoints refuse.
+	ingestRefusals, backfillRefusals refusals
+	readAuth                         *tokens // nil: read API disabled
+	w                                *writer
+	m                                *metrics
+	storeErrs                        *limitedLog   // store errors, logged at most every storeErrorLogEvery
+	readers                          chan struct{} // read API requests being served (maxReaders)
+	inFlight                         atomic.Int64  // deliveries being handled (admission control)
+	inFlightBytes                    atomic.Int64  // body bytes they reserved
+	draining                         atomic.Bool
+	stopWatch                        context.CancelFunc
+	mux                              *http.ServeMux
 }
 
 // New builds a Receiver on st and starts its writer and token watcher. Call Close to stop them;
@@ -105,6 +107,8 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	}
 	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery),
 		readers: make(chan struct{}, maxReaders)}
+	r.ingestRefusals = refusals{r: r, rejected: r.m.rejected, what: "delivery"}
+	r.backfillRefusals = refusals{r: r, rejected: r.m.backfillRejected, what: "backfill"}
 	var err error
 	if r.ingestAuth, err = newTokens(cfg.TokenHeader, cfg.TokenFile, cfg.PreviousTokenFile, r.log); err != nil {
 		return nil, fmt.Errorf("read ingest token: %w", err)
@@ -130,6 +134,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	r.mux.HandleFunc("/v1/deliveries/{runId}", r.getDelivery)
 	r.mux.HandleFunc("/v1/jobruns", r.listJobRuns)
 	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/summary", r.jobRunSummary)
+	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/backfill", r.backfill)
 	r.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

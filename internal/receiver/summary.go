@@ -4,10 +4,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
-	"unicode"
 
+	"github.com/intuned-operator/intuned-operator/internal/receiver/receiverapi"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
 
@@ -18,26 +17,11 @@ const (
 	maxJobRuns = 100
 )
 
-// jobRunSummary is the JSON of one JobRun's summary.
+// jobRunSummary is the JSON of one JobRun's summary: receiverapi.Summary (the manager's client
+// reads it) and the stored deliveries by result status.
 type jobRunSummary struct {
-	JobRunID string `json:"jobRunId"`
-	// Stored counts the stored deliveries, ByStatus splits them by result status, and Results by
-	// API name and result status too.
-	Stored   int64            `json:"stored"`
+	receiverapi.Summary
 	ByStatus map[string]int64 `json:"byStatus"`
-	Results  []resultCount    `json:"results"`
-	// Conflicts: bodies kept aside because their runId was already stored with another body.
-	Conflicts int64 `json:"conflicts"`
-	// Quarantined: other invalid bodies that named this JobRun.
-	Quarantined     int64      `json:"quarantined"`
-	FirstReceivedAt *time.Time `json:"firstReceivedAt,omitempty"`
-	LastReceivedAt  *time.Time `json:"lastReceivedAt,omitempty"`
-}
-
-type resultCount struct {
-	API    string `json:"api"`
-	Status string `json:"status"`
-	Count  int64  `json:"count"`
 }
 
 // jobRunPage is the JSON of GET /v1/jobruns.
@@ -49,11 +33,12 @@ type jobRunPage struct {
 }
 
 func toJSON(s store.JobRunSummary) jobRunSummary {
-	out := jobRunSummary{JobRunID: s.JobRunID, Stored: s.Stored(), Conflicts: s.Conflicts, Quarantined: s.Quarantined,
-		ByStatus: map[string]int64{"completed": 0, "failed": 0}, Results: []resultCount{}}
+	out := jobRunSummary{Summary: receiverapi.Summary{JobRunID: s.JobRunID, Stored: s.Stored(), Backfilled: s.Backfilled,
+		Conflicts: s.Conflicts, Quarantined: s.Quarantined, Results: []receiverapi.ResultCount{}},
+		ByStatus: map[string]int64{"completed": 0, "failed": 0}}
 	for _, c := range s.Results {
 		out.ByStatus[c.ResultStatus] += c.Count
-		out.Results = append(out.Results, resultCount{API: c.APIName, Status: c.ResultStatus, Count: c.Count})
+		out.Results = append(out.Results, receiverapi.ResultCount{API: c.APIName, Status: c.ResultStatus, Count: c.Count})
 	}
 	if !s.FirstReceivedAt.IsZero() {
 		out.FirstReceivedAt, out.LastReceivedAt = &s.FirstReceivedAt, &s.LastReceivedAt
@@ -74,11 +59,13 @@ func decodeJobRunCursor(c string) (string, error) {
 	return string(b[1:]), nil
 }
 
+// jobRunIDRule is the message of a 400 invalid_job_run.
+const jobRunIDRule = "a JobRun id is 1 to 256 bytes without control characters (Intuned's projectJobRun.id)"
+
 // checkJobRunID answers 400 itself (and returns false) for an id no sink body could have carried.
 func checkJobRunID(w http.ResponseWriter, id string) bool {
-	if strings.TrimSpace(id) == "" || len(id) > maxIDLen || strings.IndexFunc(id, unicode.IsControl) >= 0 {
-		writeError(w, http.StatusBadRequest, "invalid_job_run",
-			"a JobRun id is 1 to 256 bytes without control characters (Intuned's projectJobRun.id)")
+	if !validID(id) {
+		writeError(w, http.StatusBadRequest, "invalid_job_run", jobRunIDRule)
 		return false
 	}
 	return true

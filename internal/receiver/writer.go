@@ -18,13 +18,15 @@ var (
 	errClosed = errors.New("receiver is shutting down")
 )
 
-// pending is one delivery waiting for the writer. result has room for one value: the first answer
-// (the commit's, or the watchdog's at the deadline) wins and later ones are dropped, so neither the
-// writer nor the watchdog ever blocks on a request.
+// pending is what one request waits for the writer to commit: one webhook delivery, or the valid
+// lines of one backfill request, which commit together. result has room for one value: the first
+// answer (the commit's, or the watchdog's at the deadline) wins and later ones are dropped, so
+// neither the writer nor the watchdog ever blocks on a request.
 type pending struct {
 	ctx      context.Context // the request's: done when the client goes away
 	deadline time.Time       // the request answers 503 deadline when not committed by then
-	d        store.Delivery
+	ds       []store.Delivery
+	one      [1]store.Delivery // ds of a webhook delivery, without a slice allocation of its own
 	result   chan outcome
 }
 
@@ -48,7 +50,7 @@ func (p *pending) answer(o outcome) {
 }
 
 type outcome struct {
-	res store.Result
+	res []store.Result // one per delivery of the pending
 	err error
 }
 
@@ -98,7 +100,24 @@ func newWriter(st store.Store, queueSize, maxBatch int, deadline, commitTimeout 
 // submit queues d and waits until its batch commits, ctx ends or the deadline passes
 // (context.DeadlineExceeded, from the watchdog). It never blocks on a full queue.
 func (w *writer) submit(ctx context.Context, deadline time.Time, d store.Delivery) (store.Result, error) {
-	p := &pending{ctx: ctx, deadline: deadline, d: d, result: make(chan outcome, 1)}
+	p := &pending{ctx: ctx, deadline: deadline, result: make(chan outcome, 1)}
+	p.one[0] = d
+	p.ds = p.one[:]
+	res, err := w.wait(p)
+	if err != nil {
+		return store.Result{}, err
+	}
+	return res[0], nil
+}
+
+// submitAll is submit for several deliveries that commit together, in one transaction, or not at
+// all; the batch that carries them may exceed maxBatch.
+func (w *writer) submitAll(ctx context.Context, deadline time.Time, ds []store.Delivery) ([]store.Result, error) {
+	return w.wait(&pending{ctx: ctx, deadline: deadline, ds: ds, result: make(chan outcome, 1)})
+}
+
+// wait queues p and waits for its outcome.
+func (w *writer) wait(p *pending) ([]store.Result, error) {
 	w.mu.Lock()
 	var err error
 	switch {
@@ -114,13 +133,13 @@ func (w *writer) submit(ctx context.Context, deadline time.Time, d store.Deliver
 	}
 	w.mu.Unlock()
 	if err != nil {
-		return store.Result{}, err
+		return nil, err
 	}
 	select {
 	case o := <-p.result:
 		return o.res, o.err
-	case <-ctx.Done():
-		return store.Result{}, ctx.Err()
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
 	}
 }
 
@@ -174,12 +193,16 @@ func (w *writer) queued() int {
 	return len(w.queue)
 }
 
-// next takes up to maxBatch queued deliveries as the batch being committed, and reports whether
-// the writer is closed.
+// next takes the oldest queued pendings, up to maxBatch deliveries (but at least one pending), as
+// the batch being committed, and reports whether the writer is closed.
 func (w *writer) next() ([]*pending, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := min(len(w.queue), w.maxBatch)
+	n, rows := 0, 0
+	for n < len(w.queue) && (n == 0 || rows+len(w.queue[n].ds) <= w.maxBatch) {
+		rows += len(w.queue[n].ds)
+		n++
+	}
 	if n == 0 {
 		return nil, w.closed
 	}
@@ -235,7 +258,7 @@ func (w *writer) commit(batch []*pending) {
 			continue
 		}
 		live = append(live, p)
-		ds = append(ds, p.d)
+		ds = append(ds, p.ds...)
 	}
 	if len(ds) == 0 {
 		return
@@ -247,29 +270,28 @@ func (w *writer) commit(batch []*pending) {
 	w.m.commitSeconds.Observe(time.Since(start).Seconds())
 	w.m.batchSize.Observe(float64(len(ds)))
 	// A full store refuses every delivery alike: no point in trying them one by one.
-	if err != nil && len(ds) > 1 && ctx.Err() == nil && !errors.Is(err, store.ErrFull) {
+	if err != nil && len(live) > 1 && ctx.Err() == nil && !errors.Is(err, store.ErrFull) {
 		// One delivery the store rejects must not fail the others that shared its transaction:
-		// retry one by one, so only the culprit gets an error.
-		w.log.Warn("batch commit failed; retrying deliveries one by one", "deliveries", len(ds), "err", err)
-		for i, p := range live {
-			res, err := w.st.Save(ctx, ds[i:i+1])
+		// retry request by request, so only the culprit's gets an error.
+		w.log.Warn("batch commit failed; retrying requests one by one", "deliveries", len(ds), "requests", len(live), "err", err)
+		for _, p := range live {
+			res, err := w.st.Save(ctx, p.ds)
 			if err != nil {
-				w.failed(err, "runId", p.d.RunID)
-				p.answer(outcome{err: err})
-			} else {
-				p.answer(outcome{res: res[0]})
+				w.failed(err, "runId", p.ds[0].RunID, "deliveries", len(p.ds))
 			}
+			p.answer(outcome{res: res, err: err})
 		}
 		return
 	}
 	if err != nil {
 		w.failed(err, "deliveries", len(ds))
 	}
-	for i, p := range live {
+	for _, p := range live {
 		if err != nil {
 			p.answer(outcome{err: err})
 		} else {
-			p.answer(outcome{res: results[i]})
+			p.answer(outcome{res: results[:len(p.ds):len(p.ds)]})
+			results = results[len(p.ds):]
 		}
 	}
 }

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"strconv"
 	"time"
@@ -28,6 +29,10 @@ type Delivery struct {
 	ResultStatus string // "completed" or "failed"
 	ReceivedAt   time.Time
 	Body         []byte // the raw request body, byte for byte
+	// Backfilled: built from a line of the JobRun's results file (POST .../backfill), not
+	// delivered by Intuned's webhook. Such a body is never compared with another one for the
+	// same run id (see Result.Conflict).
+	Backfilled bool
 }
 
 // Record is a stored delivery as read back, with its receive sequence number.
@@ -45,6 +50,18 @@ type Rejected struct {
 	// JobRunID is the body's projectJobRun.id when it could be read (a sink body with another
 	// field missing, say), so the JobRun's summary counts it; empty when unknown.
 	JobRunID string
+	// Once: keep the body only if the JobRun holds no body quarantined Once with the same bytes
+	// (a backfill sent again must not count its invalid lines twice). Keyed by Digest.
+	Once bool
+}
+
+// Digest is the key a body quarantined Once is stored under (with its JobRunID), nil otherwise.
+func (r Rejected) Digest() []byte {
+	if !r.Once {
+		return nil
+	}
+	h := sha256.Sum256(r.Body)
+	return h[:]
 }
 
 // ReasonConflictingDuplicate is the quarantine reason of a body whose run id was already stored
@@ -58,9 +75,11 @@ type Result struct {
 	Dup bool
 	// Conflict: a duplicate whose body differs from the stored one. That body is kept in the
 	// quarantine table (reason ReasonConflictingDuplicate), in the same transaction, so a
-	// second body for a run is never silently lost.
+	// second body for a run is never silently lost. Never when either body is Backfilled: a
+	// results-file line wrapped into a sink body is not byte for byte what the webhook sent.
 	Conflict bool
-	// StoredBytes is the size of the stored body, for a duplicate.
+	// StoredBytes is the size of the stored body, for a duplicate (0 for a Backfilled one, which
+	// is not compared).
 	StoredBytes int64
 }
 
@@ -87,6 +106,8 @@ type JobRunSummary struct {
 	JobRunID string
 	// Results counts the stored deliveries by API name and result status, ordered by both.
 	Results []ResultCount
+	// Backfilled counts the stored deliveries that came from the results file (Delivery.Backfilled).
+	Backfilled int64
 	// Conflicts counts the bodies kept aside because their run id was already stored with a
 	// different body; Quarantined the other invalid bodies whose JobRun could be read.
 	Conflicts, Quarantined int64
@@ -111,9 +132,11 @@ func (s *JobRunSummary) Stored() int64 {
 	return n
 }
 
-// AddResults folds one group of stored deliveries (a row of a store's GROUP BY) into s.
-func (s *JobRunSummary) AddResults(api, status string, count int64, first, last time.Time) {
+// AddResults folds one group of stored deliveries (a row of a store's GROUP BY) into s; backfilled
+// of them came from the results file.
+func (s *JobRunSummary) AddResults(api, status string, count, backfilled int64, first, last time.Time) {
 	s.Results = append(s.Results, ResultCount{APIName: api, ResultStatus: status, Count: count})
+	s.Backfilled += backfilled
 	if s.FirstReceivedAt.IsZero() || first.Before(s.FirstReceivedAt) {
 		s.FirstReceivedAt = first
 	}
@@ -163,8 +186,9 @@ type Store interface {
 	// Save commits all deliveries in one transaction and reports what it did with each.
 	// Either every new delivery (and every conflicting body) is committed, or err != nil.
 	Save(ctx context.Context, deliveries []Delivery) ([]Result, error)
-	// Quarantine keeps an invalid body so that nothing authenticated is ever dropped.
-	Quarantine(ctx context.Context, r Rejected) error
+	// Quarantine keeps invalid bodies so that nothing authenticated is ever dropped; all of rs
+	// in one transaction.
+	Quarantine(ctx context.Context, rs ...Rejected) error
 	// List returns up to limit deliveries matching f in Seq order, their bodies bounded by
 	// f.MaxBytes.
 	List(ctx context.Context, f Filter, limit int) ([]Record, error)

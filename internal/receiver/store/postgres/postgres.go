@@ -119,31 +119,33 @@ func (s *Store) migrate(ctx context.Context) error {
 // PostgreSQL about 40 % less CPU per delivery than a statement per delivery (22-23 against 35-44 us
 // of the server's CPU per row in 1,000 batches of 30 with fsync on; see the receiver's README). It
 // inserts every delivery whose run id is not stored yet. For each one that is, it compares the
-// bodies and keeps a different body in the quarantine table. It returns a row only for those
-// duplicates.
+// bodies and keeps a different body in the quarantine table, unless either one is backfilled
+// (store.Result.Conflict). It returns a row only for those duplicates.
 //
 // dup reads the statement's snapshot: it sees the rows committed before, not the ones ins inserts.
 // Batches of all replicas commit one after another (writeLockKey), so none is in flight unseen.
 const saveBatch = `WITH input AS (
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-			$7::timestamptz[], $8::bytea[], $9::text[])
-			AS t(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, reason)
+			$7::timestamptz[], $8::bytea[], $9::text[], $10::boolean[])
+			AS t(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, reason, backfilled)
 	), ins AS (
-		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
-		SELECT run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM input
+		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled)
+		SELECT run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled FROM input
 		ON CONFLICT (run_id) DO NOTHING
 		RETURNING run_id
 	), dup AS (
-		SELECT i.run_id, i.job_run_id, i.received_at, i.body, i.reason, stored.same, stored.size FROM input i
+		SELECT i.run_id, i.job_run_id, i.received_at, i.body, i.reason, stored.conflict, stored.size FROM input i
 		CROSS JOIN LATERAL (
-			SELECT body = i.body AS same, octet_length(body) AS size FROM deliveries WHERE run_id = i.run_id
+			SELECT NOT (i.backfilled OR d.backfilled OR d.body = i.body) AS conflict,
+				CASE WHEN i.backfilled THEN 0 ELSE octet_length(d.body) END AS size
+			FROM deliveries d WHERE d.run_id = i.run_id
 		) stored
 		WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.run_id = i.run_id)
 	), q AS (
 		INSERT INTO quarantine (received_at, reason, body, job_run_id)
-		SELECT received_at, reason, body, job_run_id FROM dup WHERE NOT same
+		SELECT received_at, reason, body, job_run_id FROM dup WHERE conflict
 	)
-	SELECT run_id, same, size, (SELECT count(*) FROM ins) FROM dup
+	SELECT run_id, conflict, size, (SELECT count(*) FROM ins) FROM dup
 	UNION ALL
 	SELECT NULL, NULL, NULL, (SELECT count(*) FROM ins) WHERE NOT EXISTS (SELECT 1 FROM dup)`
 
@@ -151,15 +153,17 @@ const saveBatch = `WITH input AS (
 // statement per delivery sees the rows the earlier statements of its transaction inserted, so a
 // later copy is compared with the first.
 const saveDelivery = `WITH ins AS (
-		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10)
 		ON CONFLICT (run_id) DO NOTHING
 		RETURNING 1
 	), old AS (
-		SELECT body = $8 AS same, octet_length(body) AS size FROM deliveries WHERE run_id = $1
+		SELECT NOT ($10 OR backfilled OR body = $8) AS conflict,
+			CASE WHEN $10 THEN 0 ELSE octet_length(body) END AS size
+		FROM deliveries WHERE run_id = $1
 	), q AS (
 		INSERT INTO quarantine (received_at, reason, body, job_run_id)
-		SELECT $7, $9, $8, $3 FROM old WHERE NOT old.same AND NOT EXISTS (SELECT 1 FROM ins)
+		SELECT $7, $9, $8, $3 FROM old WHERE old.conflict AND NOT EXISTS (SELECT 1 FROM ins)
 		RETURNING 1
 	)
 	SELECT EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM q), coalesce((SELECT size FROM old), 0)`
@@ -209,12 +213,12 @@ func queueBatch(b *pgx.Batch, ds []store.Delivery, index map[string]int) func(pg
 	n := len(ds)
 	runIDs, jobIDs, jobRunIDs, projects, apis, statuses, reasons := make([]string, n), make([]string, n),
 		make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	receivedAt, bodies := make([]time.Time, n), make([][]byte, n)
+	receivedAt, bodies, backfilled := make([]time.Time, n), make([][]byte, n), make([]bool, n)
 	for i, d := range ds {
 		runIDs[i], jobIDs[i], jobRunIDs[i], projects[i], apis[i], statuses[i] = d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus
-		receivedAt[i], bodies[i], reasons[i] = d.ReceivedAt, d.Body, store.ConflictReason(d.RunID)
+		receivedAt[i], bodies[i], reasons[i], backfilled[i] = d.ReceivedAt, d.Body, store.ConflictReason(d.RunID), d.Backfilled
 	}
-	b.Queue(saveBatch, runIDs, jobIDs, jobRunIDs, projects, apis, statuses, receivedAt, bodies, reasons)
+	b.Queue(saveBatch, runIDs, jobIDs, jobRunIDs, projects, apis, statuses, receivedAt, bodies, reasons, backfilled)
 	return func(br pgx.BatchResults) ([]store.Result, error) {
 		rows, err := br.Query()
 		if err != nil {
@@ -224,19 +228,19 @@ func queueBatch(b *pgx.Batch, ds []store.Delivery, index map[string]int) func(pg
 		var inserted, dups int64
 		for rows.Next() {
 			var runID *string
-			var same *bool
+			var conflict *bool
 			var size *int64
-			if err := rows.Scan(&runID, &same, &size, &inserted); err != nil {
+			if err := rows.Scan(&runID, &conflict, &size, &inserted); err != nil {
 				return nil, err
 			}
 			if runID == nil {
 				continue // no duplicates: the row only carries the insert count
 			}
 			i, ok := index[*runID]
-			if !ok || same == nil || size == nil {
+			if !ok || conflict == nil || size == nil {
 				return nil, fmt.Errorf("unexpected duplicate row for run id %q", *runID)
 			}
-			results[i] = store.Result{Dup: true, Conflict: !*same, StoredBytes: *size}
+			results[i] = store.Result{Dup: true, Conflict: *conflict, StoredBytes: *size}
 			dups++
 		}
 		if err := rows.Err(); err != nil {
@@ -255,7 +259,7 @@ func queueBatch(b *pgx.Batch, ds []store.Delivery, index map[string]int) func(pg
 func queueOneByOne(b *pgx.Batch, ds []store.Delivery) func(pgx.BatchResults) ([]store.Result, error) {
 	for _, d := range ds {
 		b.Queue(saveDelivery, d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body,
-			store.ConflictReason(d.RunID))
+			store.ConflictReason(d.RunID), d.Backfilled)
 	}
 	return func(br pgx.BatchResults) ([]store.Result, error) {
 		results := make([]store.Result, len(ds))
@@ -270,17 +274,24 @@ func queueOneByOne(b *pgx.Batch, ds []store.Delivery) func(pgx.BatchResults) ([]
 	}
 }
 
-// Quarantine implements store.Store.
-func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
-	_, err := s.pool.Exec(ctx, "INSERT INTO quarantine (received_at, reason, body, job_run_id) VALUES ($1, $2, $3, $4)",
-		r.ReceivedAt, r.Reason, r.Body, r.JobRunID)
-	if err != nil {
+// Quarantine implements store.Store: one pipelined batch, which PostgreSQL runs as one implicit
+// transaction. A body quarantined Once for its JobRun before is skipped (quarantine_digest).
+func (s *Store) Quarantine(ctx context.Context, rs ...store.Rejected) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, r := range rs {
+		b.Queue(`INSERT INTO quarantine (received_at, reason, body, job_run_id, digest) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT DO NOTHING`, r.ReceivedAt, r.Reason, r.Body, r.JobRunID, r.Digest())
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: quarantine: %w", err)
 	}
 	return nil
 }
 
-const selectColumns = `SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM deliveries`
+const selectColumns = `SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled FROM deliveries`
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Record, error) {
@@ -307,7 +318,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Re
 		// byte bound is applied in the query: a running total of body sizes (octet_length reads a
 		// stored body's size without fetching it) cuts the page, keeping the first row always.
 		args = append(args, f.MaxBytes)
-		q = fmt.Sprintf(`SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM (
+		q = fmt.Sprintf(`SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled FROM (
 			SELECT *, sum(octet_length(body)) OVER (ORDER BY seq) AS total, row_number() OVER (ORDER BY seq) AS n
 			FROM deliveries WHERE %s ORDER BY seq LIMIT $%d) page
 			WHERE n = 1 OR total <= $%d ORDER BY seq`,
@@ -339,7 +350,8 @@ func (s *Store) Get(ctx context.Context, runID string) (store.Record, error) {
 // The summary queries read indexes only: deliveries_job_run_summary covers the first (an index-only
 // scan), and the quarantine rows of a JobRun are few.
 const (
-	summarizeResults = `SELECT job_run_id, api_name, result_status, count(*), min(received_at), max(received_at)
+	summarizeResults = `SELECT job_run_id, api_name, result_status, count(*), count(*) FILTER (WHERE backfilled),
+		min(received_at), max(received_at)
 		FROM deliveries WHERE job_run_id = ANY($1)
 		GROUP BY job_run_id, api_name, result_status ORDER BY job_run_id, api_name, result_status`
 	summarizeQuarantine = `SELECT job_run_id, count(*) FILTER (WHERE substr(reason, 1, 22) = 'conflicting_duplicate:'), count(*)
@@ -366,10 +378,10 @@ func (s *Store) SummarizeJobRuns(ctx context.Context, ids []string) ([]store.Job
 		}
 		rows, _ := tx.Query(ctx, summarizeResults, ids)
 		var id, api, status string
-		var n int64
+		var n, backfilled int64
 		var first, last time.Time
-		_, err := pgx.ForEachRow(rows, []any{&id, &api, &status, &n, &first, &last}, func() error {
-			byID[id].AddResults(api, status, n, first.UTC(), last.UTC())
+		_, err := pgx.ForEachRow(rows, []any{&id, &api, &status, &n, &backfilled, &first, &last}, func() error {
+			byID[id].AddResults(api, status, n, backfilled, first.UTC(), last.UTC())
 			return nil
 		})
 		if err != nil {
@@ -405,7 +417,7 @@ func (s *Store) JobRunsAfter(ctx context.Context, after string, limit int) ([]st
 
 func scan(row pgx.Row) (store.Record, error) {
 	var r store.Record
-	err := row.Scan(&r.Seq, &r.RunID, &r.JobID, &r.JobRunID, &r.Project, &r.APIName, &r.ResultStatus, &r.ReceivedAt, &r.Body)
+	err := row.Scan(&r.Seq, &r.RunID, &r.JobID, &r.JobRunID, &r.Project, &r.APIName, &r.ResultStatus, &r.ReceivedAt, &r.Body, &r.Backfilled)
 	r.ReceivedAt = r.ReceivedAt.UTC()
 	return r, err
 }

@@ -13,33 +13,46 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/testutil/pgtest"
 )
 
-// TestOpenMigratesSchema1: a database made by migration 0001 alone (receivers before the JobRun
-// summary) opens, keeps its data, is summarized, and gets the conflicts it holds attributed.
-func TestOpenMigratesSchema1(t *testing.T) {
+// TestOpenMigratesOlderSchemas: a database made by migration 0001 alone (receivers before the
+// JobRun summary) or up to 0002 (before backfill) opens, keeps its data, is summarized, and gets
+// the conflicts it holds attributed; its deliveries read back as not backfilled.
+func TestOpenMigratesOlderSchemas(t *testing.T) {
+	for _, files := range [][]string{{"0001_init.sql"}, {"0001_init.sql", "0002_job_run_summary.sql"}} {
+		t.Run(files[len(files)-1], func(t *testing.T) { testOpenMigrates(t, files) })
+	}
+}
+
+func testOpenMigrates(t *testing.T, files []string) {
 	ctx := context.Background()
 	dsn := pgtest.NewDatabase(t)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	init, err := migrations.ReadFile("migrations/0001_init.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := storetest.Delivery("r1", "job", "jr-old", "list", "completed", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	for _, stmt := range []struct {
+	type stmt struct {
 		sql  string
 		args []any
-	}{
-		{`CREATE TABLE schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`, nil},
-		{string(init), nil},
-		{`INSERT INTO schema_migrations (version, name) VALUES (1, '0001_init.sql')`, nil},
-		{`INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
+	}
+	stmts := []stmt{{`CREATE TABLE schema_migrations (version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`, nil}}
+	for i, f := range files {
+		sql, err := migrations.ReadFile("migrations/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stmts = append(stmts, stmt{string(sql), nil}, stmt{`INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, []any{i + 1, f}})
+	}
+	stmts = append(stmts,
+		stmt{`INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, []any{d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt, d.Body}},
-		{`INSERT INTO quarantine (received_at, reason, body) VALUES (now(), $1, '{}')`, []any{store.ConflictReason("r1")}},
-		{`INSERT INTO quarantine (received_at, reason, body) VALUES (now(), 'invalid_json: x', '{')`, nil},
-	} {
-		if _, err := conn.Exec(ctx, stmt.sql, stmt.args...); err != nil {
+		stmt{`INSERT INTO quarantine (received_at, reason, body) VALUES (now(), $1, '{}')`, []any{store.ConflictReason("r1")}},
+		stmt{`INSERT INTO quarantine (received_at, reason, body) VALUES (now(), 'invalid_json: x', '{')`, nil},
+	)
+	if len(files) >= 2 { // 0002 attributes conflicts when they are quarantined
+		stmts = append(stmts, stmt{`UPDATE quarantine SET job_run_id = 'jr-old' WHERE reason LIKE 'conflicting%'`, nil})
+	}
+	for _, st := range stmts {
+		if _, err := conn.Exec(ctx, st.sql, st.args...); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -61,6 +61,19 @@ ALTER TABLE quarantine ADD COLUMN job_run_id TEXT NOT NULL DEFAULT '';
 ` + backfillConflictJobRuns + `
 CREATE INDEX quarantine_job_run ON quarantine (job_run_id);
 PRAGMA user_version = 2;
+`, `
+-- Version 3: backfill. A delivery built from a line of the JobRun's results file is marked, and
+-- the summary counts those from its index: the column goes at the end of the index's key, so
+-- the index still covers the summary and still groups in its order (rebuilding it reads the
+-- table once, as version 2 did).
+ALTER TABLE deliveries ADD COLUMN backfilled INTEGER NOT NULL DEFAULT 0;
+DROP INDEX deliveries_job_run_summary;
+CREATE INDEX deliveries_job_run_summary ON deliveries (job_run_id, api_name, result_status, received_at, backfilled);
+-- A body quarantined once per JobRun (store.Rejected.Once, the invalid lines of a backfill)
+-- carries its SHA-256; other bodies have none, and NULLs never collide.
+ALTER TABLE quarantine ADD COLUMN digest BLOB;
+CREATE UNIQUE INDEX quarantine_digest ON quarantine (job_run_id, digest) WHERE digest IS NOT NULL;
+PRAGMA user_version = 3;
 `}
 
 // backfillConflictJobRuns gives the conflicting duplicates quarantined before version 2 the JobRun
@@ -406,8 +419,8 @@ const walBytesPerRow = 8 << 10
 const uncheckedShare = 16
 
 const insertDelivery = `INSERT INTO deliveries
-	(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	(run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (run_id) DO NOTHING`
 
 // Save implements store.Store. The transaction starts with BEGIN IMMEDIATE (one writer at a time).
@@ -442,7 +455,7 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, 
 			return nil, fmt.Errorf("sqlite: insert: %w", err)
 		}
 		res, err := stmt.ExecContext(context.Background(), d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName,
-			d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body)
+			d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body, d.Backfilled)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: insert: %w", s.asFull(err))
 		}
@@ -469,41 +482,60 @@ func (s *Store) Save(ctx context.Context, ds []store.Delivery) ([]store.Result, 
 
 // duplicate compares a delivery whose run id is stored with the stored body and, when they
 // differ, quarantines it in the same transaction (the rare path: Intuned resends the same body).
+// A backfilled body on either side is never compared: the first one stays, and that is all.
 func (s *Store) duplicate(tx *sql.Tx, d store.Delivery) (store.Result, error) {
 	r := store.Result{Dup: true}
-	var same bool
-	err := tx.QueryRowContext(context.Background(), `SELECT body = ?, length(body) FROM deliveries WHERE run_id = ?`,
-		d.Body, d.RunID).Scan(&same, &r.StoredBytes)
+	if d.Backfilled {
+		return r, nil
+	}
+	var same, backfilled bool
+	err := tx.QueryRowContext(context.Background(), `SELECT body = ?, length(body), backfilled FROM deliveries WHERE run_id = ?`,
+		d.Body, d.RunID).Scan(&same, &r.StoredBytes, &backfilled)
 	if err != nil {
 		return r, fmt.Errorf("sqlite: compare duplicate: %w", err)
 	}
-	if same {
+	if same || backfilled {
 		return r, nil
 	}
 	r.Conflict = true
-	_, err = tx.ExecContext(context.Background(), `INSERT INTO quarantine (received_at, reason, body, job_run_id) VALUES (?, ?, ?, ?)`,
-		d.ReceivedAt.UnixMicro(), store.ConflictReason(d.RunID), d.Body, d.JobRunID)
+	_, err = tx.ExecContext(context.Background(), insertQuarantine,
+		d.ReceivedAt.UnixMicro(), store.ConflictReason(d.RunID), d.Body, d.JobRunID, nil)
 	if err != nil {
 		return r, fmt.Errorf("sqlite: quarantine conflicting duplicate: %w", s.asFull(err))
 	}
 	return r, nil
 }
 
+// insertQuarantine skips a body already quarantined Once for its JobRun (quarantine_digest).
+const insertQuarantine = `INSERT INTO quarantine (received_at, reason, body, job_run_id, digest) VALUES (?, ?, ?, ?, ?)
+	ON CONFLICT DO NOTHING`
+
 // Quarantine implements store.Store.
-func (s *Store) Quarantine(ctx context.Context, r store.Rejected) error {
+func (s *Store) Quarantine(ctx context.Context, rs ...store.Rejected) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	if err := s.ensureSpace(ctx); err != nil {
 		return err
 	}
-	_, err := s.write.ExecContext(ctx, `INSERT INTO quarantine (received_at, reason, body, job_run_id) VALUES (?, ?, ?, ?)`,
-		r.ReceivedAt.UnixMicro(), r.Reason, r.Body, r.JobRunID)
+	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("sqlite: quarantine: %w", s.asFull(err))
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for _, r := range rs {
+		if _, err := tx.ExecContext(ctx, insertQuarantine, r.ReceivedAt.UnixMicro(), r.Reason, r.Body, r.JobRunID, r.Digest()); err != nil {
+			return fmt.Errorf("sqlite: quarantine: %w", s.asFull(err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: quarantine: %w", s.asFull(err))
 	}
 	s.writes.Add(1)
 	return nil
 }
 
-const selectColumns = `SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body FROM deliveries`
+const selectColumns = `SELECT seq, run_id, job_id, job_run_id, project, api_name, result_status, received_at, body, backfilled FROM deliveries`
 
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, f store.Filter, limit int) ([]store.Record, error) {
@@ -558,7 +590,8 @@ func (s *Store) Get(ctx context.Context, runID string) (store.Record, error) {
 // The summary queries read indexes only (deliveries_job_run_summary covers the first; the
 // quarantine rows of a JobRun are few). %s is a list of placeholders, one per JobRun id.
 const (
-	summarizeResults = `SELECT job_run_id, api_name, result_status, count(*), min(received_at), max(received_at)
+	summarizeResults = `SELECT job_run_id, api_name, result_status, count(*), count(*) FILTER (WHERE backfilled),
+		min(received_at), max(received_at)
 		FROM deliveries WHERE job_run_id IN (%s)
 		GROUP BY job_run_id, api_name, result_status ORDER BY job_run_id, api_name, result_status`
 	summarizeQuarantine = `SELECT job_run_id, count(*) FILTER (WHERE substr(reason, 1, 22) = 'conflicting_duplicate:'), count(*)
@@ -592,12 +625,12 @@ func (s *Store) SummarizeJobRuns(ctx context.Context, ids []string) ([]store.Job
 	}
 	for rows.Next() {
 		var id, api, status string
-		var n, first, last int64
-		if err := rows.Scan(&id, &api, &status, &n, &first, &last); err != nil {
+		var n, backfilled, first, last int64
+		if err := rows.Scan(&id, &api, &status, &n, &backfilled, &first, &last); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("sqlite: summarize: %w", err)
 		}
-		byID[id].AddResults(api, status, n, time.UnixMicro(first).UTC(), time.UnixMicro(last).UTC())
+		byID[id].AddResults(api, status, n, backfilled, time.UnixMicro(first).UTC(), time.UnixMicro(last).UTC())
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -636,7 +669,7 @@ func (s *Store) JobRunsAfter(ctx context.Context, after string, limit int) ([]st
 func scan(row interface{ Scan(...any) error }) (store.Record, error) {
 	var r store.Record
 	var micros int64
-	err := row.Scan(&r.Seq, &r.RunID, &r.JobID, &r.JobRunID, &r.Project, &r.APIName, &r.ResultStatus, &micros, &r.Body)
+	err := row.Scan(&r.Seq, &r.RunID, &r.JobID, &r.JobRunID, &r.Project, &r.APIName, &r.ResultStatus, &micros, &r.Body, &r.Backfilled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, err
 	}

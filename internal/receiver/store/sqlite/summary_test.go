@@ -13,9 +13,16 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
 )
 
-// TestOpenMigratesVersion1: a file made by the version 1 schema (receivers before the JobRun
-// summary) opens, keeps its data, is summarized, and gets the conflicts it holds attributed.
-func TestOpenMigratesVersion1(t *testing.T) {
+// TestOpenMigratesOlderVersions: a file made by the version 1 schema (receivers before the JobRun
+// summary) or version 2 (before backfill) opens, keeps its data, is summarized, and gets the
+// conflicts it holds attributed; its deliveries read back as not backfilled.
+func TestOpenMigratesOlderVersions(t *testing.T) {
+	for from := 1; from < schemaVersion; from++ {
+		t.Run(fmt.Sprint("version ", from), func(t *testing.T) { testOpenMigrates(t, from) })
+	}
+}
+
+func testOpenMigrates(t *testing.T, from int) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
 	old, err := sql.Open("sqlite", "file:"+path)
@@ -23,17 +30,25 @@ func TestOpenMigratesVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := storetest.Delivery("r1", "job", "jr-old", "list", "completed", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	for _, stmt := range []struct {
+	type stmt struct {
 		sql  string
 		args []any
-	}{
-		{migrations[0], nil},
-		{`INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
+	}
+	var stmts []stmt
+	for _, m := range migrations[:from] {
+		stmts = append(stmts, stmt{m, nil})
+	}
+	stmts = append(stmts,
+		stmt{`INSERT INTO deliveries (run_id, job_id, job_run_id, project, api_name, result_status, received_at, body)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, []any{d.RunID, d.JobID, d.JobRunID, d.Project, d.APIName, d.ResultStatus, d.ReceivedAt.UnixMicro(), d.Body}},
-		{`INSERT INTO quarantine (received_at, reason, body) VALUES (0, ?, '{}')`, []any{store.ConflictReason("r1")}},
-		{`INSERT INTO quarantine (received_at, reason, body) VALUES (0, 'invalid_json: x', '{')`, nil},
-	} {
-		if _, err := old.ExecContext(ctx, stmt.sql, stmt.args...); err != nil {
+		stmt{`INSERT INTO quarantine (received_at, reason, body) VALUES (0, ?, '{}')`, []any{store.ConflictReason("r1")}},
+		stmt{`INSERT INTO quarantine (received_at, reason, body) VALUES (0, 'invalid_json: x', '{')`, nil},
+	)
+	if from >= 2 { // version 2 attributes conflicts when they are quarantined
+		stmts = append(stmts, stmt{`UPDATE quarantine SET job_run_id = 'jr-old' WHERE reason LIKE 'conflicting%'`, nil})
+	}
+	for _, st := range stmts {
+		if _, err := old.ExecContext(ctx, st.sql, st.args...); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -34,6 +34,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("QuarantineAndPing", func(t *testing.T) { testQuarantine(t, open(t)) })
 	t.Run("ListMaxBytes", func(t *testing.T) { testListMaxBytes(t, open(t)) })
 	t.Run("JobRunSummaries", func(t *testing.T) { testJobRunSummaries(t, open(t)) })
+	t.Run("Backfilled", func(t *testing.T) { testBackfilled(t, open(t)) })
+	t.Run("QuarantineOnce", func(t *testing.T) { testQuarantineOnce(t, open(t)) })
 }
 
 func testSaveGet(t *testing.T, s store.Store) {
@@ -84,11 +86,7 @@ func testDuplicates(t *testing.T, s store.Store) {
 	conflict := func(d store.Delivery) store.Result {
 		return store.Result{Dup: true, Conflict: true, StoredBytes: int64(len(d.Body))}
 	}
-	steps := []struct {
-		name  string
-		batch []store.Delivery
-		want  []store.Result
-	}{
+	steps := []saveStep{
 		{"new", []store.Delivery{first, r2}, []store.Result{stored, stored}},
 		{"same body again", []store.Delivery{r2}, []store.Result{same(r2)}},
 		{"other body, and a new one", []store.Delivery{Delivery("r2", "j", "jr", "a", "failed", now), Delivery("r3", "j", "jr", "a", "completed", now)},
@@ -97,15 +95,7 @@ func testDuplicates(t *testing.T, s store.Store) {
 		{"conflict within one batch", []store.Delivery{Delivery("r5", "j", "jr", "a", "completed", now), Delivery("r5", "j", "jr", "a", "failed", now)},
 			[]store.Result{stored, conflict(Delivery("r5", "j", "jr", "a", "completed", now))}},
 	}
-	for _, st := range steps {
-		res, err := s.Save(ctx, st.batch)
-		if err != nil {
-			t.Fatalf("%s: %v", st.name, err)
-		}
-		if fmt.Sprint(res) != fmt.Sprint(st.want) {
-			t.Errorf("%s: results = %+v, want %+v", st.name, res, st.want)
-		}
-	}
+	saveSteps(t, s, steps)
 	// The first body wins; duplicates never overwrite.
 	for _, id := range []string{"r2", "r4", "r5"} {
 		got, err := s.Get(ctx, id)
@@ -122,6 +112,27 @@ func testDuplicates(t *testing.T, s store.Store) {
 	}
 	if len(recs) != 5 {
 		t.Errorf("stored %d deliveries, want 5", len(recs))
+	}
+}
+
+// saveStep is one Save of a batch and the results it must give.
+type saveStep struct {
+	name  string
+	batch []store.Delivery
+	want  []store.Result
+}
+
+// saveSteps saves each step's batch in turn and checks its results.
+func saveSteps(t *testing.T, s store.Store, steps []saveStep) {
+	t.Helper()
+	for _, st := range steps {
+		res, err := s.Save(context.Background(), st.batch)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if fmt.Sprint(res) != fmt.Sprint(st.want) {
+			t.Errorf("%s: results = %+v, want %+v", st.name, res, st.want)
+		}
 	}
 }
 
@@ -374,7 +385,101 @@ func CheckMigrated(t *testing.T, s store.Store, d store.Delivery) {
 	if got := sums[0]; got.Stored() != 1 || got.Conflicts != 1 || got.Quarantined != 0 || !got.FirstReceivedAt.Equal(d.ReceivedAt) {
 		t.Errorf("summary after migration = %+v, want 1 stored, 1 conflict", got)
 	}
-	if recs, err := s.List(ctx, store.Filter{JobRunID: d.JobRunID}, 10); err != nil || len(recs) != 1 {
-		t.Errorf("List by JobRun after migration: %d records, %v", len(recs), err)
+	if got := sums[0].Backfilled; got != 0 {
+		t.Errorf("%d backfilled after migration, want 0", got)
+	}
+	if recs, err := s.List(ctx, store.Filter{JobRunID: d.JobRunID}, 10); err != nil || len(recs) != 1 || recs[0].Backfilled {
+		t.Errorf("List by JobRun after migration: %d records (%+v), %v; want 1, not backfilled", len(recs), recs, err)
+	}
+	// A backfilled copy of the migrated delivery is a plain duplicate.
+	res, err := s.Save(ctx, []store.Delivery{Backfilled(d)})
+	if err != nil || !res[0].Dup || res[0].Conflict {
+		t.Errorf("backfilled copy after migration: %+v, %v; want a duplicate, no conflict", res, err)
+	}
+}
+
+// Backfilled returns d marked as built from a results-file line, with a body of another shape
+// than the webhook's (as a results-file line wrapped by the receiver is).
+func Backfilled(d store.Delivery) store.Delivery {
+	d.Backfilled = true
+	d.Body = append([]byte(`{"backfilled":1,`), d.Body[1:]...)
+	return d
+}
+
+// testBackfilled: a backfilled delivery is stored and read back marked; a run id stored by one
+// side is a plain duplicate for the other, in either order and in one batch (the first stays,
+// nothing is quarantined as a conflict, whatever the bodies); the summary counts the backfilled.
+func testBackfilled(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	at := time.Date(2026, 6, 2, 0, 0, 0, 0, time.UTC)
+	d := func(id string) store.Delivery { return Delivery(id, "job", "jr-bf", "list", "completed", at) }
+	dup := store.Result{Dup: true}
+	steps := []saveStep{
+		{"backfilled, new", []store.Delivery{Backfilled(d("b1")), Backfilled(d("b2"))}, []store.Result{{}, {}}},
+		{"webhook after backfill", []store.Delivery{d("b1")}, []store.Result{{Dup: true, StoredBytes: int64(len(Backfilled(d("b1")).Body))}}},
+		{"webhook first", []store.Delivery{d("w1"), d("w2")}, []store.Result{{}, {}}},
+		{"backfill after webhook", []store.Delivery{Backfilled(d("w1"))}, []store.Result{dup}},
+		{"backfill again", []store.Delivery{Backfilled(d("b2")), Backfilled(d("b3"))}, []store.Result{dup, {}}},
+		{"both in one batch", []store.Delivery{Backfilled(d("b4")), d("b4"), d("w3"), Backfilled(d("w3"))},
+			[]store.Result{{}, {Dup: true, StoredBytes: int64(len(Backfilled(d("b4")).Body))}, {}, dup}},
+	}
+	saveSteps(t, s, steps)
+	for id, backfilled := range map[string]bool{"b1": true, "b2": true, "b3": true, "b4": true, "w1": false, "w2": false, "w3": false} {
+		got, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := d(id)
+		if backfilled {
+			want = Backfilled(want)
+		}
+		if got.Backfilled != backfilled || !bytes.Equal(got.Body, want.Body) {
+			t.Errorf("%s: backfilled %v, body %s; want %v, %s (the first one stays)", id, got.Backfilled, got.Body, backfilled, want.Body)
+		}
+	}
+	recs, err := s.List(ctx, store.Filter{JobRunID: "jr-bf"}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, r := range recs {
+		listed = append(listed, fmt.Sprint(r.RunID, "=", r.Backfilled))
+	}
+	if got, want := fmt.Sprint(listed), "[b1=true b2=true w1=false w2=false b3=true b4=true w3=false]"; got != want {
+		t.Errorf("listed %s, want %s", got, want)
+	}
+	sums, err := s.SummarizeJobRuns(ctx, []string{"jr-bf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sums[0]; got.Stored() != 7 || got.Backfilled != 4 || got.Conflicts != 0 || got.Quarantined != 0 {
+		t.Errorf("summary %+v, want 7 stored, 4 backfilled, no conflicts", got)
+	}
+}
+
+// testQuarantineOnce: a body quarantined Once is kept once per JobRun and body, whether it comes
+// again in the same call or a later one; other bodies are kept every time.
+func testQuarantineOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	r := func(jobRun, body string, once bool) store.Rejected {
+		return store.Rejected{Reason: "backfill: invalid_json: x", ReceivedAt: time.Now(), Body: []byte(body), JobRunID: jobRun, Once: once}
+	}
+	calls := [][]store.Rejected{
+		{r("jr-1", "{a", true), r("jr-1", "{a", true), r("jr-1", "{b", true)},
+		{r("jr-1", "{a", true), r("jr-2", "{a", true)},
+		{r("jr-1", "{a", false), r("jr-1", "{a", false)},
+		{},
+	}
+	for _, c := range calls {
+		if err := s.Quarantine(ctx, c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums, err := s.SummarizeJobRuns(ctx, []string{"jr-1", "jr-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sums[0].Quarantined != 4 || sums[1].Quarantined != 1 {
+		t.Errorf("quarantined %d and %d, want 4 (2 once, 2 not) and 1", sums[0].Quarantined, sums[1].Quarantined)
 	}
 }
