@@ -61,11 +61,11 @@ func (r *Receiver) backfill(w http.ResponseWriter, req *http.Request) {
 	}
 	// A line may be as long as a delivery; the request twice that, so a line at the limit still
 	// fits with others.
-	body, reserve, done, ok := f.admitBody(w, req, 2*r.cfg.MaxBodyBytes)
+	body, a, ok := f.admitBody(w, req, 2*r.cfg.MaxBodyBytes)
 	if !ok {
 		return
 	}
-	defer done()
+	defer a.done()
 	deadline := time.Now().Add(r.cfg.Deadline)
 
 	lines, err := splitLines(body)
@@ -76,7 +76,7 @@ func (r *Receiver) backfill(w http.ResponseWriter, req *http.Request) {
 	prefix := sinkBodyPrefix(t)
 	// Every line's sink body goes into one buffer, reserved like the request body.
 	size := len(body) + len(lines)*(len(prefix)+1)
-	if !reserve(int64(size)) {
+	if !a.reserve(int64(size)) {
 		f.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
 		return
 	}

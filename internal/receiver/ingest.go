@@ -58,35 +58,46 @@ func (f refusals) authorized(w http.ResponseWriter, req *http.Request) bool {
 	return true
 }
 
+// admission is a write request's share of the in-flight budget: one request and the bytes it
+// holds.
+type admission struct {
+	r    *Receiver
+	held int64
+}
+
+// reserve takes b more bytes of the budget and reports whether they fit. One request is always
+// admitted when it is the only one holding bytes.
+func (a *admission) reserve(b int64) bool {
+	a.held += b
+	total := a.r.inFlightBytes.Add(b)
+	return total <= a.r.cfg.MaxInFlightBytes || total == a.held
+}
+
+// done gives the request and its bytes back.
+func (a *admission) done() { a.r.inFlight.Add(-1); a.r.inFlightBytes.Add(-a.held) }
+
 // admitBody reads the body of a write request, at most limit bytes, within the in-flight budget:
 // it bounds both the requests in progress and the body bytes they hold. Bytes are reserved as
 // the body buffer grows (see readBody), so a sender that declares a large Content-Length and then
-// stalls holds little. One request is always admitted when it is the only one holding bytes.
-// reserve takes more of the budget (for what the request builds from its body) and reports
-// whether it may; done gives everything back. When ok is false admitBody has answered already.
-func (f refusals) admitBody(w http.ResponseWriter, req *http.Request, limit int64) (body []byte, reserve func(int64) bool, done func(), ok bool) {
+// stalls holds little. The caller reserves more through the admission for what it builds from
+// the body, and calls its done. When ok is false admitBody has answered already.
+func (f refusals) admitBody(w http.ResponseWriter, req *http.Request, limit int64) (body []byte, a admission, ok bool) {
 	r := f.r
 	if req.ContentLength > limit {
 		r.drainBody(w, req, false)
 		f.reject(w, req, http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
-		return nil, nil, nil, false
+		return nil, a, false
 	}
 	if n := r.inFlight.Add(1); n > int64(r.cfg.MaxInFlight) || r.inFlightBytes.Load() > r.cfg.MaxInFlightBytes {
 		r.inFlight.Add(-1)
 		f.retryLater(w, http.StatusTooManyRequests, "overloaded", "too many deliveries in flight; retry later")
-		return nil, nil, nil, false
+		return nil, a, false
 	}
-	var held int64
-	done = func() { r.inFlight.Add(-1); r.inFlightBytes.Add(-held) }
-	reserve = func(b int64) bool {
-		held += b
-		total := r.inFlightBytes.Add(b)
-		return total <= r.cfg.MaxInFlightBytes || total == held
-	}
-	body, err := readBody(req, limit, reserve)
+	a.r = r
+	body, err := readBody(req, limit, a.reserve)
 	switch {
 	case err == nil:
-		return body, reserve, done, true
+		return body, a, true
 	case errors.Is(err, errTooLarge):
 		r.drainBody(w, req, true)
 		f.reject(w, req, http.StatusRequestEntityTooLarge, "too_large", "body exceeds the size limit")
@@ -96,8 +107,8 @@ func (f refusals) admitBody(w http.ResponseWriter, req *http.Request, limit int6
 	default:
 		f.reject(w, req, http.StatusBadRequest, "read_error", "could not read the request body")
 	}
-	done()
-	return nil, nil, nil, false
+	a.done()
+	return nil, a, false
 }
 
 // notCommitted answers a request whose deliveries the writer did not commit (err from submit):
@@ -144,11 +155,11 @@ func (r *Receiver) ingest(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	body, _, done, ok := f.admitBody(w, req, r.cfg.MaxBodyBytes)
+	body, a, ok := f.admitBody(w, req, r.cfg.MaxBodyBytes)
 	if !ok {
 		return
 	}
-	defer done()
+	defer a.done()
 
 	// The deadline starts once the body is in: a large body on a slow link is bounded by the HTTP
 	// server's read timeout instead, and must not turn into a 503 that every retry repeats.
