@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -84,6 +85,35 @@ type Client struct {
 	log       logr.Logger
 	clock     Clock
 	userAgent string
+	// serverOffset is Intuned's clock minus ours (nanoseconds), from the
+	// Date header of its last answer.
+	serverOffset atomic.Int64
+}
+
+// noteServerTime records how far Intuned's clock is from ours. The Date
+// header counts whole seconds, so the middle of that second is taken.
+func (c *Client) noteServerTime(date string) {
+	t, err := http.ParseTime(date)
+	if err != nil {
+		return
+	}
+	c.serverOffset.Store(int64(t.Add(500 * time.Millisecond).Sub(c.clock.Now())))
+}
+
+// ServerNow is Intuned's clock, as the Date header of its last answer
+// showed it (ours until it answered). Decisions that compare Intuned's own
+// times (a JobRun's end_time, next_run_time) with "now" use it, so a node
+// whose clock is off never declares a run late or a gap early.
+func (c *Client) ServerNow() time.Time {
+	return c.clock.Now().Add(time.Duration(c.serverOffset.Load()))
+}
+
+// ServerNow is api's ServerNow when it has one, else the local clock.
+func ServerNow(api API) time.Time {
+	if s, ok := api.(interface{ ServerNow() time.Time }); ok {
+		return s.ServerNow()
+	}
+	return time.Now()
 }
 
 // New returns a Client for one workspace and API key.
@@ -332,6 +362,7 @@ func (c *Client) attempt(ctx context.Context, cl call, u *url.URL, body []byte, 
 		c.log.V(1).Info("intuned request failed", "operation", cl.op, "method", cl.method, "path", u.Path, "attempt", n, "error", c.redact(err.Error()))
 		return 0, c.transportError(cl.op, err, !notSent(err))
 	}
+	c.noteServerTime(resp.Header.Get("Date"))
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	resp.Body.Close()
 	c.metrics.observeRequest(cl.op, resp.StatusCode, time.Since(start))

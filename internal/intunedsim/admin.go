@@ -79,7 +79,7 @@ func (s *Server) adminRoutes() {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	m.HandleFunc("GET /_sim/settings", func(w http.ResponseWriter, r *http.Request) {
-		s.writeJSON(w, 200, settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String()})
+		s.writeJSON(w, 200, s.settings())
 	})
 	m.HandleFunc("POST /_sim/settings", func(w http.ResponseWriter, r *http.Request) {
 		var body settingsBody
@@ -94,7 +94,10 @@ func (s *Server) adminRoutes() {
 			}
 			s.SetResultsURLLifetime(d)
 		}
-		s.writeJSON(w, 200, settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String()})
+		if body.SchedulesStalled != nil {
+			s.StallSchedules(*body.SchedulesStalled)
+		}
+		s.writeJSON(w, 200, s.settings())
 	})
 	m.HandleFunc("POST /_sim/drift", func(w http.ResponseWriter, r *http.Request) {
 		var d DriftRequest
@@ -176,6 +179,14 @@ type faultsBody struct {
 type settingsBody struct {
 	// ResultsURLLifetime is a Go duration (simulated time), e.g. "30s".
 	ResultsURLLifetime string `json:"resultsUrlLifetime,omitempty"`
+	// SchedulesStalled stops scheduled runs from starting (true) as a stuck
+	// scheduler would, or lets them start again (false).
+	SchedulesStalled *bool `json:"schedulesStalled,omitempty"`
+}
+
+func (s *Server) settings() settingsBody {
+	stalled := s.SchedulesStalled()
+	return settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String(), SchedulesStalled: &stalled}
 }
 
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {

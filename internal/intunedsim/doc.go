@@ -121,8 +121,9 @@
 //	                     ResultsFault {"jobRunId"?, "format":"parquet", "corruptLine":n, "truncateLine":n, "times"?}:
 //	                     report another results format; replace line n (1-based) with non-JSON text;
 //	                     cut downloads mid-line n (full Content-Length, then the connection closes), the next `times` only
-//	GET    /_sim/settings                                {"resultsUrlLifetime":"1h0m0s"}
+//	GET    /_sim/settings                                {"resultsUrlLifetime":"1h0m0s","schedulesStalled":false}
 //	POST   /_sim/settings {"resultsUrlLifetime":"30s"}   lifetime of results URLs issued from now on (>= 1s)
+//	POST   /_sim/settings {"schedulesStalled":true}      scheduled runs come due but do not start (a stuck scheduler; next_run_time stays at the missed time); false re-arms every schedule
 //	POST   /_sim/drift   {"project","jobId","action":"delete"|"modify"|"pause"|"resume"|"code"|"api","patch":{merge patch},"workspaceId"?}
 //	POST   /_sim/jobruns/{jobRunId}/state {"status","reason"?,"error"?}  any JobRun status/reason/error the SDK knows
 //	POST   /_sim/normalise {"rules":[{"path","value"}]}  replace the Normalise rules

@@ -237,6 +237,30 @@ func (s *Server) armScheduleLocked(j *job) {
 	j.timer = s.clock.AfterFunc(next.Sub(now), func() { s.fireSchedule(j, gen, next) })
 }
 
+// StallSchedules makes scheduled runs come due without starting (on) as a
+// stuck scheduler would, leaving next_run_time at the missed time, or
+// restores the schedule of every job (off).
+func (s *Server) StallSchedules(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.schedulesStalled = on
+	if on {
+		return
+	}
+	for _, jobs := range s.jobs {
+		for _, j := range jobs {
+			s.armScheduleLocked(j)
+		}
+	}
+}
+
+// SchedulesStalled reports whether StallSchedules is on.
+func (s *Server) SchedulesStalled() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.schedulesStalled
+}
+
 func (s *Server) stopScheduleLocked(j *job) {
 	j.timerGen++
 	if j.timer != nil {
@@ -251,7 +275,7 @@ func (s *Server) stopScheduleLocked(j *job) {
 func (s *Server) fireSchedule(j *job, gen int, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if gen != j.timerGen || s.closed || s.jobs[projKey{j.ws, j.project}][j.spec.ID] != j {
+	if gen != j.timerGen || s.closed || s.jobs[projKey{j.ws, j.project}][j.spec.ID] != j || s.schedulesStalled {
 		return
 	}
 	s.startJobRunLocked(j, JobRunScheduled)

@@ -56,6 +56,9 @@ func (s *Server) routes() {
 // serveAPI routes a request; unknown paths and methods get Intuned-style
 // 404 bodies rather than the mux's plain text.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	// A server stamps its answers with its own clock: with a scaled or
+	// fake clock, clients read the simulated time here (intuned.ServerNow).
+	w.Header().Set("Date", s.clock.Now().UTC().Format(http.TimeFormat))
 	// Handler only peeks; ServeHTTP sets r.Pattern and the path values.
 	if _, pattern := s.api.Handler(r); pattern == "" {
 		s.writeError(w, notFound("Route "+r.Method+" "+r.URL.Path+" not found"))

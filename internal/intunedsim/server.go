@@ -130,9 +130,12 @@ type Server struct {
 	resultsKey    []byte
 	resultsTTL    time.Duration
 	resultsFaults []ResultsFault
-	handlers      map[string]APIHandler
-	normalise     []NormaliseRule
-	closed        bool
+	// schedulesStalled: scheduled runs come due but do not start (a stuck
+	// scheduler); next_run_time stays at the missed time.
+	schedulesStalled bool
+	handlers         map[string]APIHandler
+	normalise        []NormaliseRule
+	closed           bool
 
 	busyMu sync.Mutex
 	busy   int

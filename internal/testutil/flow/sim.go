@@ -169,11 +169,21 @@ func (s *Sim) JobRuns(ctx context.Context, project, jobID string) ([]SimJobRun, 
 // SetFaults replaces the simulator's fault rules (see intunedsim.FaultRule;
 // none clears them).
 func (s *Sim) SetFaults(ctx context.Context, rules ...intunedsim.FaultRule) error {
-	body, err := json.Marshal(map[string]any{"rules": rules})
+	return s.postAdmin(ctx, "/_sim/faults", map[string]any{"rules": rules})
+}
+
+// StallSchedules makes scheduled runs come due without starting (on), as a
+// stuck scheduler would, or lets them start again.
+func (s *Sim) StallSchedules(ctx context.Context, on bool) error {
+	return s.postAdmin(ctx, "/_sim/settings", map[string]any{"schedulesStalled": on})
+}
+
+func (s *Sim) postAdmin(ctx context.Context, path string, v any) error {
+	body, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/_sim/faults", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -184,7 +194,7 @@ func (s *Sim) SetFaults(ctx context.Context, rules ...intunedsim.FaultRule) erro
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST /_sim/faults: %s", resp.Status)
+		return fmt.Errorf("POST %s: %s", path, resp.Status)
 	}
 	return nil
 }
