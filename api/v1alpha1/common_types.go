@@ -6,6 +6,13 @@ const (
 	// exactly one JobRun; the handled value is recorded in
 	// status.lastHandledTrigger.
 	AnnotationTrigger = "intuned.io/trigger"
+	// AnnotationBackfill on an IntunedJob: setting it to a JobRun id
+	// backfills that JobRun now (its missing results are fetched from
+	// Intuned's results file and stored in the WebhookReceiver), whatever
+	// spec.sink.webhook.backfill says and without waiting for Intuned's
+	// retry window; the handled value is recorded in
+	// status.lastHandledBackfill.
+	AnnotationBackfill = "intuned.io/backfill"
 	// Finalizer guards IntunedJob deletion so the Intuned Job can be deleted
 	// (deletionPolicy Delete) or released (Orphan) first.
 	Finalizer = "intuned.io/finalizer"

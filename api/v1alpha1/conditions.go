@@ -118,3 +118,61 @@ const (
 	// read (Unknown).
 	ReasonVolumeMetricsUnreadable = "MetricsUnreadable"
 )
+
+// ConditionDataComplete reports whether the results of the job's recent
+// JobRuns reached its WebhookReceiver (status.deliveries). It is not part of
+// Ready: a data gap is not a reconcile failure. True: every result that
+// should have reached the sink is stored. False: a gap, after Intuned's
+// retry window for the JobRun's last result has passed. Unknown: still
+// within that window, backfilling, or not measurable (see the reason).
+const ConditionDataComplete = "DataComplete"
+
+// Reasons of ConditionDataComplete.
+const (
+	// ReasonDeliveriesComplete: every expected result is stored (True).
+	ReasonDeliveriesComplete = "Complete"
+	// ReasonBackfilled: every expected result is stored, some of them
+	// fetched from Intuned's results file (True).
+	ReasonBackfilled = "Backfilled"
+	// ReasonDeliveriesPending: a JobRun is running, or its results may
+	// still arrive through Intuned's retries (Unknown).
+	ReasonDeliveriesPending = "Pending"
+	// ReasonBackfilling: missing results are being fetched from Intuned's
+	// results file and stored (Unknown).
+	ReasonBackfilling = "Backfilling"
+	// ReasonDeliveryGap: results are missing after Intuned's retry window
+	// and backfill is off (spec.sink.webhook.backfill: Manual) (False).
+	ReasonDeliveryGap = "DeliveryGap"
+	// ReasonBackfillFailed: results are missing and backfill could not
+	// store them all; the message names the cause (an unknown results
+	// format, a results line that is not a result) (False).
+	ReasonBackfillFailed = "BackfillFailed"
+	// ReasonReceiverUnreachable: the receiver's summary could not be read
+	// (Unknown).
+	ReasonReceiverUnreachable = "ReceiverUnreachable"
+	// ReasonNoJobRun: the Job has not run yet (Unknown).
+	ReasonNoJobRun = "NoJobRun"
+	// ReasonNotApplicable: accounting needs a webhook sink with receiverRef
+	// (Unknown).
+	ReasonNotApplicable = "NotApplicable"
+)
+
+// ConditionFresh reports whether a scheduled job keeps producing data: its
+// runs start on schedule and deliver something to its WebhookReceiver.
+// False with ScheduleMissed or NothingDelivered says what stopped.
+const ConditionFresh = "Fresh"
+
+// Reasons of ConditionFresh.
+const (
+	// ReasonOnSchedule: the last scheduled run started on time and, with a
+	// receiverRef, the last finished JobRun delivered results (True).
+	ReasonOnSchedule = "OnSchedule"
+	// ReasonScheduleMissed: a scheduled run time passed by more than the
+	// grace period without a new JobRun (False).
+	ReasonScheduleMissed = "ScheduleMissed"
+	// ReasonNothingDelivered: the last finished JobRun stored nothing in a
+	// Ready receiver (False).
+	ReasonNothingDelivered = "NothingDelivered"
+	// ReasonNotScheduled: the job has no schedule or is paused (Unknown).
+	ReasonNotScheduled = "NotScheduled"
+)

@@ -455,7 +455,26 @@ type WebhookSink struct {
 	// +listType=set
 	// +optional
 	APIsToSend []string `json:"apisToSend,omitempty"`
+
+	// Backfill says what happens when results of a JobRun are missing from
+	// the WebhookReceiver of receiverRef after Intuned's retry window (one
+	// hour): Auto (the default) fetches the JobRun's results file from
+	// Intuned and stores the missing results; Manual only reports the gap
+	// (condition DataComplete) until the intuned.io/backfill annotation names
+	// the JobRun. Only used with receiverRef.
+	// +kubebuilder:validation:Enum=Auto;Manual
+	// +optional
+	Backfill BackfillPolicy `json:"backfill,omitempty"`
 }
+
+// BackfillPolicy is Auto or Manual.
+type BackfillPolicy string
+
+// Backfill policies.
+const (
+	BackfillAuto   BackfillPolicy = "Auto"
+	BackfillManual BackfillPolicy = "Manual"
+)
 
 // HeaderFromSecret is one HTTP header whose value is read from a Secret key.
 type HeaderFromSecret struct {
@@ -603,6 +622,104 @@ type IntunedJobObservation struct {
 	// Sink is the sink as resolved by the operator.
 	// +optional
 	Sink *SinkStatus `json:"sink,omitempty"`
+
+	// Deliveries accounts for the results of the job's recent JobRuns,
+	// newest first: what Intuned produced, what should have reached the
+	// sink, what the WebhookReceiver stored, and backfill. Only for a
+	// webhook sink with receiverRef; see docs/data-completeness.md.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	Deliveries []JobRunDelivery `json:"deliveries,omitempty"`
+}
+
+// DeliveryState is where the accounting of one JobRun stands.
+// +kubebuilder:validation:Enum=Pending;Complete;Gap;Backfilling;Backfilled
+type DeliveryState string
+
+// Delivery states.
+const (
+	// DeliveryPending: the JobRun runs, or results are missing but may
+	// still arrive through Intuned's retries.
+	DeliveryPending DeliveryState = "Pending"
+	// DeliveryComplete: every expected result is stored.
+	DeliveryComplete DeliveryState = "Complete"
+	// DeliveryGap: results are missing after Intuned's retry window.
+	DeliveryGap DeliveryState = "Gap"
+	// DeliveryBackfilling: the missing results are being fetched from the
+	// JobRun's results file and stored.
+	DeliveryBackfilling DeliveryState = "Backfilling"
+	// DeliveryBackfilled: every expected result is stored, some through
+	// backfill.
+	DeliveryBackfilled DeliveryState = "Backfilled"
+)
+
+// JobRunDelivery is the delivery accounting of one JobRun.
+type JobRunDelivery struct {
+	// JobRunID is the JobRun on Intuned.
+	JobRunID string `json:"jobRunId"`
+	// State is Pending, Complete, Gap, Backfilling or Backfilled.
+	State DeliveryState `json:"state"`
+	// Produced is how many Runs the JobRun finished, as Intuned counts them
+	// (successful + failed).
+	// +optional
+	Produced *int64 `json:"produced,omitempty"`
+	// Expected is how many results should have reached the sink: Produced,
+	// less failed Runs with skipOnFail; with apisToSend, counted from the
+	// JobRun's results file. Unset while unknown.
+	// +optional
+	Expected *int64 `json:"expected,omitempty"`
+	// Stored is how many of the expected results the receiver holds
+	// (webhook deliveries and backfilled ones).
+	// +optional
+	Stored *int64 `json:"stored,omitempty"`
+	// Missing is Expected - Stored, when both are known.
+	// +optional
+	Missing *int64 `json:"missing,omitempty"`
+	// Backfilled is how many of the stored results came through backfill.
+	// +optional
+	Backfilled *int64 `json:"backfilled,omitempty"`
+	// SettlesAt is when Intuned's retry window for the JobRun's last result
+	// ends: results missing before then are Pending, after it a Gap.
+	// +optional
+	SettlesAt *metav1.Time `json:"settlesAt,omitempty"`
+	// Message explains the state (a gap's cause, backfill progress).
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Backfill is the progress of a backfill, persisted as it goes so a
+	// restarted manager resumes where it stopped.
+	// +optional
+	Backfill *BackfillProgress `json:"backfill,omitempty"`
+}
+
+// BackfillProgress is how far a backfill got through a JobRun's results file.
+type BackfillProgress struct {
+	// StartedAt is when the backfill was decided, persisted before the first
+	// result was sent.
+	StartedAt metav1.Time `json:"startedAt"`
+	// Offset is how many bytes of the results file the receiver has
+	// acknowledged; a resumed backfill reads the file from here.
+	// +optional
+	Offset int64 `json:"offset,omitempty"`
+	// Matched is how many results before Offset the sink would have
+	// delivered (they count towards Expected).
+	// +optional
+	Matched int64 `json:"matched,omitempty"`
+	// Invalid is how many lines before Offset were not results; the
+	// receiver keeps them in quarantine.
+	// +optional
+	Invalid int64 `json:"invalid,omitempty"`
+	// Lines is how many lines of the file lie before Offset.
+	// +optional
+	Lines int64 `json:"lines,omitempty"`
+	// Done is set when the whole file was read.
+	// +optional
+	Done bool `json:"done,omitempty"`
+	// Error is why the backfill stopped for good (an unknown results
+	// format, no results file); only the intuned.io/backfill annotation
+	// starts it again.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // IntunedJobMemory is what the operator remembers to act right across
@@ -654,6 +771,11 @@ type IntunedJobMemory struct {
 	// retried.
 	// +optional
 	LastTriggerTime *metav1.Time `json:"lastTriggerTime,omitempty"`
+
+	// LastHandledBackfill is the last value of the intuned.io/backfill
+	// annotation that was handled.
+	// +optional
+	LastHandledBackfill string `json:"lastHandledBackfill,omitempty"`
 }
 
 // AppliedRecord identifies a write and its outcome by digests (keyed

@@ -55,6 +55,8 @@ type options struct {
 	defaultCredentials   string
 	receiverImage        string
 	tokenPropagation     time.Duration
+	deliveryRetryWindow  time.Duration
+	scheduleGrace        time.Duration
 	previousTokenGrace   time.Duration
 	leaderElectNamespace string
 	intunedRateLimit     int
@@ -93,6 +95,10 @@ func main() {
 		"How long a rotated receiver token is accepted before it becomes current (time for the kubelet to update the mounted Secret in every receiver Pod).")
 	flag.DurationVar(&o.previousTokenGrace, "previous-token-grace", webhookreceiver.DefaultPreviousTokenGrace,
 		"How long receivers keep accepting the previous token after every IntunedJob carries the new one (Intuned retries a delivery for up to 1h).")
+	flag.DurationVar(&o.deliveryRetryWindow, "delivery-retry-window", intunedjob.DefaultDeliveryRetryWindow,
+		"How long Intuned retries a webhook delivery: results still missing from a WebhookReceiver after this long past the end of their JobRun are a gap (condition DataComplete) and are backfilled. Shorten it only against intuned-sim.")
+	flag.DurationVar(&o.scheduleGrace, "schedule-grace", intunedjob.DefaultScheduleGrace,
+		"How late a scheduled JobRun may start before its IntunedJob is reported stale (condition Fresh, reason ScheduleMissed).")
 	flag.Func("watch-namespaces",
 		"Comma-separated namespaces whose IntunedJobs and WebhookReceivers (and their Secrets and children) the manager watches; empty: every namespace. The RBAC must allow these namespaces (config/namespaced).",
 		func(s string) error {
@@ -192,6 +198,8 @@ func run(o options) error {
 		Pacer:                   pacer,
 		Metrics:                 intunedMetrics,
 		MaxConcurrentReconciles: o.intunedJobWorkers,
+		DeliveryRetryWindow:     o.deliveryRetryWindow,
+		ScheduleGrace:           o.scheduleGrace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}

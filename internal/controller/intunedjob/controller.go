@@ -3,6 +3,7 @@ package intunedjob
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
@@ -61,6 +62,18 @@ type Reconciler struct {
 	// tests and benchmarks that cannot wait the 10 s minimum.
 	PollIntervalOverride time.Duration
 
+	// DeliveryRetryWindow is how long Intuned retries a webhook delivery:
+	// results still missing after it are a gap (zero:
+	// DefaultDeliveryRetryWindow). ScheduleGrace is how late a scheduled
+	// run may start before the job is stale (zero: DefaultScheduleGrace).
+	DeliveryRetryWindow, ScheduleGrace time.Duration
+	// ReceiverAPIURL is where a receiver's read and backfill API is
+	// reached (nil: its Service, http://<name>.<namespace>.svc:<port>).
+	ReceiverAPIURL func(whr *intunedv1alpha1.WebhookReceiver) string
+	// ReceiverHTTP calls receivers and ResultsHTTP downloads Intuned's
+	// results files (nil: defaults; both honour HTTP_PROXY).
+	ReceiverHTTP, ResultsHTTP *http.Client
+
 	clients clientCache
 }
 
@@ -97,11 +110,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, nil
 	}
 
-	synced, err := r.sync(ctx, status, job)
+	synced, env, err := r.sync(ctx, status, job)
 	if err == nil {
 		reportOutcome(job, synced, nil)
 		job.Status.LastSyncTime = report.Now()
-		return ctrl.Result{RequeueAfter: r.nextPoll(job)}, nil
+		next := r.nextPoll(job)
+		// Then the data: did the results arrive, and do runs keep coming?
+		// Both compare Intuned's times with Intuned's clock; their waits
+		// are bounded by the poll interval.
+		for _, wait := range []time.Duration{r.accountDeliveries(ctx, status, job, env), r.reportFreshness(job, intuned.ServerNow(env.api))} {
+			if wait > 0 {
+				next = min(next, wait)
+			}
+		}
+		return ctrl.Result{RequeueAfter: next}, nil
 	}
 	f := r.failureOf(job, err)
 	reportOutcome(job, synced, f)
@@ -113,7 +135,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 // facts, then let the planner pick each next action and execute it (see
 // plan.go). synced reports whether Intuned holds the spec; err is nil
 // when, beyond that, the Job is paused, triggered and refreshed as asked.
-func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob) (synced bool, err error) {
+//
+// env is what delivery accounting needs next: Intuned and the receiver.
+func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob) (synced bool, env deliveryEnv, err error) {
+	synced, err = r.syncJob(ctx, status, job, &env)
+	return synced, env, err
+}
+
+func (r *Reconciler) syncJob(ctx context.Context, status *report.StatusPatch, job *intunedv1alpha1.IntunedJob, env *deliveryEnv) (synced bool, err error) {
 	// Read.
 	creds, err := r.credentials(ctx, job)
 	if err != nil {
@@ -135,6 +164,7 @@ func (r *Reconciler) sync(ctx context.Context, status *report.StatusPatch, job *
 	if err != nil {
 		return false, err
 	}
+	env.api, env.refs = api, refs
 	remote, err := getJob(ctx, api, job.Spec.Project, job.EffectiveJobID())
 	switch {
 	case intuned.IsNotFound(err):

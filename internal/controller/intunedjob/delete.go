@@ -43,6 +43,7 @@ func (r *Reconciler) finalize(ctx context.Context, job *intunedv1alpha1.IntunedJ
 	if err := r.Update(ctx, job); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
+	forgetJobMetrics(job)
 	return ctrl.Result{}, nil
 }
 

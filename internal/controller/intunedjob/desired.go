@@ -29,6 +29,10 @@ type resolvedRefs struct {
 	// ReceiverURL and ReceiverToken come from sink.webhook.receiverRef (the
 	// receiver's status.url and the "token" key of its token Secret).
 	ReceiverURL, ReceiverToken string
+	// ReceiverAPI is the receiver's read and backfill API inside the
+	// cluster (its Service), and ReceiverReadToken the "read-token" key of
+	// its token Secret: delivery accounting uses them.
+	ReceiverAPI, ReceiverReadToken string
 }
 
 // desiredJob builds the Update Job body (the create body minus its id) for

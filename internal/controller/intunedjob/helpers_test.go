@@ -134,6 +134,9 @@ func (f *ijFixture) start() {
 			// Only this test's namespace matters; other tests' objects are
 			// reconciled by their own managers.
 			PollIntervalOverride: f.poll,
+			// No receiver runs here: accounting finds it unreachable at
+			// once, without a DNS query for its Service name.
+			ReceiverAPIURL: func(*intunedv1alpha1.WebhookReceiver) string { return "http://127.0.0.1:1" },
 		}
 		return f.rec.SetupWithManager(mgr)
 	})

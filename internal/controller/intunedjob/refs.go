@@ -40,11 +40,9 @@ func (r *Reconciler) resolveRefs(ctx context.Context, job *intunedv1alpha1.Intun
 			refs.Headers[h.Name] = v
 		}
 		if rr := s.Webhook.ReceiverRef; rr != nil {
-			url, token, err := r.receiverLink(ctx, job.Namespace, rr.Name)
-			if err != nil {
+			if err := r.receiverLink(ctx, job.Namespace, rr.Name, &refs); err != nil {
 				return refs, err
 			}
-			refs.ReceiverURL, refs.ReceiverToken = url, token
 		}
 	}
 	if s := job.Spec.Sink; s != nil && s.S3 != nil {
@@ -89,27 +87,34 @@ func valueFrom(namespace, name, key string, s *corev1.Secret) (string, error) {
 	return string(v), nil
 }
 
-// receiverLink returns the URL and token of a WebhookReceiver, or why the
-// job must wait for it. Nothing is pushed to Intuned until the receiver is
-// Ready and both are known, so Intuned never gets an unreachable URL. The
-// token Secret is read only once the receiver is usable.
-func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string) (url, token string, err error) {
+// receiverLink sets the URL, token and API of a WebhookReceiver in refs, or
+// returns why the job must wait for it. Nothing is pushed to Intuned until
+// the receiver is Ready and both URL and token are known, so Intuned never
+// gets an unreachable URL. The token Secret is read only once the receiver
+// is usable.
+func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string, refs *resolvedRefs) error {
 	var whr intunedv1alpha1.WebhookReceiver
 	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &whr); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return "", "", err
+			return err
 		}
-		return "", "", receiverUsable(namespace, name, nil)
+		return receiverUsable(namespace, name, nil)
 	}
 	if err := receiverUsable(namespace, name, &whr); err != nil {
-		return "", "", err
+		return err
 	}
 	tokenSecret, err := r.secret(ctx, types.NamespacedName{Namespace: namespace, Name: whr.Status.TokenSecretName})
 	if err != nil {
-		return "", "", err
+		return err
 	}
-	token, err = receiverToken(name, &whr, tokenSecret)
-	return whr.Status.URL, token, err
+	token, err := receiverToken(name, &whr, tokenSecret)
+	if err != nil {
+		return err
+	}
+	refs.ReceiverURL, refs.ReceiverToken = whr.Status.URL, token
+	refs.ReceiverAPI = r.receiverAPI(&whr)
+	refs.ReceiverReadToken = string(tokenSecret.Data[intunedv1alpha1.TokenSecretKeyReadToken])
+	return nil
 }
 
 // receiverUsable is nil when the WebhookReceiver namespace/name (whr; nil:
