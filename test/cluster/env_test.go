@@ -38,6 +38,20 @@ func (e *testEnv) Prefix() string        { return "kc" }
 // Secret sync period) plus a margin.
 func (e *testEnv) TokenSwap() time.Duration { return 150 * time.Second }
 
+// RestartManager deletes the manager's Pod without grace (a crash) and
+// waits for the Deployment's replacement.
+func (e *testEnv) RestartManager(ctx context.Context) error {
+	if out, err := e.kc.Kubectl(ctx, "-n", operatorNamespace, "delete", "pod", "-l", "control-plane=controller-manager",
+		"--grace-period=0", "--force", "--wait=false"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	out, err := e.kc.Kubectl(ctx, "-n", operatorNamespace, "rollout", "status", "deployment/intuned-operator-controller-manager", "--timeout=3m")
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	return nil
+}
+
 func (e *testEnv) ingressHost() string { return e.kc.Config().IngressHosts[0] }
 
 func (e *testEnv) Expose(s *flow.Samples) {

@@ -17,6 +17,8 @@ func TestQuickstart(t *testing.T)             { scenarios.Quickstart(t, env) }
 func TestReceiverLostMidRun(t *testing.T)     { scenarios.ReceiverLostMidRun(t, env) }
 func TestTokenRotationDuringRun(t *testing.T) { scenarios.TokenRotationDuringRun(t, env) }
 func TestPostgresScaledOut(t *testing.T)      { scenarios.PostgresScaledOut(t, env, 2) }
+func TestDeliveryGapBackfilled(t *testing.T)  { scenarios.DeliveryGapBackfilled(t, env, true) }
+func TestScheduleStalled(t *testing.T)        { scenarios.ScheduleStalled(t, env) }
 
 // The scenarios only the emulated cluster runs: a fault timed within a run
 // that a real node cannot time as closely, and a flow that involves no node

@@ -35,6 +35,13 @@ func (e *emuEnv) Prefix() string        { return "e2e" }
 // TokenSwap: the manager runs with --token-propagation-delay=2s.
 func (e *emuEnv) TokenSwap() time.Duration { return 30 * time.Second }
 
+// RestartManager: SIGKILL, then a new manager process (it waits for the
+// dead one's leader Lease to expire).
+func (e *emuEnv) RestartManager(ctx context.Context) error {
+	e.h.StopManager(true)
+	return e.h.StartManager(ctx)
+}
+
 func (e *emuEnv) Expose(s *flow.Samples) {
 	port, err := proc.FreePort()
 	if err != nil {

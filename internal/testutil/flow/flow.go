@@ -122,6 +122,12 @@ func Trigger(ctx context.Context, c client.Client, ns, name, value string) error
 	return annotate(ctx, c, &intunedv1alpha1.IntunedJob{}, ns, name, AnnotationTrigger, value)
 }
 
+// Backfill sets the intuned.io/backfill annotation of IntunedJob ns/name to
+// a JobRun id.
+func Backfill(ctx context.Context, c client.Client, ns, name, jobRunID string) error {
+	return annotate(ctx, c, &intunedv1alpha1.IntunedJob{}, ns, name, intunedv1alpha1.AnnotationBackfill, jobRunID)
+}
+
 // RotateToken sets the intuned.io/rotate-token annotation to value.
 func RotateToken(ctx context.Context, c client.Client, ns, name, value string) error {
 	return annotate(ctx, c, &intunedv1alpha1.WebhookReceiver{}, ns, name, AnnotationRotateToken, value)

@@ -27,6 +27,7 @@ type StoredDelivery struct {
 	Status     string          `json:"status"`
 	ReceivedAt time.Time       `json:"receivedAt"`
 	Cursor     string          `json:"cursor"`
+	Backfilled bool            `json:"backfilled"`
 	Body       json.RawMessage `json:"body"`
 }
 

@@ -53,6 +53,9 @@ type Env interface {
 	// PartitionReceiver cuts (on) or heals the network path from Intuned
 	// to the receiver while its Pods stay Ready (or ErrUnsupported).
 	PartitionReceiver(ctx context.Context, p *Pair, on bool) error
+	// RestartManager kills the manager abruptly (SIGKILL, or a Pod deleted
+	// without grace) and waits for its replacement to run.
+	RestartManager(ctx context.Context) error
 	// TokenSwap is how long a token rotation takes at most: the operator
 	// waits for the kubelet to propagate the new Secret before it makes
 	// the new token current.
