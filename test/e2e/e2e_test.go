@@ -19,6 +19,7 @@ func TestTokenRotationDuringRun(t *testing.T) { scenarios.TokenRotationDuringRun
 func TestPostgresScaledOut(t *testing.T)      { scenarios.PostgresScaledOut(t, env, 2) }
 func TestDeliveryGapBackfilled(t *testing.T)  { scenarios.DeliveryGapBackfilled(t, env, true) }
 func TestScheduleStalled(t *testing.T)        { scenarios.ScheduleStalled(t, env) }
+func TestBackfillRefusals(t *testing.T)       { scenarios.BackfillRefusals(t, env) }
 
 // The scenarios only the emulated cluster runs: a fault timed within a run
 // that a real node cannot time as closely, and a flow that involves no node

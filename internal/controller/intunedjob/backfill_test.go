@@ -10,6 +10,9 @@ import (
 	"time"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim/simtest"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/receiverapi"
 )
 
@@ -164,5 +167,73 @@ func TestResultsPassTruncated(t *testing.T) {
 	p := &resultsPass{progress: progress, size: int64(len(file)), send: sent.send}
 	if err := p.run(context.Background(), bytes.NewReader(cut)); !errors.Is(err, errTruncated) || progress.Done {
 		t.Fatalf("err %v, progress %+v: a short file must not finish the backfill", err, progress)
+	}
+}
+
+// An expired results URL is requested again (Get Job Run signs a new one)
+// and the pass goes on; a second refusal in a row is an error.
+func TestReadResultsRequestsAnExpiredURLAgain(t *testing.T) {
+	sim := simtest.New(t, intunedsim.Options{Clock: intunedsim.NewFakeClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)),
+		RateLimit: intunedsim.RateLimitOff, Catalogue: intunedsim.CatalogueOptions{Products: 3}})
+	api, err := intuned.New(intuned.Options{BaseURL: sim.APIBase, WorkspaceID: sim.WorkspaceID, APIKey: sim.APIKey,
+		Pacer: intuned.NewPacer(intuned.PacerOptions{Disabled: true})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := api.CreateJob(ctx, testProject, intuned.CreateJobRequest{ID: "expiring", Payload: []intuned.PayloadItem{{APIName: "list", Parameters: []byte(`{}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	trig, err := api.TriggerJob(ctx, testProject, "expiring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(time.Hour)
+	getResults := func(ctx context.Context) (*intuned.JobRunResults, error) {
+		resp, err := api.GetJobRun(ctx, testProject, "expiring", trig.JobRunID)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Results, nil
+	}
+	stale, err := getResults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Advance(2 * time.Hour) // past the URL's hour
+
+	r := &Reconciler{}
+	progress := &intunedv1alpha1.BackfillProgress{}
+	if err := r.readResults(ctx, stale, &resultsPass{progress: progress}, getResults); err != nil || !progress.Done || progress.Matched != 4 {
+		t.Fatalf("err %v, progress %+v; want the whole file (4 Runs) through a new URL", err, progress)
+	}
+	again := 0
+	err = r.readResults(ctx, stale, &resultsPass{progress: &intunedv1alpha1.BackfillProgress{}}, func(context.Context) (*intuned.JobRunResults, error) {
+		again++
+		return stale, nil
+	})
+	if !errors.Is(err, intuned.ErrResultsURLExpired) || again != 1 {
+		t.Fatalf("err %v after %d new URLs; want ErrResultsURLExpired after one", err, again)
+	}
+}
+
+// A line the receiver refuses as too large (413) is named and counted
+// invalid; the lines after it still get in.
+func TestResultsPassPassesALineTooLargeForTheReceiver(t *testing.T) {
+	file := append(resultsFile(3, 200), resultsFile(1, 3<<20)...)
+	file = append(file, bytes.Replace(resultsFile(1, 200), []byte("run-00000"), []byte("run-after"), 1)...)
+	sent := &sentRuns{lines: map[string]int{}}
+	progress := &intunedv1alpha1.BackfillProgress{}
+	p := &resultsPass{progress: progress, size: int64(len(file)), send: func(ctx context.Context, b []byte) (receiverapi.BackfillResult, error) {
+		if len(b) > 2<<20 {
+			return receiverapi.BackfillResult{}, &receiverapi.APIError{StatusCode: 413, Code: "too_large", Message: "request body too large"}
+		}
+		return sent.send(ctx, b)
+	}}
+	if err := p.run(context.Background(), bytes.NewReader(file)); err != nil || !progress.Done {
+		t.Fatalf("err %v, progress %+v", err, progress)
+	}
+	if progress.Matched != 4 || progress.Invalid != 1 || len(sent.lines) != 4 || len(p.notes) != 1 || !strings.Contains(p.notes[0], "line 4: too large") {
+		t.Fatalf("progress %+v, %d lines sent, notes %q", progress, len(sent.lines), p.notes)
 	}
 }

@@ -66,10 +66,13 @@ func (r *Reconciler) accountDeliveries(ctx context.Context, status *report.Statu
 			"delivery accounting needs a webhook sink with receiverRef: only then does the operator hold both ends")
 		return 0
 	}
-	requested := job.Annotations[intunedv1alpha1.AnnotationBackfill]
-	if requested == job.Status.LastHandledBackfill {
-		requested = ""
+	// The annotation names a JobRun, optionally followed by @ and anything
+	// to ask again for the same one.
+	request := job.Annotations[intunedv1alpha1.AnnotationBackfill]
+	if request == job.Status.LastHandledBackfill {
+		request = ""
 	}
+	requested, _, _ := strings.Cut(request, "@")
 	var last *intunedv1alpha1.JobRunSummary
 	ids := []string{requested}
 	if last = job.Status.LastJobRun; last != nil {
@@ -104,7 +107,7 @@ func (r *Reconciler) accountDeliveries(ctx context.Context, status *report.Statu
 			if intuned.IsNotFound(err) && f.requested {
 				r.event(job, "Warning", "BackfillFailed", "Backfill", fmt.Sprintf("%s names JobRun %s, which Intuned does not have for Job %s",
 					intunedv1alpha1.AnnotationBackfill, requested, job.EffectiveJobID()))
-				job.Status.LastHandledBackfill = requested
+				job.Status.LastHandledBackfill = request
 				unknown[d.JobRunID] = true
 				continue
 			}
@@ -116,7 +119,7 @@ func (r *Reconciler) accountDeliveries(ctx context.Context, status *report.Statu
 		if f.requested && nd.State != intunedv1alpha1.DeliveryPending {
 			// Handled: the backfill it asked for is recorded (persisted
 			// with the intent below), or there is nothing to backfill.
-			job.Status.LastHandledBackfill = requested
+			job.Status.LastHandledBackfill = request
 		}
 		if stream && !streamed && sumErr == nil {
 			streamed = true // one results file per reconcile
@@ -140,11 +143,11 @@ func (r *Reconciler) accountDeliveries(ctx context.Context, status *report.Statu
 	return nextLook(list, now)
 }
 
-// settledFor reports whether a JobRun's accounting is final: nothing
-// changes it but a backfill request.
+// settledFor reports whether a JobRun's accounting is final: every
+// expected result is stored. A Gap is counted again on every look: a late
+// delivery (or a result stored by hand) may still close it.
 func settledFor(d intunedv1alpha1.JobRunDelivery) bool {
-	return d.State == intunedv1alpha1.DeliveryComplete || d.State == intunedv1alpha1.DeliveryBackfilled ||
-		(d.State == intunedv1alpha1.DeliveryGap && d.Backfill != nil)
+	return d.State == intunedv1alpha1.DeliveryComplete || d.State == intunedv1alpha1.DeliveryBackfilled
 }
 
 // summaries reads what the receiver holds of ids, by JobRun id.
@@ -206,26 +209,16 @@ func (r *Reconciler) stream(ctx context.Context, status *report.StatusPatch, job
 			return res, err
 		}
 	}
-	results := resp.Results
-	for attempt := 0; ; attempt++ {
-		pass.size = 0
-		if results.Size != nil {
-			pass.size = *results.Size
-		}
-		err = r.readResults(ctx, results, pass)
-		if !errors.Is(err, intuned.ErrResultsURLExpired) || attempt > 0 {
-			break
-		}
-		// The signed URL expired: Intuned signs a new one on every Get Job Run.
-		if resp, err = env.api.GetJobRun(ctx, project, jobID, d.JobRunID); err != nil {
-			break
+	err = r.readResults(ctx, resp.Results, pass, func(ctx context.Context) (*intuned.JobRunResults, error) {
+		resp, err := env.api.GetJobRun(ctx, project, jobID, d.JobRunID)
+		if err != nil {
+			return nil, err
 		}
 		if msg := unusableResults(resp.Results); msg != "" {
-			err = errors.New(msg)
-			break
+			return nil, errors.New(msg)
 		}
-		results = resp.Results
-	}
+		return resp.Results, nil
+	})
 	notes := ""
 	if len(pass.notes) > 0 {
 		notes = fmt.Sprintf("; %d lines of the results file are not results (kept in the receiver's quarantine): %s", progress.Invalid, strings.Join(pass.notes, "; "))
@@ -261,15 +254,28 @@ func (r *Reconciler) stream(ctx context.Context, status *report.StatusPatch, job
 	return nd
 }
 
-// readResults opens the results file at the pass's offset and runs the
-// pass over it.
-func (r *Reconciler) readResults(ctx context.Context, res *intuned.JobRunResults, pass *resultsPass) error {
-	body, err := intuned.OpenResults(ctx, r.resultsHTTP(), res, pass.progress.Offset)
-	if err != nil {
-		return err
+// readResults runs pass over the results file from the pass's offset.
+// Intuned signs a results URL for a limited time: one that was refused as
+// expired is requested again (again: Get Job Run), once.
+func (r *Reconciler) readResults(ctx context.Context, results *intuned.JobRunResults, pass *resultsPass,
+	again func(context.Context) (*intuned.JobRunResults, error)) error {
+	for attempt := 0; ; attempt++ {
+		pass.size = 0
+		if results.Size != nil {
+			pass.size = *results.Size
+		}
+		body, err := intuned.OpenResults(ctx, r.resultsHTTP(), results, pass.progress.Offset)
+		if err == nil {
+			defer body.Close()
+			return pass.run(ctx, body)
+		}
+		if !errors.Is(err, intuned.ErrResultsURLExpired) || attempt > 0 {
+			return err
+		}
+		if results, err = again(ctx); err != nil {
+			return err
+		}
 	}
-	defer body.Close()
-	return pass.run(ctx, body)
 }
 
 func (r *Reconciler) resultsHTTP() *http.Client {

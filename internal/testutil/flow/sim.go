@@ -172,6 +172,15 @@ func (s *Sim) SetFaults(ctx context.Context, rules ...intunedsim.FaultRule) erro
 	return s.postAdmin(ctx, "/_sim/faults", map[string]any{"rules": rules})
 }
 
+// SetResultsFaults replaces the simulator's results-file faults (and
+// clears its request fault rules).
+func (s *Sim) SetResultsFaults(ctx context.Context, faults ...intunedsim.ResultsFault) error {
+	if faults == nil {
+		faults = []intunedsim.ResultsFault{}
+	}
+	return s.postAdmin(ctx, "/_sim/faults", map[string]any{"results": faults})
+}
+
 // StallSchedules makes scheduled runs come due without starting (on), as a
 // stuck scheduler would, or lets them start again.
 func (s *Sim) StallSchedules(ctx context.Context, on bool) error {

@@ -18,6 +18,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 )
@@ -35,7 +36,6 @@ import (
 // so the count cannot come from Intuned's counters alone.
 func DeliveryGapBackfilled(t *testing.T, env Env, manual bool) {
 	ctx := Context(t, 8*time.Minute)
-	c := env.Client()
 	policy := intunedv1alpha1.BackfillAuto
 	if manual {
 		policy = intunedv1alpha1.BackfillManual
@@ -45,48 +45,7 @@ func DeliveryGapBackfilled(t *testing.T, env Env, manual bool) {
 		w.Backfill, w.APIsToSend, w.SkipOnFail = policy, []string{"details"}, true
 	})
 	p.WaitReady(ctx)
-	p.Trigger(ctx, "1")
-	// Down as soon as the JobRun started: its details Runs deliver from
-	// the second simulated minute on.
-	if err := poll.Eventually(ctx, 50*time.Millisecond, "trigger recorded", func(ctx context.Context) (bool, error) {
-		return p.Get(ctx).Status.LastTriggeredJobRunID != "", nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	p.SetReplicas(ctx, 0)
-	// The simulator settles every delivery: stored, or given up on after
-	// its (scaled) hour of retries.
-	var exhausted, delivered int
-	err := poll.Eventually(ctx, time.Second, "every delivery settled", func(ctx context.Context) (bool, error) {
-		ds, err := env.Sim().Deliveries(ctx, p.Job)
-		if err != nil {
-			return false, err
-		}
-		exhausted, delivered = 0, 0
-		details := 0
-		for _, d := range ds {
-			if d.APIName != "details" {
-				continue // not sent (apisToSend)
-			}
-			details++
-			switch d.Outcome {
-			case "exhausted":
-				exhausted++
-			case "delivered":
-				delivered++
-			}
-		}
-		return details == 5 && exhausted+delivered == 5, fmt.Errorf("%d details deliveries, %d delivered, %d exhausted", details, delivered, exhausted)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if exhausted == 0 {
-		t.Fatal("the simulator gave up on no delivery: the receiver came back too early")
-	}
-	p.SetReplicas(ctx, 1)
-	p.WaitReplicasReady(ctx, 1)
-	last := p.WaitJobRunFinished(ctx, "1")
+	exhausted, last := p.LoseDeliveries(ctx, 5) // the details Runs
 
 	if manual {
 		d := p.WaitDelivery(ctx, intunedv1alpha1.DeliveryGap)
@@ -94,7 +53,7 @@ func DeliveryGapBackfilled(t *testing.T, env Env, manual bool) {
 			t.Fatalf("gap %+v; want JobRun %s, 5 expected, %d missing (the deliveries the simulator gave up on)", d, last.ID, exhausted)
 		}
 		p.WaitCondition(ctx, intunedv1alpha1.ConditionDataComplete, metav1.ConditionFalse, intunedv1alpha1.ReasonDeliveryGap)
-		if err := flow.Backfill(ctx, c, p.NS, p.Job, last.ID); err != nil {
+		if err := flow.Backfill(ctx, env.Client(), p.NS, p.Job, last.ID); err != nil {
 			t.Fatal(err)
 		}
 		if err := env.RestartManager(ctx); err != nil {
@@ -146,6 +105,58 @@ func DeliveryGapBackfilled(t *testing.T, env Env, manual bool) {
 		t.Fatalf("%d results stored, %d backfilled; want 5 and %d", len(byRun), backfilled, exhausted)
 	}
 	t.Logf("delivery gap (%s backfill): %d of 5 results given up on by the simulator, all backfilled", policy, exhausted)
+}
+
+// LoseDeliveries runs the job once with its receiver down (spec.replicas
+// 0) from the JobRun's start until the simulator gave up on every
+// delivery it could not make (its hour of retries); then the receiver
+// comes back. want is how many deliveries the sink sends (the others are
+// skipped by apisToSend). It returns how many were given up on (at least
+// one) and the JobRun.
+func (p *Pair) LoseDeliveries(ctx context.Context, want int) (int, *intunedv1alpha1.JobRunSummary) {
+	p.t.Helper()
+	p.Trigger(ctx, "1")
+	// Down as soon as the JobRun started: its details Runs deliver from
+	// the second simulated minute on.
+	if err := poll.Eventually(ctx, 50*time.Millisecond, "trigger recorded", func(ctx context.Context) (bool, error) {
+		return p.Get(ctx).Status.LastTriggeredJobRunID != "", nil
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+	p.SetReplicas(ctx, 0)
+	// The simulator settles every delivery: stored, or given up on after
+	// its (scaled) hour of retries.
+	var exhausted, delivered int
+	err := poll.Eventually(ctx, time.Second, "every delivery settled", func(ctx context.Context) (bool, error) {
+		ds, err := p.Env.Sim().Deliveries(ctx, p.Job)
+		if err != nil {
+			return false, err
+		}
+		exhausted, delivered = 0, 0
+		n := 0
+		for _, d := range ds {
+			if d.Outcome == "skipped" {
+				continue
+			}
+			n++
+			switch d.Outcome {
+			case "exhausted":
+				exhausted++
+			case "delivered":
+				delivered++
+			}
+		}
+		return n == want && exhausted+delivered == want, fmt.Errorf("%d deliveries, %d delivered, %d exhausted", n, delivered, exhausted)
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if exhausted == 0 {
+		p.t.Fatal("the simulator gave up on no delivery: the receiver came back too early")
+	}
+	p.SetReplicas(ctx, 1)
+	p.WaitReplicasReady(ctx, 1)
+	return exhausted, p.WaitJobRunFinished(ctx, "1")
 }
 
 // SetReplicas sets the receiver's spec.replicas.
@@ -200,6 +211,13 @@ type resultLine struct {
 // Run's signed URL), by runId.
 func (p *Pair) ResultsFile(ctx context.Context, jobRunID string) map[string]resultLine {
 	p.t.Helper()
+	out := map[string]resultLine{}
+	p.readResultsFile(ctx, jobRunID, func(runID string, l resultLine) { out[runID] = l })
+	return out
+}
+
+func (p *Pair) readResultsFile(ctx context.Context, jobRunID string, each func(runID string, l resultLine)) {
+	p.t.Helper()
 	sim := p.Env.Sim()
 	api, err := intuned.New(intuned.Options{BaseURL: sim.BaseURL, WorkspaceID: sim.WorkspaceID, APIKey: sim.APIKey})
 	if err != nil {
@@ -214,7 +232,6 @@ func (p *Pair) ResultsFile(ctx context.Context, jobRunID string) map[string]resu
 		p.t.Fatal(err)
 	}
 	defer body.Close()
-	out := map[string]resultLine{}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
@@ -225,12 +242,11 @@ func (p *Pair) ResultsFile(ctx context.Context, jobRunID string) map[string]resu
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			p.t.Fatalf("results file line %q: %v", sc.Text(), err)
 		}
-		out[r.RunID] = resultLine{api: r.Name, raw: append(json.RawMessage(nil), sc.Bytes()...)}
+		each(r.RunID, resultLine{api: r.Name, raw: append(json.RawMessage(nil), sc.Bytes()...)})
 	}
 	if err := sc.Err(); err != nil {
 		p.t.Fatal(err)
 	}
-	return out
 }
 
 // ScheduleStalled: a scheduled job whose runs stop starting (the
@@ -255,4 +271,91 @@ func ScheduleStalled(t *testing.T, env Env) {
 		t.Fatal(err)
 	}
 	p.WaitCondition(ctx, intunedv1alpha1.ConditionFresh, metav1.ConditionTrue, intunedv1alpha1.ReasonOnSchedule)
+}
+
+// BackfillRefusals: a results file backfill cannot use is reported and
+// loses nothing. A gap as in DeliveryGapBackfilled (manual backfill, every
+// API sent); the simulator then reports the file as parquet (BackfillFailed
+// naming the format), then serves it with a missing result's line
+// corrupted (BackfillFailed naming the line, the rest stored), then whole:
+// the third request (intuned.io/backfill: <id>@3) completes it.
+func BackfillRefusals(t *testing.T, env Env) {
+	ctx := Context(t, 8*time.Minute)
+	sim := env.Sim()
+	p := NewPair(t, ctx, env, "backfill-refusals", func(s *flow.Samples) {
+		s.Job.Spec.Sink.Webhook.Backfill = intunedv1alpha1.BackfillManual
+	})
+	p.WaitReady(ctx)
+	exhausted, last := p.LoseDeliveries(ctx, flow.QuickstartDeliveries)
+	t.Cleanup(func() { _ = sim.SetResultsFaults(context.Background()) })
+	p.WaitDelivery(ctx, intunedv1alpha1.DeliveryGap)
+
+	// The line of a result that never arrived.
+	lines, order := p.ResultsFile(ctx, last.ID), p.ResultsOrder(ctx, last.ID)
+	stored, err := p.RC.List(ctx, p.Job, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, s := range stored {
+		have[s.RunID] = true
+	}
+	corrupt := 0
+	for i, runID := range order {
+		if !have[runID] && lines[runID].api != "" {
+			corrupt = i + 1
+			break
+		}
+	}
+
+	steps := []struct {
+		fault    intunedsim.ResultsFault
+		value    string
+		state    intunedv1alpha1.DeliveryState
+		reason   string
+		mentions string
+		missing  int64
+	}{
+		{intunedsim.ResultsFault{JobRunID: last.ID, Format: "parquet"}, last.ID, intunedv1alpha1.DeliveryGap, intunedv1alpha1.ReasonBackfillFailed, `format "parquet"`, int64(exhausted)},
+		{intunedsim.ResultsFault{JobRunID: last.ID, CorruptLine: corrupt}, last.ID + "@2", intunedv1alpha1.DeliveryGap, intunedv1alpha1.ReasonBackfillFailed, fmt.Sprintf("line %d", corrupt), 1},
+		{intunedsim.ResultsFault{}, last.ID + "@3", intunedv1alpha1.DeliveryBackfilled, intunedv1alpha1.ReasonBackfilled, "backfilled", 0},
+	}
+	for _, step := range steps {
+		faults := []intunedsim.ResultsFault{step.fault}
+		if step.fault == (intunedsim.ResultsFault{}) {
+			faults = nil
+		}
+		if err := sim.SetResultsFaults(ctx, faults...); err != nil {
+			t.Fatal(err)
+		}
+		if err := flow.Backfill(ctx, env.Client(), p.NS, p.Job, step.value); err != nil {
+			t.Fatal(err)
+		}
+		err := poll.Eventually(ctx, 250*time.Millisecond, "backfill "+step.value+" handled", func(ctx context.Context) (bool, error) {
+			ij := p.Get(ctx)
+			d := ij.Status.Deliveries[0]
+			cond := meta.FindStatusCondition(ij.Status.Conditions, intunedv1alpha1.ConditionDataComplete)
+			ok := ij.Status.LastHandledBackfill == step.value && d.State == step.state && d.Missing != nil && *d.Missing == step.missing &&
+				cond != nil && cond.Reason == step.reason && strings.Contains(cond.Message, step.mentions)
+			return ok, fmt.Errorf("handled %q, %s missing %v: %s", ij.Status.LastHandledBackfill, d.State, d.Missing, d.Message)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored, err = p.RC.List(ctx, p.Job, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != flow.QuickstartDeliveries {
+		t.Fatalf("%d results stored, want %d", len(stored), flow.QuickstartDeliveries)
+	}
+}
+
+// ResultsOrder is the runIds of a JobRun's results file, in file order.
+func (p *Pair) ResultsOrder(ctx context.Context, jobRunID string) []string {
+	p.t.Helper()
+	var out []string
+	p.readResultsFile(ctx, jobRunID, func(runID string, _ resultLine) { out = append(out, runID) })
+	return out
 }
