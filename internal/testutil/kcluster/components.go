@@ -215,6 +215,10 @@ func (c *Cluster) component(name string) (component, error) {
 			"--ping=true",
 			"--providers.kubernetesingress=true",
 			"--providers.kubernetesingress.ingressendpoint.ip=" + cfg.NodeIP,
+			// Keep the route of an Ingress whose Service has no ready endpoint,
+			// so that Traefik answers 503 (try again) rather than 404 (no such
+			// path), which a webhook sender may take as final.
+			"--providers.kubernetesingress.allowEmptyServices=true",
 			// Traefik otherwise asks the Internet for new versions and sends usage statistics.
 			"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
 			"--log.level=INFO", "--accesslog=true",
