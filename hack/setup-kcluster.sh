@@ -6,12 +6,15 @@
 #   Debian packages   containerd runc containernetworking-plugins iptables conntrack
 #                     (installed with apt-get when missing; needs root)
 #   bin/k8s/<ver>/    etcd and every Kubernetes binary, by hack/setup-envtest.sh with ENVTEST_NODE=1
-#   bin/kcluster/     traefik (built from its Go module), pause, kcluster and pause.tar
+#   bin/kcluster/     traefik and coredns (each built from its Go module), pause,
+#                     kcluster and pause.tar
 #
-# Knobs: TRAEFIK_VERSION (default v3.6.12; 3.7.x needs modules the proxy here refuses).
+# Knobs: TRAEFIK_VERSION (default v3.6.12; 3.7.x needs modules the proxy here refuses),
+#        COREDNS_VERSION (default v1.15.0).
 set -euo pipefail
 
 TRAEFIK_VERSION="${TRAEFIK_VERSION:-v3.6.12}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.15.0}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/bin/kcluster"
 log() { echo "setup-kcluster: $*" >&2; }
@@ -37,13 +40,16 @@ flock 9
 
 export GOWORK=off
 unset GOOS GOARCH || true
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/setup-kcluster.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# built NAME VERSION: bin/kcluster/NAME exists and was built at VERSION.
+built() { [[ -x "$TOOLS/$1" && "$(cat "$TOOLS/.$1-version" 2>/dev/null)" == "$2" ]]; }
 
 # Traefik: the module has replace and exclude directives, which `go build
 # module@version` ignores, so it is built in a scratch module that repeats them.
-if [[ ! -x "$TOOLS/traefik" || "$(cat "$TOOLS/.traefik-version" 2>/dev/null)" != "$TRAEFIK_VERSION" ]]; then
+if ! built traefik "$TRAEFIK_VERSION"; then
   start=$(date +%s)
-  WORK="$(mktemp -d "${TMPDIR:-/tmp}/setup-kcluster.XXXXXX")"
-  trap 'rm -rf "$WORK"' EXIT
   TMOD="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "github.com/traefik/traefik/v3@${TRAEFIK_VERSION}" |
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p')"
   [[ -f "$TMOD" ]] || { log "could not download traefik ${TRAEFIK_VERSION}"; exit 1; }
@@ -63,6 +69,40 @@ if [[ ! -x "$TOOLS/traefik" || "$(cat "$TOOLS/.traefik-version" 2>/dev/null)" !=
   mv -f "$TOOLS/traefik.new" "$TOOLS/traefik"
   echo "$TRAEFIK_VERSION" >"$TOOLS/.traefik-version"
   log "built traefik in $(($(date +%s) - start))s"
+fi
+
+# CoreDNS, the cluster DNS: a scratch module whose main links only the plugins
+# the Corefile (internal/testutil/kcluster) uses; the stock main links all of
+# them, cloud DNS providers included. There is no forward plugin: nothing
+# outside the cluster's namespace can be reached, so there is no upstream.
+# Its dependencies are newer than those of the Kubernetes and Traefik builds
+# (x/sys, x/net, grpc, protobuf), so it shares none of their compiled packages.
+if ! built coredns "$COREDNS_VERSION"; then
+  start=$(date +%s)
+  mkdir -p "$WORK/coredns"
+  printf 'module kcluster.local/coredns\n\ngo 1.26\n\nrequire github.com/coredns/coredns %s\n' \
+    "$COREDNS_VERSION" >"$WORK/coredns/go.mod"
+  cat >"$WORK/coredns/main.go" <<'GO'
+// Command coredns is CoreDNS with only the plugins the test cluster's Corefile uses.
+package main
+
+import (
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/ready"
+
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+GO
+  log "building coredns ${COREDNS_VERSION} (first time: about 3 minutes on 2 cores)"
+  (cd "$WORK/coredns" && GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" \
+    -o "$TOOLS/coredns.new" .) >&2
+  mv -f "$TOOLS/coredns.new" "$TOOLS/coredns"
+  echo "$COREDNS_VERSION" >"$TOOLS/.coredns-version"
+  log "built coredns in $(($(date +%s) - start))s"
 fi
 
 # Our own pieces: cheap to rebuild (the Go cache makes this a link at most).

@@ -67,7 +67,7 @@ func clusterCommand(ctx context.Context, cmd string, args []string) error {
 	fs := flag.NewFlagSet(cmd, flag.ExitOnError)
 	dir := fs.String("dir", def.Dir, "state directory")
 	k8sBin := fs.String("k8s-bin", def.K8sBin, "directory of the Kubernetes binaries")
-	toolsBin := fs.String("tools-bin", def.ToolsBin, "directory of traefik, pause and kcluster")
+	toolsBin := fs.String("tools-bin", def.ToolsBin, "directory of traefik, coredns, pause and kcluster")
 	purge := fs.Bool("purge", false, "down: also remove the state directory")
 	_ = fs.Parse(args)
 	c, err := kcluster.New(kcluster.DefaultConfig(*dir, *k8sBin, *toolsBin), func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })

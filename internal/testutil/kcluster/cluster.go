@@ -42,8 +42,8 @@ func (c *Cluster) Config() Config { return c.cfg }
 const PauseImage = "kcluster.local/pause:1"
 
 // Up brings the cluster up, or finishes bringing it up: components that run
-// already are left alone. It returns when the node is Ready and the
-// Ingress controller answers.
+// already are left alone. It returns when the node is Ready, the cluster DNS
+// has synced and the Ingress controller answers.
 func (c *Cluster) Up(ctx context.Context) error {
 	start := time.Now()
 	cfg := c.cfg
@@ -84,6 +84,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 		{"kubelet", c.startIfDown("kubelet"), c.kubeletReady},
 		{"kube-proxy", c.startIfDown("kube-proxy"), nil},
 		{"addons", nil, c.applyAddons},
+		{"coredns", c.startIfDown("coredns"), c.corednsReady},
 		{"traefik", c.startIfDown("traefik"), c.traefikReady},
 		{"provisioner", c.startIfDown("provisioner"), nil},
 		{"node", nil, c.nodeReady},
@@ -180,7 +181,7 @@ func (c *Cluster) Running() map[string]bool {
 }
 
 // componentNames in start order; Down stops them in reverse.
-var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "traefik", "provisioner"}
+var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns", "traefik", "provisioner"}
 
 // Down stops every component and removes the namespace, mounts, cgroups and
 // interfaces the cluster made. With purge the state directory goes too
@@ -189,7 +190,7 @@ var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-cont
 func (c *Cluster) Down(purge bool) error {
 	var errs []error
 	// The kubelet first, so it does not restart what is stopped below.
-	for _, n := range []string{"provisioner", "traefik", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
+	for _, n := range []string{"provisioner", "traefik", "coredns", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
 		errs = append(errs, c.stop(n, 10*time.Second))
 	}
 	errs = append(errs, c.killContainers())
@@ -355,7 +356,7 @@ func (c *Cluster) preflight() error {
 			missing = append(missing, filepath.Join(c.cfg.K8sBin, b))
 		}
 	}
-	for _, b := range []string{"traefik", "pause", "kcluster"} {
+	for _, b := range []string{"traefik", "coredns", "pause", "kcluster"} {
 		if !fileExists(filepath.Join(c.cfg.ToolsBin, b)) {
 			missing = append(missing, filepath.Join(c.cfg.ToolsBin, b))
 		}

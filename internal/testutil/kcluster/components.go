@@ -23,9 +23,12 @@ const ProvisionerName = "kcluster.intuned.io/local"
 // IngressClassName is the default IngressClass, served by Traefik.
 const IngressClassName = "traefik"
 
+// ClusterDomain is the DNS domain of Services (<name>.<namespace>.svc.cluster.local).
+const ClusterDomain = "cluster.local"
+
 func (c *Cluster) writeConfigs() error {
 	cfg := c.cfg
-	for _, d := range []string{"containerd", "cni/net.d", "kubelet", "etcd"} {
+	for _, d := range []string{"containerd", "cni/net.d", "kubelet", "etcd", "coredns"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
 			return err
 		}
@@ -86,7 +89,10 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
 podCIDR: %[6]s
-clusterDomain: cluster.local
+# CoreDNS runs on the node address (see the Corefile): Pods resolve
+# <service>.<namespace>.svc as on any cluster.
+clusterDNS: [%[1]s]
+clusterDomain: %[8]s
 resolvConf: %[7]q
 # A small test disk: evict only when it is really full, and never collect
 # images (they are imported locally; there is no registry to pull them back).
@@ -97,9 +103,23 @@ serializeImagePulls: false
 maxPods: 60
 syncFrequency: 10s
 `, cfg.NodeIP, filepath.Join(cfg.pki(), "ca.crt"), filepath.Join(cfg.pki(), "kubelet-serving.crt"), filepath.Join(cfg.pki(), "kubelet-serving.key"),
-			cfg.containerdSock(), cfg.PodCIDR, filepath.Join(cfg.Dir, "kubelet", "resolv.conf")),
+			cfg.containerdSock(), cfg.PodCIDR, filepath.Join(cfg.Dir, "kubelet", "resolv.conf"), ClusterDomain),
 
 		"kubelet/resolv.conf": "# no upstream resolver inside the cluster's namespace\noptions timeout:1 attempts:1\n",
+
+		// Only the cluster's own names: there is no forward plugin, as there is
+		// no resolver to forward to (the namespace has no default route), so a
+		// name outside the zone is refused at once. The admin kubeconfig, as
+		// Traefik's: a test node has no separate identity for it.
+		"coredns/Corefile": fmt.Sprintf(`%[1]s:53 {
+    errors
+    ready %[2]s
+    kubernetes %[1]s {
+        kubeconfig %[3]q
+    }
+    cache 30
+}
+`, ClusterDomain, cfg.dnsReadyAddr(), cfg.AdminKubeconfig()),
 
 		"kube-proxy.yaml": fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -184,6 +204,10 @@ func (c *Cluster) component(name string) (component, error) {
 		}}, nil
 	case "kube-proxy":
 		return component{name: name, bin: k8s("kube-proxy"), args: []string{"--config=" + filepath.Join(cfg.Dir, "kube-proxy.yaml")}}, nil
+	case "coredns":
+		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "coredns"), args: []string{
+			"-conf", filepath.Join(cfg.Dir, "coredns", "Corefile"),
+		}}, nil
 	case "traefik":
 		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "traefik"), env: []string{"KUBECONFIG=" + cfg.AdminKubeconfig()}, args: []string{
 			"--entryPoints.web.address=" + cfg.NodeIP + ":80",
@@ -191,6 +215,10 @@ func (c *Cluster) component(name string) (component, error) {
 			"--ping=true",
 			"--providers.kubernetesingress=true",
 			"--providers.kubernetesingress.ingressendpoint.ip=" + cfg.NodeIP,
+			// Keep the route of an Ingress whose Service has no ready endpoint,
+			// so that Traefik answers 503 (try again) rather than 404 (no such
+			// path), which a webhook sender may take as final.
+			"--providers.kubernetesingress.allowEmptyServices=true",
 			// Traefik otherwise asks the Internet for new versions and sends usage statistics.
 			"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
 			"--log.level=INFO", "--accesslog=true",
@@ -287,6 +315,12 @@ spec:
 		_, err := c.Kubectl(ctx, "apply", "--server-side", "-f", f)
 		return err == nil, err
 	})
+}
+
+// corednsReady waits for CoreDNS's ready plugin: it answers 200 once the
+// kubernetes plugin has synced its caches of Services and EndpointSlices.
+func (c *Cluster) corednsReady(ctx context.Context) error {
+	return httpReady(ctx, plainHTTP, "http://"+c.cfg.dnsReadyAddr()+"/ready")
 }
 
 func (c *Cluster) traefikReady(ctx context.Context) error {

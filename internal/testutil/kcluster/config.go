@@ -17,11 +17,11 @@ type Config struct {
 	// K8sBin holds etcd, kube-apiserver, kube-controller-manager,
 	// kube-scheduler, kubelet, kube-proxy and kubectl.
 	K8sBin string
-	// ToolsBin holds traefik, pause and kcluster (the provisioner).
+	// ToolsBin holds traefik, coredns, pause and kcluster (the provisioner).
 	ToolsBin string
 
 	HostIP      string // host end of the veth pair
-	NodeIP      string // namespace end: the node's address, API server, Ingress entry point
+	NodeIP      string // namespace end: the node's address, API server, cluster DNS, Ingress entry point
 	PodCIDR     string
 	ServiceCIDR string
 	NodeName    string
@@ -68,6 +68,10 @@ func (c Config) AdminKubeconfig() string {
 
 // Kubectl is the kubectl binary matching the cluster.
 func (c Config) Kubectl() string { return filepath.Join(c.K8sBin, "kubectl") }
+
+// dnsReadyAddr is where CoreDNS's ready plugin answers (on the node address,
+// so the host can poll it).
+func (c Config) dnsReadyAddr() string { return c.NodeIP + ":8181" }
 
 func (c Config) pki() string       { return filepath.Join(c.Dir, "pki") }
 func (c Config) logs() string      { return filepath.Join(c.Dir, "logs") }
