@@ -11,7 +11,8 @@ const (
 	// Intuned's results file and stored in the WebhookReceiver), whatever
 	// spec.sink.webhook.backfill says and without waiting for Intuned's
 	// retry window; the handled value is recorded in
-	// status.lastHandledBackfill.
+	// status.lastHandledBackfill. To ask again for the same JobRun, append
+	// @ and anything new ("<jobRunId>@2").
 	AnnotationBackfill = "intuned.io/backfill"
 	// Finalizer guards IntunedJob deletion so the Intuned Job can be deleted
 	// (deletionPolicy Delete) or released (Orphan) first.

@@ -19,6 +19,11 @@ import (
 func TestReceiverLostMidRun(t *testing.T)     { scenarios.ReceiverLostMidRun(t, &env) }
 func TestTokenRotationDuringRun(t *testing.T) { scenarios.TokenRotationDuringRun(t, &env) }
 
+// TestDeliveryGapBackfilled: the receiver's StatefulSet at 0 for longer
+// than the simulator's retry window; Auto backfill, from the manager's Pod
+// through the receiver's Service (cluster DNS), closes the gap.
+func TestDeliveryGapBackfilled(t *testing.T) { scenarios.DeliveryGapBackfilled(t, &env, false) }
+
 // onlyReadyPod waits until the receiver runs exactly one Pod, Ready, and
 // returns it.
 func onlyReadyPod(t *testing.T, ctx context.Context, p *scenarios.Pair) corev1.Pod {
