@@ -113,6 +113,7 @@ func TestDeliveryCondition(t *testing.T) {
 		reason string
 	}{
 		{nil, metav1.ConditionUnknown, intunedv1alpha1.ReasonNoJobRun},
+		{[]intunedv1alpha1.JobRunDelivery{d("Complete", false), d("Complete", false)}, metav1.ConditionTrue, intunedv1alpha1.ReasonDeliveriesComplete},
 		{[]intunedv1alpha1.JobRunDelivery{d("Complete", false), d("Backfilled", false)}, metav1.ConditionTrue, intunedv1alpha1.ReasonBackfilled},
 		{[]intunedv1alpha1.JobRunDelivery{d("Pending", false), d("Complete", false)}, metav1.ConditionUnknown, intunedv1alpha1.ReasonDeliveriesPending},
 		{[]intunedv1alpha1.JobRunDelivery{d("Complete", false), d("Gap", false), d("Backfilling", false)}, metav1.ConditionFalse, intunedv1alpha1.ReasonDeliveryGap},
@@ -121,6 +122,7 @@ func TestDeliveryCondition(t *testing.T) {
 	}
 	for _, c := range cases {
 		st, reason, _ := deliveryCondition(c.list)
+		seenDataReasons[reason] = true
 		if st != c.status || reason != c.reason {
 			t.Errorf("%v: %s %s, want %s %s", c.list, st, reason, c.status, c.reason)
 		}
@@ -139,5 +141,25 @@ func TestTrackJobRuns(t *testing.T) {
 	}
 	if got := len(ids); got != maxTrackedJobRuns || ids[0] != "old" || ids[1] != "6" {
 		t.Fatalf("tracked %v", ids)
+	}
+}
+
+// seenDataReasons collects the DataComplete and Fresh reasons the tables
+// produce; TestDataReasons checks them against the source.
+var seenDataReasons = map[string]bool{
+	// Set by accountDeliveries itself; TestIntunedJobCreateUpdateSteadyState
+	// (NotApplicable) and TestIntunedJobReceiverLink (NoJobRun) see them
+	// on a real API server; ReceiverUnreachable is the one outcome of a
+	// failed summary read.
+	intunedv1alpha1.ReasonNotApplicable: true, intunedv1alpha1.ReasonReceiverUnreachable: true,
+}
+
+func TestDataReasons(t *testing.T) {
+	t.Run("delivery condition", TestDeliveryCondition)
+	t.Run("freshness", TestFreshness)
+	for _, r := range reasonsInSource(t, func(name string) bool { return dataFiles[name] }) {
+		if !seenDataReasons[r] {
+			t.Errorf("no table produces condition reason %s, which the accounting or freshness code names", r)
+		}
 	}
 }

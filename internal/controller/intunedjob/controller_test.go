@@ -49,6 +49,8 @@ func TestIntunedJobCreateUpdateSteadyState(t *testing.T) {
 	}))
 
 	j := f.waitReady("daily-products")
+	// A plain webhook URL: the operator does not hold the other end.
+	wantCondition(t, j, intunedv1alpha1.ConditionDataComplete, metav1.ConditionUnknown, intunedv1alpha1.ReasonNotApplicable)
 	// The create is read back at once: the status that first says Ready
 	// already has the next run.
 	if j.Status.NextRunTime == nil || j.Status.LastApplied == nil || j.Status.LastApplied.ServerDigest == "" {
@@ -792,6 +794,9 @@ func TestIntunedJobReceiverLink(t *testing.T) {
 	if j.Status.Sink == nil || j.Status.Sink.URL != "https://hooks.example.com/results" || j.Status.Sink.TokenFingerprint != token.Fingerprint("tok-1") {
 		t.Errorf("status.sink = %+v", j.Status.Sink)
 	}
+	// Accounting reaches the receiver's API (here: nothing listens) and
+	// says so without touching Ready; no JobRun yet, so nothing to count.
+	f.waitCondition("linked-job", intunedv1alpha1.ConditionDataComplete, metav1.ConditionUnknown, intunedv1alpha1.ReasonNoJobRun)
 	w := f.simJob("linked-job").Sink.Webhook
 	if w.URL != "https://hooks.example.com/results" || w.Headers["Authorization"] != "Bearer tok-1" || w.Headers["X-Team"] != "data" {
 		t.Errorf("sink on Intuned = %+v", w)

@@ -32,7 +32,7 @@ func TestFreshness(t *testing.T) {
 	}{
 		{"no schedule", job(func(j *intunedv1alpha1.IntunedJob) { j.Spec.Schedule = nil }), metav1.ConditionUnknown, intunedv1alpha1.ReasonNotScheduled, false},
 		{"paused", job(func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = true }), metav1.ConditionUnknown, intunedv1alpha1.ReasonNotScheduled, false},
-		{"next run in the future", job(func(j *intunedv1alpha1.IntunedJob) { j.Status.NextRunTime = at(time.Hour) }), metav1.ConditionTrue, intunedv1alpha1.ReasonOnSchedule, false},
+		{"next run in the future: look again once it is late", job(func(j *intunedv1alpha1.IntunedJob) { j.Status.NextRunTime = at(time.Hour) }), metav1.ConditionTrue, intunedv1alpha1.ReasonOnSchedule, true},
 		{"run due, within grace: look again after it", job(func(j *intunedv1alpha1.IntunedJob) { j.Status.NextRunTime = at(-5 * time.Minute) }), metav1.ConditionTrue, intunedv1alpha1.ReasonOnSchedule, true},
 		{"run due past grace, none started", job(func(j *intunedv1alpha1.IntunedJob) {
 			j.Status.NextRunTime = at(-11 * time.Minute)
@@ -52,6 +52,7 @@ func TestFreshness(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			st, reason, msg, wait := freshness(c.job, now, grace)
+			seenDataReasons[reason] = true
 			if st != c.status || reason != c.reason || (wait > 0) != c.wait || msg == "" {
 				t.Fatalf("%s %s %q wait %s; want %s %s wait %v", st, reason, msg, wait, c.status, c.reason, c.wait)
 			}
