@@ -34,7 +34,7 @@ import (
 // slices, as the controller resumes between reconciles) and sends 1 MiB
 // batches with receiverapi.Client.Backfill to a real receiver (the built
 // cmd/receiver, SQLite, its own process). It prints a table and is meant to
-// run once (make bench-backfill):
+// run once, with -benchtime 1x (make bench-backfill):
 //
 //	go test ./internal/controller/intunedjob -run '^$' -bench BackfillResultsFile -benchtime 1x -timeout 60m
 //
@@ -44,7 +44,7 @@ import (
 // receiver ingests without the manager, default 64MiB), BACKFILL_CPUPROFILE
 // (file for a CPU profile of the two backfill rows only). Everything is
 // written under a temp dir that is removed at the end: the file, and the
-// receiver's SQLite, which grows to about the size of the file.
+// receiver's SQLite, which grows to about 1.7 times the file.
 //
 // The manager side runs in this test process, which also serves the file
 // (http.ServeContent of a temp file: sendfile, little CPU) and, through the
@@ -94,9 +94,9 @@ func BenchmarkBackfillResultsFile(b *testing.B) {
 	rcv := startReceiver(b, dir)
 	ledger := receiverapi.Client{BaseURL: rcv.url, HTTP: &http.Client{Timeout: time.Minute}} // as receiverHTTP
 
-	// The receiver slows as its store grows (runIds are random, so every
-	// insert lands somewhere in a growing index): its floor is measured on
-	// the empty store before the backfill rows and on the full one after.
+	// The receiver slows as its store grows (probably its run_id index:
+	// runIds are random): its floor is measured on the empty store before
+	// the backfill rows and on the full one after.
 	floorEmpty := receiverAlone(b, ctx, ledger, rcv, floorSize, 2, "empty store")
 	settle()
 
