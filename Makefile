@@ -164,6 +164,18 @@ bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-r
 bench-operator: ## IntunedJob controller benchmark (~8 min; BENCH_OPERATOR_ARGS=-limit-jobs=0 skips the real 20/min run).
 	@assets="$$(hack/setup-envtest.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./hack/bench-operator $(BENCH_OPERATOR_ARGS)
 
+# Size of the results file bench-backfill streams (1GB, 200MB, 64MiB, ...).
+BACKFILL_BYTES ?= 1GB
+
+.PHONY: bench-backfill
+bench-backfill: ## Backfill throughput and peak RSS: the manager's results-file pass into a real SQLite receiver, 1 GB file, CPU profile (~3 min; BACKFILL_BYTES=200MB for less; needs ~3x that free in TMPDIR).
+	@df -h "$${TMPDIR:-/tmp}" | tail -n 1 | awk '{print "free in " $$6 ": " $$4}'
+	@prof="$$(mktemp -d)"; trap 'rm -rf "$$prof"' EXIT; \
+	BACKFILL_BYTES=$(BACKFILL_BYTES) BACKFILL_CPUPROFILE="$$prof/cpu.out" \
+		go test ./internal/controller/intunedjob -run '^$$' -bench '^BenchmarkBackfillResultsFile$$' -benchtime 1x -timeout 60m $(BENCH_BACKFILL_ARGS); \
+	echo; echo "manager-side CPU profile of the two backfill rows (go tool pprof -top):"; \
+	go tool pprof -top -nodecount 20 "$$prof/cpu.out" 2>/dev/null | sed -n '5,$$p'
+
 .PHONY: demo
 demo: ## Intuned's webhook quickstart end to end on this machine (local API server, intuned-sim, the operator, its receiver). Ctrl-C stops; DEMO_ARGS=-exit-when-done exits after the flow.
 	@assets="$$(hack/setup-envtest.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./hack/demo $(DEMO_ARGS)
