@@ -37,6 +37,9 @@ func filterOf(s *intunedv1alpha1.WebhookSink) sinkFilter {
 	return sinkFilter{apis: s.APIsToSend, skipOnFail: s.SkipOnFail}
 }
 
+// all reports whether the sink sends every Run.
+func (f sinkFilter) all() bool { return len(f.apis) == 0 && !f.skipOnFail }
+
 // delivers reports whether the sink sends a Run of api that ended status.
 func (f sinkFilter) delivers(api, status string) bool {
 	if f.skipOnFail && status != "completed" {
