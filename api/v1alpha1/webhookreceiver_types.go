@@ -67,6 +67,11 @@ type WebhookReceiverSpec struct {
 	// +optional
 	PodTemplate *ReceiverPodTemplate `json:"podTemplate,omitempty"`
 
+	// Settings tune the receiver process (its command-line flags). Unset
+	// fields keep the receiver's own defaults.
+	// +optional
+	Settings *ReceiverSettings `json:"settings,omitempty"`
+
 	// TokenSecretRef names a Secret key holding the bearer token Intuned must
 	// send (Authorization: Bearer <token>). When omitted, the operator
 	// generates a random token into a Secret it owns (see
@@ -149,6 +154,46 @@ type ReceiverPodTemplate struct {
 	// PriorityClassName of the Pods.
 	// +optional
 	PriorityClassName string `json:"priorityClassName,omitempty"`
+	// ImagePullSecrets of the Pods, to pull the receiver image (spec.image)
+	// from a private registry.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// Env adds environment variables to the receiver container (e.g.
+	// HTTPS_PROXY, TZ, GOMEMLIMIT). The variables of the flags the operator
+	// sets are refused: use spec.settings for those.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['RECEIVER_LISTEN_ADDR', 'RECEIVER_INGEST_PATH', 'RECEIVER_TOKEN_FILE', 'RECEIVER_PREVIOUS_TOKEN_FILE', 'RECEIVER_READ_TOKEN_FILE', 'RECEIVER_STORE', 'RECEIVER_SQLITE_PATH', 'RECEIVER_POSTGRES_DSN', 'RECEIVER_POSTGRES_DSN_FILE', 'RECEIVER_MAX_BODY_BYTES', 'RECEIVER_DEADLINE', 'RECEIVER_LOG_LEVEL']))",message="podTemplate.env must not set the variable of a receiver flag the operator sets (RECEIVER_LISTEN_ADDR, RECEIVER_INGEST_PATH, RECEIVER_TOKEN_FILE, RECEIVER_PREVIOUS_TOKEN_FILE, RECEIVER_READ_TOKEN_FILE, RECEIVER_STORE, RECEIVER_SQLITE_PATH, RECEIVER_POSTGRES_DSN, RECEIVER_POSTGRES_DSN_FILE, RECEIVER_MAX_BODY_BYTES, RECEIVER_DEADLINE, RECEIVER_LOG_LEVEL): set the body limit, deadline and log level with spec.settings"
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// ReceiverSettings are the receiver's own knobs, passed as flags.
+type ReceiverSettings struct {
+	// MaxBodyBytes is the largest delivery body accepted; larger ones get
+	// 413 (Intuned does not retry them). Default 10Mi. At least 2.5Mi:
+	// Intuned's result limit is 2 MB, plus the envelope around it.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('2560Ki')) >= 0",message="settings.maxBodyBytes must be at least 2.5Mi (2560Ki): Intuned's results reach 2 MB plus the envelope, and a smaller cap would refuse them with 413"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Mi')) <= 0",message="settings.maxBodyBytes must be at most 64Mi: each in-flight body is held in memory"
+	// +optional
+	MaxBodyBytes *resource.Quantity `json:"maxBodyBytes,omitempty"`
+	// Deadline is the time from receiving a delivery to committing it;
+	// after it the sender gets 503 with Retry-After and retries. Go
+	// duration between 100ms and 5m. Default 2.5s. Keep it below the
+	// IntunedJobs' sink.webhook.timeout (default 5s), or Intuned gives up
+	// before the answer.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="settings.deadline must be a Go duration such as 2.5s or 500ms"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || (duration(self) >= duration('100ms') && duration(self) <= duration('5m'))",message="settings.deadline must be between 100ms and 5m (Intuned's longest webhook timeout)"
+	// +optional
+	Deadline *metav1.Duration `json:"deadline,omitempty"`
+	// LogLevel of the receiver's JSON logs on stderr. Default info.
+	// +kubebuilder:validation:Enum=debug;info;warn;error
+	// +optional
+	LogLevel string `json:"logLevel,omitempty"`
 }
 
 // TokenSecretReference selects the Secret key holding the receiver's token.
@@ -181,8 +226,11 @@ type ReceiverStorage struct {
 
 // SQLiteStorage is the volume of the embedded SQLite store.
 type SQLiteStorage struct {
-	// Size of the PersistentVolumeClaim. Default 1Gi.
+	// Size of the PersistentVolumeClaim. Default 1Gi. Raising it expands the
+	// existing claim when its StorageClass allows volume expansion (see the
+	// VolumeResizing condition); it cannot be lowered.
 	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",message="storage.sqlite.size cannot be lowered (volumes only grow): to use a smaller volume, back the receiver up and restore into a new WebhookReceiver"
 	// +optional
 	Size *resource.Quantity `json:"size,omitempty"`
 	// StorageClassName of the PersistentVolumeClaim (default: the cluster's

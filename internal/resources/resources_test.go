@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -51,6 +52,21 @@ func fullPodTemplate() *v1alpha1.ReceiverPodTemplate {
 			}},
 		}},
 		PriorityClassName: "high",
+		ImagePullSecrets:  []corev1.LocalObjectReference{{Name: "registry-creds"}},
+		Env: []corev1.EnvVar{
+			{Name: "HTTPS_PROXY", Value: "http://proxy.example.com:3128"},
+			{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+				ContainerName: ContainerName, Resource: "limits.memory"}}},
+		},
+	}
+}
+
+// fullSettings sets every receiver setting.
+func fullSettings() *v1alpha1.ReceiverSettings {
+	return &v1alpha1.ReceiverSettings{
+		MaxBodyBytes: ptr.To(resource.MustParse("2.5Mi")),
+		Deadline:     &metav1.Duration{Duration: 1500 * time.Millisecond},
+		LogLevel:     "debug",
 	}
 }
 
@@ -72,6 +88,7 @@ func maximalPostgres() *v1alpha1.WebhookReceiver {
 		Image:          "registry.example.com/intuned-operator:v1.2.3",
 		Resources:      resources(),
 		PodTemplate:    fullPodTemplate(),
+		Settings:       fullSettings(),
 		TokenSecretRef: &v1alpha1.TokenSecretReference{Name: "my-token", Key: "value"},
 		Storage: &v1alpha1.ReceiverStorage{Postgres: &v1alpha1.PostgresStorage{
 			DSNSecretRef: v1alpha1.SecretKeyRef{Name: "pg", Key: "dsn"},
@@ -105,6 +122,7 @@ func maximalSQLite() *v1alpha1.WebhookReceiver {
 		Image:       "registry.example.com/intuned-operator:v1.2.3",
 		Resources:   resources(),
 		PodTemplate: fullPodTemplate(),
+		Settings:    fullSettings(),
 		Storage: &v1alpha1.ReceiverStorage{SQLite: &v1alpha1.SQLiteStorage{
 			Size: ptr.To(resource.MustParse("20Gi")), StorageClassName: ptr.To("fast-ssd"),
 		}},
@@ -222,8 +240,12 @@ func TestWebhookReceiverPodContract(t *testing.T) {
 					t.Errorf("args %q lack %q", args, want)
 				}
 			}
-			if strings.Contains(args, "dsn=") || len(c.Env) > 0 {
-				t.Errorf("the DSN must come from a file, never args or env: args %q env %v", args, c.Env)
+			var userEnv int
+			if pt := tt.whr.Spec.PodTemplate; pt != nil {
+				userEnv = len(pt.Env)
+			}
+			if strings.Contains(args, "dsn=") || len(c.Env) != userEnv {
+				t.Errorf("the DSN must come from a file, never args or env (only the user's env is set): args %q env %v", args, c.Env)
 			}
 			mounted := map[string]bool{}
 			for _, m := range c.VolumeMounts {
@@ -252,6 +274,38 @@ func TestWebhookReceiverPodContract(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWebhookReceiverSettings: spec.settings become the receiver's flags,
+// unset fields add none (the receiver keeps its defaults and existing Pods
+// are not rolled), and the user's registry Secrets and env reach the Pod.
+func TestWebhookReceiverSettings(t *testing.T) {
+	w := minimal()
+	for _, a := range ReceiverArgs(w) {
+		if strings.HasPrefix(a, "--max-body-bytes") || strings.HasPrefix(a, "--deadline") || strings.HasPrefix(a, "--log-level") {
+			t.Errorf("flag %s without spec.settings", a)
+		}
+	}
+	w.Spec.Settings = fullSettings()
+	args := strings.Join(ReceiverArgs(w), " ")
+	for _, want := range []string{"--max-body-bytes=2621440", "--deadline=1.5s", "--log-level=debug"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	}
+	w.Spec.Settings = &v1alpha1.ReceiverSettings{LogLevel: "warn"}
+	if args := strings.Join(ReceiverArgs(w), " "); !strings.Contains(args, "--log-level=warn") || strings.Contains(args, "--deadline") {
+		t.Errorf("only logLevel set: args %q", args)
+	}
+
+	w.Spec.PodTemplate = fullPodTemplate()
+	ps := StatefulSet(w, "").Spec.Template.Spec
+	if len(ps.ImagePullSecrets) != 1 || ps.ImagePullSecrets[0].Name != "registry-creds" {
+		t.Errorf("imagePullSecrets %v", ps.ImagePullSecrets)
+	}
+	if env := ps.Containers[0].Env; len(env) != 2 || env[0].Name != "HTTPS_PROXY" || env[1].ValueFrom == nil {
+		t.Errorf("env %v", env)
 	}
 }
 

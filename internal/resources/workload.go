@@ -175,6 +175,7 @@ func podTemplate(whr *v1alpha1.WebhookReceiver, defaultImage string) corev1.PodT
 		spec.Tolerations = pt.Tolerations
 		spec.Affinity = pt.Affinity
 		spec.PriorityClassName = pt.PriorityClassName
+		applyPodSettings(pt, &spec)
 	}
 	// Our labels last: the selector must match whatever the user adds.
 	maps.Copy(labels, Labels(whr))
@@ -195,6 +196,7 @@ func ReceiverArgs(whr *v1alpha1.WebhookReceiver) []string {
 		"--previous-token-file=" + path.Join(TokenDir, v1alpha1.TokenSecretKeyPreviousToken),
 		"--read-token-file=" + path.Join(TokenDir, v1alpha1.TokenSecretKeyReadToken),
 	}
+	args = append(args, settingsArgs(whr)...)
 	if UsesPostgres(whr) {
 		return append(args, "--store=postgres", "--postgres-dsn-file="+path.Join(PostgresDSNDir, PostgresDSNFile))
 	}
