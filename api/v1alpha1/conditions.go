@@ -119,6 +119,31 @@ const (
 	ReasonVolumeMetricsUnreadable = "MetricsUnreadable"
 )
 
+// ConditionVolumeResizing reports, for a SQLite WebhookReceiver, whether
+// its PersistentVolumeClaim is being expanded to spec.storage.sqlite.size.
+// True while the claim's capacity is below its request (the storage driver
+// or the kubelet is still growing it). False when the volume has the
+// requested size, or when it cannot grow (the reason says why). Like
+// VolumeNearlyFull it does not change Ready.
+const ConditionVolumeResizing = "VolumeResizing"
+
+// Reasons of ConditionVolumeResizing.
+const (
+	// ReasonVolumeAtRequestedSize: the claim's capacity reached the size
+	// asked for (False).
+	ReasonVolumeAtRequestedSize = "AtRequestedSize"
+	// ReasonVolumeResizing: the claim was raised and its capacity is still
+	// smaller; the message carries what the claim reports (True).
+	ReasonVolumeResizing = "Resizing"
+	// ReasonVolumeExpansionNotAllowed: the claim's StorageClass does not set
+	// allowVolumeExpansion: true (or the claim has no class), so a larger
+	// spec.storage.sqlite.size cannot reach the volume (False).
+	ReasonVolumeExpansionNotAllowed = "ExpansionNotAllowed"
+	// ReasonVolumeClaimNotBound: the claim is not bound to a volume yet; it
+	// is expanded once it is (Unknown).
+	ReasonVolumeClaimNotBound = "ClaimNotBound"
+)
+
 // ConditionDataComplete reports whether the results of the job's recent
 // JobRuns reached its WebhookReceiver (status.deliveries). It is not part of
 // Ready: a data gap is not a reconcile failure. True: every result that

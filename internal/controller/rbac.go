@@ -28,3 +28,11 @@ package controller
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+
+// WebhookReceiver controller, volume growth: a SQLite receiver's data claim
+// (made by the StatefulSet controller) is expanded by patching its
+// spec.resources.requests.storage; watched for the resize's progress. The
+// claim's StorageClass is read (get only, uncached) to know whether it
+// allows expansion. No create, update or delete of either.
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get

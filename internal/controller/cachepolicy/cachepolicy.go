@@ -49,6 +49,9 @@ func CacheOptions(namespaces []string) cache.Options {
 			&networkingv1.NetworkPolicy{}:            owned,
 			&autoscalingv2.HorizontalPodAutoscaler{}: owned,
 			&policyv1.PodDisruptionBudget{}:          owned,
+			// SQLite data claims carry the labels of the StatefulSet's
+			// volumeClaimTemplate, ours included.
+			&corev1.PersistentVolumeClaim{}: owned,
 		},
 	}
 	if len(namespaces) > 0 {

@@ -95,9 +95,9 @@ func (r *Reconciler) applyChildren(ctx context.Context, whr *intunedv1alpha1.Web
 		}
 		var volumeNote string
 		if s, ok := c.want.(*appsv1.StatefulSet); ok && found && keepVolumeClaimTemplates(s, c.current.(*appsv1.StatefulSet)) {
-			volumeNote = fmt.Sprintf("spec.storage.sqlite size/storageClassName changes do not reach the existing volume "+
-				"(StatefulSet volume templates are immutable): expand PVC %s-%s-0 directly, or recreate the receiver",
-				resources.DataVolumeName, key.Name)
+			volumeNote = fmt.Sprintf("a changed spec.storage.sqlite.storageClassName does not reach the existing volume "+
+				"(a claim's class is immutable): move the data to a new receiver (backup and restore), or put the old class back; PVC %s keeps its class",
+				dataClaimName(whr))
 		}
 		if whr.Spec.Autoscaling != nil && found {
 			if err := r.handOffReplicas(ctx, c.current); err != nil {
@@ -151,19 +151,19 @@ func (r *Reconciler) apply(ctx context.Context, obj runtime.Object) error {
 
 // keepVolumeClaimTemplates copies size and class from the existing
 // StatefulSet: volumeClaimTemplates are immutable, and applying a change
-// would fail every reconcile. Grow the volume by editing the PVC
-// (data-<name>-0) when its StorageClass allows expansion. It reports whether
-// the spec asked for something else.
-func keepVolumeClaimTemplates(want, have *appsv1.StatefulSet) (differs bool) {
+// would fail every reconcile. A larger size reaches the volume by another
+// way (reconcileVolumeSize patches the claim itself), so the template keeps
+// the size the claim was created with. It reports whether the spec asked
+// for another StorageClass, which nothing can apply to an existing claim.
+func keepVolumeClaimTemplates(want, have *appsv1.StatefulSet) (classDiffers bool) {
 	if len(have.Spec.VolumeClaimTemplates) == 0 || len(want.Spec.VolumeClaimTemplates) == 0 {
 		return false
 	}
 	w, h := &want.Spec.VolumeClaimTemplates[0].Spec, have.Spec.VolumeClaimTemplates[0].Spec
-	differs = !w.Resources.Requests.Storage().Equal(*h.Resources.Requests.Storage()) ||
-		(w.StorageClassName != nil && (h.StorageClassName == nil || *w.StorageClassName != *h.StorageClassName))
+	classDiffers = w.StorageClassName != nil && (h.StorageClassName == nil || *w.StorageClassName != *h.StorageClassName)
 	w.Resources.Requests = h.Resources.Requests.DeepCopy()
 	w.StorageClassName = h.StorageClassName
-	return differs
+	return classDiffers
 }
 
 func deploymentState(d *appsv1.Deployment, found bool) workloadState {

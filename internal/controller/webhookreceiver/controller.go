@@ -180,6 +180,17 @@ func (r *Reconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.Webhook
 	}
 
 	whr.Status.URL = publicURL(whr, ingress)
+
+	// The volume grows even while the receiver is unready: a full volume is
+	// one reason it would be.
+	var claim *dataClaim
+	var resizeRequeue time.Duration
+	if resources.UsesPostgres(whr) {
+		meta.RemoveStatusCondition(&whr.Status.Conditions, intunedv1alpha1.ConditionVolumeResizing)
+	} else if claim, resizeRequeue, err = r.reconcileVolumeSize(ctx, whr); err != nil {
+		return 0, err
+	}
+
 	if tokenErr != nil {
 		return 0, tokenErr
 	}
@@ -222,15 +233,21 @@ func (r *Reconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.Webhook
 		}
 		report.Ready(&whr.Status.Conditions, whr.Generation, intunedv1alpha1.ReasonAvailable, msg)
 	}
-	requeue := tokens.RequeueAfter
+	requeue := sooner(tokens.RequeueAfter, resizeRequeue)
 	if available && !resources.UsesPostgres(whr) {
 		// Free space changes without any watch event: poll it.
-		r.checkVolume(ctx, whr)
-		if every := r.volumeCheckInterval(); requeue == 0 || every < requeue {
-			requeue = every
-		}
+		r.checkVolume(ctx, whr, claim)
+		requeue = sooner(requeue, r.volumeCheckInterval())
 	}
 	return requeue, nil
+}
+
+// sooner is the earlier of two requeue delays (zero: none).
+func sooner(a, b time.Duration) time.Duration {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // checkDSNSecret reports a missing PostgreSQL DSN Secret or key (the Pods
@@ -319,6 +336,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.receiversReadingSecret), builder.OnlyMetadata).
+		// The SQLite data claim is made by the StatefulSet controller, not
+		// us: it is found by its labels. Its status tells how a resize goes.
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(receiverOfClaim)).
 		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(receiverOfJob),
 			builder.WithPredicates(jobTokenChanged{})).
 		Named("webhookreceiver").
@@ -339,6 +359,16 @@ func (r *Reconciler) receiversReadingSecret(ctx context.Context, o client.Object
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&w)})
 	}
 	return reqs
+}
+
+// receiverOfClaim maps a PVC made from the StatefulSet's volumeClaimTemplate
+// (it carries the template's labels) to its WebhookReceiver.
+func receiverOfClaim(_ context.Context, o client.Object) []reconcile.Request {
+	l := o.GetLabels()
+	if l[resources.LabelName] != resources.AppName || l[resources.LabelInstance] == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: l[resources.LabelInstance]}}}
 }
 
 // receiverOfJob maps an IntunedJob to the WebhookReceiver it references.

@@ -411,17 +411,20 @@ func TestWebhookReceiverSpecChangesRollOut(t *testing.T) {
 		return ""
 	})
 
-	// The SQLite volume template is immutable: a new size is not applied
-	// (the apply would fail), and Ready says what to do instead.
+	// The SQLite volume template is immutable: a new size or class is not
+	// applied to it (the apply would fail). A size reaches the claim itself
+	// (TestWebhookReceiverVolumeGrows); a class cannot, and Ready says so.
 	f.update(whr, func() {
-		whr.Spec.Storage = &intunedv1alpha1.ReceiverStorage{SQLite: &intunedv1alpha1.SQLiteStorage{Size: ptr.To(resource.MustParse("5Gi"))}}
+		whr.Spec.Storage = &intunedv1alpha1.ReceiverStorage{SQLite: &intunedv1alpha1.SQLiteStorage{
+			Size: ptr.To(resource.MustParse("5Gi")), StorageClassName: ptr.To("other")}}
 	})
 	w := f.waitReady("roll", metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable)
-	if msg := meta.FindStatusCondition(w.Status.Conditions, "Ready").Message; !strings.Contains(msg, "expand PVC data-roll-0") {
-		t.Errorf("Ready message does not explain the ignored size change: %s", msg)
+	if msg := meta.FindStatusCondition(w.Status.Conditions, "Ready").Message; !strings.Contains(msg, "storageClassName does not reach the existing volume") {
+		t.Errorf("Ready message does not explain the ignored class change: %s", msg)
 	}
 	var sts appsv1.StatefulSet
-	if err := f.get("roll", &sts); err != nil || sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "1Gi" {
+	if err := f.get("roll", &sts); err != nil || sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String() != "1Gi" ||
+		sts.Spec.VolumeClaimTemplates[0].Spec.StorageClassName != nil {
 		t.Errorf("volume template changed (err %v)", err)
 	}
 }
@@ -874,6 +877,13 @@ func TestWebhookReceiverMaximalSpecApplies(t *testing.T) {
 					PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "kubernetes.io/hostname",
 						LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{resources.LabelInstance: "max"}}}}}}},
 			PriorityClassName: "system-cluster-critical",
+			ImagePullSecrets:  []corev1.LocalObjectReference{{Name: "registry"}},
+			Env:               []corev1.EnvVar{{Name: "TZ", Value: "UTC"}},
+		},
+		Settings: &intunedv1alpha1.ReceiverSettings{
+			MaxBodyBytes: ptr.To(resource.MustParse("4Mi")),
+			Deadline:     &metav1.Duration{Duration: 3 * time.Second},
+			LogLevel:     "warn",
 		},
 		TokenSecretRef: &intunedv1alpha1.TokenSecretReference{Name: "own-token"},
 		Storage: &intunedv1alpha1.ReceiverStorage{Postgres: &intunedv1alpha1.PostgresStorage{
@@ -895,6 +905,12 @@ func TestWebhookReceiverMaximalSpecApplies(t *testing.T) {
 		ps.NodeSelector["kubernetes.io/os"] != "linux" || d.Spec.Template.Labels["team"] != "data" ||
 		d.Spec.Template.Annotations["example.com/a"] != "b" || ps.Containers[0].Image != "example.com/receiver:9" {
 		t.Errorf("pod template allow-list not applied: %+v", d.Spec.Template)
+	}
+	c := ps.Containers[0]
+	args := strings.Join(c.Args, " ")
+	if !strings.Contains(args, "--max-body-bytes=4194304 --deadline=3s --log-level=warn") ||
+		len(c.Env) != 1 || c.Env[0].Name != "TZ" || len(ps.ImagePullSecrets) != 1 || ps.ImagePullSecrets[0].Name != "registry" {
+		t.Errorf("settings did not reach the Pod: args %q env %v imagePullSecrets %v", args, c.Env, ps.ImagePullSecrets)
 	}
 	f.setDeploymentAvailable("max", true)
 	w := f.waitReady("max", metav1.ConditionTrue, intunedv1alpha1.ReasonAvailable)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -56,7 +57,7 @@ func (r *Reconciler) volumeCheckInterval() time.Duration {
 // checkVolume sets intunedv1alpha1.ConditionVolumeNearlyFull from the receiver's metrics and emits a Warning Event
 // when the volume becomes nearly full or full. A receiver whose metrics cannot be read gets the
 // condition Unknown; that never fails the reconcile.
-func (r *Reconciler) checkVolume(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) {
+func (r *Reconciler) checkVolume(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver, claim *dataClaim) {
 	cond := metav1.Condition{Type: intunedv1alpha1.ConditionVolumeNearlyFull, ObservedGeneration: whr.Generation}
 	text, err := r.receiverMetrics(ctx, whr)
 	var g map[string]float64
@@ -74,10 +75,12 @@ func (r *Reconciler) checkVolume(ctx context.Context, whr *intunedv1alpha1.Webho
 		cond.Message = "cannot read the receiver's /metrics: " + why
 	case g["receiver_store_volume_full"] == 1:
 		cond.Status, cond.Reason = metav1.ConditionTrue, intunedv1alpha1.ReasonVolumeFull
-		cond.Message = "the SQLite volume is full: the receiver refuses deliveries (503 store_full) until spec.storage.sqlite.size is grown; " + space(g)
+		cond.Message = "the SQLite volume is full: the receiver refuses deliveries (503 store_full) until it has room; " +
+			r.growAdvice(ctx, whr, claim) + "; " + space(g)
 	case g["receiver_store_volume_near_full"] == 1:
 		cond.Status, cond.Reason = metav1.ConditionTrue, intunedv1alpha1.ReasonVolumeNearlyFull
-		cond.Message = "the SQLite volume is nearly full: grow spec.storage.sqlite.size before deliveries are refused; " + space(g)
+		cond.Message = "the SQLite volume is nearly full, grow it before deliveries are refused: " +
+			r.growAdvice(ctx, whr, claim) + "; " + space(g)
 	default:
 		cond.Status, cond.Reason = metav1.ConditionFalse, intunedv1alpha1.ReasonVolumeSpaceAvailable
 		cond.Message = space(g)
@@ -87,6 +90,31 @@ func (r *Reconciler) checkVolume(ctx context.Context, whr *intunedv1alpha1.Webho
 		report.Event(r.Recorder, whr, "Warning", "Volume"+cond.Reason, "CheckVolume", cond.Message)
 	}
 	meta.SetStatusCondition(&whr.Status.Conditions, cond)
+}
+
+// growAdvice tells whether raising spec.storage.sqlite.size will grow this
+// volume, from the claim and its StorageClass.
+func (r *Reconciler) growAdvice(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver, claim *dataClaim) string {
+	if claim == nil {
+		return "raise spec.storage.sqlite.size"
+	}
+	pvc := claim.pvc
+	request, capacity := pvc.Spec.Resources.Requests[corev1.ResourceStorage], pvc.Status.Capacity[corev1.ResourceStorage]
+	if capacity.Cmp(request) < 0 {
+		return fmt.Sprintf("PVC %s is being expanded to %s (see the VolumeResizing condition)", pvc.Name, request.String())
+	}
+	if err := r.checkExpansion(ctx, claim); err != nil {
+		return "raise spec.storage.sqlite.size (whether StorageClass " + className(pvc) + " allows expansion is unknown: " + err.Error() + ")"
+	}
+	if claim.unknown != "" {
+		return "raise spec.storage.sqlite.size (" + claim.unknown + ", so whether it allows expansion is unknown)"
+	}
+	if claim.expansion != "" {
+		return "raising spec.storage.sqlite.size will not grow PVC " + pvc.Name + ": " + claim.expansion
+	}
+	size := requestedSize(whr)
+	return fmt.Sprintf("raise spec.storage.sqlite.size (now %s); StorageClass %s allows expansion, so the operator expands PVC %s in place",
+		size.String(), className(pvc), pvc.Name)
 }
 
 func space(g map[string]float64) string {
