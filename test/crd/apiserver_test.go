@@ -18,9 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/resources"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
@@ -300,6 +302,24 @@ storage: {sqlite: {}, postgres: {dsnSecretRef: {name: db, key: dsn}}}`),
 			"podDisruptionBudget must set exactly one of minAvailable or maxUnavailable"},
 		{"ingress path without slash", receiverYAML("recv", "ingress: {host: hooks.example.com, path: webhooks}"),
 			"ingress.path must start with '/'"},
+		{"max body below Intuned's results", receiverYAML("recv", "settings: {maxBodyBytes: 2Mi}"),
+			"settings.maxBodyBytes must be at least 2.5Mi"},
+		{"max body in bytes below Intuned's results", receiverYAML("recv", "settings: {maxBodyBytes: 2000000}"),
+			"settings.maxBodyBytes must be at least 2.5Mi"},
+		{"max body too large", receiverYAML("recv", "settings: {maxBodyBytes: 65Mi}"),
+			"settings.maxBodyBytes must be at most 64Mi"},
+		{"deadline too short", receiverYAML("recv", "settings: {deadline: 50ms}"),
+			"settings.deadline must be between 100ms and 5m"},
+		{"deadline too long", receiverYAML("recv", "settings: {deadline: 1h}"),
+			"settings.deadline must be between 100ms and 5m"},
+		{"deadline in words", receiverYAML("recv", `settings: {deadline: "2 seconds"}`),
+			"settings.deadline must be a Go duration"},
+		{"unknown log level", receiverYAML("recv", "settings: {logLevel: trace}"),
+			`supported values: "debug", "info", "warn", "error"`},
+		{"env sets an operator flag", receiverYAML("recv", "podTemplate: {env: [{name: TZ, value: UTC}, {name: RECEIVER_MAX_BODY_BYTES, value: '1'}]}"),
+			"podTemplate.env must not set the variable of a receiver flag the operator sets"},
+		{"env twice", receiverYAML("recv", "podTemplate: {env: [{name: TZ, value: UTC}, {name: TZ, value: CET}]}"),
+			"Duplicate value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,6 +376,12 @@ storage: {postgres: {dsnSecretRef: {name: db, key: dsn}}}
 autoscaling: {minReplicas: 2, maxReplicas: 10}
 podDisruptionBudget: {minAvailable: "50%"}
 networkPolicy: {enabled: true}`)},
+		{"receiver settings at their bounds", receiverYAML("bounds", `
+settings: {maxBodyBytes: 2560Ki, deadline: 100ms, logLevel: debug}
+podTemplate:
+  imagePullSecrets: [{name: registry}]
+  env: [{name: HTTPS_PROXY, value: "http://proxy:3128"}, {name: RECEIVER_BATCH_SIZE, value: "64"}]`)},
+		{"receiver settings at their upper bounds", receiverYAML("upper", "settings: {maxBodyBytes: 67108864, deadline: 5m, logLevel: error}")},
 		{"receiver with cluster-local externalURL", receiverYAML("svc-url", `externalURL: "http://recv.team-a.svc:8080/webhooks/intuned"`)},
 		{"receiver with no spec", "apiVersion: intuned.io/v1alpha1\nkind: WebhookReceiver\nmetadata:\n  name: empty\n"},
 	}
@@ -414,6 +440,66 @@ func TestImmutableIdentity(t *testing.T) {
 				t.Fatalf("rejected with\n  %v\nwant message containing %q", err, tt.wantMsg)
 			}
 		})
+	}
+}
+
+// TestSQLiteSizeOnlyGrows: a receiver's volume size may be raised or kept
+// (in any notation), never lowered.
+func TestSQLiteSizeOnlyGrows(t *testing.T) {
+	e := needEnv(t)
+	ns := newNamespace(t, e.Client)
+	u := decodeYAML(t, receiverYAML("sized", "storage: {sqlite: {size: 2Gi}}"))
+	u.SetNamespace(ns)
+	if err := e.Client.Create(ctxT(t), u); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ size, wantMsg string }{
+		{"1Gi", "storage.sqlite.size cannot be lowered"},
+		{"2047Mi", "storage.sqlite.size cannot be lowered"},
+		{"2147483648", ""}, // 2Gi in bytes: unchanged
+		{"3Gi", ""},
+		{"2Gi", "storage.sqlite.size cannot be lowered"},
+	} {
+		var whr intunedv1alpha1.WebhookReceiver
+		if err := e.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: "sized"}, &whr); err != nil {
+			t.Fatal(err)
+		}
+		whr.Spec.Storage.SQLite.Size = ptr.To(resource.MustParse(tt.size))
+		err := e.Client.Update(ctxT(t), &whr)
+		switch {
+		case tt.wantMsg == "" && err != nil:
+			t.Errorf("size %s: rejected: %v", tt.size, err)
+		case tt.wantMsg != "" && (err == nil || !strings.Contains(err.Error(), tt.wantMsg)):
+			t.Errorf("size %s: got %v, want rejection containing %q", tt.size, err, tt.wantMsg)
+		}
+	}
+}
+
+// TestEnvCannotOverrideOperatorFlags: every flag the operator passes to the
+// receiver has its environment variable (RECEIVER_ + name) refused in
+// podTemplate.env, so the CEL list cannot fall behind resources.ReceiverArgs.
+func TestEnvCannotOverrideOperatorFlags(t *testing.T) {
+	e := needEnv(t)
+	ns := newNamespace(t, e.Client)
+	settings := &intunedv1alpha1.ReceiverSettings{
+		MaxBodyBytes: ptr.To(resource.MustParse("4Mi")), Deadline: &metav1.Duration{Duration: time.Second}, LogLevel: "info"}
+	names := map[string]bool{"RECEIVER_POSTGRES_DSN": true} // the DSN file flag wins, but a DSN in env is refused too
+	for _, storage := range []*intunedv1alpha1.ReceiverStorage{
+		{SQLite: &intunedv1alpha1.SQLiteStorage{}},
+		{Postgres: &intunedv1alpha1.PostgresStorage{DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}}},
+	} {
+		w := &intunedv1alpha1.WebhookReceiver{Spec: intunedv1alpha1.WebhookReceiverSpec{Settings: settings, Storage: storage}}
+		for _, a := range resources.ReceiverArgs(w) {
+			flag, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+			names["RECEIVER_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))] = true
+		}
+	}
+	for name := range names {
+		u := decodeYAML(t, receiverYAML("env", "podTemplate: {env: [{name: "+name+", value: x}]}"))
+		u.SetNamespace(ns)
+		if err := e.Client.Create(ctxT(t), u); err == nil || !strings.Contains(err.Error(), "podTemplate.env must not set") {
+			t.Errorf("env %s: got %v, want it refused", name, err)
+		}
 	}
 }
 
