@@ -298,6 +298,7 @@ metadata:
 provisioner: %[2]s
 reclaimPolicy: Delete
 volumeBindingMode: WaitForFirstConsumer
+allowVolumeExpansion: true
 ---
 apiVersion: networking.k8s.io/v1
 kind: IngressClass

@@ -20,6 +20,16 @@ import (
 // Pod can write to it. The StorageClass binds WaitForFirstConsumer, so a
 // claim is provisioned once the scheduler has picked the node.
 //
+// It also expands volumes, as external-resizer does for a CSI driver whose
+// volumes need a node-side step: when a bound claim asks for more than its
+// PV holds, the PV's capacity is raised and the claim marked
+// FileSystemResizePending (allocatedResourceStatuses NodeResizePending).
+// The kubelet then runs the `local` plugin's NodeExpand for the mounted
+// volume and writes the new size into the claim's status.capacity, clearing
+// the marks. The directories have no size of their own (they share the
+// node's disk), so there is nothing to grow on disk: the capacity is the
+// bookkeeping Kubernetes and the operator see.
+//
 // It polls instead of watching: a test cluster has a handful of claims, and a
 // loop that lists them is easy to follow and cannot miss an event.
 type Provisioner struct {
@@ -47,6 +57,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	for {
 		if err := p.provision(ctx); err != nil {
 			p.Log.Error("provision", "err", err)
+		}
+		if err := p.expand(ctx); err != nil {
+			p.Log.Error("expand", "err", err)
 		}
 		if err := p.reclaim(ctx); err != nil {
 			p.Log.Error("reclaim", "err", err)
@@ -118,6 +131,59 @@ func (p *Provisioner) provisionOne(ctx context.Context, pvc *corev1.PersistentVo
 		p.Log.Info("provisioned", "namespace", pvc.Namespace, "claim", pvc.Name, "volume", name, "path", dir)
 	}
 	return err
+}
+
+// expand raises the PV of every bound claim of ours whose request exceeds
+// the PV's capacity, and hands the rest to the kubelet.
+func (p *Provisioner) expand(ctx context.Context) error {
+	claims, err := p.Client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for i := range claims.Items {
+		pvc := &claims.Items[i]
+		if pvc.Status.Phase != corev1.ClaimBound || pvc.Spec.VolumeName == "" || pvc.Annotations[annStorageProvision] != p.Name {
+			continue
+		}
+		if err := p.expandOne(ctx, pvc); err != nil {
+			p.Log.Error("expand claim", "namespace", pvc.Namespace, "claim", pvc.Name, "err", err)
+		}
+	}
+	return nil
+}
+
+func (p *Provisioner) expandOne(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	want := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	pv, err := p.Client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if pv.Annotations[annProvisionedBy] != p.Name {
+		return nil
+	}
+	if have := pv.Spec.Capacity[corev1.ResourceStorage]; want.Cmp(have) <= 0 {
+		return nil
+	}
+	// The controller side of a resize: the volume now holds the new size.
+	pv.Spec.Capacity = corev1.ResourceList{corev1.ResourceStorage: want}
+	if _, err := p.Client.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	// What is left is the node side, as external-resizer marks it.
+	pvc.Status.AllocatedResources = corev1.ResourceList{corev1.ResourceStorage: want}
+	pvc.Status.AllocatedResourceStatuses = map[corev1.ResourceName]corev1.ClaimResourceStatus{
+		corev1.ResourceStorage: corev1.PersistentVolumeClaimNodeResizePending,
+	}
+	pvc.Status.Conditions = []corev1.PersistentVolumeClaimCondition{{
+		Type: corev1.PersistentVolumeClaimFileSystemResizePending, Status: corev1.ConditionTrue,
+		LastTransitionTime: metav1.Now(),
+		Message:            "Waiting for user to (re-)start a pod to finish file system resize of volume on node.",
+	}}
+	if _, err := p.Client.CoreV1().PersistentVolumeClaims(pvc.Namespace).UpdateStatus(ctx, pvc, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	p.Log.Info("expanded", "namespace", pvc.Namespace, "claim", pvc.Name, "volume", pv.Name, "size", want.String())
+	return nil
 }
 
 // reclaim deletes the directory and the PV of every released volume we made.
