@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,6 +88,7 @@ type Receiver struct {
 	inFlight                         atomic.Int64  // deliveries being handled (admission control)
 	inFlightBytes                    atomic.Int64  // body bytes they reserved
 	draining                         atomic.Bool
+	backupMu                         sync.Mutex // one backup or restore at a time (each holds a file the size of the store)
 	stopWatch                        context.CancelFunc
 	mux                              *http.ServeMux
 }
@@ -102,7 +104,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 		return nil, fmt.Errorf("ingest path %q must start with / and not be the root", cfg.IngestPath)
 	}
 	switch cfg.IngestPath {
-	case "/healthz", "/readyz", "/metrics", "/v1/deliveries":
+	case "/healthz", "/readyz", "/metrics", "/v1/deliveries", "/v1/backup":
 		return nil, fmt.Errorf("ingest path %q is taken by another endpoint", cfg.IngestPath)
 	}
 	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery),
@@ -135,6 +137,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	r.mux.HandleFunc("/v1/jobruns", r.listJobRuns)
 	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/summary", r.jobRunSummary)
 	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/backfill", r.backfill)
+	r.mux.HandleFunc("/v1/backup", r.backupEndpoint)
 	r.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
+	"os"
 	"strconv"
 	"time"
 )
@@ -223,4 +225,34 @@ type Space struct {
 // SpaceReporter is implemented by stores that live on a local volume (SQLite); /metrics exports it.
 type SpaceReporter interface {
 	Space() (Space, error)
+}
+
+// ErrNotEmpty is returned by Backuper.Restore when the store already holds deliveries or
+// quarantined bodies: a restore never merges into existing data.
+var ErrNotEmpty = errors.New("store is not empty")
+
+// ErrInvalidBackup is wrapped by Backuper.Restore when the uploaded file is not a backup this
+// store can use (not a database, damaged, another schema); the store is left unchanged.
+var ErrInvalidBackup = errors.New("invalid backup")
+
+// Restored is what Backuper.Restore copied into the store.
+type Restored struct {
+	Deliveries, Quarantined int64
+	// SchemaVersion is the backup's schema version before it was migrated to the store's.
+	SchemaVersion int
+}
+
+// Backuper is implemented by stores that keep their data in a file the receiver owns (SQLite).
+// A PostgreSQL database is the user's: pg_dump and pg_restore back it up.
+type Backuper interface {
+	// Backup writes a consistent copy of the whole store, as of one moment, to a file on the
+	// store's own volume while writes go on, and returns it open at its start. The file has no
+	// name any more: its space is freed when f is closed. It wraps ErrFull when the volume
+	// cannot hold the copy and still keep the store's reserve.
+	Backup(ctx context.Context) (f *os.File, err error)
+	// Restore reads a backup made by Backup (size bytes, or -1 when unknown) and copies it into
+	// the store in one transaction, only when the store is empty (else ErrNotEmpty). An older
+	// schema version is migrated first. A file that is not a usable backup gives
+	// ErrInvalidBackup; too little space gives ErrFull. Either way nothing changed.
+	Restore(ctx context.Context, r io.Reader, size int64) (Restored, error)
 }

@@ -171,6 +171,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = checkpointEvery
 	}
+	removeTemps(path)
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")

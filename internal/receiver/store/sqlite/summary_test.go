@@ -25,6 +25,24 @@ func TestOpenMigratesOlderVersions(t *testing.T) {
 func testOpenMigrates(t *testing.T, from int) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
+	d := writeOldVersion(t, path, from)
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var version int
+	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
+		t.Fatalf("user_version = %d (%v), want %d", version, err, schemaVersion)
+	}
+	storetest.CheckMigrated(t, s, d)
+}
+
+// writeOldVersion makes a database file at path with the schema of version from, holding one
+// delivery (returned), a conflicting duplicate of it and an invalid body.
+func writeOldVersion(t *testing.T, path string, from int) store.Delivery {
+	t.Helper()
+	ctx := context.Background()
 	old, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
@@ -53,17 +71,7 @@ func testOpenMigrates(t *testing.T, from int) {
 		}
 	}
 	old.Close()
-
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var version int
-	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
-		t.Fatalf("user_version = %d (%v), want %d", version, err, schemaVersion)
-	}
-	storetest.CheckMigrated(t, s, d)
+	return d
 }
 
 // TestSummaryQueriesUseIndexes fails when a summary query would scan a table (or a whole index)
