@@ -169,6 +169,8 @@ func writeUpload(path string, r io.Reader, limit int64) error {
 		return fmt.Errorf("sqlite: restore: write the upload: %w", err)
 	case n > limit:
 		return fmt.Errorf("sqlite: %w: the upload is larger than a third of the free space (the file, then its rows twice)", store.ErrFull)
+	case n == 0:
+		return fmt.Errorf("%w: the upload is empty", store.ErrInvalidBackup)
 	}
 	return nil
 }
@@ -189,7 +191,7 @@ func checkBackup(ctx context.Context, path string) (int, error) {
 	db.SetMaxOpenConns(1) // migrate's transactions and queries share the one connection
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return 0, invalid("not a SQLite database (%v)", err)
+		return 0, invalid("cannot be read as a SQLite database (%v)", err)
 	}
 	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check(10)")
 	if err != nil {
