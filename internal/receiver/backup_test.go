@@ -378,6 +378,7 @@ type load struct {
 	ids     []string // acknowledged with 201, in order
 	refused []string
 	done    chan struct{}
+	stopped sync.Once
 	wg      sync.WaitGroup
 }
 
@@ -427,9 +428,9 @@ func (l *load) ackedIDs() []string {
 	return append([]string(nil), l.ids...)
 }
 
-// stop ends the load and returns the refusals it saw, if any.
+// stop ends the load (once) and returns the refusals it saw, if any.
 func (l *load) stop() string {
-	close(l.done)
+	l.stopped.Do(func() { close(l.done) })
 	l.wg.Wait()
 	if len(l.refused) == 0 {
 		return ""
