@@ -475,4 +475,3 @@ func TestPostgresDumpRestore(t *testing.T) {
 		t.Errorf("the delivery after the restore is not listed last: %s", last)
 	}
 }
-
