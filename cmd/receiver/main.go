@@ -37,6 +37,8 @@ Endpoints:
   POST <ingest-path>          a delivery (201 stored, 200 duplicate, 4xx invalid, 429/503 retry)
   GET  /v1/deliveries         stored deliveries as NDJSON (needs --read-token-file)
   GET  /v1/deliveries/{runId} one delivery's raw body
+  GET  /v1/backup             SQLite: a consistent copy of the store, taken while ingesting (read token)
+  PUT  /v1/backup             SQLite: restore such a copy into an empty store (ingest token)
   GET  /healthz, /readyz, /metrics
 
 Examples:
