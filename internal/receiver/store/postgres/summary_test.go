@@ -17,7 +17,8 @@ import (
 // JobRun summary) or up to 0002 (before backfill) opens, keeps its data, is summarized, and gets
 // the conflicts it holds attributed; its deliveries read back as not backfilled.
 func TestOpenMigratesOlderSchemas(t *testing.T) {
-	for _, files := range [][]string{{"0001_init.sql"}, {"0001_init.sql", "0002_job_run_summary.sql"}} {
+	for _, files := range [][]string{{"0001_init.sql"}, {"0001_init.sql", "0002_job_run_summary.sql"},
+		{"0001_init.sql", "0002_job_run_summary.sql", "0003_backfill.sql"}} {
 		t.Run(files[len(files)-1], func(t *testing.T) { testOpenMigrates(t, files) })
 	}
 }
