@@ -48,7 +48,9 @@ func TestWebhookReceiverRetentionReachesReceiver(t *testing.T) {
 	}
 	f.eventually(want("--retention-max-age=720h0m0s", "--retention-max-bytes=838860800"))
 
-	f.update(whr, func() { whr.Spec.Retention = &intunedv1alpha1.ReceiverRetention{MaxAge: &metav1.Duration{Duration: 48 * time.Hour}} })
+	f.update(whr, func() {
+		whr.Spec.Retention = &intunedv1alpha1.ReceiverRetention{MaxAge: &metav1.Duration{Duration: 48 * time.Hour}}
+	})
 	f.eventually(want("--retention-max-age=48h0m0s"))
 
 	f.update(whr, func() { whr.Spec.Retention = nil })

@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
 )
@@ -40,21 +37,6 @@ func TestPruneUsesIndexes(t *testing.T) {
 		{"quarantine", pruneQuarantine, []any{before, 1000}, []string{"using quarantine_received_at on quarantine", "Tid Scan on quarantine"}},
 		{"oldest", oldestDelivery, nil, []string{"using deliveries_received_at on deliveries"}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			rows, _ := s.pool.Query(ctx, "EXPLAIN "+c.query, c.args...)
-			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
-			}
-			plan := strings.Join(lines, "\n")
-			for _, want := range c.want {
-				if !strings.Contains(plan, want) {
-					t.Errorf("plan lacks %q:\n%s", want, plan)
-				}
-			}
-			if strings.Contains(plan, "Seq Scan") {
-				t.Errorf("plan scans a table:\n%s", plan)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkPlan(t, s, c.query, c.args, c.want) })
 	}
 }
