@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -94,6 +95,7 @@ func maximalPostgres() *v1alpha1.WebhookReceiver {
 			}},
 		},
 	}
+	w.Spec.Retention = &v1alpha1.ReceiverRetention{MaxAge: &metav1.Duration{Duration: 168 * time.Hour}}
 	return w
 }
 
@@ -112,6 +114,7 @@ func maximalSQLite() *v1alpha1.WebhookReceiver {
 		PodDisruptionBudget: &v1alpha1.ReceiverPodDisruptionBudget{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
 		NetworkPolicy:       &v1alpha1.ReceiverNetworkPolicy{Enabled: true},
 	}
+	w.Spec.Retention = &v1alpha1.ReceiverRetention{MaxAge: &metav1.Duration{Duration: 720 * time.Hour}, MaxSize: ptr.To(resource.MustParse("15Gi"))}
 	return w
 }
 

@@ -195,6 +195,7 @@ func ReceiverArgs(whr *v1alpha1.WebhookReceiver) []string {
 		"--previous-token-file=" + path.Join(TokenDir, v1alpha1.TokenSecretKeyPreviousToken),
 		"--read-token-file=" + path.Join(TokenDir, v1alpha1.TokenSecretKeyReadToken),
 	}
+	args = append(args, retentionArgs(whr)...)
 	if UsesPostgres(whr) {
 		return append(args, "--store=postgres", "--postgres-dsn-file="+path.Join(PostgresDSNDir, PostgresDSNFile))
 	}

@@ -104,17 +104,7 @@ func TestSummaryQueriesUseIndexes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			plan := explain(t, s, c.query, c.args...)
-			for _, want := range c.want {
-				if !strings.Contains(plan, want) {
-					t.Errorf("plan lacks %q:\n%s", want, plan)
-				}
-			}
-			for _, table := range []string{"deliveries", "quarantine"} {
-				if strings.Contains(plan, "SCAN "+table) {
-					t.Errorf("plan scans %s:\n%s", table, plan)
-				}
-			}
+			plan := checkPlan(t, s, c.query, c.args, c.want)
 			if c.sortFree && strings.Contains(plan, "TEMP B-TREE") {
 				t.Errorf("plan sorts:\n%s", plan)
 			}
@@ -142,4 +132,21 @@ func explain(t *testing.T, s *Store, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// checkPlan fails when query's plan lacks one of want or scans a table; it returns the plan.
+func checkPlan(t *testing.T, s *Store, query string, args []any, want []string) string {
+	t.Helper()
+	plan := explain(t, s, query, args...)
+	for _, w := range want {
+		if !strings.Contains(plan, w) {
+			t.Errorf("plan lacks %q:\n%s", w, plan)
+		}
+	}
+	for _, table := range []string{"deliveries", "quarantine"} {
+		if strings.Contains(plan, "SCAN "+table) {
+			t.Errorf("plan scans %s:\n%s", table, plan)
+		}
+	}
+	return plan
 }
