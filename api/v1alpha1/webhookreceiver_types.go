@@ -36,6 +36,8 @@ const (
 	AnnotationRotateToken = "intuned.io/rotate-token"
 )
 
+// +kubebuilder:validation:XValidation:rule="!has(self.retention) || !has(self.retention.maxSize) || !has(self.storage) || !has(self.storage.postgres)",message="retention.maxSize applies to sqlite storage only: PostgreSQL does not give deleted space back until it is vacuumed, so its size cannot bound what is kept; bound a postgres receiver by retention.maxAge"
+// +kubebuilder:validation:XValidation:rule="!has(self.retention) || !has(self.retention.maxSize) || !has(self.storage) || !has(self.storage.sqlite) || !has(self.storage.sqlite.size) || quantity(string(self.retention.maxSize)).isLessThan(quantity(string(self.storage.sqlite.size)))",message="retention.maxSize must be less than storage.sqlite.size: the volume also holds the write-ahead log, a 16Mi reserve and the last 2h of deliveries, which are never pruned"
 // WebhookReceiverSpec declares an in-cluster endpoint for Intuned's webhook
 // sink: receiver Pods that authenticate each delivery with a bearer token,
 // store it durably (SQLite or PostgreSQL) and de-duplicate it by run id.
@@ -110,6 +112,12 @@ type WebhookReceiverSpec struct {
 	// receiver's HTTP port.
 	// +optional
 	NetworkPolicy *ReceiverNetworkPolicy `json:"networkPolicy,omitempty"`
+
+	// --- Retention (issue 23, part 1) ---
+
+	// Retention prunes old deliveries. Unset: every delivery is kept forever.
+	// +optional
+	Retention *ReceiverRetention `json:"retention,omitempty"`
 }
 
 // ReceiverAutoscaling configures a HorizontalPodAutoscaler on CPU.
@@ -166,7 +174,7 @@ type ReceiverPodTemplate struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['RECEIVER_LISTEN_ADDR', 'RECEIVER_INGEST_PATH', 'RECEIVER_TOKEN_FILE', 'RECEIVER_PREVIOUS_TOKEN_FILE', 'RECEIVER_READ_TOKEN_FILE', 'RECEIVER_STORE', 'RECEIVER_SQLITE_PATH', 'RECEIVER_POSTGRES_DSN', 'RECEIVER_POSTGRES_DSN_FILE', 'RECEIVER_MAX_BODY_BYTES', 'RECEIVER_DEADLINE', 'RECEIVER_LOG_LEVEL']))",message="podTemplate.env must not set the variable of a receiver flag the operator sets (RECEIVER_LISTEN_ADDR, RECEIVER_INGEST_PATH, RECEIVER_TOKEN_FILE, RECEIVER_PREVIOUS_TOKEN_FILE, RECEIVER_READ_TOKEN_FILE, RECEIVER_STORE, RECEIVER_SQLITE_PATH, RECEIVER_POSTGRES_DSN, RECEIVER_POSTGRES_DSN_FILE, RECEIVER_MAX_BODY_BYTES, RECEIVER_DEADLINE, RECEIVER_LOG_LEVEL): set the body limit, deadline and log level with spec.settings"
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !(e.name in ['RECEIVER_LISTEN_ADDR', 'RECEIVER_INGEST_PATH', 'RECEIVER_TOKEN_FILE', 'RECEIVER_PREVIOUS_TOKEN_FILE', 'RECEIVER_READ_TOKEN_FILE', 'RECEIVER_STORE', 'RECEIVER_SQLITE_PATH', 'RECEIVER_POSTGRES_DSN', 'RECEIVER_POSTGRES_DSN_FILE', 'RECEIVER_MAX_BODY_BYTES', 'RECEIVER_DEADLINE', 'RECEIVER_LOG_LEVEL', 'RECEIVER_RETENTION_MAX_AGE', 'RECEIVER_RETENTION_MAX_BYTES']))",message="podTemplate.env must not set the variable of a receiver flag the operator sets (RECEIVER_LISTEN_ADDR, RECEIVER_INGEST_PATH, RECEIVER_TOKEN_FILE, RECEIVER_PREVIOUS_TOKEN_FILE, RECEIVER_READ_TOKEN_FILE, RECEIVER_STORE, RECEIVER_SQLITE_PATH, RECEIVER_POSTGRES_DSN, RECEIVER_POSTGRES_DSN_FILE, RECEIVER_MAX_BODY_BYTES, RECEIVER_DEADLINE, RECEIVER_LOG_LEVEL, RECEIVER_RETENTION_MAX_AGE, RECEIVER_RETENTION_MAX_BYTES): set the body limit, deadline and log level with spec.settings, pruning with spec.retention"
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
 }
@@ -304,6 +312,32 @@ type ReceiverNetworkPolicy struct {
 	// +listType=atomic
 	// +optional
 	From []networkingv1.NetworkPolicyPeer `json:"from,omitempty"`
+}
+
+// ReceiverRetention bounds what a receiver keeps. The receiver prunes the
+// oldest deliveries (and bodies kept in its quarantine) in small batches, off
+// the ingest path, every minute. It never prunes a delivery received less
+// than 2 hours ago: Intuned retries a delivery for 1 hour after its Run, so a
+// delivery pruned earlier could come back as a retry and be stored again as
+// new. See docs/receiver-data.md for choosing the values.
+// +kubebuilder:validation:XValidation:rule="has(self.maxAge) || has(self.maxSize)",message="retention must set maxAge, maxSize or both (remove retention to keep everything)"
+type ReceiverRetention struct {
+	// MaxAge prunes deliveries received longer ago than this. Go duration,
+	// at least 2h (Intuned retries a delivery for 1h after its Run), e.g.
+	// 720h for 30 days.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="retention.maxAge must be a Go duration such as 720h or 168h (units ns, us, ms, s, m, h; days are not a unit: write 24h)"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('2h')",message="retention.maxAge must be at least 2h: Intuned retries a delivery for 1h after its Run, and a retry of a delivery pruned before then would be stored again as new"
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+	// MaxSize prunes the oldest deliveries while the receiver's data takes
+	// more than this (sqlite storage only), but never one received less than
+	// 2 hours ago: then the receiver reports it (metric
+	// receiver_retention_size_floor_reached) and keeps them. The database
+	// file keeps its largest size and reuses the freed space.
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="retention.maxSize must be greater than zero"
+	// +optional
+	MaxSize *resource.Quantity `json:"maxSize,omitempty"`
 }
 
 // WebhookReceiverStatus is the observed state of a WebhookReceiver.

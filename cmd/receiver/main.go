@@ -37,6 +37,8 @@ Endpoints:
   POST <ingest-path>          a delivery (201 stored, 200 duplicate, 4xx invalid, 429/503 retry)
   GET  /v1/deliveries         stored deliveries as NDJSON (needs --read-token-file)
   GET  /v1/deliveries/{runId} one delivery's raw body
+  GET  /v1/backup             SQLite: a consistent copy of the store, taken while ingesting (read token)
+  PUT  /v1/backup             SQLite: restore such a copy into an empty store (ingest token)
   GET  /healthz, /readyz, /metrics
 
 Examples:
@@ -54,6 +56,7 @@ type options struct {
 	deadline, tokenReload, shutdownGrace, retryAfter    time.Duration
 	batchSize, maxInFlight                              int
 	logLevel, debugAddr                                 string
+	retention                                           receiver.Retention
 }
 
 func envName(flagName string) string {
@@ -84,6 +87,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.tokenReload, "token-reload-interval", 2*time.Second, "how often the token files are re-read")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time to finish in-flight deliveries before exiting (keep below the Pod's terminationGracePeriodSeconds)")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "address serving Go's /debug/pprof profiles (empty: off; keep it on loopback, it has no auth)")
+	fs.DurationVar(&o.retention.MaxAge, "retention-max-age", 0, "prune deliveries and quarantined bodies received longer ago than this, e.g. 720h (0: keep everything; at least 2h, as Intuned retries a delivery for 1h after its Run)")
+	fs.Int64Var(&o.retention.MaxBytes, "retention-max-bytes", 0, "prune the oldest deliveries while the SQLite data takes more than this many bytes, never one received in the last 2h (0: no bound; --store sqlite only)")
+	fs.DurationVar(&o.retention.Interval, "retention-interval", time.Minute, "time between two pruning rounds")
+	fs.IntVar(&o.retention.Batch, "retention-batch", 1000, "most rows one pruning transaction deletes from each table")
+	fs.DurationVar(&o.retention.Pause, "retention-pause", 50*time.Millisecond, "pause between two pruning batches, so ingest commits get the store in between")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (JSON logs on stderr; tokens and DSNs are never logged)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHeader)
@@ -174,6 +182,7 @@ func run(o *options, log *slog.Logger) error {
 		PreviousTokenFile: o.previousTokenFile, ReadTokenFile: o.readTokenFile, TokenReload: o.tokenReload,
 		MaxBodyBytes: o.maxBodyBytes, Deadline: o.deadline, BatchSize: o.batchSize,
 		MaxInFlight: o.maxInFlight, MaxInFlightBytes: o.maxInFlightBytes, RetryAfter: o.retryAfter, Logger: log,
+		Retention: o.retention,
 	}, st)
 	if err != nil {
 		return err
@@ -206,7 +215,8 @@ func run(o *options, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("receiver listening", "addr", ln.Addr().String(), "ingestPath", o.ingestPath, "store", o.storeKind,
-		"readAPI", o.readTokenFile != "")
+		"readAPI", o.readTokenFile != "",
+		"retentionMaxAge", o.retention.MaxAge.String(), "retentionMaxBytes", o.retention.MaxBytes)
 
 	select {
 	case err := <-serveErr:

@@ -2,14 +2,19 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 )
 
 // BenchmarkIngest measures the whole ingest path (HTTP, auth, parse, group commit) in-process, for
@@ -115,4 +120,63 @@ func BenchmarkBackfill(b *testing.B) {
 			b.ReportMetric(float64(results)/float64(b.N), "results/op")
 		})
 	}
+}
+
+// BenchmarkBackupWhileIngesting takes backups (GET /v1/backup, streamed to the client) of a
+// SQLite receiver holding 100,000 deliveries of ~1 KiB while 16 senders keep delivering, and
+// reports the backup's duration and size and the deliveries acknowledged per second before and
+// during the backups. Use -benchtime 3x.
+func BenchmarkBackupWhileIngesting(b *testing.B) {
+	e := newEnv(b, "sqlite", nil)
+	ctx := context.Background()
+	pad := strings.Repeat("x", 800)
+	batch := make([]store.Delivery, 0, 1000)
+	t0 := time.Now().Add(-time.Hour)
+	for i := range 100_000 {
+		id := fmt.Sprintf("seed-%016x", rand.Uint64()) // random, as Intuned's runIds are
+		body := strings.Replace(runBody(id, fmt.Sprint("jr-", i/1000), "list", "completed"), `{"n"`, `{"pad":"`+pad+`","n"`, 1)
+		batch = append(batch, store.Delivery{RunID: id, JobID: "job-1", JobRunID: fmt.Sprint("jr-", i/1000), Project: "ecommerce",
+			APIName: "list", ResultStatus: "completed", ReceivedAt: t0.Add(time.Duration(i) * time.Millisecond), Body: []byte(body)})
+		if len(batch) == cap(batch) {
+			if _, err := e.st.Save(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	l := startLoad(e, 16)
+	defer l.stop()
+	const calm = 2 * time.Second
+	n0 := l.acked()
+	time.Sleep(calm)
+	before := float64(l.acked()-n0) / calm.Seconds()
+
+	var took time.Duration
+	var acked, size int64
+	b.ResetTimer()
+	for range b.N {
+		n0, start := l.acked(), time.Now()
+		req, _ := http.NewRequest(http.MethodGet, e.url+"/v1/backup", nil)
+		req.Header.Set("Authorization", "Bearer "+readToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK {
+			b.Fatalf("backup: %s, %v", res.Status, err)
+		}
+		took += time.Since(start)
+		acked += int64(l.acked() - n0)
+		size = n
+	}
+	b.StopTimer()
+	if refused := l.stop(); refused != "" {
+		b.Errorf("deliveries refused: %s", refused)
+	}
+	b.ReportMetric(took.Seconds()/float64(b.N), "backup-s")
+	b.ReportMetric(float64(size)/1e6, "backup-MB")
+	b.ReportMetric(before, "deliveries/s-before")
+	b.ReportMetric(float64(acked)/took.Seconds(), "deliveries/s-during")
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,7 @@ type Config struct {
 	MaxInFlightBytes  int64         // body bytes held by in-flight deliveries before 429; default 64 MiB
 	RetryAfter        time.Duration // Retry-After sent with 429/503; default 5s
 	Logger            *slog.Logger  // default slog.Default()
+	Retention         Retention     // pruning of old deliveries (retention.go); zero: keep everything
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +71,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Retention.setDefaults()
 }
 
 // Receiver serves the ingest endpoint, the read API and the health/metrics endpoints.
@@ -87,7 +90,9 @@ type Receiver struct {
 	inFlight                         atomic.Int64  // deliveries being handled (admission control)
 	inFlightBytes                    atomic.Int64  // body bytes they reserved
 	draining                         atomic.Bool
-	stopWatch                        context.CancelFunc
+	backupMu                         sync.Mutex         // one backup or restore at a time (each holds a file the size of the store)
+	stopWatch                        context.CancelFunc // stops the token watchers and the pruner
+	prunerDone                       chan struct{}      // closed when the pruner has stopped
 	mux                              *http.ServeMux
 }
 
@@ -102,11 +107,15 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 		return nil, fmt.Errorf("ingest path %q must start with / and not be the root", cfg.IngestPath)
 	}
 	switch cfg.IngestPath {
-	case "/healthz", "/readyz", "/metrics", "/v1/deliveries":
+	case "/healthz", "/readyz", "/metrics", "/v1/deliveries", "/v1/backup":
 		return nil, fmt.Errorf("ingest path %q is taken by another endpoint", cfg.IngestPath)
 	}
+	if err := cfg.Retention.check(st); err != nil {
+		return nil, err
+	}
 	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery),
-		readers: make(chan struct{}, maxReaders)}
+		readers: make(chan struct{}, maxReaders), prunerDone: make(chan struct{})}
+	retention := newRetentionMetrics(r.m.reg, st)
 	r.ingestRefusals = refusals{r: r, rejected: r.m.rejected, what: "delivery"}
 	r.backfillRefusals = refusals{r: r, rejected: r.m.backfillRejected, what: "backfill"}
 	var err error
@@ -124,6 +133,12 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	if r.readAuth != nil {
 		go r.readAuth.watch(ctx, cfg.TokenReload, r.log)
 	}
+	if cfg.Retention.enabled() {
+		p := &pruner{cfg: cfg.Retention, st: st, log: r.log, errs: r.storeErrs, m: retention}
+		go func() { defer close(r.prunerDone); p.run(ctx) }()
+	} else {
+		close(r.prunerDone)
+	}
 	// The commit timeout outlives the request deadline so a slow commit still lands (the sender
 	// retries and gets "duplicate") instead of being abandoned half-way.
 	r.w = newWriter(st, cfg.MaxInFlight, cfg.BatchSize, cfg.Deadline, 4*cfg.Deadline, r.m, r.log, r.storeErrs)
@@ -135,6 +150,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	r.mux.HandleFunc("/v1/jobruns", r.listJobRuns)
 	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/summary", r.jobRunSummary)
 	r.mux.HandleFunc("/v1/jobruns/{jobRunId}/backfill", r.backfill)
+	r.mux.HandleFunc("/v1/backup", r.backupEndpoint)
 	r.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -158,6 +174,7 @@ func (r *Receiver) Close() {
 	r.draining.Store(true)
 	r.w.close()
 	r.stopWatch()
+	<-r.prunerDone // the caller closes the store next
 }
 
 // readyz reports whether this receiver can take deliveries now: not while shutting down, not

@@ -111,6 +111,7 @@ func maximalPostgres() *v1alpha1.WebhookReceiver {
 			}},
 		},
 	}
+	w.Spec.Retention = &v1alpha1.ReceiverRetention{MaxAge: &metav1.Duration{Duration: 168 * time.Hour}}
 	return w
 }
 
@@ -130,6 +131,7 @@ func maximalSQLite() *v1alpha1.WebhookReceiver {
 		PodDisruptionBudget: &v1alpha1.ReceiverPodDisruptionBudget{MaxUnavailable: ptr.To(intstr.FromInt32(1))},
 		NetworkPolicy:       &v1alpha1.ReceiverNetworkPolicy{Enabled: true},
 	}
+	w.Spec.Retention = &v1alpha1.ReceiverRetention{MaxAge: &metav1.Duration{Duration: 720 * time.Hour}, MaxSize: ptr.To(resource.MustParse("15Gi"))}
 	return w
 }
 

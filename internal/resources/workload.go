@@ -197,6 +197,7 @@ func ReceiverArgs(whr *v1alpha1.WebhookReceiver) []string {
 		"--read-token-file=" + path.Join(TokenDir, v1alpha1.TokenSecretKeyReadToken),
 	}
 	args = append(args, settingsArgs(whr)...)
+	args = append(args, retentionArgs(whr)...)
 	if UsesPostgres(whr) {
 		return append(args, "--store=postgres", "--postgres-dsn-file="+path.Join(PostgresDSNDir, PostgresDSNFile))
 	}

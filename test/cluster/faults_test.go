@@ -19,6 +19,10 @@ import (
 func TestReceiverLostMidRun(t *testing.T)     { scenarios.ReceiverLostMidRun(t, &env) }
 func TestTokenRotationDuringRun(t *testing.T) { scenarios.TokenRotationDuringRun(t, &env) }
 
+// TestBackupRestore: the backup is written to and read from the
+// receiver's provisioned volume, through its Service.
+func TestBackupRestore(t *testing.T) { scenarios.BackupRestore(t, &env) }
+
 // TestDeliveryGapBackfilled: the receiver's StatefulSet at 0 for longer
 // than the simulator's retry window; Auto backfill, from the manager's Pod
 // through the receiver's Service (cluster DNS), closes the gap.

@@ -488,7 +488,9 @@ func TestEnvCannotOverrideOperatorFlags(t *testing.T) {
 		{SQLite: &intunedv1alpha1.SQLiteStorage{}},
 		{Postgres: &intunedv1alpha1.PostgresStorage{DSNSecretRef: intunedv1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}}},
 	} {
-		w := &intunedv1alpha1.WebhookReceiver{Spec: intunedv1alpha1.WebhookReceiverSpec{Settings: settings, Storage: storage}}
+		w := &intunedv1alpha1.WebhookReceiver{Spec: intunedv1alpha1.WebhookReceiverSpec{Settings: settings, Storage: storage,
+			Retention: &intunedv1alpha1.ReceiverRetention{
+				MaxAge: &metav1.Duration{Duration: 720 * time.Hour}, MaxSize: ptr.To(resource.MustParse("1Gi"))}}}
 		for _, a := range resources.ReceiverArgs(w) {
 			flag, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 			names["RECEIVER_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))] = true

@@ -20,6 +20,7 @@ func TestPostgresScaledOut(t *testing.T)      { scenarios.PostgresScaledOut(t, e
 func TestDeliveryGapBackfilled(t *testing.T)  { scenarios.DeliveryGapBackfilled(t, env, true) }
 func TestScheduleStalled(t *testing.T)        { scenarios.ScheduleStalled(t, env) }
 func TestBackfillRefusals(t *testing.T)       { scenarios.BackfillRefusals(t, env) }
+func TestBackupRestore(t *testing.T)          { scenarios.BackupRestore(t, env) }
 
 // The scenarios only the emulated cluster runs: a fault timed within a run
 // that a real node cannot time as closely, and a flow that involves no node

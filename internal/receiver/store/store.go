@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
+	"os"
 	"strconv"
 	"time"
 )
@@ -200,9 +202,41 @@ type Store interface {
 	// JobRunsAfter returns up to limit JobRun ids the store holds deliveries or quarantined
 	// bodies for, greater than after, in ascending order.
 	JobRunsAfter(ctx context.Context, after string, limit int) ([]string, error)
+	// Prune deletes old data in one short transaction (retention; see Pruned). Callers prune in
+	// batches until a call deletes fewer than limit of both kinds.
+	Prune(ctx context.Context, before time.Time, limit int) (Pruned, error)
+	// OldestDelivery returns the receive time of the oldest stored delivery; zero when none is.
+	OldestDelivery(ctx context.Context) (time.Time, error)
 	// Ping reports whether the store is reachable (used by /readyz).
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// Pruned is what one Prune deleted. Prune deletes the oldest deliveries received before its
+// before, at most limit of them, and the quarantined bodies received before before that are no
+// newer than the last delivery it deleted (every one up to before once fewer than limit
+// deliveries were left to delete), also at most limit: both tables are pruned in receive order.
+//
+// A store whose receive sequence (Record.Seq, the read API's cursor) could go back when its
+// newest delivery is deleted keeps that delivery (SQLite): a cursor never skips what comes next.
+type Pruned struct {
+	Deliveries, Quarantined int64
+}
+
+// QuarantineCutoff is the bound Prune applies to the quarantine after deleting deliveries, at
+// most limit of them: before, unless the batch was full; then just past the newest one deleted.
+func QuarantineCutoff(before time.Time, deleted int64, newest time.Time, limit int) time.Time {
+	if deleted < int64(limit) {
+		return before
+	}
+	return newest.Add(time.Microsecond) // stores keep microseconds: "no newer than newest"
+}
+
+// DataSizer is implemented by stores that know how many bytes their data takes (SQLite: the
+// database pages in use, not the pages freed by deletes and kept for reuse). Retention's size
+// bound (MaxBytes) is measured with it.
+type DataSizer interface {
+	DataBytes(ctx context.Context) (int64, error)
 }
 
 // WriteChecker is implemented by stores that can tell, without writing a delivery, that a write
@@ -223,4 +257,34 @@ type Space struct {
 // SpaceReporter is implemented by stores that live on a local volume (SQLite); /metrics exports it.
 type SpaceReporter interface {
 	Space() (Space, error)
+}
+
+// ErrNotEmpty is returned by Backuper.Restore when the store already holds deliveries or
+// quarantined bodies: a restore never merges into existing data.
+var ErrNotEmpty = errors.New("store is not empty")
+
+// ErrInvalidBackup is wrapped by Backuper.Restore when the uploaded file is not a backup this
+// store can use (not a database, damaged, another schema); the store is left unchanged.
+var ErrInvalidBackup = errors.New("invalid backup")
+
+// Restored is what Backuper.Restore copied into the store.
+type Restored struct {
+	Deliveries, Quarantined int64
+	// SchemaVersion is the backup's schema version before it was migrated to the store's.
+	SchemaVersion int
+}
+
+// Backuper is implemented by stores that keep their data in a file the receiver owns (SQLite).
+// A PostgreSQL database is the user's: pg_dump and pg_restore back it up.
+type Backuper interface {
+	// Backup writes a consistent copy of the whole store, as of one moment, to a file on the
+	// store's own volume while writes go on, and returns it open at its start. The file has no
+	// name any more: its space is freed when f is closed. It wraps ErrFull when the volume
+	// cannot hold the copy and still keep the store's reserve.
+	Backup(ctx context.Context) (f *os.File, err error)
+	// Restore reads a backup made by Backup (size bytes, or -1 when unknown) and copies it into
+	// the store in one transaction, only when the store is empty (else ErrNotEmpty). An older
+	// schema version is migrated first. A file that is not a usable backup gives
+	// ErrInvalidBackup; too little space gives ErrFull. Either way nothing changed.
+	Restore(ctx context.Context, r io.Reader, size int64) (Restored, error)
 }

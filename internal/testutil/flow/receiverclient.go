@@ -7,7 +7,10 @@ package flow
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -108,4 +111,42 @@ func (rc ReceiverClient) Raw(ctx context.Context, runID string) ([]byte, error) 
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(resp.Body)
+}
+
+// Backup downloads a backup of the receiver's SQLite store (GET /v1/backup, read token) and
+// checks it against the SHA-256 the receiver sent with it.
+func (rc ReceiverClient) Backup(ctx context.Context) ([]byte, error) {
+	resp, err := rc.get(ctx, rc.BaseURL+"/v1/backup")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if sum := sha256.Sum256(b); resp.Header.Get("X-Backup-Sha256") != hex.EncodeToString(sum[:]) {
+		return nil, fmt.Errorf("backup of %d bytes: SHA-256 %x, the receiver sent %q", len(b), sum, resp.Header.Get("X-Backup-Sha256"))
+	}
+	return b, nil
+}
+
+// Restore uploads a backup into the receiver (PUT /v1/backup with its ingest token), which must
+// be empty, and returns its answer.
+func (rc ReceiverClient) Restore(ctx context.Context, ingestToken string, backup []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, rc.BaseURL+"/v1/backup", bytes.NewReader(backup))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+ingestToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("PUT /v1/backup: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return strings.TrimSpace(string(b)), nil
 }

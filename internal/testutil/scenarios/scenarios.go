@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -183,4 +184,63 @@ func PostgresScaledOut(t *testing.T, env Env, replicas int32) *Pair {
 	rep := p.WaitAllDelivered(ctx, flow.QuickstartDeliveries)
 	t.Logf("postgres, %d replicas, one lost mid-run: %s", replicas, rep)
 	return p
+}
+
+// BackupRestore backs up the quickstart's SQLite receiver (GET /v1/backup) while its JobRun is
+// still delivering, restores the backup into a second, new WebhookReceiver (PUT /v1/backup with
+// that receiver's ingest token) and reads the deliveries back from it: every delivery in the
+// backup, at least the one stored before it was taken, is served as the first receiver serves it
+// (same runId, receive time, cursor and body, byte for byte), in the same order, and the first
+// receiver still stores the whole run.
+func BackupRestore(t *testing.T, env Env) {
+	ctx := Context(t, 4*time.Minute)
+	p := NewPair(t, ctx, env, "backup", nil)
+	p.WaitReady(ctx)
+	p.Trigger(ctx, "1")
+	p.WaitStored(ctx, 1)
+	backup, err := p.RC.Backup(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := p.WaitAllDelivered(ctx, flow.QuickstartDeliveries)
+
+	q := NewPair(t, ctx, env, "restored", nil)
+	q.WaitReady(ctx)
+	ingest, _, err := flow.ReceiverTokens(ctx, env.Client(), q.NS, q.Receiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, err := q.RC.Restore(ctx, ingest, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored, err := q.RC.List(ctx, p.Job, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := p.RC.List(ctx, p.Job, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(restored) == 0 || len(restored) > len(stored) {
+		t.Fatalf("%d deliveries restored from the backup, %d stored by the first receiver; want 1 to %d", len(restored), len(stored), len(stored))
+	}
+	for i, r := range restored {
+		s := stored[i]
+		if r.RunID != s.RunID || r.Cursor != s.Cursor || !r.ReceivedAt.Equal(s.ReceivedAt) || !bytes.Equal(r.Body, s.Body) {
+			t.Fatalf("restored delivery %d: %+v\nthe first receiver's: %+v", i, r, s)
+		}
+		raw, err := q.RC.Raw(ctx, r.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := p.RC.Raw(ctx, r.RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, want) {
+			t.Fatalf("run %s: restored body %q, first receiver's %q", r.RunID, raw, want)
+		}
+	}
+	t.Logf("backup of %d bytes taken with %d of %d deliveries stored (%s); restored: %s", len(backup), len(restored), len(stored), rep, answer)
 }

@@ -422,6 +422,53 @@ func scan(row pgx.Row) (store.Record, error) {
 	return r, err
 }
 
+// The retention statements find their rows through the received_at indexes and delete them by
+// ctid (a TID scan: with run_id IN (...) the planner hashed the batch and scanned the whole table
+// once the batch was a tenth of it). A ctid stays put while its row is locked FOR UPDATE. SKIP
+// LOCKED: replicas prune at once without waiting for each other's batches. No advisory lock: a
+// deleted row never moves the read API's cursor (seq is an identity column, never reused).
+const (
+	pruneDeliveries = `WITH d AS (
+		DELETE FROM deliveries WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM deliveries WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED))
+		RETURNING received_at
+	)
+	SELECT count(*), coalesce(max(received_at), $1) FROM d`
+	pruneQuarantine = `DELETE FROM quarantine WHERE ctid = ANY(ARRAY(
+		SELECT ctid FROM quarantine WHERE received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
+	oldestDelivery = `SELECT min(received_at) FROM deliveries`
+)
+
+// Prune implements store.Store.
+func (s *Store) Prune(ctx context.Context, before time.Time, limit int) (store.Pruned, error) {
+	var p store.Pruned
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var newest time.Time
+		if err := tx.QueryRow(ctx, pruneDeliveries, before, limit).Scan(&p.Deliveries, &newest); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, pruneQuarantine, store.QuarantineCutoff(before, p.Deliveries, newest, limit), limit)
+		p.Quarantined = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return store.Pruned{}, fmt.Errorf("postgres: prune: %w", err)
+	}
+	return p, nil
+}
+
+// OldestDelivery implements store.Store (one seek in deliveries_received_at).
+func (s *Store) OldestDelivery(ctx context.Context) (time.Time, error) {
+	var oldest *time.Time
+	if err := s.pool.QueryRow(ctx, oldestDelivery).Scan(&oldest); err != nil {
+		return time.Time{}, fmt.Errorf("postgres: oldest delivery: %w", err)
+	}
+	if oldest == nil {
+		return time.Time{}, nil
+	}
+	return oldest.UTC(), nil
+}
+
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 

@@ -17,7 +17,8 @@ import (
 // JobRun summary) or up to 0002 (before backfill) opens, keeps its data, is summarized, and gets
 // the conflicts it holds attributed; its deliveries read back as not backfilled.
 func TestOpenMigratesOlderSchemas(t *testing.T) {
-	for _, files := range [][]string{{"0001_init.sql"}, {"0001_init.sql", "0002_job_run_summary.sql"}} {
+	for _, files := range [][]string{{"0001_init.sql"}, {"0001_init.sql", "0002_job_run_summary.sql"},
+		{"0001_init.sql", "0002_job_run_summary.sql", "0003_backfill.sql"}} {
 		t.Run(files[len(files)-1], func(t *testing.T) { testOpenMigrates(t, files) })
 	}
 }
@@ -102,23 +103,30 @@ func TestSummaryQueriesUseIndexes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rows, _ := s.pool.Query(ctx, "EXPLAIN "+c.query, c.args...)
-			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
-			}
-			plan := strings.Join(lines, "\n")
-			for _, want := range c.want {
-				if !strings.Contains(plan, want) {
-					t.Errorf("plan lacks %q:\n%s", want, plan)
-				}
-			}
-			if strings.Contains(plan, "Seq Scan") {
-				t.Errorf("plan scans a table:\n%s", plan)
-			}
+			plan := checkPlan(t, s, c.query, c.args, c.want)
 			if c.name != "quarantine" && strings.Contains(plan, "Sort") {
 				t.Errorf("plan sorts (the index gives the rows in order):\n%s", plan)
 			}
 		})
 	}
+}
+
+// checkPlan fails when query's EXPLAIN lacks one of want or scans a table; it returns the plan.
+func checkPlan(t *testing.T, s *Store, query string, args []any, want []string) string {
+	t.Helper()
+	rows, _ := s.pool.Query(context.Background(), "EXPLAIN "+query, args...)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	for _, w := range want {
+		if !strings.Contains(plan, w) {
+			t.Errorf("plan lacks %q:\n%s", w, plan)
+		}
+	}
+	if strings.Contains(plan, "Seq Scan") {
+		t.Errorf("plan scans a table:\n%s", plan)
+	}
+	return plan
 }

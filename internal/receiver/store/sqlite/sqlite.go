@@ -30,6 +30,9 @@ import (
 // Unlike PostgreSQL, SQLite keeps a table in a B-tree keyed by its INTEGER PRIMARY KEY, so seq is the
 // primary key here (new rows append at the end of the tree) and run_id, the dedup key, is UNIQUE.
 // The columns and semantics are the same as in the postgres store.
+//
+// seq is a rowid without AUTOINCREMENT: SQLite gives a new row max(seq)+1, so it would hand out a
+// deleted newest seq again. Prune (retention) never deletes the newest delivery for that reason.
 var migrations = []string{`
 CREATE TABLE IF NOT EXISTS deliveries (
 	seq           INTEGER PRIMARY KEY, -- receive order; never reused because rows are never deleted
@@ -74,6 +77,12 @@ CREATE INDEX deliveries_job_run_summary ON deliveries (job_run_id, api_name, res
 ALTER TABLE quarantine ADD COLUMN digest BLOB;
 CREATE UNIQUE INDEX quarantine_digest ON quarantine (job_run_id, digest) WHERE digest IS NOT NULL;
 PRAGMA user_version = 3;
+`, `
+-- Version 4: retention. Prune deletes the oldest rows of each table, read through these indexes
+-- (receive times only grow, so each insert appends to the index's last leaf).
+CREATE INDEX deliveries_received_at ON deliveries (received_at);
+CREATE INDEX quarantine_received_at ON quarantine (received_at);
+PRAGMA user_version = 4;
 `}
 
 // backfillConflictJobRuns gives the conflicting duplicates quarantined before version 2 the JobRun
@@ -88,6 +97,9 @@ const backfillConflictJobRuns = `UPDATE quarantine SET job_run_id = coalesce((SE
 // with an older version: a start writes nothing otherwise (even an unchanged PRAGMA user_version
 // appends a WAL frame), so a receiver can start and serve reads on a full volume.
 var schemaVersion = len(migrations)
+
+// SchemaVersion is the schema version this package creates and migrates to.
+func SchemaVersion() int { return schemaVersion }
 
 // checkpointEvery is how often the background checkpointer copies the WAL into the database file.
 // Doing it outside the writer keeps most of that work off the commit path (no periodic latency
@@ -153,6 +165,7 @@ var (
 	_ store.Store         = (*Store)(nil)
 	_ store.WriteChecker  = (*Store)(nil)
 	_ store.SpaceReporter = (*Store)(nil)
+	_ store.DataSizer     = (*Store)(nil)
 )
 
 // Open opens (creating if needed) the database file at path and applies the schema.
@@ -171,6 +184,7 @@ func OpenWith(ctx context.Context, path string, o Options) (*Store, error) {
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = checkpointEvery
 	}
+	removeTemps(path)
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
@@ -678,6 +692,89 @@ func scan(row interface{ Scan(...any) error }) (store.Record, error) {
 	}
 	r.ReceivedAt = time.UnixMicro(micros).UTC()
 	return r, nil
+}
+
+// pruneDeliveries deletes the oldest deliveries received before ?1, at most ?2, but never the
+// newest one (see migrations: its seq would be reused). Both lookups are index seeks
+// (deliveries_received_at, the rowid); TestPruneUsesIndexes checks the plan.
+const (
+	pruneDeliveries = `DELETE FROM deliveries WHERE seq IN (
+		SELECT seq FROM deliveries WHERE received_at < ?1 AND seq < (SELECT max(seq) FROM deliveries)
+		ORDER BY received_at LIMIT ?2)
+		RETURNING received_at`
+	pruneQuarantine = `DELETE FROM quarantine WHERE id IN (
+		SELECT id FROM quarantine WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)`
+	oldestDelivery = `SELECT min(received_at) FROM deliveries`
+)
+
+// Prune implements store.Store. It skips Save's free-space check: a delete adds no page to the
+// database, and refusing it on a nearly full volume would only keep the data growing. Its WAL
+// frames (the pages it changes, up to a leaf per row in the run_id index) are bounded by limit.
+func (s *Store) Prune(ctx context.Context, before time.Time, limit int) (store.Pruned, error) {
+	var p store.Pruned
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return p, fmt.Errorf("sqlite: prune: %w", s.asFull(err))
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	rows, err := tx.QueryContext(ctx, pruneDeliveries, before.UnixMicro(), limit)
+	if err != nil {
+		return p, fmt.Errorf("sqlite: prune deliveries: %w", s.asFull(err))
+	}
+	var newest int64
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			rows.Close()
+			return p, fmt.Errorf("sqlite: prune deliveries: %w", err)
+		}
+		p.Deliveries++
+		newest = max(newest, at)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("sqlite: prune deliveries: %w", s.asFull(err))
+	}
+	cutoff := store.QuarantineCutoff(before, p.Deliveries, time.UnixMicro(newest), limit)
+	res, err := tx.ExecContext(ctx, pruneQuarantine, cutoff.UnixMicro(), limit)
+	if err != nil {
+		return store.Pruned{}, fmt.Errorf("sqlite: prune quarantine: %w", s.asFull(err))
+	}
+	if p.Quarantined, err = res.RowsAffected(); err != nil {
+		return store.Pruned{}, fmt.Errorf("sqlite: prune quarantine: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return store.Pruned{}, fmt.Errorf("sqlite: prune: %w", s.asFull(err))
+	}
+	s.writes.Add(1)
+	return p, nil
+}
+
+// OldestDelivery implements store.Store (one seek in deliveries_received_at).
+func (s *Store) OldestDelivery(ctx context.Context) (time.Time, error) {
+	var micros sql.NullInt64
+	if err := s.read.QueryRowContext(ctx, oldestDelivery).Scan(&micros); err != nil {
+		return time.Time{}, fmt.Errorf("sqlite: oldest delivery: %w", err)
+	}
+	if !micros.Valid {
+		return time.Time{}, nil
+	}
+	return time.UnixMicro(micros.Int64).UTC(), nil
+}
+
+// DataBytes implements store.DataSizer: the bytes of the database pages in use. Pages freed by
+// deletes go on SQLite's freelist and are reused by later inserts; the file does not shrink
+// (auto_vacuum is off; see the receiver's README), so this, not the file's size, is what
+// retention bounds. Both pragmas read the database header.
+func (s *Store) DataBytes(ctx context.Context) (int64, error) {
+	var pages, free, size int64
+	err := s.read.QueryRowContext(ctx,
+		"SELECT p.page_count, f.freelist_count, s.page_size FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s").
+		Scan(&pages, &free, &size)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: data size: %w", err)
+	}
+	return (pages - free) * size, nil
 }
 
 // Ping implements store.Store.

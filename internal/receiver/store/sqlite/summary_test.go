@@ -25,6 +25,24 @@ func TestOpenMigratesOlderVersions(t *testing.T) {
 func testOpenMigrates(t *testing.T, from int) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "r.db")
+	d := writeOldVersion(t, path, from)
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var version int
+	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
+		t.Fatalf("user_version = %d (%v), want %d", version, err, schemaVersion)
+	}
+	storetest.CheckMigrated(t, s, d)
+}
+
+// writeOldVersion makes a database file at path with the schema of version from, holding one
+// delivery (returned), a conflicting duplicate of it and an invalid body.
+func writeOldVersion(t *testing.T, path string, from int) store.Delivery {
+	t.Helper()
+	ctx := context.Background()
 	old, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
@@ -53,17 +71,7 @@ func testOpenMigrates(t *testing.T, from int) {
 		}
 	}
 	old.Close()
-
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var version int
-	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil || version != schemaVersion {
-		t.Fatalf("user_version = %d (%v), want %d", version, err, schemaVersion)
-	}
-	storetest.CheckMigrated(t, s, d)
+	return d
 }
 
 // TestSummaryQueriesUseIndexes fails when a summary query would scan a table (or a whole index)
@@ -96,17 +104,7 @@ func TestSummaryQueriesUseIndexes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			plan := explain(t, s, c.query, c.args...)
-			for _, want := range c.want {
-				if !strings.Contains(plan, want) {
-					t.Errorf("plan lacks %q:\n%s", want, plan)
-				}
-			}
-			for _, table := range []string{"deliveries", "quarantine"} {
-				if strings.Contains(plan, "SCAN "+table) {
-					t.Errorf("plan scans %s:\n%s", table, plan)
-				}
-			}
+			plan := checkPlan(t, s, c.query, c.args, c.want)
 			if c.sortFree && strings.Contains(plan, "TEMP B-TREE") {
 				t.Errorf("plan sorts:\n%s", plan)
 			}
@@ -134,4 +132,21 @@ func explain(t *testing.T, s *Store, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// checkPlan fails when query's plan lacks one of want or scans a table; it returns the plan.
+func checkPlan(t *testing.T, s *Store, query string, args []any, want []string) string {
+	t.Helper()
+	plan := explain(t, s, query, args...)
+	for _, w := range want {
+		if !strings.Contains(plan, w) {
+			t.Errorf("plan lacks %q:\n%s", w, plan)
+		}
+	}
+	for _, table := range []string{"deliveries", "quarantine"} {
+		if strings.Contains(plan, "SCAN "+table) {
+			t.Errorf("plan scans %s:\n%s", table, plan)
+		}
+	}
+	return plan
 }

@@ -36,6 +36,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("JobRunSummaries", func(t *testing.T) { testJobRunSummaries(t, open(t)) })
 	t.Run("Backfilled", func(t *testing.T) { testBackfilled(t, open(t)) })
 	t.Run("QuarantineOnce", func(t *testing.T) { testQuarantineOnce(t, open(t)) })
+	t.Run("Prune", func(t *testing.T) { testPrune(t, open(t)) })
+	t.Run("PruneKeepsCursor", func(t *testing.T) { testPruneKeepsCursor(t, open(t)) })
 }
 
 func testSaveGet(t *testing.T, s store.Store) {
