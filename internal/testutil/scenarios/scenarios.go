@@ -206,6 +206,14 @@ func BackupRestore(t *testing.T, env Env) {
 
 	q := NewPair(t, ctx, env, "restored", nil)
 	q.WaitReady(ctx)
+	// Ready is the Pod's readiness; a real node's Service routes to it a
+	// moment later (kube-proxy rejects the connection until then).
+	if err := poll.Eventually(ctx, 250*time.Millisecond, "the new receiver reachable", func(ctx context.Context) (bool, error) {
+		_, err := q.RC.List(ctx, p.Job, "")
+		return err == nil, err
+	}); err != nil {
+		t.Fatal(err)
+	}
 	ingest, _, err := flow.ReceiverTokens(ctx, env.Client(), q.NS, q.Receiver)
 	if err != nil {
 		t.Fatal(err)
