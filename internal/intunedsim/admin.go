@@ -354,10 +354,11 @@ func (s *Server) Reset() {
 	s.faults = nil
 	s.s3FailRate = 0
 	s.resultsFaults = nil
+	rl := s.rl
 	s.mu.Unlock()
 	s.SetResultsURLLifetime(s.opts.ResultsURLLifetime)
-	if s.rl != nil {
-		s.rl.reset()
+	if rl != nil {
+		rl.reset()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

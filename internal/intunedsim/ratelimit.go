@@ -44,3 +44,15 @@ func (l *rateLimiter) reset() {
 	l.hits = map[string][]time.Time{}
 	l.mu.Unlock()
 }
+
+// SetRateLimit changes the per-path limit from now on (RateLimitOff: none),
+// with a fresh window: a benchmark converges many jobs without the limit,
+// then restarts the operator against Intuned's real one.
+func (s *Server) SetRateLimit(limit int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.RateLimit, s.rl = limit, nil
+	if limit > 0 {
+		s.rl = newRateLimiter(limit, s.realNow)
+	}
+}

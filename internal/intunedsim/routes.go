@@ -128,14 +128,15 @@ func (s *Server) wrapInner(h handlerFunc) http.Handler {
 		key := r.Pattern
 		s.mu.Lock()
 		s.calls[key]++
+		rl, limit := s.rl, s.opts.RateLimit // SetRateLimit may change them
 		s.mu.Unlock()
 
 		if s.applyFaults(w, r, key) {
 			return
 		}
-		if s.rl != nil {
-			if ok, wait := s.rl.allow(r.URL.Path); !ok {
-				s.writeError(w, rateLimited(wait, s.opts.RateLimit))
+		if rl != nil {
+			if ok, wait := rl.allow(r.URL.Path); !ok {
+				s.writeError(w, rateLimited(wait, limit))
 				return
 			}
 		}

@@ -509,6 +509,7 @@ func (s *Server) SetJobRunState(jobRunID string, st JobRunState) error {
 	if intunedTerminal(st.Status) {
 		jr.queue = nil
 		jr.end = &now
+		jr.job.lastRunTime = &now // as when a run finishes by itself
 		jr.cancel()
 	}
 	return nil
