@@ -23,7 +23,10 @@ import (
 //
 //   - Secrets are watched as metadata only (builder.OnlyMetadata), so a
 //     rotation still wakes the controllers, and their data is read from the
-//     API server when needed (ClientOptions). The cached metadata loses
+//     API server when needed (ClientOptions). The IntunedJob controller
+//     keeps the data of the Secrets its jobs reference, revalidated by the
+//     informer's resourceVersion (intunedjob's secretCache): never the
+//     cluster's Secrets. The cached metadata loses
 //     annotations and managedFields: nothing reads them from the cache, and
 //     kubectl's last-applied-configuration annotation repeats the whole
 //     Secret.

@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -79,8 +80,28 @@ func credentialsFrom(ref types.NamespacedName, s *corev1.Secret) (Credentials, e
 	return c, nil
 }
 
-// secret reads a Secret; nil when it does not exist.
+// secret reads a Secret; nil when it does not exist. Its data comes from
+// r.secrets while the metadata informer still shows the resourceVersion it
+// was read at, else from the API server (see secretCache).
 func (r *Reconciler) secret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	cacheable := false
+	if r.secretMetadata != nil {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		err := r.secretMetadata.Get(ctx, key, m)
+		switch {
+		case apierrors.IsNotFound(err):
+			r.secrets.forget(key)
+			return nil, nil
+		case err == nil:
+			if data, ok := r.secrets.get(key, m.ResourceVersion); ok {
+				return &corev1.Secret{ObjectMeta: m.ObjectMeta, Data: data}, nil
+			}
+			cacheable = true
+		}
+		// Any other error (a namespace the cache does not hold): read
+		// the API server and keep nothing, nothing would revalidate it.
+	}
 	var s corev1.Secret
 	if err := r.Get(ctx, key, &s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -88,7 +109,68 @@ func (r *Reconciler) secret(ctx context.Context, key types.NamespacedName) (*cor
 		}
 		return nil, err
 	}
+	if cacheable {
+		r.secrets.put(key, s.ResourceVersion, s.Data)
+	}
 	return &s, nil
+}
+
+// secretCache holds the data of the Secrets IntunedJobs read (credentials,
+// header, S3 and proxy Secrets, receiver tokens), keyed by the
+// resourceVersion they were read at. Without it every reconcile (every poll
+// of every job) GETs its Secrets from the API server: at 10,000 jobs that
+// is a read per job per poll, and more than half of a new job's cost.
+//
+// It is still right because the manager already watches every Secret's
+// metadata (the watch that re-queues jobs on rotation): an entry is used
+// only while the metadata informer shows the same resourceVersion, so a
+// changed Secret is read again by the very reconcile its watch event
+// causes (the informer's store is updated before its handlers run), and a
+// deleted one is not found. It holds only Secrets a job referenced, never
+// the cluster's (cachepolicy keeps the informer metadata-only), and drops
+// an entry when its Secret is gone.
+type secretCache struct {
+	mu      sync.Mutex
+	entries map[types.NamespacedName]cachedSecret
+	// fetches counts reads from the API server (tests, debugging).
+	fetches int
+}
+
+type cachedSecret struct {
+	resourceVersion string
+	data            map[string][]byte
+}
+
+// get returns the data of key if it was read at resourceVersion. The map is
+// shared: callers only read it.
+func (c *secretCache) get(key types.NamespacedName, resourceVersion string) (map[string][]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	return e.data, ok && e.resourceVersion == resourceVersion
+}
+
+func (c *secretCache) put(key types.NamespacedName, resourceVersion string, data map[string][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[types.NamespacedName]cachedSecret{}
+	}
+	c.entries[key] = cachedSecret{resourceVersion: resourceVersion, data: data}
+	c.fetches++
+}
+
+func (c *secretCache) forget(key types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, key)
+}
+
+// fetched is how many Secrets were read from the API server into the cache.
+func (c *secretCache) fetched() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetches
 }
 
 // clientCache holds one Intuned client per distinct credentials. All of
