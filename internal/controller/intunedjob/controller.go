@@ -75,6 +75,11 @@ type Reconciler struct {
 	ReceiverHTTP, ResultsHTTP *http.Client
 
 	clients clientCache
+	// secretMetadata reads the Secrets metadata informer the Secret watch
+	// keeps (SetupWithManager: the manager's cache); nil reads every
+	// Secret from the API server. secrets holds the data it revalidates.
+	secretMetadata client.Reader
+	secrets        secretCache
 }
 
 // Reconcile brings one IntunedJob's Job on Intuned to its spec: the
