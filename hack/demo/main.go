@@ -294,6 +294,7 @@ func printWhere(h *emucluster.Cluster, ns, whr, tokenSecret, job, jobID string, 
 	fmt.Fprintf(&b, "\nLook at it\n")
 	fmt.Fprintf(&b, "  %s get intunedjobs,webhookreceivers -o wide\n", kc)
 	fmt.Fprintf(&b, "  %s get ij %s -o jsonpath='{.status.lastJobRun}'; echo\n", kc, job)
+	fmt.Fprintf(&b, "  %s get ij %s -o jsonpath='{.status.deliveries}'; echo   # did every result arrive? (docs/data-completeness.md)\n", kc, job)
 	fmt.Fprintf(&b, "  %s get statefulsets,secrets,services -l app.kubernetes.io/instance=%s\n", kc, whr)
 	fmt.Fprintf(&b, "  READ_TOKEN=$(%s get secret %s -o jsonpath='{.data.read-token}' | base64 -d)\n", kc, tokenSecret)
 	fmt.Fprintf(&b, "  curl -s -H \"Authorization: Bearer $READ_TOKEN\" '%s/v1/deliveries?job=%s'   # NDJSON, one line per Run\n", rc.BaseURL, jobID)
