@@ -1,6 +1,7 @@
 package resources
 
 import (
+	"fmt"
 	"maps"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,12 @@ func ServiceAccount(whr *v1alpha1.WebhookReceiver) *corev1.ServiceAccount {
 		ObjectMeta:                   objectMeta(whr, ChildName(whr)),
 		AutomountServiceAccountToken: ptr.To(false),
 	}
+}
+
+// ServiceURL is where in-cluster clients reach the receiver Pods through
+// Service (the manager: its volume check, delivery accounting, backfill).
+func ServiceURL(whr *v1alpha1.WebhookReceiver) string {
+	return fmt.Sprintf("http://%s.%s.svc:%d", ChildName(whr), whr.Namespace, HTTPPort)
 }
 
 // Service is the ClusterIP Service in front of the receiver Pods, on

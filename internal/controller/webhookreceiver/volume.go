@@ -31,7 +31,7 @@ func (r *Reconciler) receiverMetrics(ctx context.Context, whr *intunedv1alpha1.W
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("http://%s.%s.svc:%d/metrics", resources.ChildName(whr), whr.Namespace, resources.HTTPPort)
+	url := resources.ServiceURL(whr) + "/metrics"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
