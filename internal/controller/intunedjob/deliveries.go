@@ -36,7 +36,7 @@ func (r *Reconciler) receiverAPI(whr *intunedv1alpha1.WebhookReceiver) string {
 	if r.ReceiverAPIURL != nil {
 		return r.ReceiverAPIURL(whr)
 	}
-	return fmt.Sprintf("http://%s.%s.svc:%d", resources.ChildName(whr), whr.Namespace, resources.HTTPPort)
+	return resources.ServiceURL(whr)
 }
 
 func (r *Reconciler) receiverHTTP() *http.Client {
@@ -173,12 +173,12 @@ func (r *Reconciler) stream(ctx context.Context, status *report.StatusPatch, job
 	env deliveryEnv, ledger receiverapi.Client, d intunedv1alpha1.JobRunDelivery, f runFacts) intunedv1alpha1.JobRunDelivery {
 	sending := d.State == intunedv1alpha1.DeliveryBackfilling
 	project, jobID := job.Spec.Project, job.EffectiveJobID()
-	resp, err := env.api.GetJobRun(ctx, project, jobID, d.JobRunID)
+	results, msg, err := jobRunResults(ctx, env.api, project, jobID, d.JobRunID)
 	if err != nil {
 		d.Message = "cannot read the JobRun's results file from Intuned: " + err.Error()
 		return d
 	}
-	if msg := unusableResults(resp.Results); msg != "" {
+	if msg != "" {
 		if !sending {
 			d.Message = msg
 			return d
@@ -209,15 +209,12 @@ func (r *Reconciler) stream(ctx context.Context, status *report.StatusPatch, job
 			return res, err
 		}
 	}
-	err = r.readResults(ctx, resp.Results, pass, func(ctx context.Context) (*intuned.JobRunResults, error) {
-		resp, err := env.api.GetJobRun(ctx, project, jobID, d.JobRunID)
-		if err != nil {
-			return nil, err
+	err = r.readResults(ctx, results, pass, func(ctx context.Context) (*intuned.JobRunResults, error) {
+		results, msg, err := jobRunResults(ctx, env.api, project, jobID, d.JobRunID)
+		if err == nil && msg != "" {
+			err = errors.New(msg)
 		}
-		if msg := unusableResults(resp.Results); msg != "" {
-			return nil, errors.New(msg)
-		}
-		return resp.Results, nil
+		return results, err
 	})
 	notes := ""
 	if len(pass.notes) > 0 {
@@ -285,15 +282,22 @@ func (r *Reconciler) resultsHTTP() *http.Client {
 	return http.DefaultClient
 }
 
-// unusableResults says why a Get Job Run answer gives nothing to read.
-func unusableResults(res *intuned.JobRunResults) string {
+// jobRunResults asks Get Job Run for the JobRun's results file: Intuned
+// signs a new URL every time. unusable says why the answer gives nothing
+// to read (no file, or a format other than jsonl).
+func jobRunResults(ctx context.Context, api intuned.API, project, jobID, jobRunID string) (res *intuned.JobRunResults, unusable string, err error) {
+	resp, err := api.GetJobRun(ctx, project, jobID, jobRunID)
+	if err != nil {
+		return nil, "", err
+	}
+	res = resp.Results
 	switch {
 	case res == nil || res.SignedURL == "":
-		return "Intuned reports no results file for this JobRun"
+		return res, "Intuned reports no results file for this JobRun", nil
 	case res.Format != "jsonl":
-		return fmt.Sprintf("Intuned's results file has format %q; backfill reads jsonl only", res.Format)
+		return res, fmt.Sprintf("Intuned's results file has format %q; backfill reads jsonl only", res.Format), nil
 	}
-	return ""
+	return res, "", nil
 }
 
 // reportDeliveries records Events on the transitions that need a human:
