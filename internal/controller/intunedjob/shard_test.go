@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -439,4 +441,31 @@ func runIDs(runs []intuned.JobRun) []string {
 		ids = append(ids, r.ID)
 	}
 	return ids
+}
+
+// TestShardReceiverInOtherShard: a job whose receiverRef names a
+// WebhookReceiver of another shard says so (its shard cannot see that
+// receiver) instead of claiming the receiver does not exist; once both are
+// in one shard, the link resolves (here: to a receiver not Ready yet, as no
+// WebhookReceiver controller runs).
+func TestShardReceiverInOtherShard(t *testing.T) {
+	f := newShardFixture(t, time.Hour)
+	whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{
+		Namespace: f.ns, Name: "hooks", Labels: map[string]string{sharding.Label: shardB.Name()}}}
+	if err := controllertest.Client().Create(context.Background(), whr); err != nil {
+		t.Fatal(err)
+	}
+	const name = "shard-linked"
+	f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) {
+		j.Spec.Sink.Webhook = &intunedv1alpha1.WebhookSink{ReceiverRef: &intunedv1alpha1.LocalObjectReference{Name: "hooks"}}
+	}))
+	j := f.waitCondition(name, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverInOtherShard)
+	if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); !strings.Contains(c.Message, "shard b") {
+		t.Errorf("message does not name the receiver's shard: %s", c.Message)
+	}
+	f.update(name, inShard(shardB))
+	f.waitCondition(name, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverNotReady)
+	if n := f.calls.count("", name, writeMethods...); n != 0 {
+		t.Errorf("%d Intuned writes for a job whose receiver is not usable", n)
+	}
 }
