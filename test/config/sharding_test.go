@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 // and every other argument; and its own metrics Service. The API server
 // accepts it (server-side dry-run).
 func TestShardingInstall(t *testing.T) {
+	var err error
 	objs := render(t, "sharding")
 	def := renderDefault(t)
 	if got, want := len(objs), len(def)+2; got != want {
@@ -72,6 +74,23 @@ func TestShardingInstall(t *testing.T) {
 	}
 	if a.sa != b.sa || a.image != b.image || !slices.Equal(a.args, b.args) {
 		t.Errorf("the shards' managers differ beyond --shard: %+v vs %+v", a, b)
+	}
+	// Each manager paces only its own calls to Intuned: together they
+	// must stay within Intuned's 20 requests per minute per path.
+	total := 0
+	for _, m := range managers {
+		limit := 20 // the flag's default
+		for _, arg := range m.args {
+			if v, ok := strings.CutPrefix(arg, "--intuned-rate-limit="); ok {
+				if limit, err = strconv.Atoi(v); err != nil || limit <= 0 {
+					t.Errorf("shard %q: --intuned-rate-limit=%s", m.shard, v)
+				}
+			}
+		}
+		total += limit
+	}
+	if total > 20 {
+		t.Errorf("the shards' --intuned-rate-limit add up to %d requests per minute; Intuned allows 20", total)
 	}
 	if a.selector.Matches(b.podLabels) || b.selector.Matches(a.podLabels) {
 		t.Errorf("the Deployments' selectors overlap: %v / %v, Pods %v / %v", a.selector, b.selector, a.podLabels, b.podLabels)
