@@ -129,12 +129,18 @@ func (r *Reconciler) receiverMissing(ctx context.Context, namespace, name string
 		m.SetGroupVersionKind(intunedv1alpha1.GroupVersion.WithKind("WebhookReceiver"))
 		err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, m)
 		if err == nil && sharding.Of(m.Labels) != r.Shard {
-			return report.WaitFor(intunedv1alpha1.ReasonReceiverInOtherShard, fmt.Sprintf(
-				"WebhookReceiver %s is in manager shard %s and this IntunedJob in shard %s: a job and its receiver must be in one shard; give both the same %s label",
-				name, sharding.Of(m.Labels), r.Shard, sharding.Label))
+			return receiverInOtherShard(name, sharding.Of(m.Labels), r.Shard)
 		}
 	}
 	return receiverUsable(namespace, name, nil)
+}
+
+// receiverInOtherShard is why a job of shard ours waits for WebhookReceiver
+// name of shard theirs.
+func receiverInOtherShard(name string, theirs, ours sharding.Shard) error {
+	return report.WaitFor(intunedv1alpha1.ReasonReceiverInOtherShard, fmt.Sprintf(
+		"WebhookReceiver %s is in manager shard %s and this IntunedJob in shard %s: a job and its receiver must be in one shard; give both the same %s label",
+		name, theirs, ours, sharding.Label))
 }
 
 // receiverUsable is nil when the WebhookReceiver namespace/name (whr; nil:
