@@ -204,6 +204,20 @@ func newShardFixture(t *testing.T, poll time.Duration) *shardFixture {
 	return sf
 }
 
+// triggerWithHeldCall creates job name in the default shard and, once it
+// is Ready, sets trigger t1 with the default shard's next call of method
+// for it held: it returns when that call waits.
+func (f *shardFixture) triggerWithHeldCall(name, method string) *heldCall {
+	f.t.Helper()
+	f.create(f.newJob(name))
+	f.waitReady(name)
+	held := f.calls.hold(apiCall{sharding.Default.String(), method, name})
+	f.t.Cleanup(held.let)
+	f.setTrigger(name, "t1")
+	<-held.entered
+	return held
+}
+
 // inShard labels a job for shard s.
 func inShard(s sharding.Shard) func(*intunedv1alpha1.IntunedJob) {
 	return func(j *intunedv1alpha1.IntunedJob) {
@@ -360,13 +374,7 @@ func countOf(snap map[apiCall]int, shard, job string) int {
 func TestShardHandoverTriggerInFlight(t *testing.T) {
 	f := newShardFixture(t, time.Hour) // only events and the trigger's own re-checks reconcile
 	const name = "shard-inflight"
-	f.create(f.newJob(name))
-	f.waitReady(name)
-
-	held := f.calls.hold(apiCall{sharding.Default.String(), "TriggerJob", name})
-	t.Cleanup(held.let)
-	f.setTrigger(name, "t1")
-	<-held.entered // the claim is persisted; the call waits
+	held := f.triggerWithHeldCall(name, "TriggerJob") // the claim is persisted; the call waits
 	if j := f.get(name); j.Status.LastHandledTrigger != "t1" || !triggerPending(j) {
 		t.Fatalf("claim not persisted before the call: %+v", j.Status)
 	}
@@ -403,13 +411,7 @@ func TestShardHandoverTriggerInFlight(t *testing.T) {
 func TestShardHandoverMidReconcile(t *testing.T) {
 	f := newShardFixture(t, time.Hour)
 	const name = "shard-midway"
-	f.create(f.newJob(name))
-	f.waitReady(name)
-
-	held := f.calls.hold(apiCall{sharding.Default.String(), "GetJob", name})
-	t.Cleanup(held.let)
-	f.setTrigger(name, "t1")
-	<-held.entered // the default shard read the job with t1, and waits in GetJob
+	held := f.triggerWithHeldCall(name, "GetJob") // the default shard read the job with t1, and waits in GetJob
 	f.update(name, inShard(shardB))
 	j := f.waitTriggerRecorded(name, "t1")
 	held.let()
