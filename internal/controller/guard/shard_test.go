@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,20 +72,7 @@ func TestCredentialsInUsePerShard(t *testing.T) {
 		}
 	}
 	defaultFinalizer, bFinalizer := intunedv1alpha1.FinalizerCredentialsInUse, b.Finalizer(intunedv1alpha1.FinalizerCredentialsInUse)
-	wantFinalizers := func(want ...string) {
-		t.Helper()
-		controllertest.Eventually(t, time.Minute, func() string {
-			var s corev1.Secret
-			if err := c.Get(ctx, client.ObjectKeyFromObject(secret), &s); err != nil {
-				return err.Error()
-			}
-			got := slices.Sorted(slices.Values(s.Finalizers))
-			if !slices.Equal(got, slices.Sorted(slices.Values(want))) {
-				return fmt.Sprintf("finalizers %v, want %v", got, want)
-			}
-			return ""
-		})
-	}
+	wantFinalizers := func(want ...string) { t.Helper(); waitFinalizers(ctx, t, &corev1.Secret{}, secret, want...) }
 
 	d := newJob("job-default", nil)
 	jb := newJob("job-shard-b", map[string]string{sharding.Label: "b"})
@@ -113,6 +101,70 @@ func TestCredentialsInUsePerShard(t *testing.T) {
 		var s corev1.Secret
 		if err := c.Get(ctx, client.ObjectKeyFromObject(secret), &s); !apierrors.IsNotFound(err) {
 			return fmt.Sprintf("Secret still there (%v), finalizers %v", err, s.Finalizers)
+		}
+		return ""
+	})
+}
+
+// TestManagerAccessPerShard: in a namespaced install each shard keeps its
+// own finalizer on the namespace's RoleBinding, for its own IntunedJobs,
+// and removes only its own.
+func TestManagerAccessPerShard(t *testing.T) {
+	ns := controllertest.NewNamespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const bindingName = "manager-access"
+	b, err := sharding.Parse("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []sharding.Shard{sharding.Default, b} {
+		controllertest.StartShardManager(t, s, func(mgr ctrl.Manager) error {
+			return (&ManagerAccess{Client: mgr.GetClient(), BindingName: bindingName, Shard: s}).SetupWithManager(mgr)
+		})
+	}
+	c := controllertest.Client()
+	binding := createAccessBinding(ctx, t, ns, bindingName)
+	wantFinalizers := func(want ...string) { t.Helper(); waitFinalizers(ctx, t, &rbacv1.RoleBinding{}, binding, want...) }
+	newJob := func(name string, labels map[string]string) *intunedv1alpha1.IntunedJob {
+		j := &intunedv1alpha1.IntunedJob{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Finalizers: []string{intunedv1alpha1.Finalizer}},
+			Spec: intunedv1alpha1.IntunedJobSpec{
+				Project: "p",
+				Payload: []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
+			},
+		}
+		if err := c.Create(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	defaultFinalizer, bFinalizer := intunedv1alpha1.FinalizerManagerAccess, b.Finalizer(intunedv1alpha1.FinalizerManagerAccess)
+
+	jb := newJob("job-shard-b", map[string]string{sharding.Label: "b"})
+	wantFinalizers(bFinalizer)
+	newJob("job-default", nil)
+	wantFinalizers(defaultFinalizer, bFinalizer)
+	jb.Finalizers = nil
+	if err := c.Update(ctx, jb); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, jb); err != nil {
+		t.Fatal(err)
+	}
+	wantFinalizers(defaultFinalizer)
+}
+
+// waitFinalizers waits until the object of key's kind and name (read into
+// into) has exactly the finalizers want.
+func waitFinalizers(ctx context.Context, t *testing.T, into, key client.Object, want ...string) {
+	t.Helper()
+	controllertest.Eventually(t, time.Minute, func() string {
+		if err := controllertest.Client().Get(ctx, client.ObjectKeyFromObject(key), into); err != nil {
+			return err.Error()
+		}
+		if got := slices.Sorted(slices.Values(into.GetFinalizers())); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			return fmt.Sprintf("%T %s: finalizers %v, want %v", into, key.GetName(), got, want)
 		}
 		return ""
 	})
