@@ -35,11 +35,14 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/controller/guard"
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
 	"github.com/intuned-operator/intuned-operator/internal/controller/intunedjob"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/controller/webhookreceiver"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
-// leaderElectionID names the Lease that elects the active manager replica.
+// leaderElectionID names the Lease that elects the active manager replica
+// (of the default shard; a named shard prefixes its name: see
+// sharding.Shard.LeaderElectionID).
 const leaderElectionID = "intuned-operator.intuned.io"
 
 // options are the command-line flags.
@@ -64,6 +67,7 @@ type options struct {
 	intunedJobWorkers    int
 	watchNamespaces      []string
 	accessRoleBinding    string
+	shard                string
 }
 
 func main() {
@@ -114,6 +118,8 @@ func main() {
 		})
 	flag.StringVar(&o.accessRoleBinding, "access-role-binding", "",
 		"Name of the RoleBinding that grants the manager its rights in each of --watch-namespaces (config/namespaced). The manager keeps it with a finalizer while IntunedJobs there still have Jobs to delete on Intuned, so deleting such a namespace cannot revoke the manager's rights first. Needs get and patch on that RoleBinding.")
+	flag.StringVar(&o.shard, "shard", "",
+		"Reconcile only the IntunedJobs and WebhookReceivers labelled sharding.intuned.io/key=<shard> (and their children); its replicas elect their own leader. Empty: the default shard, the objects without that label. Run one manager Deployment per shard (config/sharding, docs/sharding.md).")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -128,6 +134,10 @@ func main() {
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
 
+	shard, err := sharding.Parse(o.shard)
+	if err != nil {
+		return fmt.Errorf("--shard: %w", err)
+	}
 	defaultCreds, err := parseNamespacedName(o.defaultCredentials)
 	if err != nil {
 		return fmt.Errorf("--default-credentials-secret: %w", err)
@@ -174,12 +184,12 @@ func run(o options) error {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   cachepolicy.CacheOptions(o.watchNamespaces),
-		Client:                  cachepolicy.ClientOptions(),
+		Cache:                   cachepolicy.CacheOptions(o.watchNamespaces, shard),
+		Client:                  cachepolicy.ClientOptions(shard),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        leaderElectionID,
+		LeaderElectionID:        shard.LeaderElectionID(leaderElectionID),
 		LeaderElectionNamespace: o.leaderElectNamespace,
 		// Step down quickly on shutdown so a new replica takes over at once;
 		// safe because the manager exits right after the controllers stop.
@@ -211,6 +221,7 @@ func run(o options) error {
 		MaxConcurrentReconciles: o.intunedJobWorkers,
 		DeliveryRetryWindow:     o.deliveryRetryWindow,
 		ScheduleGrace:           o.scheduleGrace,
+		Shard:                   shard,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}
@@ -218,6 +229,7 @@ func run(o options) error {
 		Client:             mgr.GetClient(),
 		DefaultCredentials: defaults,
 		Recorder:           mgr.GetEventRecorder("credentials-in-use"),
+		Shard:              shard,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up credentials-in-use controller: %w", err)
 	}
@@ -228,6 +240,7 @@ func run(o options) error {
 		if err := (&guard.ManagerAccess{
 			Client:      mgr.GetClient(),
 			BindingName: o.accessRoleBinding,
+			Shard:       shard,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up manager-access controller: %w", err)
 		}
@@ -255,7 +268,8 @@ func run(o options) error {
 		return fmt.Errorf("add ready check: %w", err)
 	}
 
-	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "watchNamespaces", o.watchNamespaces)
+	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "watchNamespaces", o.watchNamespaces,
+		"shard", shard.String(), "shardSelector", shard.Selector().String())
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,7 +33,7 @@ import (
 // then cannot call Intuned, and the Job keeps running (and billing) there.
 //
 // A Secret that an IntunedJob will need at its deletion carries
-// intunedv1alpha1.FinalizerCredentialsInUse; when the last such IntunedJob is gone, the
+// intunedv1alpha1.FinalizerCredentialsInUse (per shard: credentialsFinalizer); when the last such IntunedJob is gone, the
 // finalizer is removed and a pending deletion of the Secret completes.
 // (Crossplane protects ProviderConfigs the same way.)
 type CredentialsInUse struct {
@@ -45,6 +46,17 @@ type CredentialsInUse struct {
 	// DefaultCredentials is the manager-wide credentials Secret (may be empty) and where it may be used.
 	DefaultCredentials intunedv1alpha1.DefaultCredentials
 	Recorder           report.EventRecorder
+	// Shard is the manager's shard: it sees only its own IntunedJobs, so
+	// it keeps its own copy of the finalizer (Shard.Finalizer): a Secret
+	// that jobs of two shards read carries both, and each shard removes
+	// only its own when its last such job is gone.
+	Shard sharding.Shard
+}
+
+// credentialsFinalizer is the shard's in-use finalizer on credentials
+// Secrets.
+func credentialsFinalizer(s sharding.Shard) string {
+	return s.Finalizer(intunedv1alpha1.FinalizerCredentialsInUse)
 }
 
 // callsIntunedOnDelete: the IntunedJob will call Intuned when it is
@@ -91,7 +103,7 @@ func (r *CredentialsInUse) Reconcile(ctx context.Context, req reconcile.Request)
 		return reconcile.Result{}, err
 	}
 	inUse := len(users) > 0
-	if err := keepWhileInUse(ctx, r.Client, secret, intunedv1alpha1.FinalizerCredentialsInUse, inUse); err != nil {
+	if err := keepWhileInUse(ctx, r.Client, secret, credentialsFinalizer(r.Shard), inUse); err != nil {
 		return reconcile.Result{}, err
 	}
 	if inUse && !secret.DeletionTimestamp.IsZero() {

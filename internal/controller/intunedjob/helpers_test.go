@@ -57,6 +57,8 @@ type ijFixture struct {
 type fixtureOptions struct {
 	sim  intunedsim.Options
 	poll time.Duration // PollIntervalOverride; default 300ms
+	// noManager: the test starts its own managers (shard_test.go).
+	noManager bool
 }
 
 func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
@@ -88,7 +90,9 @@ func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
 	// Runs after the manager stopped (cleanups run last-in first-out): the
 	// objects go away so later tests' managers never see them.
 	t.Cleanup(f.removeJobs)
-	f.start()
+	if !o.noManager {
+		f.start()
+	}
 	return f
 }
 

@@ -21,6 +21,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
@@ -370,6 +371,8 @@ func testConditions(t *testing.T) {
 			reason: intunedv1alpha1.ReasonSecretNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "receiver missing", err: receiverUsable("ns", "hooks", nil),
 			reason: intunedv1alpha1.ReasonReceiverNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
+		{name: "receiver in another manager shard", err: receiverInOtherShard("hooks", shardB, sharding.Default),
+			reason: intunedv1alpha1.ReasonReceiverInOtherShard, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "receiver's token Secret not there yet", err: func() error { _, err := receiverToken("hooks", readyReceiver, nil); return err }(),
 			reason: intunedv1alpha1.ReasonReceiverNotReady, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "another IntunedJob claims the Job", err: conflictWith(desiredTestJob(func(j *intunedv1alpha1.IntunedJob) {
