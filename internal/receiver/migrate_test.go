@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
@@ -58,15 +57,8 @@ func TestMigrateSQLiteToPostgres(t *testing.T) {
 func deliveriesView(t *testing.T, e *testEnv) []string {
 	t.Helper()
 	var out, runIDs []string
-	for cursor := ""; ; {
-		r := e.get(t, "/v1/deliveries?limit=7&cursor="+url.QueryEscape(cursor))
-		if r.status != http.StatusOK {
-			t.Fatalf("list: %d %s", r.status, r.body)
-		}
-		if len(r.body) == 0 {
-			break
-		}
-		for _, l := range strings.Split(strings.TrimSpace(string(r.body)), "\n") {
+	listPages(t, e, func(r response) {
+		for _, l := range lines(r.body) {
 			var d map[string]any
 			if err := json.Unmarshal([]byte(l), &d); err != nil {
 				t.Fatal(err)
@@ -76,8 +68,7 @@ func deliveriesView(t *testing.T, e *testEnv) []string {
 			out = append(out, "delivery: "+string(b))
 			runIDs = append(runIDs, d["runId"].(string))
 		}
-		cursor = r.header.Get("X-Next-Cursor")
-	}
+	})
 	for _, id := range runIDs {
 		r := e.get(t, "/v1/deliveries/"+url.PathEscape(id))
 		out = append(out, fmt.Sprintf("raw %s %d at %s backfilled %q: %s", id, r.status, r.header.Get("X-Received-At"), r.header.Get("X-Backfilled"), r.body))
