@@ -139,6 +139,16 @@ type ReceiverAutoscaling struct {
 	// +kubebuilder:default=80
 	// +optional
 	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+	// ScaleDownStabilizationWindowSeconds is how long the autoscaler keeps
+	// the highest replica count it computed before scaling in (the HPA's
+	// behavior.scaleDown.stabilizationWindowSeconds). Unset: Kubernetes'
+	// default, 300. Deliveries come in bursts (a JobRun's results); a
+	// shorter window frees the extra Pods sooner, a longer one keeps them
+	// for the next burst.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	ScaleDownStabilizationWindowSeconds *int32 `json:"scaleDownStabilizationWindowSeconds,omitempty"`
 }
 
 // ReceiverPodTemplate is the allow-list of Pod template fields users may set.

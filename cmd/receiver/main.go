@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -53,7 +54,8 @@ type options struct {
 	tokenFile, previousTokenFile, readTokenFile         string
 	storeKind, sqlitePath, postgresDSN, postgresDSNFile string
 	maxBodyBytes, maxInFlightBytes, sqliteMinFreeBytes  int64
-	deadline, tokenReload, shutdownGrace, retryAfter    time.Duration
+	deadline, tokenReload, retryAfter                   time.Duration
+	shutdownDelay, shutdownGrace                        time.Duration
 	batchSize, maxInFlight                              int
 	logLevel, debugAddr                                 string
 	retention                                           receiver.Retention
@@ -85,7 +87,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.maxInFlightBytes, "max-in-flight-bytes", 64<<20, "body bytes held in memory by in-flight deliveries before new ones get 429 + Retry-After (bounds memory)")
 	fs.DurationVar(&o.retryAfter, "retry-after", 5*time.Second, "Retry-After sent with 429 and 503 answers")
 	fs.DurationVar(&o.tokenReload, "token-reload-interval", 2*time.Second, "how often the token files are re-read")
-	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 25*time.Second, "on SIGTERM, time to finish in-flight deliveries before exiting (keep below the Pod's terminationGracePeriodSeconds)")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", defaultShutdownDelay, "on SIGTERM, time to go on serving while not ready, so the Service and the Ingress controller stop routing here before the listener closes (a Pod deleted while they still route to it would make them answer 502)")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 20*time.Second, "after --shutdown-delay, time to finish in-flight deliveries before exiting (keep --shutdown-delay plus this below the Pod's terminationGracePeriodSeconds)")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "address serving Go's /debug/pprof profiles (empty: off; keep it on loopback, it has no auth)")
 	fs.DurationVar(&o.retention.MaxAge, "retention-max-age", 0, "prune deliveries and quarantined bodies received longer ago than this, e.g. 720h (0: keep everything; at least 2h, as Intuned retries a delivery for 1h after its Run)")
 	fs.Int64Var(&o.retention.MaxBytes, "retention-max-bytes", 0, "prune the oldest deliveries while the SQLite data takes more than this many bytes, never one received in the last 2h (0: no bound; --store sqlite only)")
@@ -144,6 +147,28 @@ func openStore(ctx context.Context, o *options) (store.Store, error) {
 	default:
 		return nil, fmt.Errorf("--store must be sqlite or postgres, not %q", o.storeKind)
 	}
+}
+
+// defaultShutdownDelay covers the time a deleted Pod stays routed to: on the
+// test node (docs/autoscaling.md) Traefik sent its last delivery to a
+// terminating receiver 1.9 s after its SIGTERM, at most (Traefik applies
+// EndpointSlice changes at most every 2 s).
+const defaultShutdownDelay = 5 * time.Second
+
+// ingestClock counts deliveries and keeps the time of the last one.
+type ingestClock struct {
+	count atomic.Int64
+	last  atomic.Int64 // unix nanoseconds
+}
+
+func (c *ingestClock) wrap(ingestPath string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == ingestPath {
+			c.count.Add(1)
+			c.last.Store(time.Now().UnixNano())
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func main() {
@@ -205,8 +230,9 @@ func run(o *options, log *slog.Logger) error {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		go http.Serve(dl, mux) //nolint:errcheck // ends when dl closes
 	}
+	var ingest ingestClock
 	srv := &http.Server{
-		Handler:           rcv.Handler(),
+		Handler:           ingest.wrap(o.ingestPath, rcv.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -223,8 +249,23 @@ func run(o *options, log *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: draining in-flight deliveries", "grace", o.shutdownGrace.String())
+	// Not ready from now on, but still serving: the EndpointSlice drops this
+	// Pod at once, and the Ingress controller and kube-proxy follow a moment
+	// later; until they have, deliveries still arrive here.
+	signalled, before := time.Now(), ingest.count.Load()
 	rcv.Drain()
+	log.Info("shutting down: not ready, serving on while routing moves away", "delay", o.shutdownDelay.String())
+	select {
+	case <-time.After(o.shutdownDelay):
+	case err := <-serveErr:
+		return err
+	}
+	// How long routing took to move away, for sizing --shutdown-delay.
+	attrs := []any{"deliveriesDuringDelay", ingest.count.Load() - before}
+	if last := ingest.last.Load(); last > signalled.UnixNano() {
+		attrs = append(attrs, "lastDeliveryAfterSignal", time.Duration(last-signalled.UnixNano()).String())
+	}
+	log.Info("shutting down: draining in-flight deliveries", append(attrs, "grace", o.shutdownGrace.String())...)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

@@ -130,7 +130,7 @@ func startChild(t *testing.T, storeArgs []string, dir string) *child {
 	os.WriteFile(filepath.Join(dir, "token"), []byte("tok"), 0o600)       //nolint:errcheck
 	os.WriteFile(filepath.Join(dir, "read-token"), []byte("rtok"), 0o600) //nolint:errcheck
 	args := append([]string{"--listen-addr", addr, "--token-file", filepath.Join(dir, "token"),
-		"--read-token-file", filepath.Join(dir, "read-token"), "--shutdown-grace", "10s"}, storeArgs...)
+		"--read-token-file", filepath.Join(dir, "read-token"), "--shutdown-delay", "0s", "--shutdown-grace", "10s"}, storeArgs...)
 	c := &child{url: "http://" + addr, log: &bytes.Buffer{}}
 	c.Process, err = proc.Start(proc.Spec{Name: "receiver", Path: receiverBinary(t), Args: args, Tee: &syncWriter{w: c.log}})
 	if err != nil {
@@ -163,6 +163,15 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 
 // load sends unique deliveries from several goroutines until stop is closed and returns the run
 // ids that were answered 2xx.
+// ingestRequest is a delivery of run id to c.
+func ingestRequest(c *child, id string) *http.Request {
+	body := fmt.Sprintf(`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":%q,"result":{"status":"completed","result":%q}}}`, id, strings.Repeat("x", 500))
+	req, _ := http.NewRequest(http.MethodPost, c.url+"/webhooks/intuned", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
 func load(c *child, prefix string, stop <-chan struct{}, acked *atomic.Int64) func() []string {
 	var mu sync.Mutex
 	var ok []string
@@ -179,11 +188,7 @@ func load(c *child, prefix string, stop <-chan struct{}, acked *atomic.Int64) fu
 				default:
 				}
 				id := fmt.Sprintf("%s-%d-%d", prefix, g, i)
-				body := fmt.Sprintf(`{"workspaceId":"w","project":{"name":"p"},"apiInfo":{"name":"a","runId":%q,"result":{"status":"completed","result":%q}}}`, id, strings.Repeat("x", 500))
-				req, _ := http.NewRequest(http.MethodPost, c.url+"/webhooks/intuned", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer tok")
-				req.Header.Set("Content-Type", "application/json")
-				res, err := client.Do(req)
+				res, err := client.Do(ingestRequest(c, id))
 				if err != nil {
 					select {
 					case <-stop:
@@ -288,13 +293,16 @@ func TestCrashSafety(t *testing.T) {
 	}
 }
 
-// TestSIGTERMDrains: SIGTERM under load finishes in-flight deliveries, exits 0, loses nothing.
+// TestSIGTERMDrains: on SIGTERM the receiver turns not ready at once but
+// goes on taking deliveries for --shutdown-delay (while the Service and the
+// Ingress controller stop routing to it), then finishes in-flight ones,
+// exits 0 and loses nothing.
 func TestSIGTERMDrains(t *testing.T) {
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
 			args := storeArgs(t, kind, dir)
-			c := startChild(t, args, dir)
+			c := startChild(t, append(args, "--shutdown-delay", "1500ms"), dir)
 			stop := make(chan struct{})
 			var acked atomic.Int64
 			wait := load(c, "term", stop, &acked)
@@ -302,21 +310,53 @@ func TestSIGTERMDrains(t *testing.T) {
 				time.Sleep(2 * time.Millisecond)
 			}
 			c.Signal(syscall.SIGTERM)
+			if code := waitReadyz(t, c, http.StatusServiceUnavailable); code != http.StatusServiceUnavailable {
+				t.Fatalf("/readyz after SIGTERM: %d, want 503", code)
+			}
+			// A delivery sent now, on a new connection, is still taken.
+			res, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(ingestRequest(c, "term-after-readyz"))
+			if err != nil {
+				t.Fatalf("a delivery once /readyz failed: %v, want it taken during --shutdown-delay", err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusCreated {
+				t.Fatalf("a delivery once /readyz failed: %d, want 201", res.StatusCode)
+			}
 			<-c.Done()
 			close(stop)
 			ok := wait()
 			if _, err := c.Exited(); err != nil {
 				t.Fatalf("after SIGTERM: %v, want exit code 0", err)
 			}
-			if !strings.Contains(c.log.String(), "receiver stopped cleanly") {
-				t.Errorf("no clean-stop log line")
+			for _, line := range []string{"deliveriesDuringDelay", "receiver stopped cleanly"} {
+				if !strings.Contains(c.log.String(), line) {
+					t.Errorf("no %q in the log", line)
+				}
 			}
 			stored := storedIDs(t, startChild(t, args, dir))
-			for _, id := range ok {
+			for _, id := range append(ok, "term-after-readyz") {
 				if !stored[id] {
 					t.Fatalf("%s acknowledged but not stored", id)
 				}
 			}
 		})
 	}
+}
+
+// waitReadyz polls /readyz for up to a second until it answers want, and
+// returns the last answer.
+func waitReadyz(t *testing.T, c *child, want int) int {
+	t.Helper()
+	code := 0
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		res, err := http.Get(c.url + "/readyz")
+		if err != nil {
+			continue
+		}
+		res.Body.Close()
+		if code = res.StatusCode; code == want {
+			break
+		}
+	}
+	return code
 }

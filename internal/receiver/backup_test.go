@@ -78,24 +78,16 @@ func fill(t *testing.T, e *testEnv) {
 func readView(t *testing.T, e *testEnv) []string {
 	t.Helper()
 	var out, runIDs []string
-	for cursor := ""; ; {
-		r := e.get(t, "/v1/deliveries?limit=7&cursor="+url.QueryEscape(cursor))
-		if r.status != http.StatusOK {
-			t.Fatalf("list: %d %s", r.status, r.body)
-		}
+	listPages(t, e, func(r response) {
 		out = append(out, fmt.Sprintf("deliveries %s: %s", r.header.Get("X-Next-Cursor"), r.body))
-		if len(r.body) == 0 {
-			break
-		}
-		for _, l := range strings.Split(strings.TrimSpace(string(r.body)), "\n") {
+		for _, l := range lines(r.body) {
 			var d listedDelivery
 			if err := json.Unmarshal([]byte(l), &d); err != nil {
 				t.Fatal(err)
 			}
 			runIDs = append(runIDs, d.RunID)
 		}
-		cursor = r.header.Get("X-Next-Cursor")
-	}
+	})
 	for cursor := ""; ; {
 		r := e.get(t, "/v1/jobruns?limit=1&cursor="+url.QueryEscape(cursor))
 		var page struct {
@@ -121,6 +113,31 @@ func readView(t *testing.T, e *testEnv) []string {
 		out = append(out, fmt.Sprintf("raw %s %d at %s backfilled %q: %s", id, r.status, r.header.Get("X-Received-At"), r.header.Get("X-Backfilled"), r.body))
 	}
 	return out
+}
+
+// listPages pages through e's /v1/deliveries, 7 a page, calling each with
+// every answer up to and including the first empty page.
+func listPages(t *testing.T, e *testEnv, each func(response)) {
+	t.Helper()
+	for cursor := ""; ; {
+		r := e.get(t, "/v1/deliveries?limit=7&cursor="+url.QueryEscape(cursor))
+		if r.status != http.StatusOK {
+			t.Fatalf("list: %d %s", r.status, r.body)
+		}
+		each(r)
+		if len(r.body) == 0 {
+			return
+		}
+		cursor = r.header.Get("X-Next-Cursor")
+	}
+}
+
+// lines splits an NDJSON page.
+func lines(b []byte) []string {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(b)), "\n")
 }
 
 // sameView fails t when two receivers' read APIs answer differently.

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
@@ -115,6 +116,11 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	}
 	r := &Receiver{cfg: cfg, st: st, log: cfg.Logger, m: newMetrics(st), storeErrs: newLimitedLog(cfg.Logger, storeErrorLogEvery),
 		readers: make(chan struct{}, maxReaders), prunerDone: make(chan struct{})}
+	// The receiver's own load, a scaling signal that needs no CPU sampling
+	// (docs/autoscaling.md compares it with CPU).
+	r.m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "receiver_deliveries_in_flight", Help: "Deliveries being handled now (read, queued or committing); new ones get 429 above --max-in-flight.",
+	}, func() float64 { return float64(r.inFlight.Load()) }))
 	retention := newRetentionMetrics(r.m.reg, st)
 	r.ingestRefusals = refusals{r: r, rejected: r.m.rejected, what: "delivery"}
 	r.backfillRefusals = refusals{r: r, rejected: r.m.backfillRejected, what: "backfill"}

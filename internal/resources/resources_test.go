@@ -85,6 +85,7 @@ func maximalPostgres() *v1alpha1.WebhookReceiver {
 		Replicas: ptr.To[int32](3),
 		Autoscaling: &v1alpha1.ReceiverAutoscaling{
 			MinReplicas: ptr.To[int32](2), MaxReplicas: 10, TargetCPUUtilizationPercentage: ptr.To[int32](60),
+			ScaleDownStabilizationWindowSeconds: ptr.To[int32](30),
 		},
 		Image:          "registry.example.com/intuned-operator:v1.2.3",
 		Resources:      resources(),

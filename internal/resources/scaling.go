@@ -24,6 +24,12 @@ func HorizontalPodAutoscaler(whr *v1alpha1.WebhookReceiver) *autoscalingv2.Horiz
 	if as.TargetCPUUtilizationPercentage != nil {
 		target = *as.TargetCPUUtilizationPercentage
 	}
+	var behavior *autoscalingv2.HorizontalPodAutoscalerBehavior
+	if w := as.ScaleDownStabilizationWindowSeconds; w != nil {
+		behavior = &autoscalingv2.HorizontalPodAutoscalerBehavior{
+			ScaleDown: &autoscalingv2.HPAScalingRules{StabilizationWindowSeconds: ptr.To(*w)},
+		}
+	}
 	return &autoscalingv2.HorizontalPodAutoscaler{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
 		ObjectMeta: objectMeta(whr, ChildName(whr)),
@@ -35,6 +41,7 @@ func HorizontalPodAutoscaler(whr *v1alpha1.WebhookReceiver) *autoscalingv2.Horiz
 			},
 			MinReplicas: ptr.To(minReplicas(as)),
 			MaxReplicas: as.MaxReplicas,
+			Behavior:    behavior,
 			Metrics: []autoscalingv2.MetricSpec{{
 				Type: autoscalingv2.ResourceMetricSourceType,
 				Resource: &autoscalingv2.ResourceMetricSource{

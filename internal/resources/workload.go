@@ -14,8 +14,10 @@ import (
 	"github.com/intuned-operator/intuned-operator/api/v1alpha1"
 )
 
-// terminationGracePeriod leaves the receiver's default --shutdown-grace
-// (25s) room to commit in-flight deliveries before the kubelet kills it.
+// terminationGracePeriod covers the receiver's default --shutdown-delay (5s:
+// still serving while the Service and the Ingress controller stop routing
+// to the Pod) and --shutdown-grace (20s: in-flight deliveries commit), with
+// 5s to spare, before the kubelet kills it.
 const terminationGracePeriod int64 = 30
 
 // Volume names inside the Pod.

@@ -88,6 +88,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 		{"traefik", c.startIfDown("traefik"), c.traefikReady},
 		{"provisioner", c.startIfDown("provisioner"), nil},
 		{"node", nil, c.nodeReady},
+		{"metrics-server", c.startIfDown("metrics-server"), c.metricsReady},
 		{"service accounts", nil, c.defaultServiceAccount},
 	}
 	for _, s := range steps {
@@ -181,7 +182,7 @@ func (c *Cluster) Running() map[string]bool {
 }
 
 // componentNames in start order; Down stops them in reverse.
-var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns", "traefik", "provisioner"}
+var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns", "traefik", "provisioner", "metrics-server"}
 
 // Down stops every component and removes the namespace, mounts, cgroups and
 // interfaces the cluster made. With purge the state directory goes too
@@ -190,7 +191,7 @@ var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-cont
 func (c *Cluster) Down(purge bool) error {
 	var errs []error
 	// The kubelet first, so it does not restart what is stopped below.
-	for _, n := range []string{"provisioner", "traefik", "coredns", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
+	for _, n := range []string{"metrics-server", "provisioner", "traefik", "coredns", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
 		errs = append(errs, c.stop(n, 10*time.Second))
 	}
 	errs = append(errs, c.killContainers())

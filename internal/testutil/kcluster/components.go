@@ -2,11 +2,13 @@ package kcluster
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +24,9 @@ const ProvisionerName = "kcluster.intuned.io/local"
 
 // IngressClassName is the default IngressClass, served by Traefik.
 const IngressClassName = "traefik"
+
+// metricsServerPort is metrics-server's port on the node address.
+const metricsServerPort = 4443
 
 // ClusterDomain is the DNS domain of Services (<name>.<namespace>.svc.cluster.local).
 const ClusterDomain = "cluster.local"
@@ -172,6 +177,16 @@ func (c *Cluster) component(name string) (component, error) {
 			"--kubelet-preferred-address-types=InternalIP",
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + pki("sa.pub"), "--service-account-signing-key-file=" + pki("sa.key"),
+			// The aggregation layer, for metrics.k8s.io (metrics-server): the API
+			// server proxies to the APIService's endpoint directly (no ClusterIP
+			// hop), authenticating as front-proxy-client.
+			"--requestheader-client-ca-file=" + pki("ca.crt"),
+			"--requestheader-allowed-names=" + frontProxyClientName,
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+			"--proxy-client-cert-file=" + pki(frontProxyClientName+".crt"), "--proxy-client-key-file=" + pki(frontProxyClientName+".key"),
+			"--enable-aggregator-routing=true",
 			"--authorization-mode=Node,RBAC",
 			"--enable-admission-plugins=NodeRestriction",
 			"--allow-privileged=true",
@@ -222,6 +237,21 @@ func (c *Cluster) component(name string) (component, error) {
 			// Traefik otherwise asks the Internet for new versions and sends usage statistics.
 			"--global.checkNewVersion=false", "--global.sendAnonymousUsage=false",
 			"--log.level=INFO", "--accesslog=true",
+		}}, nil
+	case "metrics-server":
+		// As on any cluster but as a process on the node, like CoreDNS: it
+		// reads each kubelet's /metrics/resource, trusting the kubelet's
+		// serving certificate through the cluster CA (no insecure TLS).
+		// --metric-resolution as in metrics-server's own manifests.
+		kc := cfg.AdminKubeconfig()
+		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "metrics-server"), args: []string{
+			"--kubeconfig=" + kc, "--authentication-kubeconfig=" + kc, "--authorization-kubeconfig=" + kc,
+			"--bind-address=" + cfg.NodeIP, "--secure-port=" + strconv.Itoa(metricsServerPort),
+			"--tls-cert-file=" + pki("metrics-server.crt"), "--tls-private-key-file=" + pki("metrics-server.key"),
+			"--kubelet-certificate-authority=" + pki("ca.crt"),
+			"--kubelet-preferred-address-types=InternalIP",
+			"--kubelet-use-node-status-port",
+			"--metric-resolution=15s",
 		}}, nil
 	case "provisioner":
 		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "kcluster"), args: []string{
@@ -290,6 +320,10 @@ func (c *Cluster) rbacReady(ctx context.Context) error {
 }
 
 func (c *Cluster) applyAddons(ctx context.Context) error {
+	ca, err := os.ReadFile(filepath.Join(c.cfg.pki(), "ca.crt"))
+	if err != nil {
+		return err
+	}
 	addons := fmt.Sprintf(`apiVersion: storage.k8s.io/v1
 kind: StorageClass
 metadata:
@@ -307,7 +341,38 @@ metadata:
   annotations: {ingressclass.kubernetes.io/is-default-class: "true"}
 spec:
   controller: traefik.io/ingress-controller
-`, StorageClassName, ProvisionerName, IngressClassName)
+---
+# metrics-server runs on the node address: a Service without selector whose
+# Endpoints name it, and the resource metrics API served from there.
+apiVersion: v1
+kind: Service
+metadata:
+  name: metrics-server
+  namespace: kube-system
+spec:
+  ports: [{name: https, port: 443, targetPort: %[4]d, protocol: TCP}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: metrics-server
+  namespace: kube-system
+subsets:
+- addresses: [{ip: %[5]s}]
+  ports: [{name: https, port: %[4]d, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1beta1.metrics.k8s.io
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+  caBundle: %[6]s
+  groupPriorityMinimum: 100
+  versionPriority: 100
+`, StorageClassName, ProvisionerName, IngressClassName, metricsServerPort, c.cfg.NodeIP, base64.StdEncoding.EncodeToString(ca))
 	f := filepath.Join(c.cfg.Dir, "addons.yaml")
 	if err := os.WriteFile(f, []byte(addons), 0o644); err != nil {
 		return err
@@ -322,6 +387,16 @@ spec:
 // kubernetes plugin has synced its caches of Services and EndpointSlices.
 func (c *Cluster) corednsReady(ctx context.Context) error {
 	return httpReady(ctx, plainHTTP, "http://"+c.cfg.dnsReadyAddr()+"/ready")
+}
+
+// metricsReady waits for the resource metrics API: the APIService is
+// Available once the API server reaches metrics-server, and the node's
+// metrics are there after metrics-server's first scrape of the kubelet.
+func (c *Cluster) metricsReady(ctx context.Context) error {
+	return poll.Eventually(ctx, time.Second, "node metrics served", func(ctx context.Context) (bool, error) {
+		_, err := c.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/"+c.cfg.NodeName)
+		return err == nil, err
+	})
 }
 
 func (c *Cluster) traefikReady(ctx context.Context) error {

@@ -1,8 +1,8 @@
 // Package kcluster brings up a real single-node Kubernetes cluster on this
 // machine for tests that need what envtest lacks: a kubelet that runs
 // containers, kube-proxy Services, cluster DNS, an Ingress controller,
-// volumes and the real controller-manager (garbage collection, namespace
-// deletion).
+// volumes, the real controller-manager (garbage collection, namespace
+// deletion, HorizontalPodAutoscalers) and resource metrics (metrics-server).
 //
 // Everything runs as host processes inside one network namespace that has no
 // default route, so nothing in the cluster can reach any address outside this
@@ -11,7 +11,7 @@
 //
 //	containerd, runc, CNI plugins   Debian packages (containerd, runc, containernetworking-plugins)
 //	etcd, kube-*, kubelet, kubectl  built from k8s.io/kubernetes by hack/setup-envtest.sh (ENVTEST_NODE=1)
-//	traefik, coredns                each built from its Go module by hack/setup-kcluster.sh
+//	traefik, coredns, metrics-server each built from its Go module by hack/setup-kcluster.sh
 //	pause, local volume provisioner this repository (hack/kcluster)
 //
 // Images are docker-archive tarballs written by this package (no registry,

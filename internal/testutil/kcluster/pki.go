@@ -29,34 +29,15 @@ type identity struct {
 
 // writePKI creates a CA and every certificate the control plane, the node and
 // the test's admin need, plus the service-account signing key. Existing
-// files are kept: a cluster brought up twice keeps its identity.
+// files are kept: a cluster brought up twice keeps its identity, and one
+// made before a certificate was added gets just the new one.
 func writePKI(dir string, cfg Config) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if fileExists(filepath.Join(dir, "ca.crt")) && fileExists(filepath.Join(dir, "sa.key")) {
-		return nil
-	}
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, err := loadOrCreateCA(dir, now)
 	if err != nil {
-		return err
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "intuned-kcluster-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	if err := writeCertKey(dir, "ca", caDER, caKey); err != nil {
 		return err
 	}
 
@@ -65,6 +46,13 @@ func writePKI(dir string, cfg Config) error {
 		{file: "apiserver", cn: "kube-apiserver", server: true, dns: apiDNS,
 			ips: []net.IP{net.ParseIP(cfg.NodeIP), net.ParseIP(cfg.APIServiceIP()), net.ParseIP("127.0.0.1")}},
 		{file: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}, client: true},
+		// The aggregation layer: the API server proxies metrics.k8s.io to
+		// metrics-server with this certificate, which metrics-server trusts
+		// by its name (--requestheader-allowed-names) and the CA.
+		{file: "front-proxy-client", cn: frontProxyClientName, client: true},
+		{file: "metrics-server", cn: "metrics-server", server: true,
+			dns: []string{"metrics-server.kube-system.svc", "metrics-server.kube-system.svc." + ClusterDomain},
+			ips: []net.IP{net.ParseIP(cfg.NodeIP)}},
 		{file: "admin", cn: "kcluster-admin", orgs: []string{"system:masters"}, client: true},
 		{file: "controller-manager", cn: "system:kube-controller-manager", client: true},
 		{file: "scheduler", cn: "system:kube-scheduler", client: true},
@@ -72,13 +60,22 @@ func writePKI(dir string, cfg Config) error {
 		{file: "kubelet", cn: "system:node:" + cfg.NodeName, orgs: []string{"system:nodes"}, client: true},
 		{file: "kubelet-serving", cn: "system:node:" + cfg.NodeName, server: true, dns: []string{cfg.NodeName}, ips: []net.IP{net.ParseIP(cfg.NodeIP)}},
 	}
-	for i, id := range ids {
+	for _, id := range ids {
+		if fileExists(filepath.Join(dir, id.file+".crt")) {
+			continue
+		}
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return err
 		}
+		// Random serials: certificates added to an existing PKI must not
+		// repeat one the CA already issued.
+		serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+		if err != nil {
+			return err
+		}
 		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(int64(i + 2)),
+			SerialNumber: serial,
 			Subject:      pkix.Name{CommonName: id.cn, Organization: id.orgs},
 			NotBefore:    now.Add(-time.Hour),
 			NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
@@ -101,6 +98,9 @@ func writePKI(dir string, cfg Config) error {
 		}
 	}
 
+	if fileExists(filepath.Join(dir, "sa.key")) {
+		return nil
+	}
 	// The service-account token signer: RSA, which every Kubernetes version accepts.
 	saKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -115,6 +115,63 @@ func writePKI(dir string, cfg Config) error {
 	}
 	return os.WriteFile(filepath.Join(dir, "sa.key"),
 		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(saKey)}), 0o600)
+}
+
+// frontProxyClientName is the aggregation layer's client certificate name.
+const frontProxyClientName = "front-proxy-client"
+
+// loadOrCreateCA returns the cluster CA in dir, creating it when missing.
+func loadOrCreateCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	if fileExists(filepath.Join(dir, "ca.crt")) {
+		return loadCA(dir)
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "intuned-kcluster-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, caKey, writeCertKey(dir, "ca", caDER, caKey)
+}
+
+func loadCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, fmt.Errorf("%s: ca.crt or ca.key is not PEM", dir)
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, key, nil
 }
 
 func writeCertKey(dir, name string, der []byte, key *ecdsa.PrivateKey) error {

@@ -235,7 +235,8 @@ func (p *Pair) ScaleToZeroAtEnd() {
 	p.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"replicas":0}}`))
+		// Without autoscaling (an HPA would scale it up again).
+		patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"replicas":0,"autoscaling":null}}`))
 		whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: p.NS, Name: p.Receiver}}
 		if err := p.Env.Client().Patch(ctx, whr, patch); err != nil {
 			p.t.Error(err)
