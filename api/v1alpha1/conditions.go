@@ -45,6 +45,9 @@ const (
 	ReasonRateLimited = "RateLimited"
 	// ReasonCredentialsNotFound: the credentials Secret (or a required key in it) is missing.
 	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonDefaultCredentialsNotAllowed: the job has no spec.credentialsRef and the manager's
+	// default credentials Secret is not allowed in its namespace (--default-credentials-namespaces).
+	ReasonDefaultCredentialsNotAllowed = "DefaultCredentialsNotAllowed"
 	// ReasonCredentialsInvalid: Intuned rejected the API key (401).
 	ReasonCredentialsInvalid = "CredentialsInvalid"
 	// ReasonSecretNotFound: a Secret referenced by the spec (headersFrom,

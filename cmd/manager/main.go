@@ -54,6 +54,7 @@ type options struct {
 	probeAddr            string
 	leaderElect          bool
 	defaultCredentials   string
+	defaultCredsNS       []string
 	receiverImage        string
 	tokenPropagation     time.Duration
 	deliveryRetryWindow  time.Duration
@@ -85,6 +86,12 @@ func main() {
 		"Namespace of the leader election Lease (default: the manager's namespace).")
 	flag.StringVar(&o.defaultCredentials, "default-credentials-secret", "",
 		"namespace/name of a Secret (keys workspaceId, apiKey, optional baseURL) used by IntunedJobs without spec.credentialsRef.")
+	flag.Func("default-credentials-namespaces",
+		"Comma-separated namespaces (besides the default credentials Secret's own) whose IntunedJobs without spec.credentialsRef may use --default-credentials-secret; \"*\" is every namespace. Elsewhere such a job is Stalled (reason DefaultCredentialsNotAllowed) and calls nothing: whoever may create IntunedJobs in a namespace would otherwise spend, adopt and delete the default workspace's Jobs.",
+		func(s string) error {
+			o.defaultCredsNS = parseNamespaces(s)
+			return nil
+		})
 	flag.IntVar(&o.intunedRateLimit, "intuned-rate-limit", 20,
 		"Requests per minute per Intuned URI path, shared by all IntunedJobs (Intuned allows 20). 0 turns pacing off (intuned-sim without limits, benchmarks).")
 	flag.IntVar(&o.intunedJobWorkers, "intunedjob-workers", 8,
@@ -129,6 +136,10 @@ func run(o options) error {
 	if err := checkWatched(o.watchNamespaces, defaultCreds); err != nil {
 		return fmt.Errorf("--default-credentials-secret: %w", err)
 	}
+	if len(o.defaultCredsNS) > 0 && defaultCreds.Name == "" {
+		return errors.New("--default-credentials-namespaces needs --default-credentials-secret")
+	}
+	defaults := intunedv1alpha1.DefaultCredentials{Secret: defaultCreds, Namespaces: o.defaultCredsNS}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -193,7 +204,7 @@ func run(o options) error {
 	}
 
 	// The field indexes every controller's watches and lists use, once.
-	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Options{DefaultCredentials: defaultCreds}); err != nil {
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Options{DefaultCredentials: defaults}); err != nil {
 		return fmt.Errorf("register field indexes: %w", err)
 	}
 
@@ -207,7 +218,7 @@ func run(o options) error {
 	if err := (&intunedjob.Reconciler{
 		Client:                  mgr.GetClient(),
 		Scheme:                  mgr.GetScheme(),
-		DefaultCredentials:      defaultCreds,
+		DefaultCredentials:      defaults,
 		Recorder:                mgr.GetEventRecorder("intunedjob-controller"),
 		Pacer:                   pacer,
 		Metrics:                 intunedMetrics,
@@ -219,7 +230,7 @@ func run(o options) error {
 	}
 	if err := (&guard.CredentialsInUse{
 		Client:             mgr.GetClient(),
-		DefaultCredentials: defaultCreds,
+		DefaultCredentials: defaults,
 		Recorder:           mgr.GetEventRecorder("credentials-in-use"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up credentials-in-use controller: %w", err)

@@ -42,8 +42,8 @@ type CredentialsInUse struct {
 	// server (ClientOptions): one request per Secret event of the cluster
 	// would be wasted, as the finalizer is all this controller looks at.
 	SecretCache client.Reader
-	// DefaultCredentials is the manager-wide credentials Secret (may be empty).
-	DefaultCredentials types.NamespacedName
+	// DefaultCredentials is the manager-wide credentials Secret (may be empty) and where it may be used.
+	DefaultCredentials intunedv1alpha1.DefaultCredentials
 	Recorder           report.EventRecorder
 }
 

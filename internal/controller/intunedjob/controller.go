@@ -9,7 +9,6 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -38,9 +37,9 @@ const (
 type Reconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
-	// DefaultCredentials names the manager-wide credentials Secret used when
-	// an IntunedJob has no spec.credentialsRef (empty Name: none).
-	DefaultCredentials types.NamespacedName
+	// DefaultCredentials is the manager-wide credentials Secret used when an
+	// IntunedJob has no spec.credentialsRef, and where it may be used.
+	DefaultCredentials intunedv1alpha1.DefaultCredentials
 	// Recorder receives an Event for every write to Intuned and every error;
 	// nil records nothing.
 	Recorder report.EventRecorder

@@ -48,9 +48,10 @@ type ijFixture struct {
 	api  intuned.API // reads the simulator as a user would
 	poll time.Duration
 
-	mu   sync.Mutex
-	stop func()
-	rec  *Reconciler
+	mu       sync.Mutex
+	stop     func()
+	rec      *Reconciler
+	defaults intunedv1alpha1.DefaultCredentials // the manager's --default-credentials-*
 }
 
 type fixtureOptions struct {
@@ -134,6 +135,7 @@ func (f *ijFixture) start() {
 			// Only this test's namespace matters; other tests' objects are
 			// reconciled by their own managers.
 			PollIntervalOverride: f.poll,
+			DefaultCredentials:   f.defaults,
 			// No receiver runs here: accounting finds it unreachable at
 			// once, without a DNS query for its Service name.
 			ReceiverAPIURL: func(*intunedv1alpha1.WebhookReceiver) string { return "http://127.0.0.1:1" },

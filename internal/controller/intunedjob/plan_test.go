@@ -355,6 +355,11 @@ func testConditions(t *testing.T) {
 			_, err := (&Reconciler{}).credentials(t.Context(), desiredTestJob(nil))
 			return err
 		}(), reason: intunedv1alpha1.ReasonCredentialsNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
+		{name: "default credentials not allowed in the job's namespace", err: func() error {
+			r := &Reconciler{DefaultCredentials: intunedv1alpha1.DefaultCredentials{Secret: types.NamespacedName{Namespace: "platform", Name: "intuned"}}}
+			_, err := r.credentials(t.Context(), desiredTestJob(func(j *intunedv1alpha1.IntunedJob) { j.Spec.CredentialsRef = nil }))
+			return err
+		}(), reason: intunedv1alpha1.ReasonDefaultCredentialsNotAllowed, ready: metav1.ConditionFalse, stalled: metav1.ConditionTrue},
 		{name: "credentials Secret missing", err: func() error { _, err := credentialsFrom(credsRef, nil); return err }(),
 			reason: intunedv1alpha1.ReasonCredentialsNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "credentials Secret without apiKey", err: func() error {
