@@ -38,6 +38,7 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/controller/webhookreceiver"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
+	"github.com/intuned-operator/intuned-operator/internal/ownpod"
 )
 
 // leaderElectionID names the Lease that elects the active manager replica
@@ -100,7 +101,7 @@ func main() {
 	flag.IntVar(&o.intunedJobWorkers, "intunedjob-workers", 8,
 		"IntunedJobs reconciled concurrently (calls wait on the network and the rate limit, not the CPU).")
 	flag.StringVar(&o.receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"),
-		"Default container image of WebhookReceiver pods (env RECEIVER_IMAGE).")
+		"Default container image of WebhookReceiver pods (env RECEIVER_IMAGE). Empty: the image of the manager's own container, read from its Pod (POD_NAMESPACE, POD_NAME), so the receiver follows the manager's image however that was set.")
 	zapOpts := zap.Options{Development: false}
 	flag.DurationVar(&o.tokenPropagation, "token-propagation-delay", webhookreceiver.DefaultTokenPropagationDelay,
 		"How long a rotated receiver token is accepted before it becomes current (time for the kubelet to update the mounted Secret in every receiver Pod).")
@@ -197,6 +198,19 @@ func run(o options) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+
+	if o.receiverImage == "" {
+		// The receiver ships in the manager's image (package ownpod says why
+		// it is read here, not copied into the manifest).
+		img, ok, err := ownpod.ManagerImage(context.Background(), mgr.GetAPIReader())
+		if err != nil {
+			return fmt.Errorf("default receiver image (set --receiver-image to skip this): %w", err)
+		}
+		if ok {
+			o.receiverImage = img
+			log.Info("receivers default to the manager's image", "image", img)
+		}
 	}
 
 	// The field indexes every controller's watches and lists use, once.

@@ -244,17 +244,17 @@ func TestIntunedJobPauseResume(t *testing.T) {
 func TestIntunedJobSuspend(t *testing.T) {
 	f := newIJFixture(t, fixtureOptions{})
 	f.create(f.newJob("suspended-new", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true }))
-	f.waitCondition("suspended-new", intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+	f.waitCondition("suspended-new", intunedv1alpha1.ConditionSynced, metav1.ConditionUnknown, intunedv1alpha1.ReasonSuspended)
 
 	f.create(f.newJob("suspended-later"))
 	f.waitReady("suspended-later")
 	f.update("suspended-later", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true })
-	f.waitCondition("suspended-later", intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+	f.waitCondition("suspended-later", intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSuspended)
 	f.sim.ResetCalls()
 	f.drift("suspended-later", "delete", "")
 	// Touch the object and wait well past several poll intervals.
 	f.update("suspended-later", func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = true })
-	f.waitCondition("suspended-later", intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+	f.waitCondition("suspended-later", intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSuspended)
 	deadline := time.Now().Add(10 * f.poll)
 	for time.Now().Before(deadline) {
 		if n := len(f.sim.Calls()); n != 0 {

@@ -16,21 +16,28 @@ import (
 )
 
 // TestIntunedJobKstatus drives the real reconciler (envtest + the simulator
-// over HTTP) into each state an IntunedJob reaches and checks the status a
-// GitOps tool computes from it with the kstatus library: InProgress while
-// working or waiting, Current when done, Failed when a human must act,
-// Terminating while the finalizer cannot finish.
+// over HTTP) into each state an IntunedJob reaches and checks what each
+// GitOps tool computes from the stored object: the kstatus library
+// (InProgress while working or waiting, Current when done or suspended,
+// Failed when a human must act, Terminating while the finalizer cannot
+// finish), Argo CD with the shipped Lua health check and Flux with the
+// shipped healthCheckExprs (docs/gitops.md).
 func TestIntunedJobKstatus(t *testing.T) {
 	f := newIJFixture(t, fixtureOptions{})
 	ctx := context.Background()
 	jobsRoute := intunedsim.APIPrefix + "/{ws}/projects/{p}/jobs"
+	var (
+		progressing = controllertest.Health{Kstatus: status.InProgressStatus, Argo: "Progressing", Flux: status.InProgressStatus}
+		failed      = controllertest.Health{Kstatus: status.FailedStatus, Argo: "Degraded", Flux: status.FailedStatus}
+		current     = controllertest.Health{Kstatus: status.CurrentStatus, Argo: "Healthy", Flux: status.CurrentStatus}
+	)
 
 	tests := []struct {
 		name string
 		// reach brings the object named name into the state and returns it
 		// as stored once it is there.
 		reach func(name string) *intunedv1alpha1.IntunedJob
-		want  status.Status
+		want  controllertest.Health
 	}{
 		{"creating", func(name string) *intunedv1alpha1.IntunedJob {
 			// Intuned takes its time to answer the create: the create intent
@@ -39,17 +46,17 @@ func TestIntunedJobKstatus(t *testing.T) {
 			defer f.sim.SetFaults(nil)
 			f.create(f.newJob(name))
 			return f.waitCondition(name, intunedv1alpha1.ConditionReconciling, metav1.ConditionTrue, intunedv1alpha1.ReasonProgressing)
-		}, status.InProgressStatus},
+		}, progressing},
 		{"intuned-400", func(name string) *intunedv1alpha1.IntunedJob {
 			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + jobsRoute, Status: 400, ErrorRate: 1}})
 			defer f.sim.SetFaults(nil)
 			f.create(f.newJob(name))
 			return f.waitCondition(name, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonInvalidSpec)
-		}, status.FailedStatus},
+		}, failed},
 		{"synced", func(name string) *intunedv1alpha1.IntunedJob {
 			f.create(f.newJob(name))
 			return f.waitReady(name)
-		}, status.CurrentStatus},
+		}, current},
 		{"paused", func(name string) *intunedv1alpha1.IntunedJob {
 			f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.Paused = true }))
 			j := f.waitReady(name)
@@ -57,7 +64,7 @@ func TestIntunedJobKstatus(t *testing.T) {
 				t.Errorf("Ready with job state %s, want PAUSED", j.Status.JobState)
 			}
 			return j
-		}, status.CurrentStatus},
+		}, current},
 		{"bad-credentials", func(name string) *intunedv1alpha1.IntunedJob {
 			f.createSecret("wrong-key-"+name, map[string]string{
 				intunedv1alpha1.CredentialsKeyWorkspaceID: f.sim.WorkspaceID,
@@ -66,7 +73,7 @@ func TestIntunedJobKstatus(t *testing.T) {
 			})
 			f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.CredentialsRef.Name = "wrong-key-" + name }))
 			return f.waitCondition(name, intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonCredentialsInvalid)
-		}, status.FailedStatus},
+		}, failed},
 		{"receiver-not-ready", func(name string) *intunedv1alpha1.IntunedJob {
 			whr := &intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "not-ready"}}
 			if err := controllertest.Client().Create(ctx, whr); err != nil {
@@ -77,7 +84,7 @@ func TestIntunedJobKstatus(t *testing.T) {
 				j.Spec.Sink.Webhook.ReceiverRef = &intunedv1alpha1.LocalObjectReference{Name: "not-ready"}
 			}))
 			return f.waitCondition(name, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonReceiverNotReady)
-		}, status.InProgressStatus},
+		}, progressing},
 		{"synced-runs-unreadable", func(name string) *intunedv1alpha1.IntunedJob {
 			// Synced and Ready mean different things: Intuned holds the
 			// spec, but the reconcile could not finish.
@@ -90,7 +97,19 @@ func TestIntunedJobKstatus(t *testing.T) {
 				t.Errorf("Synced is not True while only the JobRuns are unreadable: %v", j.Status.Conditions)
 			}
 			return j
-		}, status.InProgressStatus},
+		}, progressing},
+		{"suspended", func(name string) *intunedv1alpha1.IntunedJob {
+			// Settled as asked: Ready=True reason Suspended, so kubectl
+			// wait, kstatus and Flux are done and Argo CD says Suspended.
+			f.create(f.newJob(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true }))
+			return f.waitCondition(name, intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSuspended)
+		}, controllertest.Health{Kstatus: status.CurrentStatus, Argo: "Suspended", Flux: status.CurrentStatus}},
+		{"suspended-after-sync", func(name string) *intunedv1alpha1.IntunedJob {
+			f.create(f.newJob(name))
+			f.waitReady(name)
+			f.update(name, func(j *intunedv1alpha1.IntunedJob) { j.Spec.Suspend = true })
+			return f.waitCondition(name, intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSuspended)
+		}, controllertest.Health{Kstatus: status.CurrentStatus, Argo: "Suspended", Flux: status.CurrentStatus}},
 		{"deleting", func(name string) *intunedv1alpha1.IntunedJob {
 			f.create(f.newJob(name))
 			f.waitReady(name)
@@ -108,13 +127,13 @@ func TestIntunedJobKstatus(t *testing.T) {
 				return ""
 			})
 			return j
-		}, status.TerminatingStatus},
+		}, controllertest.Health{Kstatus: status.TerminatingStatus, Argo: "Progressing", Flux: status.InProgressStatus}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			j := tc.reach("ks-" + tc.name)
-			if got := controllertest.Kstatus(t, j); got != tc.want {
-				t.Errorf("kstatus = %s, want %s; conditions %v", got, tc.want, j.Status.Conditions)
+			if got := controllertest.GitOpsHealth(t, j); got != tc.want {
+				t.Errorf("health = %s, want %s; conditions %v", got, tc.want, j.Status.Conditions)
 			}
 		})
 	}

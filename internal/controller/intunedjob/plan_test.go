@@ -427,7 +427,10 @@ func testConditions(t *testing.T) {
 	t.Run("suspended", func(t *testing.T) {
 		job := desiredTestJob(nil)
 		reportSuspended(job)
-		wantCondition(t, job, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended)
+		wantCondition(t, job, intunedv1alpha1.ConditionReady, metav1.ConditionTrue, intunedv1alpha1.ReasonSuspended)
+		wantCondition(t, job, intunedv1alpha1.ConditionSynced, metav1.ConditionUnknown, intunedv1alpha1.ReasonSuspended)
+		wantCondition(t, job, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, "")
+		wantCondition(t, job, intunedv1alpha1.ConditionReconciling, metav1.ConditionFalse, "")
 		seenReasons[intunedv1alpha1.ReasonSuspended] = true
 	})
 	t.Run("deletion blocked", func(t *testing.T) {

@@ -92,13 +92,17 @@ func syncedMessage(job *intunedv1alpha1.IntunedJob) string {
 }
 
 // reportSuspended records that spec.suspend stops all reconciliation.
+// Suspended is a settled state the user asked for, so Ready is True
+// (reason Suspended): kstatus computes Current, `kubectl wait
+// --for=condition=Ready` returns, and Flux and Argo CD health checks pass
+// instead of waiting forever (Flux's own suspended objects never turn
+// InProgress either). Synced is Unknown: nobody looks at Intuned meanwhile.
+// docs/status.md explains the choice.
 func reportSuspended(job *intunedv1alpha1.IntunedJob) {
-	const msg = "spec.suspend is true: no Intuned API calls are made"
+	const msg = "spec.suspend is true: no Intuned API calls are made; the status is as last observed"
 	conds, gen := &job.Status.Conditions, job.Generation
-	report.SetCondition(conds, gen, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, msg)
-	report.SetCondition(conds, gen, intunedv1alpha1.ConditionSynced, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, msg)
-	report.SetCondition(conds, gen, intunedv1alpha1.ConditionReconciling, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, "")
-	report.SetCondition(conds, gen, intunedv1alpha1.ConditionStalled, metav1.ConditionFalse, intunedv1alpha1.ReasonSuspended, "")
+	report.Ready(conds, gen, intunedv1alpha1.ReasonSuspended, msg)
+	report.SetCondition(conds, gen, intunedv1alpha1.ConditionSynced, metav1.ConditionUnknown, intunedv1alpha1.ReasonSuspended, msg)
 }
 
 // observeJob copies what Intuned reports about the Job into status.

@@ -13,8 +13,9 @@ import (
 )
 
 // TestWebhookReceiverKstatusAndEvents walks a WebhookReceiver through the
-// states it reaches and checks, for each, the status a GitOps tool computes
-// (kstatus) and the Event a user sees.
+// states it reaches and checks, for each, what each GitOps tool computes
+// (kstatus; Argo CD with the shipped Lua; Flux with the shipped
+// healthCheckExprs: docs/gitops.md) and the Event a user sees.
 func TestWebhookReceiverKstatusAndEvents(t *testing.T) {
 	f := newWHRFixture(t)
 	whr := f.receiver("ks", intunedv1alpha1.WebhookReceiverSpec{
@@ -49,6 +50,9 @@ func TestWebhookReceiverKstatusAndEvents(t *testing.T) {
 			f.receiver("taken", intunedv1alpha1.WebhookReceiverSpec{})
 		}, intunedv1alpha1.ReasonResourceConflict, status.FailedStatus, intunedv1alpha1.ReasonResourceConflict},
 	}
+	argoFor := map[status.Status]string{
+		status.InProgressStatus: "Progressing", status.FailedStatus: "Degraded", status.CurrentStatus: "Healthy",
+	}
 	for _, s := range steps {
 		s.do()
 		var w *intunedv1alpha1.WebhookReceiver
@@ -66,8 +70,10 @@ func TestWebhookReceiverKstatusAndEvents(t *testing.T) {
 			ready = metav1.ConditionTrue
 		}
 		w = f.waitReady(s.receiver, ready, s.reason)
-		if got := controllertest.Kstatus(t, w); got != s.want {
-			t.Errorf("%s: kstatus = %s, want %s; conditions %v", s.name, got, s.want, w.Status.Conditions)
+		// The three tools agree: kstatus's verdict, Argo CD's word for it.
+		want := controllertest.Health{Kstatus: s.want, Argo: argoFor[s.want], Flux: s.want}
+		if got := controllertest.GitOpsHealth(t, w); got != want {
+			t.Errorf("%s: health = %s, want %s; conditions %v", s.name, got, want, w.Status.Conditions)
 		}
 		if s.wantEvent != "" {
 			f.eventually(func() string {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -216,6 +218,11 @@ func managerCommand(d *appsv1.Deployment, namespace string, probePort, metricsPo
 	}
 	if !containsFlag(args, "health-probe-bind-address") {
 		args = append(args, "--health-probe-bind-address="+proc.Loopback(probePort))
+	}
+	// The manager runs as a process, not in a Pod it could read its image
+	// from (internal/ownpod): give it what it would read there.
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "RECEIVER_IMAGE" }) {
+		env = append(env, "RECEIVER_IMAGE="+c.Image)
 	}
 	for _, e := range c.Env {
 		switch {

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -53,7 +54,9 @@ type Samples struct {
 	Job         *intunedv1alpha1.IntunedJob
 }
 
-// LoadSamples renders config/samples with the kustomize of the given kubectl.
+// LoadSamples renders config/samples with the kustomize of the given kubectl;
+// Credentials is the Secret the IntunedJob names, which a user creates
+// beside the samples (UseSim fills it in).
 func LoadSamples(ctx context.Context, kubectl string) (*Samples, error) {
 	objs, err := Kustomize(ctx, kubectl, "samples")
 	if err != nil {
@@ -64,8 +67,8 @@ func LoadSamples(ctx context.Context, kubectl string) (*Samples, error) {
 		var target any
 		switch u.GetKind() {
 		case "Secret":
-			s.Credentials = &corev1.Secret{}
-			target = s.Credentials
+			// Applying the samples again would overwrite the user's key.
+			return nil, fmt.Errorf("config/samples must not hold a Secret (%s): the user creates the credentials Secret with kubectl create secret", u.GetName())
 		case "WebhookReceiver":
 			s.Receiver = &intunedv1alpha1.WebhookReceiver{}
 			target = s.Receiver
@@ -79,9 +82,11 @@ func LoadSamples(ctx context.Context, kubectl string) (*Samples, error) {
 			return nil, fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
-	if s.Credentials == nil || s.Receiver == nil || s.Job == nil {
-		return nil, errors.New("config/samples must hold the credentials Secret, a WebhookReceiver and an IntunedJob")
+	if s.Receiver == nil || s.Job == nil || s.Job.Spec.CredentialsRef == nil {
+		return nil, errors.New("config/samples must hold a WebhookReceiver and an IntunedJob with spec.credentialsRef")
 	}
+	// The Secret the README has the user create (kubectl create secret).
+	s.Credentials = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.Job.Spec.CredentialsRef.Name}}
 	return s, nil
 }
 
