@@ -442,3 +442,40 @@ func (c *Cluster) Leftovers() []string {
 	sort.Strings(left)
 	return left
 }
+
+// KillContainerProcess SIGKILLs the processes of Pod podUID whose command
+// is command (argv[0]), as a crash would: no signal handler runs, nothing is
+// released. The kubelet then restarts the container as after any crash. It
+// returns how many processes it killed.
+func (c *Cluster) KillContainerProcess(podUID, command string) (int, error) {
+	killed := map[int]bool{} // a process is in the tree of every v1 controller
+	for _, root := range kubepodsCgroups() {
+		err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" || !strings.Contains(p, "/pod"+podUID+"/") {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			for _, f := range strings.Fields(string(b)) {
+				var pid int
+				if _, err := fmt.Sscan(f, &pid); err != nil {
+					continue
+				}
+				argv, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				if arg0, _, _ := strings.Cut(string(argv), "\x00"); arg0 != command || killed[pid] {
+					continue
+				}
+				if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+					killed[pid] = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return len(killed), err
+		}
+	}
+	if len(killed) == 0 {
+		return 0, fmt.Errorf("no process %q in Pod %s", command, podUID)
+	}
+	return len(killed), nil
+}
