@@ -25,8 +25,8 @@ func TestShardingInstall(t *testing.T) {
 	var err error
 	objs := render(t, "sharding")
 	def := renderDefault(t)
-	if got, want := len(objs), len(def)+2; got != want {
-		t.Errorf("config/sharding renders %d objects; want config/default's %d plus the shard's Deployment and Service", got, len(def))
+	if got, want := len(objs), len(def)+3; got != want {
+		t.Errorf("config/sharding renders %d objects; want config/default's %d plus the shard's Deployment, Service and PodDisruptionBudget", got, len(def))
 	}
 	var deps []*unstructured.Unstructured
 	for _, o := range objs {
@@ -105,6 +105,36 @@ func TestShardingInstall(t *testing.T) {
 		}
 		if n != 1 {
 			t.Errorf("shard %q: %d metrics Services select its Pods; want 1", m.shard, n)
+		}
+		// The replicas of a shard are spread and held by selectors of
+		// their own: a PodDisruptionBudget that counted another shard's
+		// Pods would let a drain take all of this one's.
+		pdbs := 0
+		for _, o := range objs {
+			sel, _, _ := unstructured.NestedStringMap(o.Object, "spec", "selector", "matchLabels")
+			if o.GetKind() == "PodDisruptionBudget" && labels.SelectorFromSet(sel).Matches(m.podLabels) {
+				pdbs++
+				for _, other := range managers {
+					if other.shard != m.shard && labels.SelectorFromSet(sel).Matches(other.podLabels) {
+						t.Errorf("PodDisruptionBudget %s selects the Pods of shards %q and %q", o.GetName(), m.shard, other.shard)
+					}
+				}
+			}
+		}
+		if pdbs != 1 {
+			t.Errorf("shard %q: %d PodDisruptionBudgets select its Pods; want 1", m.shard, pdbs)
+		}
+		for _, d := range deps {
+			if pl, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "labels"); !labels.Equals(pl, m.podLabels) {
+				continue
+			}
+			spread, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "topologySpreadConstraints")
+			for _, c := range spread {
+				sel, _, _ := unstructured.NestedStringMap(c.(map[string]any), "labelSelector", "matchLabels")
+				if !labels.SelectorFromSet(sel).Matches(m.podLabels) {
+					t.Errorf("shard %q: topology spread selector %v does not select its own Pods", m.shard, sel)
+				}
+			}
 		}
 	}
 
