@@ -140,8 +140,6 @@ func (p *pruner) round(ctx context.Context) {
 	}
 	took := time.Since(start)
 	p.m.roundSeconds.Observe(took.Seconds())
-	p.m.pruned.WithLabelValues("deliveries").Add(float64(total.Deliveries))
-	p.m.pruned.WithLabelValues("quarantined").Add(float64(total.Quarantined))
 	if err != nil && ctx.Err() == nil {
 		p.errs.Error("retention: pruning failed; retried next round", "err", err, "interval", p.cfg.Interval.String())
 	}
@@ -169,6 +167,10 @@ func (p *pruner) prune(ctx context.Context, before time.Time, want func() (bool,
 		b, err := p.st.Prune(ctx, before, p.cfg.Batch)
 		total.Deliveries += b.Deliveries
 		total.Quarantined += b.Quarantined
+		// Counted per batch: a round that works off a large backlog (retention just turned on for a
+		// store of millions) runs for minutes, and the counter shows its progress meanwhile.
+		p.m.pruned.WithLabelValues("deliveries").Add(float64(b.Deliveries))
+		p.m.pruned.WithLabelValues("quarantined").Add(float64(b.Quarantined))
 		if err != nil {
 			return total, false, err
 		}
