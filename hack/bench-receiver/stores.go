@@ -22,17 +22,25 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
 )
 
-// caseSpec is a parsed case name: kind[@rows][+prune].
+// caseSpec is a parsed case name: kind[@rows][+prune[N]].
 type caseSpec struct {
-	kind  string // ceiling, sqlite, postgres, sqlite-base, postgres-base
-	rows  int    // deliveries stored before the benchmark starts
-	prune bool   // retention prunes the oldest pre-filled deliveries while measured
+	kind       string // ceiling, sqlite, postgres, sqlite-base, postgres-base
+	rows       int    // deliveries stored before the benchmark starts
+	prune      bool   // retention prunes the oldest pre-filled deliveries while measured
+	pruneBatch int    // --retention-batch (+pruneN); 0: the receiver's default
 }
 
 func parseCase(name string) (caseSpec, error) {
 	var c caseSpec
-	rest, prune := strings.CutSuffix(name, "+prune")
+	rest, batch, prune := strings.Cut(name, "+prune")
 	c.prune = prune
+	if prune && batch != "" {
+		n, err := strconv.Atoi(batch)
+		if err != nil || n <= 0 {
+			return c, fmt.Errorf("case %s: +pruneN takes a batch size, e.g. +prune100", name)
+		}
+		c.pruneBatch = n
+	}
 	kind, rows, sized := strings.Cut(rest, "@")
 	c.kind = kind
 	if sized {

@@ -37,10 +37,12 @@ func TestParseCase(t *testing.T) {
 		name, want string
 		err        bool
 	}{
-		{"sqlite", "{sqlite 0 false}", false},
-		{"sqlite@1M", "{sqlite 1000000 false}", false},
-		{"sqlite-base@10M+prune", "{sqlite-base 10000000 true}", false},
-		{"sqlite@500k", "{sqlite 500000 false}", false},
+		{"sqlite", "{sqlite 0 false 0}", false},
+		{"sqlite@1M", "{sqlite 1000000 false 0}", false},
+		{"sqlite-base@10M+prune", "{sqlite-base 10000000 true 0}", false},
+		{"sqlite@1M+prune100", "{sqlite 1000000 true 100}", false},
+		{"sqlite@500k", "{sqlite 500000 false 0}", false},
+		{"sqlite@1M+prunex", "", true},
 		{"sqlite+prune", "", true},
 		{"postgres@1M", "", true},
 		{"sqlite@x", "", true},
