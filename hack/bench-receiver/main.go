@@ -279,9 +279,16 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 				fmt.Fprintf(os.Stderr, "fixed rate %.0f req/s, round %d/%d: %s for %s ...\n", ph.rate, r+1, rounds, s.name, fslice)
 				f := &s.fixed[i]
 				s.turn(func() error { //nolint:errcheck // never fails
+					var before map[string]float64
+					if s.spec.prune {
+						before = scrape(s.base + "/metrics")
+					}
 					cpu0 := procstat.CPUTime(s.proc.Pid())
 					b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
 					f.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
+					if s.spec.prune {
+						f.pruned += scrape(s.base + "/metrics")[prunedMetric] - before[prunedMetric]
+					}
 					return nil
 				})
 			}
@@ -668,11 +675,11 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, pha
 	for i, ph := range phases {
 		fmt.Printf("\nfixed rate (open loop): %.0f req/s (%s) offered to every case on %d connections,\nlatency from the scheduled send time\n\n", ph.rate, ph.name, b.conns)
 		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "case\tanswered/s\tp50\tp99\tp99.9\tmax\tCPU/req\terrors\ttarget\t")
+		fmt.Fprintln(tw, "case\tanswered/s\tp50\tp99\tp99.9\tmax\tCPU/req\terrors\tpruned/s\ttarget\t")
 		for _, s := range servers {
 			f := &s.fixed[i]
 			if len(f.lat) == 0 {
-				fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t%d\t\t\n", s.name, f.errors)
+				fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t%d\t-\t\t\n", s.name, f.errors)
 				continue
 			}
 			slices.Sort(f.lat)
@@ -681,9 +688,13 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, pha
 			if strings.HasPrefix(s.name, "sqlite") {
 				target = "p99<=10ms"
 			}
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f us\t%d\t%s\t\n", s.name, float64(len(f.lat))/f.seconds,
+			pruned := "-"
+			if s.spec.prune {
+				pruned = fmt.Sprintf("%.0f", f.pruned/f.seconds)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f us\t%d\t%s\t%s\t\n", s.name, float64(len(f.lat))/f.seconds,
 				ms(q(0.50)), ms(q(0.99)), ms(q(0.999)), ms(f.lat[len(f.lat)-1]),
-				float64(f.cpu.Microseconds())/float64(len(f.lat)), f.errors, target)
+				float64(f.cpu.Microseconds())/float64(len(f.lat)), f.errors, pruned, target)
 		}
 		tw.Flush()
 	}
