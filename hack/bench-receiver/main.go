@@ -400,6 +400,9 @@ func (b *bench) start(name string, spec caseSpec) (*server, error) {
 				if spec.pruneBatch > 0 {
 					args = append(args, "--retention-batch", strconv.Itoa(spec.pruneBatch))
 				}
+				if spec.prunePause > 0 {
+					args = append(args, "--retention-pause", spec.prunePause.String())
+				}
 			}
 		} else {
 			dsnFile, err := b.postgresDSNFile(name)

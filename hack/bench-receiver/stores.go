@@ -22,24 +22,33 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
 )
 
-// caseSpec is a parsed case name: kind[@rows][+prune[N]].
+// caseSpec is a parsed case name: kind[@rows][+prune[N][pD]], e.g. sqlite@1M+prune100p5ms.
 type caseSpec struct {
-	kind       string // ceiling, sqlite, postgres, sqlite-base, postgres-base
-	rows       int    // deliveries stored before the benchmark starts
-	prune      bool   // retention prunes the oldest pre-filled deliveries while measured
-	pruneBatch int    // --retention-batch (+pruneN); 0: the receiver's default
+	kind       string        // ceiling, sqlite, postgres, sqlite-base, postgres-base
+	rows       int           // deliveries stored before the benchmark starts
+	prune      bool          // retention prunes the oldest pre-filled deliveries while measured
+	pruneBatch int           // --retention-batch (+pruneN); 0: the receiver's default
+	prunePause time.Duration // --retention-pause (+prunepD); 0: the receiver's default
 }
 
 func parseCase(name string) (caseSpec, error) {
 	var c caseSpec
 	rest, batch, prune := strings.Cut(name, "+prune")
 	c.prune = prune
+	batch, pause, paused := strings.Cut(batch, "p")
 	if prune && batch != "" {
 		n, err := strconv.Atoi(batch)
 		if err != nil || n <= 0 {
 			return c, fmt.Errorf("case %s: +pruneN takes a batch size, e.g. +prune100", name)
 		}
 		c.pruneBatch = n
+	}
+	if paused {
+		d, err := time.ParseDuration(pause)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("case %s: +prunepD takes a pause, e.g. +prunep5ms", name)
+		}
+		c.prunePause = d
 	}
 	kind, rows, sized := strings.Cut(rest, "@")
 	c.kind = kind

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -34,26 +33,30 @@ func TestSeedDelivery(t *testing.T) {
 
 func TestParseCase(t *testing.T) {
 	for _, tc := range []struct {
-		name, want string
-		err        bool
+		name string
+		want caseSpec
+		err  bool
 	}{
-		{"sqlite", "{sqlite 0 false 0}", false},
-		{"sqlite@1M", "{sqlite 1000000 false 0}", false},
-		{"sqlite-base@10M+prune", "{sqlite-base 10000000 true 0}", false},
-		{"sqlite@1M+prune100", "{sqlite 1000000 true 100}", false},
-		{"sqlite@500k", "{sqlite 500000 false 0}", false},
-		{"sqlite@1M+prunex", "", true},
-		{"sqlite+prune", "", true},
-		{"postgres@1M", "", true},
-		{"sqlite@x", "", true},
+		{"sqlite", caseSpec{kind: "sqlite"}, false},
+		{"sqlite@1M", caseSpec{kind: "sqlite", rows: 1_000_000}, false},
+		{"sqlite-base@10M+prune", caseSpec{kind: "sqlite-base", rows: 10_000_000, prune: true}, false},
+		{"sqlite@1M+prune100", caseSpec{kind: "sqlite", rows: 1_000_000, prune: true, pruneBatch: 100}, false},
+		{"sqlite@1M+prunep5ms", caseSpec{kind: "sqlite", rows: 1_000_000, prune: true, prunePause: 5 * time.Millisecond}, false},
+		{"sqlite@1M+prune100p1ms", caseSpec{kind: "sqlite", rows: 1_000_000, prune: true, pruneBatch: 100, prunePause: time.Millisecond}, false},
+		{"sqlite@500k", caseSpec{kind: "sqlite", rows: 500_000}, false},
+		{"sqlite@1M+prunex", caseSpec{}, true},
+		{"sqlite@1M+prunepx", caseSpec{}, true},
+		{"sqlite+prune", caseSpec{}, true},
+		{"postgres@1M", caseSpec{}, true},
+		{"sqlite@x", caseSpec{}, true},
 	} {
 		c, err := parseCase(tc.name)
 		if (err != nil) != tc.err {
 			t.Errorf("%s: err %v", tc.name, err)
 			continue
 		}
-		if got := fmt.Sprint(c); !tc.err && got != tc.want {
-			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		if !tc.err && c != tc.want {
+			t.Errorf("%s: %+v, want %+v", tc.name, c, tc.want)
 		}
 	}
 }
