@@ -159,7 +159,7 @@ undeploy: build-installer ## Remove the operator from the cluster.
 ##@ Benchmarks and demo
 
 .PHONY: bench-receiver
-bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-rate latency, SQLite vs PostgreSQL; BENCH_RECEIVER_ARGS=-load=go skips wrk).
+bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-rate latency, SQLite vs PostgreSQL; BENCH_RECEIVER_ARGS=-load=go skips wrk; store sizes: BENCH_RECEIVER_ARGS="-random-run-ids -rate 1000 -cases sqlite,sqlite@1M,sqlite@1M+prune", see internal/receiver/README.md "Store size").
 	hack/ensure-postgres.sh
 	hack/bench-receiver/ensure-wrk.sh
 	go run ./hack/bench-receiver $(BENCH_RECEIVER_ARGS)

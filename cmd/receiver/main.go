@@ -94,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&o.retention.MaxBytes, "retention-max-bytes", 0, "prune the oldest deliveries while the SQLite data takes more than this many bytes, never one received in the last 2h (0: no bound; --store sqlite only)")
 	fs.DurationVar(&o.retention.Interval, "retention-interval", time.Minute, "time between two pruning rounds")
 	fs.IntVar(&o.retention.Batch, "retention-batch", 1000, "most rows one pruning transaction deletes from each table")
+	fs.DurationVar(&o.retention.BatchTime, "retention-batch-time", 10*time.Millisecond, "how long one pruning transaction should hold the store's writer: the batch halves while one takes longer and doubles while one takes less than half, up to --retention-batch")
 	fs.DurationVar(&o.retention.Pause, "retention-pause", 50*time.Millisecond, "pause between two pruning batches, so ingest commits get the store in between")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error (JSON logs on stderr; tokens and DSNs are never logged)")
 	fs.Usage = func() {

@@ -107,6 +107,7 @@ type fixedResult struct {
 	errors  int
 	seconds float64
 	cpu     time.Duration
+	pruned  float64 // deliveries retention deleted (+prune cases)
 }
 
 // fixedRate offers rate req/s to s for d, open loop: request i is due at start + i/rate and goes

@@ -10,6 +10,15 @@
 // split into -rounds slices that visit the servers in turn, so a noisy neighbour on a shared
 // machine slows all cases alike and the ratios stay fair. It is a measurement, not a test.
 //
+// The store-size axis: a sqlite case named kind@rows (sqlite@1M, sqlite@10M, sqlite-base@1M) runs
+// the same receiver on its own copy of a store pre-filled with that many realistic deliveries
+// (stores.go: the guide's sink body, random runIds, many JobRuns), seeded once with the store's
+// schema (sqlite.BulkLoad) and cached under -store-cache; +prune (or +pruneN, a batch of N) adds
+// retention with a max age that puts the oldest -prune-share of them past it, so pruning deletes
+// rows throughout the measurement. Such a receiver is stopped (SIGSTOP) outside its turns, so its
+// pruning never runs in another case's slice. The table's "x empty" compares each with the case
+// of the same receiver on an empty store in the same run.
+//
 // Two phases:
 //
 //   - saturation (closed loop): -conns connections, each sends its next request when the previous
@@ -40,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -65,6 +75,9 @@ func main() {
 	baseReceiver := flag.String("base-receiver", "", "a receiver binary (e.g. built from main) for the cases sqlite-base and postgres-base: an A/B in one interleaved run")
 	pprofCase := flag.String("cpuprofile-case", "", "write a CPU profile of this case's server (sqlite or postgres) during its first saturation round to -cpuprofile")
 	pprofOut := flag.String("cpuprofile", "receiver-cpu.pprof", "where -cpuprofile-case writes the profile")
+	storeCache := flag.String("store-cache", defaultStoreCache(), "where the pre-filled stores of @rows cases are kept between runs (keyed by schema version and seed parameters)")
+	pruneShare := flag.Float64("prune-share", 0.5, "+prune cases: the share of the pre-filled deliveries (the oldest) that retention's max age puts past it")
+	seedOnly := flag.Bool("seed-only", false, "only fill the -store-cache stores the @rows cases of -cases need, then exit")
 	serveCeiling := flag.String("serve-ceiling", "", "internal: serve the bare ceiling handler on this address")
 	flag.Parse()
 	if *serveCeiling != "" {
@@ -77,8 +90,12 @@ func main() {
 	}
 	b := &bench{conns: *conns, bodySize: *bodySize, loadGen: *load, wrkThreads: *wrkThreads,
 		rateFraction: *rateFraction, rateOf: strings.Split(*rateOf, ","), rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver,
-		randomRunIDs: *randomRunIDs}
-	if err := b.run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
+		randomRunIDs: *randomRunIDs, storeCache: *storeCache, pruneShare: *pruneShare}
+	run := b.run
+	if *seedOnly {
+		run = func(cases []string, _ time.Duration, _ int, _ time.Duration) error { return b.seedOnly(cases) }
+	}
+	if err := run(strings.Split(*cases, ","), *duration, *rounds, *warmup); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-receiver:", err)
 		os.Exit(1)
 	}
@@ -104,6 +121,8 @@ type bench struct {
 	pprofCase, pprofOut string
 	baseReceiver        string
 	randomRunIDs        bool
+	storeCache          string
+	pruneShare          float64
 	tmp                 string
 	pg                  *pgtest.Server
 }
@@ -111,6 +130,9 @@ type bench struct {
 // server is one case: a child process and what was measured against it.
 type server struct {
 	name      string
+	spec      caseSpec
+	seed      seedMeta // the pre-filled store (@rows cases)
+	maxAge    time.Duration
 	proc      *proc.Process
 	base      string          // http://host:port
 	debug     string          // the receiver's --debug-addr (pprof) as http://host:port
@@ -125,7 +147,10 @@ type server struct {
 	batch     float64            // mean deliveries per commit (receiver /metrics)
 	commitMs  float64            // mean commit time
 	fixed     []fixedResult      // one per fixed-rate phase
+	pruned    float64            // deliveries retention deleted from the warm-up's end to the last round's
 }
+
+const prunedMetric = `receiver_retention_pruned_total{kind="deliveries"}`
 
 // phase is one fixed-rate (open-loop) phase.
 type phase struct {
@@ -157,8 +182,17 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			b.pg.Stop() //nolint:errcheck
 		}
 	}()
-	for _, c := range cases {
-		s, err := b.start(c)
+	specs := make([]caseSpec, len(cases))
+	for i, c := range cases {
+		if specs[i], err = parseCase(c); err != nil {
+			return err
+		}
+	}
+	if err := b.checkDisk(specs, true); err != nil {
+		return err
+	}
+	for i, c := range cases {
+		s, err := b.start(c, specs[i])
 		if err != nil {
 			return fmt.Errorf("case %s: %w", c, err)
 		}
@@ -174,11 +208,13 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 	}
 	for _, s := range servers {
 		fmt.Fprintf(os.Stderr, "warming up %s ...\n", s.name)
-		if _, err := b.saturate(s, s.name+"-warm", warmup); err != nil {
+		if err := s.turn(func() error {
+			_, err := b.saturate(s, s.name+"-warm", warmup)
+			s.before = scrape(s.base + "/metrics")
+			return err
+		}); err != nil {
 			return err
 		}
-		s.before = scrape(s.base + "/metrics")
-		s.settle()
 	}
 	slice := duration / time.Duration(rounds)
 	for r := range rounds {
@@ -188,10 +224,14 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			if r == 0 && s.name == b.pprofCase {
 				profile = startProfile(s.debug, slice, b.pprofOut)
 			}
-			cpu0 := procstat.CPUTime(s.proc.Pid())
-			w, err := b.saturate(s, fmt.Sprintf("%s-r%d", s.name, r), slice)
-			s.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
-			if err != nil {
+			var w wrkResult
+			if err := s.turn(func() error {
+				cpu0 := procstat.CPUTime(s.proc.Pid())
+				var err error
+				w, err = b.saturate(s, fmt.Sprintf("%s-r%d", s.name, r), slice)
+				s.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
+				return err
+			}); err != nil {
 				return err
 			}
 			if profile != nil {
@@ -202,12 +242,15 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			}
 			s.seconds += w.seconds
 			s.clientCPU += w.clientCPU
-			s.settle()
 		}
 	}
 	for _, s := range servers {
 		s.rssBytes, _ = procstat.PeakRSS(s.proc.Pid()) // 0 if unreadable
-		after := scrape(s.base + "/metrics")
+		var after map[string]float64
+		s.resume()
+		after = scrape(s.base + "/metrics")
+		s.pause()
+		s.pruned = after[prunedMetric] - s.before[prunedMetric]
 		if n := after["receiver_commit_batch_size_count"] - s.before["receiver_commit_batch_size_count"]; n > 0 {
 			s.batch = (after["receiver_commit_batch_size_sum"] - s.before["receiver_commit_batch_size_sum"]) / n
 			s.commitMs = 1000 * (after["receiver_commit_duration_seconds_sum"] - s.before["receiver_commit_duration_seconds_sum"]) / n
@@ -235,10 +278,19 @@ func (b *bench) run(cases []string, duration time.Duration, rounds int, warmup t
 			for _, s := range servers {
 				fmt.Fprintf(os.Stderr, "fixed rate %.0f req/s, round %d/%d: %s for %s ...\n", ph.rate, r+1, rounds, s.name, fslice)
 				f := &s.fixed[i]
-				cpu0 := procstat.CPUTime(s.proc.Pid())
-				b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
-				f.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
-				s.settle()
+				s.turn(func() error { //nolint:errcheck // never fails
+					var before map[string]float64
+					if s.spec.prune {
+						before = scrape(s.base + "/metrics")
+					}
+					cpu0 := procstat.CPUTime(s.proc.Pid())
+					b.fixedRate(s.base, f, fmt.Sprintf("%s-f%d-%d", s.name, i, r), ph.rate, fslice)
+					f.cpu += procstat.CPUTime(s.proc.Pid()) - cpu0
+					if s.spec.prune {
+						f.pruned += scrape(s.base + "/metrics")[prunedMetric] - before[prunedMetric]
+					}
+					return nil
+				})
 			}
 		}
 	}
@@ -289,14 +341,15 @@ func startProfile(debugBase string, d time.Duration, out string) func() error {
 }
 
 // start launches the server for one case and waits until it answers.
-func (b *bench) start(name string) (*server, error) {
+func (b *bench) start(name string, spec caseSpec) (*server, error) {
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
 	var cmd []string
 	var debug string
-	switch name {
+	s := &server{name: name, spec: spec}
+	switch spec.kind {
 	case "ceiling":
 		self, err := os.Executable()
 		if err != nil {
@@ -308,7 +361,7 @@ func (b *bench) start(name string) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		if strings.HasSuffix(name, "-base") {
+		if strings.HasSuffix(spec.kind, "-base") {
 			if b.baseReceiver == "" {
 				return nil, fmt.Errorf("case %s needs -base-receiver", name)
 			}
@@ -323,8 +376,34 @@ func (b *bench) start(name string) (*server, error) {
 			debug = "http://" + daddr
 			args = append(args, "--debug-addr", daddr)
 		}
-		if strings.HasPrefix(name, "sqlite") {
-			args = append(args, "--store", "sqlite", "--sqlite-path", filepath.Join(b.tmp, name+".db"))
+		if strings.HasPrefix(spec.kind, "sqlite") {
+			db := filepath.Join(b.tmp, name+".db")
+			if spec.rows > 0 {
+				src, meta, err := b.seededStore(spec.rows)
+				if err != nil {
+					return nil, fmt.Errorf("seed %d deliveries: %w", spec.rows, err)
+				}
+				t0 := time.Now()
+				if err := copyFile(src, db); err != nil {
+					return nil, err
+				}
+				fmt.Fprintf(os.Stderr, "%s: copied the pre-filled store (%.2f GB, seeded in %s) in %s\n",
+					name, float64(meta.Bytes)/1e9, meta.SeedDuration, time.Since(t0).Round(100*time.Millisecond))
+				s.seed = meta
+			}
+			args = append(args, "--store", "sqlite", "--sqlite-path", db)
+			if spec.prune {
+				// The oldest pruneShare of the pre-filled deliveries are past this age now.
+				cut := time.UnixMicro(s.seed.OldestMicros + int64(b.pruneShare*float64(s.seed.NewestMicros-s.seed.OldestMicros)))
+				s.maxAge = time.Since(cut).Round(time.Minute)
+				args = append(args, "--retention-max-age", s.maxAge.String(), "--retention-interval", "1s")
+				if spec.pruneBatch > 0 {
+					args = append(args, "--retention-batch", strconv.Itoa(spec.pruneBatch))
+				}
+				if spec.prunePause > 0 {
+					args = append(args, "--retention-pause", spec.prunePause.String())
+				}
+			}
 		} else {
 			dsnFile, err := b.postgresDSNFile(name)
 			if err != nil {
@@ -334,19 +413,20 @@ func (b *bench) start(name string) (*server, error) {
 		}
 		cmd = append([]string{bin}, args...)
 	default:
-		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite, postgres, sqlite-base or postgres-base)", name)
+		return nil, fmt.Errorf("unknown case %q (want ceiling, sqlite, postgres, sqlite-base or postgres-base, and for sqlite cases @rows and +prune, e.g. sqlite@1M+prune)", name)
 	}
 	p, err := proc.Start(proc.Spec{Name: name, Path: cmd[0], Args: cmd[1:], Env: os.Environ(), Tee: os.Stderr})
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: name, proc: p, base: "http://" + addr, debug: debug}
+	s.proc, s.base, s.debug = p, "http://"+addr, debug
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := proc.WaitHTTPOK(ctx, s.base+"/healthz", p.Done()); err != nil {
 		s.stop()
 		return nil, err
 	}
+	s.pause()
 	return s, nil
 }
 
@@ -364,7 +444,42 @@ func (s *server) settle() {
 	}
 }
 
-func (s *server) stop() { _ = s.proc.Stop(30 * time.Second) }
+func (s *server) stop() {
+	s.resume()
+	_ = s.proc.Stop(30 * time.Second)
+}
+
+// turn runs one of s's measured (or warm-up) slices, then waits out its background work (settle).
+// A +prune case's receiver is stopped (SIGSTOP) outside its turns, so its pruning runs only in its
+// own slices and settles, never in another case's.
+func (s *server) turn(f func() error) error {
+	s.resume()
+	defer s.pause()
+	err := f()
+	s.settle()
+	return err
+}
+
+func (s *server) pause() {
+	if s.spec.prune {
+		s.proc.Signal(syscall.SIGSTOP)
+	}
+}
+
+func (s *server) resume() {
+	if s.spec.prune {
+		s.proc.Signal(syscall.SIGCONT)
+	}
+}
+
+// defaultStoreCache is -store-cache's default: the user's cache directory.
+func defaultStoreCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "intuned-operator", "bench-receiver")
+}
 
 // receiverBinary builds cmd/receiver once (run from the repository root, as make does).
 func (b *bench) receiverBinary() (string, error) {
@@ -397,7 +512,8 @@ func (b *bench) postgresDSNFile(name string) (string, error) {
 	return file, os.WriteFile(file, []byte(dsn), 0o600)
 }
 
-// scrape reads the plain (unlabelled) samples of a Prometheus text endpoint; empty on error.
+// scrape reads the samples of a Prometheus text endpoint, keyed by name with labels as printed;
+// empty on error.
 func scrape(url string) map[string]float64 {
 	out := map[string]float64{}
 	res, err := http.Get(url)
@@ -408,7 +524,7 @@ func scrape(url string) map[string]float64 {
 	body, _ := io.ReadAll(res.Body)
 	for _, line := range strings.Split(string(body), "\n") {
 		name, val, ok := strings.Cut(line, " ")
-		if ok && !strings.HasPrefix(name, "#") && !strings.Contains(name, "{") {
+		if ok && !strings.HasPrefix(name, "#") {
 			out[name], _ = strconv.ParseFloat(val, 64)
 		}
 	}
@@ -508,14 +624,35 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, pha
 		}
 	}
 	targets := map[string]string{"sqlite": ">=0.5x CPU<=2x", "postgres": ">=0.35x RSS<=100MiB"}
+	// The store-size axis compares each @rows case with the same receiver on an empty store.
+	empty := map[string]float64{}
+	for _, s := range servers {
+		if s.spec.rows == 0 && s.answered() > 0 {
+			empty[s.spec.kind] = float64(s.answered()) / s.seconds
+		}
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tpeak RSS\tCPU/req\tCPU x\tclient CPU/req\terrors\tbatch\tcommit\ttarget\t")
+	fmt.Fprintln(tw, "case\treq/s\tp50\tp99\tx ceiling\tx empty\tpeak RSS\tCPU/req\tCPU x\tclient CPU/req\terrors\tbatch\tcommit\tpruned/s\ttarget\t")
 	for _, s := range servers {
 		n := s.answered()
 		rps := float64(n) / s.seconds
-		ratio, batch, commit, cpuPerReq, cpuX, clientCPU := "-", "-", "-", "-", "-", "-"
+		ratio, xEmpty, batch, commit, cpuPerReq, cpuX, clientCPU, pruned := "-", "-", "-", "-", "-", "-", "-", "-"
 		if ceiling > 0 {
 			ratio = fmt.Sprintf("%.2f", rps/ceiling)
+		}
+		e := empty[s.spec.kind]
+		if e == 0 { // sqlite-base@1M against this branch's sqlite when the run has no sqlite-base
+			e = empty[strings.TrimSuffix(s.spec.kind, "-base")]
+		}
+		if e > 0 && s.spec.rows > 0 {
+			xEmpty = fmt.Sprintf("%.2f", rps/e)
+		}
+		if s.spec.prune {
+			pruned = fmt.Sprintf("%.0f", s.pruned/s.seconds)
+		}
+		target := targets[strings.TrimSuffix(s.spec.kind, "-base")]
+		if s.spec.rows > 0 {
+			target = ">=0.8x empty"
 		}
 		if s.batch > 0 {
 			batch, commit = fmt.Sprintf("%.1f", s.batch), fmt.Sprintf("%.2f ms", s.commitMs)
@@ -531,8 +668,8 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, pha
 				clientCPU = fmt.Sprintf("%.0f us", float64(s.clientCPU.Microseconds())/float64(n))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%.1f MiB\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio,
-			float64(s.rssBytes)/(1<<20), cpuPerReq, cpuX, clientCPU, s.errors, batch, commit, targets[strings.TrimSuffix(s.name, "-base")])
+		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.1f MiB\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", s.name, rps, ms(p50), ms(p99), ratio, xEmpty,
+			float64(s.rssBytes)/(1<<20), cpuPerReq, cpuX, clientCPU, s.errors, batch, commit, pruned, target)
 	}
 	tw.Flush()
 	if b.loadGen == "wrk" {
@@ -541,11 +678,11 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, pha
 	for i, ph := range phases {
 		fmt.Printf("\nfixed rate (open loop): %.0f req/s (%s) offered to every case on %d connections,\nlatency from the scheduled send time\n\n", ph.rate, ph.name, b.conns)
 		tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "case\tanswered/s\tp50\tp99\tp99.9\tmax\tCPU/req\terrors\ttarget\t")
+		fmt.Fprintln(tw, "case\tanswered/s\tp50\tp99\tp99.9\tmax\tCPU/req\terrors\tpruned/s\ttarget\t")
 		for _, s := range servers {
 			f := &s.fixed[i]
 			if len(f.lat) == 0 {
-				fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t%d\t\t\n", s.name, f.errors)
+				fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t%d\t-\t\t\n", s.name, f.errors)
 				continue
 			}
 			slices.Sort(f.lat)
@@ -554,15 +691,28 @@ func (b *bench) print(servers []*server, duration time.Duration, rounds int, pha
 			if strings.HasPrefix(s.name, "sqlite") {
 				target = "p99<=10ms"
 			}
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f us\t%d\t%s\t\n", s.name, float64(len(f.lat))/f.seconds,
+			pruned := "-"
+			if s.spec.prune {
+				pruned = fmt.Sprintf("%.0f", f.pruned/f.seconds)
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t%.0f us\t%d\t%s\t%s\t\n", s.name, float64(len(f.lat))/f.seconds,
 				ms(q(0.50)), ms(q(0.99)), ms(q(0.999)), ms(f.lat[len(f.lat)-1]),
-				float64(f.cpu.Microseconds())/float64(len(f.lat)), f.errors, target)
+				float64(f.cpu.Microseconds())/float64(len(f.lat)), f.errors, pruned, target)
 		}
 		tw.Flush()
 	}
 	fmt.Println("\nCPU/req = server process CPU time per 2xx answer (the PostgreSQL server's own CPU is not included);")
 	fmt.Println("CPU x = that over the ceiling's; client CPU/req = wrk's CPU time per answer;")
 	fmt.Println("batch = mean deliveries per group-commit transaction; commit = mean time of one commit.")
+	for _, s := range servers {
+		if s.spec.rows > 0 {
+			fmt.Printf("%s: %d pre-filled deliveries (%.2f GB file, seeded in %s)", s.name, s.seed.Rows, float64(s.seed.Bytes)/1e9, s.seed.SeedDuration)
+			if s.spec.prune {
+				fmt.Printf("; retention max age %s puts the oldest %.0f%% past it; pruned/s = deliveries retention deleted per second of its saturation slices (its pruning also runs in its settles; the process is stopped between its turns)", s.maxAge, 100*b.pruneShare)
+			}
+			fmt.Println()
+		}
+	}
 }
 
 // percentiles of the saturation phase: exact for -load go, request-weighted means of the rounds'

@@ -140,7 +140,7 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 		go r.readAuth.watch(ctx, cfg.TokenReload, r.log)
 	}
 	if cfg.Retention.enabled() {
-		p := &pruner{cfg: cfg.Retention, st: st, log: r.log, errs: r.storeErrs, m: retention}
+		p := &pruner{cfg: cfg.Retention, st: st, log: r.log, errs: r.storeErrs, m: retention, batch: min(minPruneBatch, cfg.Retention.Batch)}
 		go func() { defer close(r.prunerDone); p.run(ctx) }()
 	} else {
 		close(r.prunerDone)

@@ -166,3 +166,28 @@ func TestRetentionSettingsRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestPruneBatchFollowsItsTime: a batch that holds the writer longer than BatchTime halves the
+// next one, one that takes less than half of it doubles it, within minPruneBatch and Batch.
+func TestPruneBatchFollowsItsTime(t *testing.T) {
+	c := Retention{Batch: 1000, BatchTime: 10 * time.Millisecond}
+	for _, tc := range []struct {
+		n    int
+		took time.Duration
+		want int
+	}{
+		{100, 30 * time.Millisecond, 50},
+		{15, 30 * time.Millisecond, minPruneBatch},
+		{100, 2 * time.Millisecond, 200},
+		{800, 2 * time.Millisecond, 1000},
+		{100, 7 * time.Millisecond, 100},
+		{100, 10 * time.Millisecond, 100},
+	} {
+		if got := c.nextBatch(tc.n, tc.took); got != tc.want {
+			t.Errorf("after %d rows in %v: next batch %d, want %d", tc.n, tc.took, got, tc.want)
+		}
+	}
+	if got := (&Retention{Batch: 3, BatchTime: time.Millisecond}).nextBatch(3, time.Second); got != 3 {
+		t.Errorf("a Batch below minPruneBatch: next batch %d, want 3", got)
+	}
+}

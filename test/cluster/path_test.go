@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -63,22 +62,10 @@ func TestIngressAnswers503WithoutReadyPod(t *testing.T) {
 }
 
 // postIngest posts an empty delivery without a token to the receiver's
-// Ingress path (from the host, to the node's entry point, with the Ingress
-// host name) and returns the status code.
+// Ingress path and returns the status code.
 func postIngest(ctx context.Context, p *scenarios.Pair) (int, error) {
-	path := strings.TrimPrefix(p.URL, "http://"+env.ingressHost())
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+env.kc.Config().NodeIP+path, strings.NewReader("{}"))
-	if err != nil {
-		return 0, err
-	}
-	req.Host = env.ingressHost()
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := nodeHTTP.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	code, _, err := postDelivery(ctx, p, "", "{}")
+	return code, err
 }
 
 // nodeHTTP reaches the node directly, never through a proxy from the environment.

@@ -8,26 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
 )
-
-// fill stores n realistic deliveries of about size bytes, received one millisecond apart from at.
-func fill(t testing.TB, s *Store, r *rand.Rand, from, n, size int, at time.Time) int64 {
-	var bodies int64
-	batch := make([]store.Delivery, 0, 200)
-	for i := from; i < from+n; i++ {
-		d := storetest.RealisticDelivery(r, i, size, at.Add(time.Duration(i)*time.Millisecond))
-		bodies += int64(len(d.Body))
-		if batch = append(batch, d); len(batch) == cap(batch) || i == from+n-1 {
-			if _, err := s.Save(context.Background(), batch); err != nil {
-				t.Fatal(err)
-			}
-			batch = batch[:0]
-		}
-	}
-	return bodies
-}
 
 func fileBytes(t testing.TB, s *Store) int64 {
 	s.truncateWAL(context.Background()) //nolint:errcheck // only the database file is measured
@@ -51,7 +33,7 @@ func TestPrunedSpaceIsReused(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	const n = 6000
-	fill(t, s, r, 0, n, 1500, t0)
+	storetest.FillRealistic(t, s, r, 0, n, 1500, t0)
 	before := fileBytes(t, s)
 	data, _ := s.DataBytes(ctx)
 	for {
@@ -67,7 +49,7 @@ func TestPrunedSpaceIsReused(t *testing.T) {
 	if fileBytes(t, s) != before || pruned > data*6/10 {
 		t.Fatalf("after pruning half: file %d (was %d), data %d (was %d); want the same file, about half the data", fileBytes(t, s), before, pruned, data)
 	}
-	fill(t, s, r, n, n/2, 1500, t0)
+	storetest.FillRealistic(t, s, r, n, n/2, 1500, t0)
 	after := fileBytes(t, s)
 	t.Logf("file %d -> %d bytes after pruning half and storing as much again; data %d -> %d -> %d", before, after, data, pruned, func() int64 { d, _ := s.DataBytes(ctx); return d }())
 	if after > before*105/100 {
@@ -80,21 +62,15 @@ func TestPrunedSpaceIsReused(t *testing.T) {
 //
 //	go test ./internal/receiver/store/sqlite -run '^$' -bench BytesPerDelivery -benchtime 1x
 func BenchmarkBytesPerDelivery(b *testing.B) {
-	for _, size := range []struct {
-		name  string
-		bytes int
-	}{{"guide-example-900B", 900}, {"2KiB", 2048}, {"8KiB", 8192}, {"64KiB", 65536}} {
-		b.Run(size.name, func(b *testing.B) {
-			n := 20000
-			if size.bytes > 10000 {
-				n = 3000
-			}
+	for _, size := range storetest.BytesPerDeliverySizes {
+		b.Run(size.Name, func(b *testing.B) {
+			n := size.N
 			for range b.N {
 				s, err := OpenWith(context.Background(), filepath.Join(b.TempDir(), "r.db"), Options{CheckpointEvery: time.Hour})
 				if err != nil {
 					b.Fatal(err)
 				}
-				bodies := fill(b, s, rand.New(rand.NewPCG(1, 2)), 0, n, size.bytes, time.Now())
+				bodies := storetest.FillRealistic(b, s, rand.New(rand.NewPCG(1, 2)), 0, n, size.Bytes, time.Now())
 				data, _ := s.DataBytes(context.Background())
 				b.ReportMetric(float64(bodies)/float64(n), "body-B/delivery")
 				b.ReportMetric(float64(data)/float64(n), "data-B/delivery")
