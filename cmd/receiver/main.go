@@ -255,6 +255,10 @@ func run(o *options, log *slog.Logger) error {
 	// later; until they have, deliveries still arrive here.
 	signalled, before := time.Now(), ingest.count.Load()
 	rcv.Drain()
+	// Each answer from now on closes its connection (idle ones close at
+	// once): a client or proxy that keeps connections (Traefik, Intuned)
+	// then opens its next one to wherever the Service routes now.
+	srv.SetKeepAlivesEnabled(false)
 	log.Info("shutting down: not ready, serving on while routing moves away", "delay", o.shutdownDelay.String())
 	select {
 	case <-time.After(o.shutdownDelay):

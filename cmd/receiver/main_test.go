@@ -314,13 +314,20 @@ func TestSIGTERMDrains(t *testing.T) {
 				t.Fatalf("/readyz after SIGTERM: %d, want 503", code)
 			}
 			// A delivery sent now, on a new connection, is still taken.
-			res, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(ingestRequest(c, "term-after-readyz"))
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			res, err := (&http.Client{Transport: tr}).Do(ingestRequest(c, "term-after-readyz"))
 			if err != nil {
 				t.Fatalf("a delivery once /readyz failed: %v, want it taken during --shutdown-delay", err)
 			}
 			res.Body.Close()
 			if res.StatusCode != http.StatusCreated {
 				t.Fatalf("a delivery once /readyz failed: %d, want 201", res.StatusCode)
+			}
+			// ... and its answer closes the connection, so a client that
+			// keeps connections reconnects to wherever routing points now.
+			if !res.Close {
+				t.Error("an answer during --shutdown-delay keeps its connection open")
 			}
 			<-c.Done()
 			close(stop)

@@ -69,6 +69,16 @@ func (w *workload) readyAddrs(containerPort int) []string {
 	return out
 }
 
+// dropFromProxy routes the externalURL only to the replicas still listed,
+// before the removed ones are stopped: a Pod leaves its Service's endpoints
+// as it starts terminating, while the receiver keeps serving for its
+// --shutdown-delay. The caller holds k.mu.
+func (w *workload) dropFromProxy() {
+	if w.proxy != nil {
+		w.proxy.setBackends(w.readyAddrs(0))
+	}
+}
+
 type replica struct {
 	pod        string
 	ordinal    int
@@ -240,6 +250,7 @@ func (k *Kubelet) syncWorkload(ctx context.Context, w *workload, d desiredWorklo
 		// A changed Pod template rolls the Pods: stop them all, start anew.
 		old := w.replicas
 		w.replicas = nil
+		w.dropFromProxy()
 		k.mu.Unlock()
 		k.logf("kubelet: %s %s/%s: Pod template changed; restarting %d replica(s)", w.kind, w.namespace, w.name, len(old))
 		for _, r := range old {
@@ -261,6 +272,7 @@ func (k *Kubelet) syncWorkload(ctx context.Context, w *workload, d desiredWorklo
 	for len(w.replicas) > d.replicas {
 		r := w.replicas[len(w.replicas)-1]
 		w.replicas = w.replicas[:len(w.replicas)-1]
+		w.dropFromProxy()
 		k.mu.Unlock()
 		k.stopReplica(r)
 		k.mu.Lock()
