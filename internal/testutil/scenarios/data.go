@@ -115,9 +115,17 @@ func DeliveryGapBackfilled(t *testing.T, env Env, manual bool) {
 // one) and the JobRun.
 func (p *Pair) LoseDeliveries(ctx context.Context, want int) (int, *intunedv1alpha1.JobRunSummary) {
 	p.t.Helper()
+	// The JobRun's Runs last 10 real seconds, so its first delivery comes
+	// after the receiver is really gone: a receiver told to stop goes on
+	// serving for its --shutdown-delay (5 s), and while it is the last
+	// endpoint, the Service and the Ingress still route to it.
+	sim := p.Env.Sim()
+	if err := sim.SetRunDuration(ctx, 10*time.Minute); err != nil {
+		p.t.Fatal(err)
+	}
+	defer func() { _ = sim.SetRunDuration(context.Background(), flow.QuickstartRunDuration) }()
 	p.Trigger(ctx, "1")
-	// Down as soon as the JobRun started: its details Runs deliver from
-	// the second simulated minute on.
+	// Down as soon as the JobRun started.
 	if err := poll.Eventually(ctx, 50*time.Millisecond, "trigger recorded", func(ctx context.Context) (bool, error) {
 		return p.Get(ctx).Status.LastTriggeredJobRunID != "", nil
 	}); err != nil {
