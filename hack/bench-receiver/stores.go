@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
+	"github.com/intuned-operator/intuned-operator/internal/receiver/store/realistic"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/sqlite"
-	"github.com/intuned-operator/intuned-operator/internal/receiver/store/storetest"
 )
 
 // caseSpec is a parsed case name: kind[@rows][+prune[N][pD]], e.g. sqlite@1M+prune100p5ms.
@@ -85,7 +85,7 @@ func parseCount(s string) (int, error) {
 }
 
 // Seed parameters. The pre-filled deliveries are the guide's "details" sink body
-// (storetest.RealisticDelivery) of about seedBodyBytes, with random 21-character runIds, in JobRuns
+// (realistic.Delivery) of about seedBodyBytes, with random 21-character runIds, in JobRuns
 // of 200 Runs of which seedActiveJobRuns run at once (their rows interleave, as concurrent JobRuns'
 // do), spread over seedJobs jobs. Their receive times grow with the row and span seedSpan, ending
 // seedAge before the seeding: all are past retention's 2-hour floor, so +prune can delete them.
@@ -117,7 +117,7 @@ func seedName(rows int) string {
 		seedBodyBytes, seedRunsPerJobRun, seedActiveJobRuns, seedJobs, seedSpan)
 }
 
-// seedBodies builds pre-filled deliveries cheaply: storetest.RealisticDelivery costs ~30 us (it
+// seedBodies builds pre-filled deliveries cheaply: realistic.Delivery costs ~30 us (it
 // formats every product), so it makes a pool of bodies once, and each delivery is a copy of one
 // with a fresh random runId and its JobRun id written over the pool's (both have fixed lengths).
 type seedBodies struct {
@@ -130,7 +130,7 @@ const seedPool = 1024
 func newSeedBodies(r *rand.Rand) *seedBodies {
 	g := &seedBodies{r: r}
 	for i := range seedPool {
-		g.pool = append(g.pool, storetest.RealisticDelivery(r, i*100, seedBodyBytes, time.Time{}))
+		g.pool = append(g.pool, realistic.Delivery(r, i*100, seedBodyBytes, time.Time{}))
 	}
 	return g
 }
@@ -148,7 +148,7 @@ func (g *seedBodies) delivery(i, n int, oldest time.Time) store.Delivery {
 	}
 	copy(body[bytes.Index(body, []byte(d.RunID)):], id)
 	d.RunID = string(id)
-	jr := fmt.Sprintf("%08x-5c6b-413e-995a-%012x", jobRun, jobRun) // RealisticDelivery's form
+	jr := fmt.Sprintf("%08x-5c6b-413e-995a-%012x", jobRun, jobRun) // realistic.Delivery's form
 	copy(body[bytes.Index(body, []byte(d.JobRunID)):], jr)
 	d.JobRunID, d.Body = jr, body
 	d.JobID = fmt.Sprintf("job-%02d", jobRun%seedJobs)
