@@ -78,14 +78,6 @@ func TestManagerFailover(t *testing.T) {
 	if len(runs) != 1 {
 		t.Errorf("JobRuns on Intuned after failover mid-trigger: %+v, want exactly one", runs)
 	}
-	calls, err := sim.Calls(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := calls["DELETE "+intunedsim.APIPrefix+"/{ws}/projects/{p}/jobs/{jobId}"]; n != 0 {
-		t.Errorf("%d DELETE calls during failover", n)
-	}
-	t.Logf("Intuned calls: create %d, trigger %d", calls[create], calls[trigger])
 }
 
 // killLeaderDuring holds Intuned's answers to route, runs act, and once the
