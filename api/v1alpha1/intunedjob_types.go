@@ -579,7 +579,12 @@ type IntunedJobStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// ObservedGeneration is the metadata.generation last reconciled.
+	// ObservedGeneration is the metadata.generation last reconciled. It
+	// (and status itself) defaults to 0: the API server fills it in on
+	// every read until the controller first writes status, so kstatus
+	// (kubectl wait, Flux, Argo CD) reads a new object as InProgress
+	// (generation 1, observed 0), not as Current (no status at all).
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
@@ -877,6 +882,7 @@ type IntunedJob struct {
 
 	// +required
 	Spec IntunedJobSpec `json:"spec"`
+	// +kubebuilder:default={}
 	// +optional
 	Status IntunedJobStatus `json:"status,omitempty"`
 }
