@@ -270,7 +270,8 @@ func run(o options) error {
 	row("Intuned calls per job to converge (<=3)", float64(convergeCalls)/n, 3, "", float64(convergeCalls)/n <= 3)
 	row("Intuned writes per job to converge", float64(convergeWrites)/n, 1, "", convergeWrites == o.jobs)
 	// The floor's writes are the object's create and one status write.
-	row("API writes per job on IntunedJobs (floor: 1 + create)", jobWrites/n, 1, "", jobWrites <= n)
+	// Allow 1% for reconciles that are retried (and write again).
+	row("API writes per job on IntunedJobs (floor: 1 + create)", jobWrites/n, 1, "", jobWrites <= 1.01*n)
 	row("Events per job (one per Intuned write)", events/n, 1, "", true)
 	row(fmt.Sprintf("steady state, %s: Intuned writes", o.steady), float64(steadyWrites), 0, "", steadyWrites == 0)
 	row(fmt.Sprintf("steady state, %s: API writes", o.steady), steadyAPIWrites, 0, "", steadyAPIWrites == 0)
