@@ -67,6 +67,7 @@ type options struct {
 	poll         time.Duration
 	timeout      time.Duration
 	profile      string
+	mgrProfile   string
 }
 
 func main() {
@@ -79,6 +80,7 @@ func main() {
 	flag.DurationVar(&o.steady, "steady", 75*time.Second, "steady-state window after convergence in which writes (Intuned and API server) are counted (at least one -poll)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up waiting for convergence after this long")
 	flag.StringVar(&o.profile, "apiserver-cpuprofile", "", "write CPU profiles of kube-apiserver (10 s) during the operator run to this file and during the floor to <file without .prof>.floor.prof (go tool pprof)")
+	flag.StringVar(&o.mgrProfile, "manager-profile", "", "write the manager's CPU profile (the first 30 s of the operator run) to <prefix>.cpu.prof and its heap (after the steady state) to <prefix>.heap.prof (go tool pprof)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-operator:", err)
@@ -170,11 +172,15 @@ func run(o options) error {
 	if err := setupNamespace(ctx, c, ns, sim); err != nil {
 		return err
 	}
-	mgr, err := startManager(bin, kcPath, tmp, o.workers, 0)
+	mgr, err := startManager(bin, kcPath, tmp, o.workers, 0, o.mgrProfile != "")
 	if err != nil {
 		return err
 	}
 	defer mgr.stop()
+	stopMgrProfile := func() {}
+	if o.mgrProfile != "" {
+		stopMgrProfile = fetchProfile(http.DefaultClient, "http://"+mgr.pprof+"/debug/pprof/profile?seconds=30", o.mgrProfile+".cpu.prof")
+	}
 
 	sim.srv.ResetCalls()
 	w := watchReady(ctx, c, ns)
@@ -216,6 +222,10 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	stopMgrProfile()
+	if o.mgrProfile != "" {
+		fetchProfile(http.DefaultClient, "http://"+mgr.pprof+"/debug/pprof/heap", o.mgrProfile+".heap.prof")()
+	}
 	mgr.stop()
 
 	// Restart with every job existing, against Intuned's real limit (20
@@ -229,7 +239,7 @@ func run(o options) error {
 	fmt.Println("restarting the manager (rate limit 20/min per path) ...")
 	req0 = apiRequests(cfg)
 	start = time.Now()
-	mgr, err = startManager(bin, kcPath, tmp, o.workers, 20)
+	mgr, err = startManager(bin, kcPath, tmp, o.workers, 20, false)
 	if err != nil {
 		return err
 	}
@@ -305,7 +315,7 @@ func run(o options) error {
 	if err := stripFinalizers(ctx, c, ns); err != nil {
 		return err
 	}
-	mgr2, err := startManager(bin, kcPath, tmp, o.workers, 20)
+	mgr2, err := startManager(bin, kcPath, tmp, o.workers, 20, false)
 	if err != nil {
 		return err
 	}
@@ -565,14 +575,21 @@ func (w *readyWatcher) wait(n int, timeout time.Duration) error {
 
 // manager is the cmd/manager child process.
 type manager struct {
-	proc *proc.Process
-	once sync.Once
+	proc  *proc.Process
+	once  sync.Once
+	pprof string // host:port of /debug/pprof, when asked for
 }
 
-func startManager(bin, kubeconfig, dir string, workers, rateLimit int) (*manager, error) {
+func startManager(bin, kubeconfig, dir string, workers, rateLimit int, pprof bool) (*manager, error) {
 	probe, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
+	}
+	m := &manager{}
+	if pprof {
+		if m.pprof, err = proc.FreeAddr(); err != nil {
+			return nil, err
+		}
 	}
 	// The log stays after the run (in the system temp dir) for inspection.
 	logFile := filepath.Join(os.TempDir(), fmt.Sprintf("bench-operator-manager-ratelimit%d.log", rateLimit))
@@ -587,11 +604,12 @@ func startManager(bin, kubeconfig, dir string, workers, rateLimit int) (*manager
 		"--health-probe-bind-address", probe,
 		"--intunedjob-workers", strconv.Itoa(workers),
 		"--intuned-rate-limit", strconv.Itoa(rateLimit),
+		"--pprof-bind-address", m.pprof,
 	}})
 	if err != nil {
 		return nil, err
 	}
-	m := &manager{proc: p}
+	m.proc = p
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := proc.WaitHTTPOK(ctx, "http://"+probe+"/readyz", p.Done()); err != nil {
@@ -653,9 +671,9 @@ func total(calls map[string]int) int {
 	return n
 }
 
-// profileAPIServer starts a CPU profile of kube-apiserver (its /debug/pprof
-// endpoint) and returns a function that waits for it and writes it to file.
-// An empty file does nothing.
+// profileAPIServer starts a CPU profile of kube-apiserver (its
+// /debug/pprof, 10 s) into file; the returned func waits for it. No file:
+// nothing.
 func profileAPIServer(cfg *rest.Config, file string) func() {
 	if file == "" {
 		return func() {}
@@ -665,23 +683,29 @@ func profileAPIServer(cfg *rest.Config, file string) func() {
 		fmt.Fprintln(os.Stderr, "apiserver profile:", err)
 		return func() {}
 	}
+	return fetchProfile(hc, strings.TrimSuffix(cfg.Host, "/")+"/debug/pprof/profile?seconds=10", file)
+}
+
+// fetchProfile starts reading a pprof endpoint into file; the returned
+// func waits until it is written. Failures are printed, not fatal.
+func fetchProfile(hc *http.Client, url, file string) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		res, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/debug/pprof/profile?seconds=10")
+		res, err := hc.Get(url)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+			fmt.Fprintln(os.Stderr, "profile:", err)
 			return
 		}
 		defer res.Body.Close()
 		out, err := os.Create(file)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+			fmt.Fprintln(os.Stderr, "profile:", err)
 			return
 		}
 		defer out.Close()
 		if _, err := io.Copy(out, res.Body); err != nil {
-			fmt.Fprintln(os.Stderr, "apiserver profile:", err)
+			fmt.Fprintln(os.Stderr, "profile:", err)
 		}
 	}()
 	return func() { <-done }
