@@ -129,3 +129,67 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 		return apierrors.IsNotFound(err)
 	})
 }
+
+// TestCredentialsReleasedWhenAJobMoves: an IntunedJob that moves to other
+// credentials releases the old Secret (its in-use finalizer goes) and keeps
+// the new one. The watch maps a job's events only to Secrets whose
+// finalizer disagrees with what the job needs; a move must still reach the
+// Secret it left.
+func TestCredentialsReleasedWhenAJobMoves(t *testing.T) {
+	ns := controllertest.NewNamespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
+		return (&CredentialsInUse{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
+	})
+	c := controllertest.Client()
+	for _, name := range []string{"creds-a", "creds-b"} {
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job := &intunedv1alpha1.IntunedJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "job-moves", Finalizers: []string{intunedv1alpha1.Finalizer}},
+		Spec: intunedv1alpha1.IntunedJobSpec{
+			Project:        "p",
+			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: "creds-a"},
+			Payload:        []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
+		},
+	}
+	if err := c.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	kept := func(name string, want bool) {
+		t.Helper()
+		controllertest.Eventually(t, time.Minute, func() string {
+			var s corev1.Secret
+			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s); err != nil {
+				return err.Error()
+			}
+			if controllerutil.ContainsFinalizer(&s, intunedv1alpha1.FinalizerCredentialsInUse) != want {
+				return name + ": in-use finalizer is not as wanted yet"
+			}
+			return ""
+		})
+	}
+	kept("creds-a", true)
+	kept("creds-b", false)
+
+	job.Spec.CredentialsRef.Name = "creds-b"
+	if err := c.Update(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	kept("creds-b", true)
+	kept("creds-a", false)
+
+	// Orphan: the job no longer needs credentials to be deleted.
+	job.Spec.DeletionPolicy = intunedv1alpha1.DeletionPolicyOrphan
+	if err := c.Update(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	kept("creds-b", false)
+	t.Cleanup(func() {
+		controllerutil.RemoveFinalizer(job, intunedv1alpha1.Finalizer)
+		_ = c.Update(context.Background(), job)
+	})
+}
