@@ -53,22 +53,13 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 	ns := controllertest.NewNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
-		return (&CredentialsInUse{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
-	})
+	startCredentialsInUse(t)
 	c := controllertest.Client()
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"}, StringData: map[string]string{"apiKey": "k"}}
 	if err := c.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	job := &intunedv1alpha1.IntunedJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "job-uses-creds", Finalizers: []string{intunedv1alpha1.Finalizer}},
-		Spec: intunedv1alpha1.IntunedJobSpec{
-			Project:        "p",
-			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: "creds"},
-			Payload:        []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
-		},
-	}
+	job := jobUsing(ns, "job-uses-creds", "creds")
 	if err := c.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
@@ -139,23 +130,14 @@ func TestCredentialsReleasedWhenAJobMoves(t *testing.T) {
 	ns := controllertest.NewNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
-		return (&CredentialsInUse{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
-	})
+	startCredentialsInUse(t)
 	c := controllertest.Client()
 	for _, name := range []string{"creds-a", "creds-b"} {
 		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"apiKey": "k"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	job := &intunedv1alpha1.IntunedJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "job-moves", Finalizers: []string{intunedv1alpha1.Finalizer}},
-		Spec: intunedv1alpha1.IntunedJobSpec{
-			Project:        "p",
-			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: "creds-a"},
-			Payload:        []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
-		},
-	}
+	job := jobUsing(ns, "job-moves", "creds-a")
 	if err := c.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
@@ -192,4 +174,25 @@ func TestCredentialsReleasedWhenAJobMoves(t *testing.T) {
 		controllerutil.RemoveFinalizer(job, intunedv1alpha1.Finalizer)
 		_ = c.Update(context.Background(), job)
 	})
+}
+
+// startCredentialsInUse runs the guard alone; the tests play the
+// IntunedJob controller's finalizer.
+func startCredentialsInUse(t *testing.T) {
+	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
+		return (&CredentialsInUse{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
+	})
+}
+
+// jobUsing is an IntunedJob with the finalizer (it calls Intuned when
+// deleted) and the credentials Secret secret.
+func jobUsing(ns, name, secret string) *intunedv1alpha1.IntunedJob {
+	return &intunedv1alpha1.IntunedJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{intunedv1alpha1.Finalizer}},
+		Spec: intunedv1alpha1.IntunedJobSpec{
+			Project:        "p",
+			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: secret},
+			Payload:        []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
+		},
+	}
 }
