@@ -60,7 +60,7 @@ envtest: ## Build (once, cached in bin/k8s/) the kube-apiserver, etcd and kubect
 OLDEST_K8S_VERSION ?= 1.31.14
 
 .PHONY: test
-test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a real single-node cluster, set up first.
+test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a real single-node cluster, set up first; test/cluster runs beside the other packages.
 	@if [ "$$(id -u)" = 0 ] || [ "$${CI:-}" = true ]; then \
 		hack/setup-kcluster.sh >/dev/null; \
 	else \
@@ -71,8 +71,12 @@ test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a 
 	hack/ensure-postgres.sh; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
-	go test $$(go list ./... | grep -v '/test/cluster$$') $(TEST_ARGS); \
-	go test ./test/cluster -timeout 30m $(TEST_ARGS)
+	clusterlog="$$(mktemp)"; rest=0; clusterrc=0; \
+	go test ./test/cluster -timeout 30m $(TEST_ARGS) >"$$clusterlog" 2>&1 & cluster=$$!; \
+	go test $$(go list ./... | grep -v '/test/cluster$$') $(TEST_ARGS) || rest=$$?; \
+	wait $$cluster || clusterrc=$$?; \
+	echo "--- test/cluster (ran beside the packages above)"; cat "$$clusterlog"; rm -f "$$clusterlog"; \
+	[ $$rest = 0 ] && [ $$clusterrc = 0 ]
 
 .PHONY: test-cluster
 test-cluster: ## Run only the real-cluster tests (KCLUSTER_KEEP=1 leaves the cluster up to look around).

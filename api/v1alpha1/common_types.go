@@ -24,6 +24,12 @@ const (
 	// its rights in a namespace (namespaced install) while IntunedJobs there
 	// still need the manager to delete their Jobs on Intuned.
 	FinalizerManagerAccess = "intuned.io/manager-access"
+	// LabelShard on an IntunedJob or WebhookReceiver names the manager
+	// shard that reconciles it (the manager started with --shard=<value>);
+	// objects without it belong to the default shard (the manager without
+	// --shard). The WebhookReceiver controller copies it onto the
+	// receiver's children. See docs/sharding.md.
+	LabelShard = "sharding.intuned.io/key"
 )
 
 // Keys the operator reads from a credentials Secret (spec.credentialsRef).

@@ -45,6 +45,9 @@ const (
 	ReasonRateLimited = "RateLimited"
 	// ReasonCredentialsNotFound: the credentials Secret (or a required key in it) is missing.
 	ReasonCredentialsNotFound = "CredentialsNotFound"
+	// ReasonDefaultCredentialsNotAllowed: the job has no spec.credentialsRef and the manager's
+	// default credentials Secret is not allowed in its namespace (--default-credentials-namespaces).
+	ReasonDefaultCredentialsNotAllowed = "DefaultCredentialsNotAllowed"
 	// ReasonCredentialsInvalid: Intuned rejected the API key (401).
 	ReasonCredentialsInvalid = "CredentialsInvalid"
 	// ReasonSecretNotFound: a Secret referenced by the spec (headersFrom,
@@ -64,6 +67,11 @@ const (
 	// ReasonReceiverNotFound: sink.webhook.receiverRef names a WebhookReceiver
 	// that does not exist in the namespace.
 	ReasonReceiverNotFound = "ReceiverNotFound"
+	// ReasonReceiverInOtherShard: sink.webhook.receiverRef names a
+	// WebhookReceiver that another manager shard reconciles (its
+	// sharding.intuned.io/key label differs from the IntunedJob's); a job
+	// and its receiver must be in one shard.
+	ReasonReceiverInOtherShard = "ReceiverInOtherShard"
 	// ReasonReceiverNotReady: the referenced WebhookReceiver has no URL yet or
 	// is not Ready; the Job is not pushed to Intuned with an unreachable URL.
 	ReasonReceiverNotReady = "ReceiverNotReady"

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"slices"
+
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -54,9 +56,11 @@ type IntunedJobSpec struct {
 	// CredentialsRef names a Secret in the same namespace with the keys
 	// "workspaceId" (Intuned workspace UUID), "apiKey" (Intuned API key) and
 	// optionally "baseURL" (API base URL override, e.g. a local intuned-sim).
-	// When omitted, the manager-wide default credentials Secret is used (if the
-	// manager was started with one); otherwise the job reports
-	// CredentialsNotFound.
+	// When omitted, the manager-wide default credentials Secret is used if the
+	// manager was started with one and allows it in this namespace (its own
+	// namespace and --default-credentials-namespaces); otherwise the job
+	// reports CredentialsNotFound (no default) or is Stalled with
+	// DefaultCredentialsNotAllowed.
 	// +optional
 	CredentialsRef *LocalObjectReference `json:"credentialsRef,omitempty"`
 
@@ -895,15 +899,40 @@ func (j *IntunedJob) EffectiveJobID() string {
 	return j.Name
 }
 
+// DefaultCredentials is the manager-wide credentials Secret
+// (--default-credentials-secret) and the namespaces whose IntunedJobs may
+// use it (--default-credentials-namespaces). The Secret spends one
+// workspace's credits and can adopt and delete its Jobs, so it is not
+// everyone's: by default only IntunedJobs in the Secret's own namespace use
+// it, and an admin names the other namespaces.
+// +kubebuilder:object:generate=false
+type DefaultCredentials struct {
+	Secret types.NamespacedName
+	// Namespaces that may use Secret besides its own; "*" is every namespace.
+	Namespaces []string
+}
+
+// AllowedIn says whether IntunedJobs in namespace may use the default Secret.
+func (d DefaultCredentials) AllowedIn(namespace string) bool {
+	if d.Secret.Name == "" {
+		return false
+	}
+	return namespace == d.Secret.Namespace || slices.Contains(d.Namespaces, namespace) || slices.Contains(d.Namespaces, "*")
+}
+
 // CredentialsSecret is the Secret holding the job's Intuned credentials:
-// spec.credentialsRef in the job's namespace, else the manager-wide
-// default; ok is false when neither is set. Every controller that reads or
-// guards credentials asks this, so they agree on which Secret a job uses.
-func (j *IntunedJob) CredentialsSecret(managerDefault types.NamespacedName) (_ types.NamespacedName, ok bool) {
+// spec.credentialsRef in the job's namespace, else the manager-wide default
+// where it is allowed; ok is false when neither applies. Every controller
+// that reads or guards credentials asks this, so they agree on which Secret
+// a job uses.
+func (j *IntunedJob) CredentialsSecret(managerDefault DefaultCredentials) (_ types.NamespacedName, ok bool) {
 	if ref := j.Spec.CredentialsRef; ref != nil {
 		return types.NamespacedName{Namespace: j.Namespace, Name: ref.Name}, true
 	}
-	return managerDefault, managerDefault.Name != ""
+	if !managerDefault.AllowedIn(j.Namespace) {
+		return types.NamespacedName{}, false
+	}
+	return managerDefault.Secret, true
 }
 
 // IntunedJobList contains a list of IntunedJob.

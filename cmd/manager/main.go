@@ -35,11 +35,14 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/controller/guard"
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
 	"github.com/intuned-operator/intuned-operator/internal/controller/intunedjob"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/controller/webhookreceiver"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
-// leaderElectionID names the Lease that elects the active manager replica.
+// leaderElectionID names the Lease that elects the active manager replica
+// (of the default shard; a named shard prefixes its name: see
+// sharding.Shard.LeaderElectionID).
 const leaderElectionID = "intuned-operator.intuned.io"
 
 // options are the command-line flags.
@@ -53,6 +56,7 @@ type options struct {
 	probeAddr            string
 	leaderElect          bool
 	defaultCredentials   string
+	defaultCredsNS       []string
 	receiverImage        string
 	tokenPropagation     time.Duration
 	deliveryRetryWindow  time.Duration
@@ -64,6 +68,7 @@ type options struct {
 	watchNamespaces      []string
 	accessRoleBinding    string
 	pprofAddr            string
+	shard                string
 }
 
 func main() {
@@ -87,6 +92,12 @@ func main() {
 		"Namespace of the leader election Lease (default: the manager's namespace).")
 	flag.StringVar(&o.defaultCredentials, "default-credentials-secret", "",
 		"namespace/name of a Secret (keys workspaceId, apiKey, optional baseURL) used by IntunedJobs without spec.credentialsRef.")
+	flag.Func("default-credentials-namespaces",
+		"Comma-separated namespaces (besides the default credentials Secret's own) whose IntunedJobs without spec.credentialsRef may use --default-credentials-secret; \"*\" is every namespace. Elsewhere such a job is Stalled (reason DefaultCredentialsNotAllowed) and calls nothing: whoever may create IntunedJobs in a namespace would otherwise spend, adopt and delete the default workspace's Jobs.",
+		func(s string) error {
+			o.defaultCredsNS = parseNamespaces(s)
+			return nil
+		})
 	flag.IntVar(&o.intunedRateLimit, "intuned-rate-limit", 20,
 		"Requests per minute per Intuned URI path, shared by all IntunedJobs (Intuned allows 20). 0 turns pacing off (intuned-sim without limits, benchmarks).")
 	flag.IntVar(&o.intunedJobWorkers, "intunedjob-workers", 8,
@@ -110,6 +121,8 @@ func main() {
 		})
 	flag.StringVar(&o.accessRoleBinding, "access-role-binding", "",
 		"Name of the RoleBinding that grants the manager its rights in each of --watch-namespaces (config/namespaced). The manager keeps it with a finalizer while IntunedJobs there still have Jobs to delete on Intuned, so deleting such a namespace cannot revoke the manager's rights first. Needs get and patch on that RoleBinding.")
+	flag.StringVar(&o.shard, "shard", "",
+		"Reconcile only the IntunedJobs and WebhookReceivers labelled sharding.intuned.io/key=<shard> (and their children); its replicas elect their own leader. Empty: the default shard, the objects without that label. Run one manager Deployment per shard (config/sharding, docs/sharding.md).")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -124,6 +137,10 @@ func main() {
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
 
+	shard, err := sharding.Parse(o.shard)
+	if err != nil {
+		return fmt.Errorf("--shard: %w", err)
+	}
 	defaultCreds, err := parseNamespacedName(o.defaultCredentials)
 	if err != nil {
 		return fmt.Errorf("--default-credentials-secret: %w", err)
@@ -131,6 +148,10 @@ func run(o options) error {
 	if err := checkWatched(o.watchNamespaces, defaultCreds); err != nil {
 		return fmt.Errorf("--default-credentials-secret: %w", err)
 	}
+	if len(o.defaultCredsNS) > 0 && defaultCreds.Name == "" {
+		return errors.New("--default-credentials-namespaces needs --default-credentials-secret")
+	}
+	defaults := intunedv1alpha1.DefaultCredentials{Secret: defaultCreds, Namespaces: o.defaultCredsNS}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -166,13 +187,13 @@ func run(o options) error {
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
-		Cache:                   cachepolicy.CacheOptions(o.watchNamespaces),
-		Client:                  cachepolicy.ClientOptions(),
+		Cache:                   cachepolicy.CacheOptions(o.watchNamespaces, shard),
+		Client:                  cachepolicy.ClientOptions(shard),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
-		LeaderElectionID:        leaderElectionID,
+		LeaderElectionID:        shard.LeaderElectionID(leaderElectionID),
 		LeaderElectionNamespace: o.leaderElectNamespace,
 		// Step down quickly on shutdown so a new replica takes over at once;
 		// safe because the manager exits right after the controllers stop.
@@ -183,7 +204,7 @@ func run(o options) error {
 	}
 
 	// The field indexes every controller's watches and lists use, once.
-	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Options{DefaultCredentials: defaultCreds}); err != nil {
+	if err := index.Register(context.Background(), mgr.GetFieldIndexer(), index.Options{DefaultCredentials: defaults}); err != nil {
 		return fmt.Errorf("register field indexes: %w", err)
 	}
 
@@ -197,20 +218,22 @@ func run(o options) error {
 	if err := (&intunedjob.Reconciler{
 		Client:                  mgr.GetClient(),
 		Scheme:                  mgr.GetScheme(),
-		DefaultCredentials:      defaultCreds,
+		DefaultCredentials:      defaults,
 		Recorder:                mgr.GetEventRecorder("intunedjob-controller"),
 		Pacer:                   pacer,
 		Metrics:                 intunedMetrics,
 		MaxConcurrentReconciles: o.intunedJobWorkers,
 		DeliveryRetryWindow:     o.deliveryRetryWindow,
 		ScheduleGrace:           o.scheduleGrace,
+		Shard:                   shard,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up IntunedJob controller: %w", err)
 	}
 	if err := (&guard.CredentialsInUse{
 		Client:             mgr.GetClient(),
-		DefaultCredentials: defaultCreds,
+		DefaultCredentials: defaults,
 		Recorder:           mgr.GetEventRecorder("credentials-in-use"),
+		Shard:              shard,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up credentials-in-use controller: %w", err)
 	}
@@ -221,6 +244,7 @@ func run(o options) error {
 		if err := (&guard.ManagerAccess{
 			Client:      mgr.GetClient(),
 			BindingName: o.accessRoleBinding,
+			Shard:       shard,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up manager-access controller: %w", err)
 		}
@@ -248,7 +272,8 @@ func run(o options) error {
 		return fmt.Errorf("add ready check: %w", err)
 	}
 
-	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "watchNamespaces", o.watchNamespaces)
+	log.Info("starting manager", "leaderElection", o.leaderElect, "metrics", o.metricsAddr, "watchNamespaces", o.watchNamespaces,
+		"shard", shard.String(), "shardSelector", shard.Selector().String())
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

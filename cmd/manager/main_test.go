@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -60,6 +61,16 @@ func TestCheckWatched(t *testing.T) {
 	for _, tt := range tests {
 		if err := checkWatched(tt.namespaces, tt.secret); (err != nil) != tt.wantErr {
 			t.Errorf("checkWatched(%q, %v) = %v; want error: %v", tt.namespaces, tt.secret, err, tt.wantErr)
+		}
+	}
+}
+
+// TestRunRejectsBadShard: a --shard value that cannot name a Lease and
+// finalizers stops the manager before it starts.
+func TestRunRejectsBadShard(t *testing.T) {
+	for _, shard := range []string{"Shard_A", "a.b", strings.Repeat("a", 41)} {
+		if err := run(options{shard: shard}); err == nil || !strings.Contains(err.Error(), "--shard") {
+			t.Errorf("run with --shard=%s: %v; want a --shard error", shard, err)
 		}
 	}
 }

@@ -133,11 +133,12 @@ func adminKubeconfig(t *testing.T, env *testenv.Env, dir string) string {
 }
 
 // startManagerProcess starts the manager binary as it runs in a Pod, minus
-// leader election and the metrics and probe endpoints (not needed here).
-func startManagerProcess(t *testing.T, bin, kubeconfig, logFile string) *proc.Process {
+// leader election and the metrics and probe endpoints (not needed here);
+// args come after those flags (and so override them).
+func startManagerProcess(t *testing.T, bin, kubeconfig, logFile string, args ...string) *proc.Process {
 	t.Helper()
 	p, err := proc.Start(proc.Spec{Name: "manager", Path: bin, LogFile: logFile,
-		Args: []string{"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0"},
+		Args: append([]string{"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...),
 		Env:  []string{"KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH")}})
 	if err != nil {
 		t.Fatal(err)
@@ -151,9 +152,15 @@ func startManagerProcess(t *testing.T, bin, kubeconfig, logFile string) *proc.Pr
 // use has listed its objects, so the manager's caches are filled by then.
 func waitReconciled(t *testing.T, c client.Client, ns, name string) {
 	t.Helper()
+	waitReconciledWith(t, c, ns, name, nil)
+}
+
+// waitReconciledWith is waitReconciled for a WebhookReceiver with labels.
+func waitReconciledWith(t *testing.T, c client.Client, ns, name string, labels map[string]string) *intunedv1alpha1.WebhookReceiver {
+	t.Helper()
 	ctx := context.Background()
 	whr := &intunedv1alpha1.WebhookReceiver{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 		Spec:       intunedv1alpha1.WebhookReceiverSpec{ExternalURL: "https://receiver.example.com/" + name},
 	}
 	if err := c.Create(ctx, whr); err != nil {
@@ -165,7 +172,7 @@ func waitReconciled(t *testing.T, c client.Client, ns, name string) {
 			t.Fatal(err)
 		}
 		if whr.Status.TokenSecretName != "" {
-			return
+			return whr
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the manager did not reconcile WebhookReceiver %s/%s", ns, name)

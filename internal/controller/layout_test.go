@@ -15,7 +15,7 @@ const module = "github.com/intuned-operator/intuned-operator/"
 // changed and tested alone (doc.go).
 func TestPackageLayout(t *testing.T) {
 	kinds := []string{"intunedjob", "webhookreceiver", "guard"}
-	shared := []string{"report", "index", "cachepolicy"}
+	shared := []string{"report", "index", "cachepolicy", "sharding"}
 	imports := map[string][]string{}
 	out, err := exec.Command("go", "list", "-json=ImportPath,Deps", "./...").Output()
 	if err != nil {

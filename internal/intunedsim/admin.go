@@ -94,6 +94,14 @@ func (s *Server) adminRoutes() {
 			}
 			s.SetResultsURLLifetime(d)
 		}
+		if body.RunDuration != "" {
+			d, err := time.ParseDuration(body.RunDuration)
+			if err != nil || d < 0 || s.catalogue == nil {
+				adminError(w, 400, "bad-request", `runDuration must be a Go duration of at least 0, like "5m", and needs the default catalogue`)
+				return
+			}
+			s.catalogue.SetRunDuration(d)
+		}
 		if body.SchedulesStalled != nil {
 			s.StallSchedules(*body.SchedulesStalled)
 		}
@@ -182,11 +190,18 @@ type settingsBody struct {
 	// SchedulesStalled stops scheduled runs from starting (true) as a stuck
 	// scheduler would, or lets them start again (false).
 	SchedulesStalled *bool `json:"schedulesStalled,omitempty"`
+	// RunDuration is the simulated duration of the default catalogue's Runs
+	// that start from now on (--run-duration), e.g. "5m".
+	RunDuration string `json:"runDuration,omitempty"`
 }
 
 func (s *Server) settings() settingsBody {
 	stalled := s.SchedulesStalled()
-	return settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String(), SchedulesStalled: &stalled}
+	b := settingsBody{ResultsURLLifetime: s.ResultsURLLifetime().String(), SchedulesStalled: &stalled}
+	if s.catalogue != nil {
+		b.RunDuration = s.catalogue.RunDuration().String()
+	}
+	return b
 }
 
 func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request) {
@@ -331,8 +346,11 @@ func (s *Server) APIRuns(jobRunID string) []APIRun {
 }
 
 // Reset forgets all jobs, runs, deliveries, call counters, faults and rate
-// limit history; in-flight work is cancelled.
+// limit history, and restores the Runs' duration; in-flight work is cancelled.
 func (s *Server) Reset() {
+	if s.catalogue != nil {
+		s.catalogue.SetRunDuration(s.catalogue.opts.RunDuration)
+	}
 	s.mu.Lock()
 	for _, jobs := range s.jobs {
 		for _, j := range jobs {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,10 +79,13 @@ type Product struct {
 // extends the JobRun with one `details` payload {detailsUrl, name} per
 // product; `details` returns that product's object.
 type Catalogue struct {
-	opts     CatalogueOptions
-	products []Product
-	byURL    map[string]int
-	failing  map[int]bool
+	opts CatalogueOptions
+	// runDuration is opts.RunDuration, changeable while Runs go on
+	// (SetRunDuration).
+	runDuration atomic.Int64
+	products    []Product
+	byURL       map[string]int
+	failing     map[int]bool
 }
 
 var productNames = []string{"Abominable Hoodie", "Adrienne Trek Jacket", "Aeon Capri", "Aero Daily Fitness Tee",
@@ -96,6 +100,7 @@ func NewCatalogue(opts CatalogueOptions, seed uint64) *Catalogue {
 	}
 	n = max(n, 0)
 	c := &Catalogue{opts: opts, byURL: map[string]int{}, failing: map[int]bool{}}
+	c.runDuration.Store(int64(opts.RunDuration))
 	for i := 0; i < n; i++ {
 		name := productNames[i%len(productNames)]
 		if i >= len(productNames) {
@@ -123,6 +128,13 @@ func NewCatalogue(opts CatalogueOptions, seed uint64) *Catalogue {
 	return c
 }
 
+// SetRunDuration changes the simulated duration of the Runs that start from
+// now on (a test that must act in the middle of a JobRun makes it longer).
+func (c *Catalogue) SetRunDuration(d time.Duration) { c.runDuration.Store(int64(d)) }
+
+// RunDuration is the simulated duration of each Run.
+func (c *Catalogue) RunDuration() time.Duration { return time.Duration(c.runDuration.Load()) }
+
 // Products returns the catalogue's products in list order.
 func (c *Catalogue) Products() []Product { return append([]Product(nil), c.products...) }
 
@@ -136,7 +148,7 @@ func (c *Catalogue) List(ctx context.Context, rc RunContext) RunResult {
 		DetailsURL string `json:"detailsUrl"`
 	}
 	out := make([]listed, 0, len(c.products))
-	res := RunResult{Duration: c.opts.RunDuration}
+	res := RunResult{Duration: c.RunDuration()}
 	for _, p := range c.products {
 		out = append(out, listed{p.Name, p.DetailsURL})
 		res.Extend = append(res.Extend, ExtendPayload{API: "details", Parameters: map[string]string{"detailsUrl": p.DetailsURL, "name": p.Name}})
@@ -152,7 +164,7 @@ func (c *Catalogue) Details(ctx context.Context, rc RunContext) RunResult {
 		Name       string `json:"name"`
 	}
 	_ = json.Unmarshal(rc.Parameters, &params)
-	res := RunResult{Duration: c.opts.RunDuration}
+	res := RunResult{Duration: c.RunDuration()}
 	i, ok := c.byURL[params.DetailsURL]
 	if !ok {
 		if params.DetailsURL == "" {

@@ -93,6 +93,35 @@ func TestJobRunProgress(t *testing.T) {
 	}
 }
 
+// TestRunDurationSetting: a test lengthens the Runs of the next JobRun
+// through the admin API (to act in the middle of it); Reset restores it.
+func TestRunDurationSetting(t *testing.T) {
+	ts, _ := newFake(t, Options{Catalogue: CatalogueOptions{Products: 2, RunDuration: time.Minute}})
+	mustStatus(t, call(t, ts, "POST", "/_sim/settings", `{"runDuration":"-1s"}`), 400)
+	mustStatus(t, call(t, ts, "POST", "/_sim/settings", `{"runDuration":"10m"}`), 200)
+	job := quickstartJob("slow-job", "https://unused.example/h")
+	delete(job, "sink")
+	mustStatus(t, call(t, ts, "POST", "/jobs", job), 201)
+	id := trigger(t, ts, "slow-job")
+	ts.WaitIdleT(t)
+	ts.Advance(9 * time.Minute)
+	if r := getRun(t, ts, "slow-job", id); r.SuccessfulRuns != 0 {
+		t.Fatalf("list ended before its 10 minutes: %+v", r)
+	}
+	ts.Advance(time.Hour)
+	if r := getRun(t, ts, "slow-job", id); r.Status != JobRunCompleted || *r.EndTime != iso(20*time.Minute) {
+		t.Fatalf("at end: %+v, want end %s", r, iso(20*time.Minute))
+	}
+	ts.Reset()
+	var settings struct {
+		RunDuration string `json:"runDuration"`
+	}
+	call(t, ts, "GET", "/_sim/settings", nil).decode(t, &settings)
+	if settings.RunDuration != "1m0s" {
+		t.Fatalf("after reset: runDuration %q", settings.RunDuration)
+	}
+}
+
 func TestJobRunOutcomes(t *testing.T) {
 	var flaky atomic.Int32
 	handlers := map[string]APIHandler{

@@ -133,9 +133,11 @@ type Server struct {
 	// schedulesStalled: scheduled runs come due but do not start (a stuck
 	// scheduler); next_run_time stays at the missed time.
 	schedulesStalled bool
-	handlers         map[string]APIHandler
-	normalise        []NormaliseRule
-	closed           bool
+	// catalogue is the default handler set (nil with NoDefaultCatalogue).
+	catalogue *Catalogue
+	handlers  map[string]APIHandler
+	normalise []NormaliseRule
+	closed    bool
 
 	busyMu sync.Mutex
 	busy   int
@@ -201,6 +203,7 @@ func New(opts Options) (*Server, error) {
 	s.handlers = map[string]APIHandler{}
 	if !opts.NoDefaultCatalogue {
 		cat := NewCatalogue(opts.Catalogue, opts.Seed)
+		s.catalogue = cat
 		s.handlers["list"] = cat.List
 		s.handlers["details"] = cat.Details
 	}

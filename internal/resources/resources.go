@@ -88,6 +88,20 @@ func Labels(whr *v1alpha1.WebhookReceiver) map[string]string {
 	return l
 }
 
+// childLabels are the labels of a child object itself: Labels, plus the
+// receiver's shard label (v1alpha1.LabelShard), so that each manager shard
+// caches only its own receivers' children. Pod templates, selectors and
+// the volumeClaimTemplate never carry the shard label: moving a receiver
+// to another shard relabels its children, and must neither restart its
+// Pods nor touch the StatefulSet's immutable fields.
+func childLabels(whr *v1alpha1.WebhookReceiver) map[string]string {
+	l := Labels(whr)
+	if shard, ok := whr.Labels[v1alpha1.LabelShard]; ok {
+		l[v1alpha1.LabelShard] = shard
+	}
+	return l
+}
+
 // objectMeta is the metadata shared by every child: name, namespace, labels
 // and the controller owner reference (so deleting the WebhookReceiver
 // garbage-collects the child, and changes to the child wake the controller).
@@ -95,7 +109,7 @@ func objectMeta(whr *v1alpha1.WebhookReceiver, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{
 		Name:      name,
 		Namespace: whr.Namespace,
-		Labels:    Labels(whr),
+		Labels:    childLabels(whr),
 		OwnerReferences: []metav1.OwnerReference{{
 			APIVersion:         v1alpha1.GroupVersion.String(),
 			Kind:               "WebhookReceiver",

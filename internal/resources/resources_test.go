@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -407,5 +408,48 @@ func TestWebhookReceiverTokens(t *testing.T) {
 	s := TokenSecret(minimal(), TokenData{Token: "a", ReadToken: "r"})
 	if _, ok := s.Data[v1alpha1.TokenSecretKeyPreviousToken]; ok {
 		t.Error("previous-token present without a rotation")
+	}
+}
+
+// TestWebhookReceiverShardLabel: every child object carries its receiver's
+// shard label (each manager shard caches only its own children), while
+// the Pod template, the selectors and the volumeClaimTemplate never do
+// (moving a receiver between shards must not restart its Pods or change an
+// immutable field). A receiver without the label gives children without it.
+func TestWebhookReceiverShardLabel(t *testing.T) {
+	for _, shard := range []string{"", "shard-a"} {
+		for name, spec := range map[string]func() *v1alpha1.WebhookReceiver{"sqlite": maximalSQLite, "postgres": maximalPostgres} {
+			t.Run(name+"/"+shard, func(t *testing.T) {
+				w := spec()
+				if shard != "" {
+					w.Labels = map[string]string{v1alpha1.LabelShard: shard}
+				}
+				children := []metav1.Object{ServiceAccount(w), Service(w), TokenSecret(w, TokenData{Token: "t"})}
+				for _, c := range []metav1.Object{Deployment(w, ""), StatefulSet(w, ""), Ingress(w), HorizontalPodAutoscaler(w), PodDisruptionBudget(w), NetworkPolicy(w)} {
+					if !reflect.ValueOf(c).IsNil() {
+						children = append(children, c)
+					}
+				}
+				for _, c := range children {
+					got, ok := c.GetLabels()[v1alpha1.LabelShard]
+					if got != shard || ok != (shard != "") {
+						t.Errorf("%T labels %v: want shard label %q", c, c.GetLabels(), shard)
+					}
+				}
+				var templates []map[string]string
+				if d := Deployment(w, ""); d != nil {
+					templates = append(templates, d.Spec.Template.Labels, d.Spec.Selector.MatchLabels)
+				}
+				if s := StatefulSet(w, ""); s != nil {
+					templates = append(templates, s.Spec.Template.Labels, s.Spec.Selector.MatchLabels, s.Spec.VolumeClaimTemplates[0].Labels)
+				}
+				templates = append(templates, Service(w).Spec.Selector)
+				for _, l := range templates {
+					if _, ok := l[v1alpha1.LabelShard]; ok {
+						t.Errorf("template or selector labels %v carry the shard label", l)
+					}
+				}
+			})
+		}
 	}
 }

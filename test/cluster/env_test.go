@@ -117,10 +117,14 @@ func (e *testEnv) Replicas(ctx context.Context, p *scenarios.Pair) (running, rea
 	return running, ready, err
 }
 
-// LoseReceiver force-deletes the Pod (no grace: a node lost). Its
-// controller replaces it at once; release waits for that and checks that a
-// StatefulSet's replacement mounts the same claim, so what was stored
-// before is still there.
+// LoseReceiver force-deletes the Pod (no grace: a node lost) and keeps its
+// replacement from running until released, as the e2e kubelet does: the
+// node is cordoned first, so the replacement stays Pending (a replacement
+// that was Ready within a second could let every retry succeed, and the
+// scenario would see no failed delivery on an idle machine). release
+// uncordons, waits for the replacement and checks that a StatefulSet's
+// replacement mounts the same claim, so what was stored before is still
+// there.
 func (e *testEnv) LoseReceiver(ctx context.Context, p *scenarios.Pair, ordinal int) (func(context.Context) error, error) {
 	pods, err := e.receiverPods(ctx, p.NS, p.Receiver)
 	if err != nil {
@@ -130,10 +134,18 @@ func (e *testEnv) LoseReceiver(ctx context.Context, p *scenarios.Pair, ordinal i
 		return nil, fmt.Errorf("no Pod %d of WebhookReceiver %s/%s (%d Pods)", ordinal, p.NS, p.Receiver, len(pods))
 	}
 	lost := pods[ordinal]
+	node := e.kc.Config().NodeName
+	p.Cleanup(func() { _, _ = e.kc.Kubectl(context.Background(), "uncordon", node) })
+	if out, err := e.kc.Kubectl(ctx, "cordon", node); err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
 	if out, err := e.kc.Kubectl(ctx, "-n", p.NS, "delete", "pod", lost.Name, "--grace-period=0", "--force", "--wait=false"); err != nil {
 		return nil, fmt.Errorf("%w: %s", err, out)
 	}
 	return func(ctx context.Context) error {
+		if out, err := e.kc.Kubectl(ctx, "uncordon", node); err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
 		return poll.Eventually(ctx, 250*time.Millisecond, "the lost receiver Pod replaced and ready", func(ctx context.Context) (bool, error) {
 			pods, err := e.receiverPods(ctx, p.NS, p.Receiver)
 			if err != nil {

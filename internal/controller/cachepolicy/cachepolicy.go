@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/resources"
 )
 
@@ -33,24 +34,34 @@ import (
 //     Secret.
 //   - The children of WebhookReceivers are cached only when they carry our
 //     managed-by label (every child does: resources.Labels).
-//   - IntunedJobs and WebhookReceivers are ours: cached whole, except an
-//     IntunedJob's managedFields (a few hundred bytes to kilobytes per
-//     object, a large share of the cache at 10,000 jobs; nothing reads
-//     them: the controller writes status with a merge patch). The
-//     WebhookReceiver's children keep theirs: the controller reads which
-//     fields it applied (webhookreceiver's managesField).
+//   - IntunedJobs and WebhookReceivers are ours: cached whole, those of
+//     the manager's shard only (sharding.Shard.Selector; the default shard
+//     has the objects without the shard label), except an IntunedJob's
+//     managedFields (a few hundred bytes to kilobytes per object, a large
+//     share of the cache at 10,000 jobs; nothing reads them: the controller
+//     writes status with a merge patch). The receivers' children keep
+//     theirs (the controller reads which fields it applied:
+//     webhookreceiver's managesField); they carry their receiver's shard
+//     label and are cached by shard too,
+//     except the SQLite data claims: they take the labels of the
+//     StatefulSet's volumeClaimTemplate, which is immutable and so never
+//     carries the shard label (a receiver moving to another shard must not
+//     need a new StatefulSet). Every shard caches them (few, and small).
 
 // ownedLabels selects the children the WebhookReceiver controller applies.
 var ownedLabels = labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedBy})
 
 // CacheOptions is the manager's cache: only what the controllers own or
-// reference, in the given namespaces (none: the whole cluster).
-func CacheOptions(namespaces []string) cache.Options {
-	owned := cache.ByObject{Label: ownedLabels}
+// reference, in the given namespaces (none: the whole cluster), of the
+// given shard.
+func CacheOptions(namespaces []string, shard sharding.Shard) cache.Options {
+	owned := cache.ByObject{Label: shard.Owned(ownedLabels)}
+	ours := cache.ByObject{Label: shard.Selector()}
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
+			&intunedv1alpha1.IntunedJob{}:            {Label: ours.Label, Transform: cache.TransformStripManagedFields()},
+			&intunedv1alpha1.WebhookReceiver{}:       ours,
 			&corev1.Secret{}:                         {Transform: secretMetadataOnly},
-			&intunedv1alpha1.IntunedJob{}:            {Transform: cache.TransformStripManagedFields()},
 			&corev1.ServiceAccount{}:                 owned,
 			&corev1.Service{}:                        owned,
 			&appsv1.Deployment{}:                     owned,
@@ -61,7 +72,7 @@ func CacheOptions(namespaces []string) cache.Options {
 			&policyv1.PodDisruptionBudget{}:          owned,
 			// SQLite data claims carry the labels of the StatefulSet's
 			// volumeClaimTemplate, ours included.
-			&corev1.PersistentVolumeClaim{}: owned,
+			&corev1.PersistentVolumeClaim{}: {Label: ownedLabels},
 		},
 	}
 	if len(namespaces) > 0 {
@@ -73,10 +84,14 @@ func CacheOptions(namespaces []string) cache.Options {
 	return opts
 }
 
-// ClientOptions make the manager's client read Secrets from the API server:
-// the cache has their metadata only.
-func ClientOptions() client.Options {
-	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+// ClientOptions make the manager's client read Secrets from the API server
+// (the cache has their metadata only) and write as the shard's field
+// manager.
+func ClientOptions(shard sharding.Shard) client.Options {
+	return client.Options{
+		Cache:      &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
+		FieldOwner: shard.FieldOwner(),
+	}
 }
 
 // secretMetadataOnly drops what no controller reads from a cached Secret's

@@ -26,6 +26,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/cachepolicy"
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
@@ -86,12 +87,21 @@ func NewNamespace(t *testing.T) string {
 // one process.
 func StartManager(t *testing.T, setup func(ctrl.Manager) error) (stop func()) {
 	t.Helper()
+	return StartShardManager(t, sharding.Default, setup)
+}
+
+// StartShardManager is StartManager for one shard: its cache holds only the
+// shard's objects and it writes as the shard's field manager, as
+// cmd/manager --shard does. Several shards may run in one test process
+// against the one API server.
+func StartShardManager(t *testing.T, shard sharding.Shard, setup func(ctrl.Manager) error) (stop func()) {
+	t.Helper()
 	requireEnv(t)
 	skipNameValidation := true
 	mgr, err := ctrl.NewManager(Env.Config, ctrl.Options{
 		Scheme:                 Env.Client.Scheme(),
-		Cache:                  cachepolicy.CacheOptions(nil),
-		Client:                 cachepolicy.ClientOptions(),
+		Cache:                  cachepolicy.CacheOptions(nil, shard),
+		Client:                 cachepolicy.ClientOptions(shard),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: &skipNameValidation},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,7 +35,7 @@ import (
 // then cannot call Intuned, and the Job keeps running (and billing) there.
 //
 // A Secret that an IntunedJob will need at its deletion carries
-// intunedv1alpha1.FinalizerCredentialsInUse; when the last such IntunedJob is gone, the
+// intunedv1alpha1.FinalizerCredentialsInUse (per shard: credentialsFinalizer); when the last such IntunedJob is gone, the
 // finalizer is removed and a pending deletion of the Secret completes.
 // (Crossplane protects ProviderConfigs the same way.)
 type CredentialsInUse struct {
@@ -44,9 +45,20 @@ type CredentialsInUse struct {
 	// server (ClientOptions): one request per Secret event of the cluster
 	// would be wasted, as the finalizer is all this controller looks at.
 	SecretCache client.Reader
-	// DefaultCredentials is the manager-wide credentials Secret (may be empty).
-	DefaultCredentials types.NamespacedName
+	// DefaultCredentials is the manager-wide credentials Secret (may be empty) and where it may be used.
+	DefaultCredentials intunedv1alpha1.DefaultCredentials
 	Recorder           report.EventRecorder
+	// Shard is the manager's shard: it sees only its own IntunedJobs, so
+	// it keeps its own copy of the finalizer (Shard.Finalizer): a Secret
+	// that jobs of two shards read carries both, and each shard removes
+	// only its own when its last such job is gone.
+	Shard sharding.Shard
+}
+
+// credentialsFinalizer is the shard's in-use finalizer on credentials
+// Secrets.
+func credentialsFinalizer(s sharding.Shard) string {
+	return s.Finalizer(intunedv1alpha1.FinalizerCredentialsInUse)
 }
 
 // callsIntunedOnDelete: the IntunedJob will call Intuned when it is
@@ -93,7 +105,7 @@ func (r *CredentialsInUse) Reconcile(ctx context.Context, req reconcile.Request)
 		return reconcile.Result{}, err
 	}
 	inUse := len(users) > 0
-	if err := keepWhileInUse(ctx, r.Client, secret, intunedv1alpha1.FinalizerCredentialsInUse, inUse); err != nil {
+	if err := keepWhileInUse(ctx, r.Client, secret, credentialsFinalizer(r.Shard), inUse); err != nil {
 		return reconcile.Result{}, err
 	}
 	if inUse && !secret.DeletionTimestamp.IsZero() {
@@ -144,7 +156,7 @@ func (r *CredentialsInUse) secretOf(o client.Object) (types.NamespacedName, bool
 func (r *CredentialsInUse) checkSecret(ctx context.Context, ref types.NamespacedName, needed bool, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	secret := metadataOnly(corev1.SchemeGroupVersion.WithKind("Secret"))
 	if err := r.SecretCache.Get(ctx, ref, secret); err == nil &&
-		controllerutil.ContainsFinalizer(secret, intunedv1alpha1.FinalizerCredentialsInUse) == needed {
+		controllerutil.ContainsFinalizer(secret, credentialsFinalizer(r.Shard)) == needed {
 		return
 	}
 	q.Add(reconcile.Request{NamespacedName: ref})

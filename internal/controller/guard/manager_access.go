@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 )
 
 // ManagerAccess protects the manager's rights in the namespaces a
@@ -41,6 +42,10 @@ type ManagerAccess struct {
 	APIReader client.Reader
 	// BindingName is the RoleBinding's name in every watched namespace.
 	BindingName string
+	// Shard is the manager's shard: it keeps its own copy of the
+	// finalizer, for its own IntunedJobs and its own in-use finalizers on
+	// Secrets (see CredentialsInUse.Shard).
+	Shard sharding.Shard
 }
 
 // Reconcile adds or removes the finalizer of one namespace's RoleBinding.
@@ -53,7 +58,7 @@ func (r *ManagerAccess) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, keepWhileInUse(ctx, r.Client, binding, intunedv1alpha1.FinalizerManagerAccess, inUse)
+	return reconcile.Result{}, keepWhileInUse(ctx, r.Client, binding, r.Shard.Finalizer(intunedv1alpha1.FinalizerManagerAccess), inUse)
 }
 
 // needed reports whether the manager still has work in namespace that
@@ -74,7 +79,7 @@ func (r *ManagerAccess) needed(ctx context.Context, namespace string) (bool, err
 		return false, err
 	}
 	return slices.ContainsFunc(secrets.Items, func(s metav1.PartialObjectMetadata) bool {
-		return controllerutil.ContainsFinalizer(&s, intunedv1alpha1.FinalizerCredentialsInUse)
+		return controllerutil.ContainsFinalizer(&s, credentialsFinalizer(r.Shard))
 	}), nil
 }
 
@@ -93,7 +98,7 @@ func (r *ManagerAccess) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	// Only Secrets that carry (or just lost) the in-use finalizer matter.
 	inUse := func(o client.Object) bool {
-		return controllerutil.ContainsFinalizer(o, intunedv1alpha1.FinalizerCredentialsInUse)
+		return controllerutil.ContainsFinalizer(o, credentialsFinalizer(r.Shard))
 	}
 	guardedSecret := predicate.Funcs{
 		CreateFunc:  func(e event.CreateEvent) bool { return inUse(e.Object) },

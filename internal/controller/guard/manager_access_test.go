@@ -36,14 +36,7 @@ func TestManagerAccessOutlivesIntunedJobs(t *testing.T) {
 		return (&ManagerAccess{Client: mgr.GetClient(), BindingName: bindingName}).SetupWithManager(mgr)
 	})
 	c := controllertest.Client()
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: bindingName},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "manager", Namespace: "operator"}},
-	}
-	if err := c.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
+	binding := createAccessBinding(ctx, t, ns, bindingName)
 	newJob := func(name string, policy intunedv1alpha1.DeletionPolicy) *intunedv1alpha1.IntunedJob {
 		j := &intunedv1alpha1.IntunedJob{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{intunedv1alpha1.Finalizer}},
@@ -119,4 +112,19 @@ func TestManagerAccessOutlivesIntunedJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitBinding(false, false)
+}
+
+// createAccessBinding creates the RoleBinding a namespaced install grants
+// the manager in namespace ns.
+func createAccessBinding(ctx context.Context, t *testing.T, ns, name string) *rbacv1.RoleBinding {
+	t.Helper()
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "manager", Namespace: "operator"}},
+	}
+	if err := controllertest.Client().Create(ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	return binding
 }

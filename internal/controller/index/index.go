@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -45,7 +44,7 @@ const (
 type Options struct {
 	// DefaultCredentials is the manager-wide credentials Secret used by
 	// IntunedJobs without spec.credentialsRef (empty Name: none).
-	DefaultCredentials types.NamespacedName
+	DefaultCredentials intunedv1alpha1.DefaultCredentials
 }
 
 // Register adds every index to indexer (the manager's cache). Call it once
@@ -104,7 +103,7 @@ func claimOf(job *intunedv1alpha1.IntunedJob) []string {
 	return []string{ClaimKey(job.Status.WorkspaceID, job.Spec.Project, job.EffectiveJobID())}
 }
 
-func secretRefsOf(job *intunedv1alpha1.IntunedJob, defaultCredentials types.NamespacedName) []string {
+func secretRefsOf(job *intunedv1alpha1.IntunedJob, defaultCredentials intunedv1alpha1.DefaultCredentials) []string {
 	var out []string
 	add := func(name string) { out = append(out, job.Namespace+"/"+name) }
 	if ref, ok := job.CredentialsSecret(defaultCredentials); ok {

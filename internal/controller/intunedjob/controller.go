@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -38,9 +40,9 @@ const (
 type Reconciler struct {
 	client.Client
 	Scheme *runtime.Scheme
-	// DefaultCredentials names the manager-wide credentials Secret used when
-	// an IntunedJob has no spec.credentialsRef (empty Name: none).
-	DefaultCredentials types.NamespacedName
+	// DefaultCredentials is the manager-wide credentials Secret used when an
+	// IntunedJob has no spec.credentialsRef, and where it may be used.
+	DefaultCredentials intunedv1alpha1.DefaultCredentials
 	// Recorder receives an Event for every write to Intuned and every error;
 	// nil records nothing.
 	Recorder report.EventRecorder
@@ -74,7 +76,15 @@ type Reconciler struct {
 	// results files (nil: defaults; both honour HTTP_PROXY).
 	ReceiverHTTP, ResultsHTTP *http.Client
 
+	// Shard is the manager's shard (sharding): its cache holds only the
+	// shard's IntunedJobs and WebhookReceivers. It names the shards when a
+	// job's receiver is in another one.
+	Shard sharding.Shard
+
 	clients clientCache
+	// apiReader reads from the API server what the shard's cache cannot
+	// hold (a receiver of another shard); nil: never.
+	apiReader client.Reader
 	// secretMetadata reads the Secrets metadata informer the Secret watch
 	// keeps (SetupWithManager: the manager's cache); nil reads every
 	// Secret from the API server. secrets holds the data it revalidates.
@@ -88,6 +98,11 @@ type Reconciler struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	job := &intunedv1alpha1.IntunedJob{}
 	if err := r.Get(ctx, req.NamespacedName, job); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Deleted, or moved to another shard (its label changed, so it
+			// left this shard's cache): the new shard reports it now.
+			forgetJobMetrics(&intunedv1alpha1.IntunedJob{ObjectMeta: metav1.ObjectMeta{Namespace: req.Namespace, Name: req.Name}})
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !job.DeletionTimestamp.IsZero() {

@@ -47,6 +47,14 @@ func (c Credentials) fingerprint() string {
 // job when the Secret appears.
 func (r *Reconciler) credentials(ctx context.Context, job *intunedv1alpha1.IntunedJob) (Credentials, error) {
 	ref, ok := job.CredentialsSecret(r.DefaultCredentials)
+	if !ok && job.Spec.CredentialsRef == nil && r.DefaultCredentials.Secret.Name != "" {
+		// A user cannot fix this by waiting: an admin allows the
+		// namespace, or the job names its own Secret.
+		return Credentials{}, report.Stalled(intunedv1alpha1.ReasonDefaultCredentialsNotAllowed, fmt.Sprintf(
+			"spec.credentialsRef is not set and the manager's default credentials may not be used in namespace %s "+
+				"(an admin allows it with --default-credentials-namespaces); set spec.credentialsRef to a Secret of this namespace",
+			job.Namespace))
+	}
 	if !ok {
 		return Credentials{}, report.WaitFor(intunedv1alpha1.ReasonCredentialsNotFound,
 			"spec.credentialsRef is not set and the manager has no default credentials Secret")

@@ -48,14 +48,17 @@ type ijFixture struct {
 	api  intuned.API // reads the simulator as a user would
 	poll time.Duration
 
-	mu   sync.Mutex
-	stop func()
-	rec  *Reconciler
+	mu       sync.Mutex
+	stop     func()
+	rec      *Reconciler
+	defaults intunedv1alpha1.DefaultCredentials // the manager's --default-credentials-*
 }
 
 type fixtureOptions struct {
 	sim  intunedsim.Options
 	poll time.Duration // PollIntervalOverride; default 300ms
+	// noManager: the test starts its own managers (shard_test.go).
+	noManager bool
 }
 
 func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
@@ -87,7 +90,9 @@ func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
 	// Runs after the manager stopped (cleanups run last-in first-out): the
 	// objects go away so later tests' managers never see them.
 	t.Cleanup(f.removeJobs)
-	f.start()
+	if !o.noManager {
+		f.start()
+	}
 	return f
 }
 
@@ -134,6 +139,7 @@ func (f *ijFixture) start() {
 			// Only this test's namespace matters; other tests' objects are
 			// reconciled by their own managers.
 			PollIntervalOverride: f.poll,
+			DefaultCredentials:   f.defaults,
 			// No receiver runs here: accounting finds it unreachable at
 			// once, without a DNS query for its Service name.
 			ReceiverAPIURL: func(*intunedv1alpha1.WebhookReceiver) string { return "http://127.0.0.1:1" },

@@ -21,6 +21,7 @@ import (
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
@@ -368,6 +369,11 @@ func testConditions(t *testing.T) {
 			_, err := (&Reconciler{}).credentials(t.Context(), desiredTestJob(nil))
 			return err
 		}(), reason: intunedv1alpha1.ReasonCredentialsNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
+		{name: "default credentials not allowed in the job's namespace", err: func() error {
+			r := &Reconciler{DefaultCredentials: intunedv1alpha1.DefaultCredentials{Secret: types.NamespacedName{Namespace: "platform", Name: "intuned"}}}
+			_, err := r.credentials(t.Context(), desiredTestJob(func(j *intunedv1alpha1.IntunedJob) { j.Spec.CredentialsRef = nil }))
+			return err
+		}(), reason: intunedv1alpha1.ReasonDefaultCredentialsNotAllowed, ready: metav1.ConditionFalse, stalled: metav1.ConditionTrue},
 		{name: "credentials Secret missing", err: func() error { _, err := credentialsFrom(credsRef, nil); return err }(),
 			reason: intunedv1alpha1.ReasonCredentialsNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "credentials Secret without apiKey", err: func() error {
@@ -378,6 +384,8 @@ func testConditions(t *testing.T) {
 			reason: intunedv1alpha1.ReasonSecretNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "receiver missing", err: receiverUsable("ns", "hooks", nil),
 			reason: intunedv1alpha1.ReasonReceiverNotFound, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
+		{name: "receiver in another manager shard", err: receiverInOtherShard("hooks", shardB, sharding.Default),
+			reason: intunedv1alpha1.ReasonReceiverInOtherShard, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "receiver's token Secret not there yet", err: func() error { _, err := receiverToken("hooks", readyReceiver, nil); return err }(),
 			reason: intunedv1alpha1.ReasonReceiverNotReady, ready: metav1.ConditionFalse, stalled: metav1.ConditionFalse},
 		{name: "another IntunedJob claims the Job", err: conflictWith(desiredTestJob(func(j *intunedv1alpha1.IntunedJob) {

@@ -5,10 +5,12 @@ import (
 	"fmt"
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -98,7 +100,7 @@ func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string, r
 		if !apierrors.IsNotFound(err) {
 			return err
 		}
-		return receiverUsable(namespace, name, nil)
+		return r.receiverMissing(ctx, namespace, name)
 	}
 	if err := receiverUsable(namespace, name, &whr); err != nil {
 		return err
@@ -115,6 +117,30 @@ func (r *Reconciler) receiverLink(ctx context.Context, namespace, name string, r
 	refs.ReceiverAPI = r.receiverAPI(&whr)
 	refs.ReceiverReadToken = string(tokenSecret.Data[intunedv1alpha1.TokenSecretKeyReadToken])
 	return nil
+}
+
+// receiverMissing is why a job waits for a WebhookReceiver the manager's
+// cache does not hold: it does not exist, or (the cache holds only the
+// manager's shard) another shard reconciles it. Only the API server knows
+// which; it is asked only while the job waits.
+func (r *Reconciler) receiverMissing(ctx context.Context, namespace, name string) error {
+	if r.apiReader != nil {
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(intunedv1alpha1.GroupVersion.WithKind("WebhookReceiver"))
+		err := r.apiReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, m)
+		if err == nil && sharding.Of(m.Labels) != r.Shard {
+			return receiverInOtherShard(name, sharding.Of(m.Labels), r.Shard)
+		}
+	}
+	return receiverUsable(namespace, name, nil)
+}
+
+// receiverInOtherShard is why a job of shard ours waits for WebhookReceiver
+// name of shard theirs.
+func receiverInOtherShard(name string, theirs, ours sharding.Shard) error {
+	return report.WaitFor(intunedv1alpha1.ReasonReceiverInOtherShard, fmt.Sprintf(
+		"WebhookReceiver %s is in manager shard %s and this IntunedJob in shard %s: a job and its receiver must be in one shard; give both the same %s label",
+		name, theirs, ours, sharding.Label))
 }
 
 // receiverUsable is nil when the WebhookReceiver namespace/name (whr; nil:

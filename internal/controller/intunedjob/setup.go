@@ -34,6 +34,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// The Secret watch below fills the cache's metadata informer, which
 	// revalidates the Secret data the reconciler keeps (secretCache).
 	r.secretMetadata = mgr.GetCache()
+	r.apiReader = mgr.GetAPIReader()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&intunedv1alpha1.IntunedJob{}, builder.WithPredicates(predicate.Or[client.Object](
 			// Spec changes and deletion (our own status patches change

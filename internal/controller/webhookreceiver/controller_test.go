@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
 	"github.com/intuned-operator/intuned-operator/internal/resources"
 )
 
@@ -46,25 +47,38 @@ type whrFixture struct {
 // rotations run through every step quickly.
 func newWHRFixture(t *testing.T, configure ...func(*Reconciler)) *whrFixture {
 	t.Helper()
+	return newWHRFixtureShards(t, []sharding.Shard{sharding.Default}, configure...)
+}
+
+// newWHRFixtureShards starts one manager per shard (shard_test.go).
+func newWHRFixtureShards(t *testing.T, shards []sharding.Shard, configure ...func(*Reconciler)) *whrFixture {
+	t.Helper()
 	f := &whrFixture{t: t, ns: controllertest.NewNamespace(t), ctx: context.Background()}
-	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
-		r := &Reconciler{
-			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), ReceiverImage: whrTestImage,
-			Recorder:              mgr.GetEventRecorder("webhookreceiver-controller"),
-			TokenPropagationDelay: 200 * time.Millisecond,
-			PreviousTokenGrace:    -1, // TestWebhookReceiverPreviousTokenGrace covers the grace window
-			// No receiver runs under envtest (and the network is loopback only): never look its
-			// Service up. TestWebhookReceiverVolumeNearlyFull serves metrics of its own.
-			ReceiverMetrics: func(context.Context, *intunedv1alpha1.WebhookReceiver) ([]byte, error) {
-				return nil, errors.New("no receiver Pods run under envtest")
-			},
-		}
-		for _, c := range configure {
-			c(r)
-		}
-		return r.SetupWithManager(mgr)
-	})
+	for _, shard := range shards {
+		controllertest.StartShardManager(t, shard, func(mgr ctrl.Manager) error {
+			return f.setup(mgr, configure)
+		})
+	}
 	return f
+}
+
+// setup registers the test's WebhookReceiver reconciler with mgr.
+func (f *whrFixture) setup(mgr ctrl.Manager, configure []func(*Reconciler)) error {
+	r := &Reconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), ReceiverImage: whrTestImage,
+		Recorder:              mgr.GetEventRecorder("webhookreceiver-controller"),
+		TokenPropagationDelay: 200 * time.Millisecond,
+		PreviousTokenGrace:    -1, // TestWebhookReceiverPreviousTokenGrace covers the grace window
+		// No receiver runs under envtest (and the network is loopback only): never look its
+		// Service up. TestWebhookReceiverVolumeNearlyFull serves metrics of its own.
+		ReceiverMetrics: func(context.Context, *intunedv1alpha1.WebhookReceiver) ([]byte, error) {
+			return nil, errors.New("no receiver Pods run under envtest")
+		},
+	}
+	for _, c := range configure {
+		c(r)
+	}
+	return r.SetupWithManager(mgr)
 }
 
 func (f *whrFixture) key(name string) client.ObjectKey {

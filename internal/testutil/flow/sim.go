@@ -36,7 +36,10 @@ type Sim struct {
 // quickstart JobRun spans a couple of seconds, long enough to break things
 // in the middle of it, while an hour of Intuned's delivery retries takes a
 // minute; the list API returns 5 products (QuickstartDeliveries).
-var QuickstartSimArgs = []string{"--run-duration", "60s", "--products", "5", "--seed", "7"}
+var QuickstartSimArgs = []string{"--run-duration", QuickstartRunDuration.String(), "--products", "5", "--seed", "7"}
+
+// QuickstartRunDuration is the simulated duration of each quickstart Run.
+const QuickstartRunDuration = time.Minute
 
 // SimTimeScale is the intuned-sim --time-scale of the tests: one simulated
 // minute per real second.
@@ -185,6 +188,12 @@ func (s *Sim) SetResultsFaults(ctx context.Context, faults ...intunedsim.Results
 // stuck scheduler would, or lets them start again.
 func (s *Sim) StallSchedules(ctx context.Context, on bool) error {
 	return s.postAdmin(ctx, "/_sim/settings", map[string]any{"schedulesStalled": on})
+}
+
+// SetRunDuration changes the simulated duration of the Runs that start from
+// now on (QuickstartSimArgs: a minute).
+func (s *Sim) SetRunDuration(ctx context.Context, d time.Duration) error {
+	return s.postAdmin(ctx, "/_sim/settings", map[string]any{"runDuration": d.String()})
 }
 
 func (s *Sim) postAdmin(ctx context.Context, path string, v any) error {

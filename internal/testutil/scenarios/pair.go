@@ -33,6 +33,10 @@ type Pair struct {
 	RC flow.ReceiverClient
 }
 
+// Cleanup registers f to run when the Pair's test ends (an Env that
+// changes the cluster for a fault undoes it there, whatever the outcome).
+func (p *Pair) Cleanup(f func()) { p.t.Cleanup(f) }
+
 // NewPair applies config/samples into a new namespace, changed only where
 // this machine differs from a user's: the credentials point at intuned-sim,
 // the receiver is exposed as the environment can (Env.Expose), and the job
