@@ -569,8 +569,8 @@ type JobAuthSession struct {
 // reconcile (conditions, observedGeneration, workspaceId, jobId); what
 // Intuned last reported about the Job (jobState, nextRunTime, lastRunTime,
 // lastJobRun, lastSyncTime, sink); and what the operator remembers to act
-// right across reconciles and restarts (managed, createRequestedAt,
-// lastApplied, lastHandledTrigger, lastTriggeredJobRunId, lastTriggerTime):
+// right across reconciles and restarts (managed, lastApplied,
+// lastHandledTrigger, lastTriggeredJobRunId, lastTriggerTime):
 // intents recorded before an external call, ownership and the digests of
 // its last write. Losing those would repeat a trigger, orphan a create or
 // rewrite a normalised field forever. The JSON is flat; in Go the last two
@@ -583,7 +583,12 @@ type IntunedJobStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// ObservedGeneration is the metadata.generation last reconciled.
+	// ObservedGeneration is the metadata.generation last reconciled. It
+	// (and status itself) defaults to 0: the API server fills it in on
+	// every read until the controller first writes status, so kstatus
+	// (kubectl wait, Flux, Argo CD) reads a new object as InProgress
+	// (generation 1, observed 0), not as Current (no status at all).
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
@@ -618,8 +623,9 @@ type IntunedJobObservation struct {
 	// +optional
 	LastJobRun *JobRunSummary `json:"lastJobRun,omitempty"`
 
-	// LastSyncTime is when the Job was last read from Intuned and compared
-	// with the spec.
+	// LastSyncTime is when a successful sync last changed this status (a
+	// write, or news from Intuned). A poll that finds the Job and its runs
+	// as they were does not move it: the steady state writes nothing.
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 
@@ -727,9 +733,8 @@ type BackfillProgress struct {
 }
 
 // IntunedJobMemory is what the operator remembers to act right across
-// reconciles and restarts: the create and trigger intents (persisted before
-// the call), whether this object owns the Job, and the digests of its last
-// write.
+// reconciles and restarts: the trigger intent (persisted before the call),
+// whether this object owns the Job, and the digests of its last write.
 type IntunedJobMemory struct {
 	// Managed is true once this object created the Job on Intuned or adopted
 	// it (spec.adopt). A Job with this id that exists on Intuned while Managed
@@ -737,15 +742,6 @@ type IntunedJobMemory struct {
 	// is true.
 	// +optional
 	Managed bool `json:"managed,omitempty"`
-
-	// CreateRequestedAt is the create intent: set, and persisted, just
-	// before the operator asks Intuned to create the Job; cleared once the
-	// answer is known. A Job found on Intuned while it is set (the answer
-	// was lost: a timeout, a 5xx, a restart of the operator) is taken as
-	// this object's own, without spec.adopt, only if Intuned created it at
-	// or after this time and it holds exactly the spec that was sent.
-	// +optional
-	CreateRequestedAt *metav1.Time `json:"createRequestedAt,omitempty"`
 
 	// LastApplied remembers the last Job the operator wrote to Intuned (or
 	// found already equal to the spec) and what Intuned returned right
@@ -890,6 +886,7 @@ type IntunedJob struct {
 
 	// +required
 	Spec IntunedJobSpec `json:"spec"`
+	// +kubebuilder:default={}
 	// +optional
 	Status IntunedJobStatus `json:"status,omitempty"`
 }

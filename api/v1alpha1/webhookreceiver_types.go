@@ -357,7 +357,12 @@ type WebhookReceiverStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// ObservedGeneration is the metadata.generation last reconciled.
+	// ObservedGeneration is the metadata.generation last reconciled. It
+	// (and status itself) defaults to 0: the API server fills it in on
+	// every read until the controller first writes status, so kstatus
+	// (kubectl wait, Flux, Argo CD) reads a new object as InProgress
+	// (generation 1, observed 0), not as Current (no status at all).
+	// +kubebuilder:default=0
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// URL is the public URL IntunedJobs push to (from externalURL or ingress).
@@ -407,6 +412,7 @@ type WebhookReceiver struct {
 	// +kubebuilder:default={}
 	// +optional
 	Spec WebhookReceiverSpec `json:"spec,omitempty"`
+	// +kubebuilder:default={}
 	// +optional
 	Status WebhookReceiverStatus `json:"status,omitempty"`
 }

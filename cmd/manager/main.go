@@ -68,6 +68,7 @@ type options struct {
 	intunedJobWorkers    int
 	watchNamespaces      []string
 	accessRoleBinding    string
+	pprofAddr            string
 	shard                string
 }
 
@@ -83,6 +84,8 @@ func main() {
 	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Metrics server key file name.")
 	flag.BoolVar(&o.enableHTTP2, "enable-http2", false,
 		"Enable HTTP/2 for the metrics server (off by default: HTTP/2 Rapid Reset and Stream Cancellation CVEs).")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "",
+		"Address of Go's /debug/pprof endpoints (plain http, e.g. 127.0.0.1:6060: profiling only, never exposed); empty disables them.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", true,
 		"Elect a leader so only one manager replica reconciles at a time.")
@@ -189,6 +192,7 @@ func run(o options) error {
 		Client:                  cachepolicy.ClientOptions(shard),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        shard.LeaderElectionID(leaderElectionID),
 		LeaderElectionNamespace: o.leaderElectNamespace,

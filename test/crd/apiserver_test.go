@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
+	kstatus "sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
@@ -619,6 +620,90 @@ func TestKubectlExplain(t *testing.T) {
 					t.Errorf("kubectl explain %s lacks %q:\n%s", tt.field, w, b)
 				}
 			}
+		})
+	}
+}
+
+// TestNewObjectsInProgress: an object the controller has not written status
+// for yet (its first reconcile is still under way, e.g. an IntunedJob
+// whose create on Intuned is slow: nothing is written before it) must not
+// read as done. kstatus (kubectl wait, Flux, Argo CD) reads an object with
+// no status as Current; the CRDs default status.observedGeneration to 0,
+// which it reads as InProgress (generation 1 not yet observed). Defaults
+// apply on every read from storage (GET, LIST, watch), before and after
+// a metadata write, until the first status write.
+func TestNewObjectsInProgress(t *testing.T) {
+	e := needEnv(t)
+	ns := newNamespace(t, e.Client)
+	tests := []struct{ name, obj string }{
+		{"IntunedJob", jobYAML("new-job", minimalJob)},
+		{"WebhookReceiver", receiverYAML("new-recv", "ingress: {host: hooks.example.com}")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			u := decodeYAML(t, tc.obj)
+			u.SetNamespace(ns)
+			// A client's status in the create is dropped (status
+			// subresource): it cannot make the object look done.
+			u.Object["status"] = map[string]any{"observedGeneration": int64(1)}
+			if err := e.Client.Create(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			key := client.ObjectKeyFromObject(u)
+			wantKstatus := func(when string, want kstatus.Status) {
+				t.Helper()
+				got := &unstructured.Unstructured{}
+				got.SetGroupVersionKind(u.GroupVersionKind())
+				if err := e.Client.Get(ctx, key, got); err != nil {
+					t.Fatal(err)
+				}
+				og, found, _ := unstructured.NestedInt64(got.Object, "status", "observedGeneration")
+				res, err := kstatus.Compute(got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Status != want {
+					t.Errorf("%s: kstatus %s (%s), want %s; status.observedGeneration %d (present %v), generation %d",
+						when, res.Status, res.Message, want, og, found, got.GetGeneration())
+				}
+			}
+			wantKstatus("created", kstatus.InProgressStatus)
+
+			// A metadata write (as the controller's finalizer) does not end it.
+			u.SetLabels(map[string]string{"touched": "yes"})
+			if err := e.Client.Update(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			wantKstatus("after a metadata write", kstatus.InProgressStatus)
+
+			// The controller's first status write, through the Go type
+			// (omitempty) and a merge patch as internal/controller/report
+			// does it: Ready at the generation, Current.
+			obj, err := e.Client.Scheme().New(u.GroupVersionKind())
+			if err != nil {
+				t.Fatal(err)
+			}
+			typed := obj.(client.Object)
+			if err := e.Client.Get(ctx, key, typed); err != nil {
+				t.Fatal(err)
+			}
+			before := typed.DeepCopyObject().(client.Object)
+			conds := &metav1.Condition{Type: intunedv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+				Reason: "Test", Message: "done", ObservedGeneration: typed.GetGeneration(), LastTransitionTime: metav1.Now()}
+			switch o := typed.(type) {
+			case *intunedv1alpha1.IntunedJob:
+				o.Status.ObservedGeneration = o.Generation
+				o.Status.Conditions = []metav1.Condition{*conds}
+			case *intunedv1alpha1.WebhookReceiver:
+				o.Status.ObservedGeneration = o.Generation
+				o.Status.Conditions = []metav1.Condition{*conds}
+			}
+			if err := e.Client.Status().Patch(ctx, typed, client.MergeFrom(before)); err != nil {
+				t.Fatal(err)
+			}
+			wantKstatus("after the first status write", kstatus.CurrentStatus)
+
 		})
 	}
 }

@@ -36,8 +36,13 @@ import (
 //     managed-by label (every child does: resources.Labels).
 //   - IntunedJobs and WebhookReceivers are ours: cached whole, those of
 //     the manager's shard only (sharding.Shard.Selector; the default shard
-//     has the objects without the shard label). The receivers' children
-//     carry their receiver's shard label and are cached by shard too,
+//     has the objects without the shard label), except an IntunedJob's
+//     managedFields (a few hundred bytes to kilobytes per object, a large
+//     share of the cache at 10,000 jobs; nothing reads them: the controller
+//     writes status with a merge patch). The receivers' children keep
+//     theirs (the controller reads which fields it applied:
+//     webhookreceiver's managesField); they carry their receiver's shard
+//     label and are cached by shard too,
 //     except the SQLite data claims: they take the labels of the
 //     StatefulSet's volumeClaimTemplate, which is immutable and so never
 //     carries the shard label (a receiver moving to another shard must not
@@ -54,7 +59,7 @@ func CacheOptions(namespaces []string, shard sharding.Shard) cache.Options {
 	ours := cache.ByObject{Label: shard.Selector()}
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&intunedv1alpha1.IntunedJob{}:            ours,
+			&intunedv1alpha1.IntunedJob{}:            {Label: ours.Label, Transform: cache.TransformStripManagedFields()},
 			&intunedv1alpha1.WebhookReceiver{}:       ours,
 			&corev1.Secret{}:                         {Transform: secretMetadataOnly},
 			&corev1.ServiceAccount{}:                 owned,

@@ -14,10 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -119,7 +121,9 @@ func (r *CredentialsInUse) Reconcile(ctx context.Context, req reconcile.Request)
 // delete their Jobs on Intuned.
 func (r *CredentialsInUse) users(ctx context.Context, secret types.NamespacedName) ([]string, error) {
 	var jobs intunedv1alpha1.IntunedJobList
-	if err := r.List(ctx, &jobs, client.MatchingFields{index.IntunedJobCredentialsSecret: secret.String()}); err != nil {
+	// Read only, and at 10,000 jobs sharing one Secret a deep copy of each
+	// would be most of this controller's cost.
+	if err := r.List(ctx, &jobs, client.MatchingFields{index.IntunedJobCredentialsSecret: secret.String()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var users []string
@@ -141,9 +145,59 @@ func (r *CredentialsInUse) secretOf(o client.Object) (types.NamespacedName, bool
 	return job.CredentialsSecret(r.DefaultCredentials)
 }
 
+// checkSecret enqueues the Secret ref when its in-use finalizer (in the
+// cache) disagrees with needed. A job that needs a Secret already kept, or
+// does not need one that is not, changes nothing: every status write of
+// every job would otherwise reconcile the Secret, and each reconcile lists
+// all its users (at 10,000 jobs sharing one Secret, a busy loop for as long
+// as the jobs are being written). A stale cache errs towards reconciling;
+// a reconcile racing with the job's change is followed by the Secret's own
+// event (its finalizer changed), which reconciles again.
+func (r *CredentialsInUse) checkSecret(ctx context.Context, ref types.NamespacedName, needed bool, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	secret := metadataOnly(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.SecretCache.Get(ctx, ref, secret); err == nil &&
+		controllerutil.ContainsFinalizer(secret, credentialsFinalizer(r.Shard)) == needed {
+		return
+	}
+	q.Add(reconcile.Request{NamespacedName: ref})
+}
+
+// jobEvents maps IntunedJob events to the Secrets whose finalizer they may
+// change (checkSecret): the job's, and the one it no longer uses when it
+// moved to other credentials.
+func (r *CredentialsInUse) jobEvents() handler.EventHandler {
+	check := func(ctx context.Context, o client.Object, deleted bool, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		if ref, ok := r.secretOf(o); ok {
+			r.checkSecret(ctx, ref, !deleted && callsIntunedOnDelete(o.(*intunedv1alpha1.IntunedJob)), q)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			check(ctx, e.Object, false, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if old, ok := r.secretOf(e.ObjectOld); ok {
+				if now, ok := r.secretOf(e.ObjectNew); !ok || now != old {
+					r.checkSecret(ctx, old, false, q) // released, unless another job needs it
+				}
+			}
+			check(ctx, e.ObjectNew, false, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			check(ctx, e.Object, true, q)
+		},
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if ref, ok := r.secretOf(e.Object); ok {
+				q.Add(reconcile.Request{NamespacedName: ref})
+			}
+		},
+	}
+}
+
 // SetupWithManager reconciles Secrets (watched as metadata only: see
-// CacheOptions), and the Secret of every IntunedJob that changes (created,
-// finalizer added or removed, deleted).
+// CacheOptions), and the Secret of an IntunedJob that changes (created,
+// finalizer added or removed, deleted) when its finalizer may have to
+// change (jobEvents).
 func (r *CredentialsInUse) SetupWithManager(mgr ctrl.Manager) error {
 	if r.SecretCache == nil {
 		r.SecretCache = mgr.GetCache()
@@ -151,11 +205,6 @@ func (r *CredentialsInUse) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("credentials-in-use").
 		For(&corev1.Secret{}, builder.OnlyMetadata).
-		Watches(&intunedv1alpha1.IntunedJob{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-			if ref, ok := r.secretOf(o); ok {
-				return []reconcile.Request{{NamespacedName: ref}}
-			}
-			return nil
-		})).
+		Watches(&intunedv1alpha1.IntunedJob{}, r.jobEvents()).
 		Complete(r)
 }

@@ -53,22 +53,13 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 	ns := controllertest.NewNamespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
-		return (&CredentialsInUse{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
-	})
+	startCredentialsInUse(t)
 	c := controllertest.Client()
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"}, StringData: map[string]string{"apiKey": "k"}}
 	if err := c.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	job := &intunedv1alpha1.IntunedJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "job-uses-creds", Finalizers: []string{intunedv1alpha1.Finalizer}},
-		Spec: intunedv1alpha1.IntunedJobSpec{
-			Project:        "p",
-			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: "creds"},
-			Payload:        []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
-		},
-	}
+	job := jobUsing(ns, "job-uses-creds", "creds")
 	if err := c.Create(ctx, job); err != nil {
 		t.Fatal(err)
 	}
@@ -128,4 +119,80 @@ func TestCredentialsOutliveTheirIntunedJobs(t *testing.T) {
 	waitSecret("Secret deleted once no IntunedJob needs it", func(_ *corev1.Secret, err error) bool {
 		return apierrors.IsNotFound(err)
 	})
+}
+
+// TestCredentialsReleasedWhenAJobMoves: an IntunedJob that moves to other
+// credentials releases the old Secret (its in-use finalizer goes) and keeps
+// the new one. The watch maps a job's events only to Secrets whose
+// finalizer disagrees with what the job needs; a move must still reach the
+// Secret it left.
+func TestCredentialsReleasedWhenAJobMoves(t *testing.T) {
+	ns := controllertest.NewNamespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	startCredentialsInUse(t)
+	c := controllertest.Client()
+	for _, name := range []string{"creds-a", "creds-b"} {
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{"apiKey": "k"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	job := jobUsing(ns, "job-moves", "creds-a")
+	if err := c.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	kept := func(name string, want bool) {
+		t.Helper()
+		controllertest.Eventually(t, time.Minute, func() string {
+			var s corev1.Secret
+			if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s); err != nil {
+				return err.Error()
+			}
+			if controllerutil.ContainsFinalizer(&s, intunedv1alpha1.FinalizerCredentialsInUse) != want {
+				return name + ": in-use finalizer is not as wanted yet"
+			}
+			return ""
+		})
+	}
+	kept("creds-a", true)
+	kept("creds-b", false)
+
+	job.Spec.CredentialsRef.Name = "creds-b"
+	if err := c.Update(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	kept("creds-b", true)
+	kept("creds-a", false)
+
+	// Orphan: the job no longer needs credentials to be deleted.
+	job.Spec.DeletionPolicy = intunedv1alpha1.DeletionPolicyOrphan
+	if err := c.Update(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	kept("creds-b", false)
+	t.Cleanup(func() {
+		controllerutil.RemoveFinalizer(job, intunedv1alpha1.Finalizer)
+		_ = c.Update(context.Background(), job)
+	})
+}
+
+// startCredentialsInUse runs the guard alone; the tests play the
+// IntunedJob controller's finalizer.
+func startCredentialsInUse(t *testing.T) {
+	controllertest.StartManager(t, func(mgr ctrl.Manager) error {
+		return (&CredentialsInUse{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("credentials-in-use")}).SetupWithManager(mgr)
+	})
+}
+
+// jobUsing is an IntunedJob with the finalizer (it calls Intuned when
+// deleted) and the credentials Secret secret.
+func jobUsing(ns, name, secret string) *intunedv1alpha1.IntunedJob {
+	return &intunedv1alpha1.IntunedJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Finalizers: []string{intunedv1alpha1.Finalizer}},
+		Spec: intunedv1alpha1.IntunedJobSpec{
+			Project:        "p",
+			CredentialsRef: &intunedv1alpha1.LocalObjectReference{Name: secret},
+			Payload:        []intunedv1alpha1.JobPayload{{APIName: "list", Parameters: &apiextensionsv1.JSON{Raw: []byte(`{}`)}}},
+		},
+	}
 }

@@ -133,7 +133,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	synced, env, err := r.sync(ctx, status, job)
 	if err == nil {
 		reportOutcome(job, synced, nil)
-		job.Status.LastSyncTime = report.Now()
 		next := r.nextPoll(job)
 		// Then the data: did the results arrive, and do runs keep coming?
 		// Both compare Intuned's times with Intuned's clock; their waits
@@ -142,6 +141,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			if wait > 0 {
 				next = min(next, wait)
 			}
+		}
+		// lastSyncTime moves only with a status that changed anyway: a
+		// poll that finds everything as it was writes nothing (at 10,000
+		// jobs, a timestamp per poll would be a status write every 60 ms
+		// for no news).
+		if status.Changed(job) {
+			job.Status.LastSyncTime = report.Now()
 		}
 		return ctrl.Result{RequeueAfter: next}, nil
 	}
@@ -199,6 +205,9 @@ func (r *Reconciler) syncJob(ctx context.Context, status *report.StatusPatch, jo
 		remote:  remote,
 		now:     time.Now(),
 		done:    map[action]bool{},
+		// Before observeJob below overwrites them.
+		knownNextRun: job.Status.NextRunTime,
+		knownLastRun: job.Status.LastRunTime,
 	}}
 
 	// Plan and execute: first make Intuned hold the spec...

@@ -12,48 +12,51 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 )
 
-// The create protocol: record intent → call → verify. The fact "this object
-// asked Intuned to create that Job" must outlive the process, or a create
-// whose answer is lost (timeout, 5xx, a restart of the operator) leaves a
-// Job nobody may touch without spec.adopt.
+// The create protocol: call → verify, with no write before the call. The
+// fact "this object asked Intuned to create that Job" must survive a lost
+// answer (timeout, 5xx, a restart of the operator), or the Job it made is
+// one nobody may touch without spec.adopt. It used to be a status write
+// (createRequestedAt) persisted before CreateJob: a second status write
+// for every new job, on top of the one that reports the result, which the
+// API server's floor (create + one status write) does not pay. The
+// evidence is now what is durable anyway:
 //
-//  1. Record: status.createRequestedAt = now is persisted, with optimistic
-//     locking, BEFORE CreateJob (with Reconciling=True: kstatus shows the
-//     object InProgress while the answer is outstanding).
-//  2. Call CreateJob once. Success, or a definite refusal, clears the
-//     intent. A 409 means someone else's Job appeared since we looked:
-//     the intent is cleared so it is never taken for ours.
-//  3. Verify (planSync's actClaimCreated, on a later reconcile): a Job found while the
-//     intent is set is ours only if Intuned created it at or after the
-//     intent (less createClockSkew) and it holds exactly the spec we send.
-//     Anything else is someone else's Job: AlreadyExists until spec.adopt.
+//   - the object's creationTimestamp: this object cannot have asked for a
+//     Job before it existed;
+//   - Intuned's created_at for the Job;
+//   - the exact spec: the Job holds byte for byte what this object sends.
+//
+// So a Job found while status.managed is false is this object's own (a
+// create whose answer was lost) only if Intuned created it at or after the
+// object's creation (less createClockSkew) with exactly the spec. Anything
+// else is someone else's Job: AlreadyExists until spec.adopt. A create is
+// never sent twice for one Job: Intuned refuses a second Job with the id.
+//
+// What the evidence cannot tell apart, and the intent could only narrow:
+// a Job with exactly this spec that someone else created after this object
+// existed. The intent narrowed that window to "since the create request";
+// it is now "since the object exists". Inside one cluster no other
+// IntunedJob can create it (the later claimant stops with Conflict before
+// any call); two clusters applying the same manifests to one workspace
+// should give their IntunedJobs different spec.jobId, as they must anyway
+// (each would otherwise delete the other's Job).
 //
 // A Job whose spec Intuned normalises at create cannot be told apart from
 // someone else's by its content; it reports AlreadyExists (the safe side)
 // and spec.adopt takes it over.
 
-// createClockSkew: createRequestedAt is read from the operator's clock, a
-// Job's created_at from Intuned's (and is stored to the second).
+// createClockSkew: creationTimestamp is the API server's clock, a Job's
+// created_at Intuned's (and is stored to the second).
 const createClockSkew = 30 * time.Second
 
-// create creates the Job on Intuned (steps 1 and 2) and reads it back: the
-// create's answer has only the id, and status (nextRunTime, what Intuned
-// made of the spec) should be right when a user looks, not one poll
-// interval later.
+// create creates the Job on Intuned and reads it back: the create's answer
+// has only the id, and status (nextRunTime, what Intuned made of the spec,
+// shown in Synced's message) should be right when a user looks, not one
+// poll interval later.
 func (x *executor) create(ctx context.Context) error {
 	job := x.job
 	project, id := job.Spec.Project, job.EffectiveJobID()
-	job.Status.CreateRequestedAt = report.Now()
-	report.Progress(&job.Status.Conditions, job.Generation, intunedv1alpha1.ReasonProgressing,
-		"creating Job "+id+" in project "+project+" on Intuned")
-	if err := x.status.Persist(ctx, job); err != nil {
-		return err // conflict: a newer object exists; the retry reads it
-	}
-
 	_, err := x.api.CreateJob(ctx, project, createRequest(id, x.desired))
-	if err == nil || !intuned.IsAmbiguous(err) {
-		job.Status.CreateRequestedAt = nil // the answer is known
-	}
 	switch {
 	case err == nil:
 	case intuned.IsConflict(err):
@@ -62,6 +65,8 @@ func (x *executor) create(ctx context.Context) error {
 		return report.WaitFor(intunedv1alpha1.ReasonProjectNotFound, fmt.Sprintf(
 			"project %s does not exist in workspace %s (deploy it on Intuned first)", project, job.Status.WorkspaceID))
 	default:
+		// An ambiguous answer (timeout, 5xx) may hide a Job Intuned did
+		// create: the next reconcile finds it and claims it (see above).
 		return intunedWriteError(err)
 	}
 	verb := "Created"

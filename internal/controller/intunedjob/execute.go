@@ -11,8 +11,9 @@ import (
 
 // executor carries out the planner's actions for one reconcile. Every call
 // to Intuned that changes something goes through execute: an intent that
-// must outlive the process is persisted first (create, trigger), then
-// Intuned is called, then its answer is recorded in the facts (so the next
+// must outlive the process and has no durable evidence otherwise is
+// persisted first (trigger; a create's evidence is the object's creation,
+// see create.go), then Intuned is called, then its answer is recorded in the facts (so the next
 // decision sees it), in status, and in an Event.
 type executor struct {
 	facts
@@ -61,12 +62,11 @@ func (x *executor) claim(a action) {
 	id, project := job.EffectiveJobID(), job.Spec.Project
 	if a == actClaimCreated {
 		x.r.event(job, "Normal", "Created", "Create", fmt.Sprintf(
-			"Created Job %s in project %s on Intuned (the answer to the create was lost; the Job is the one this object asked for)", id, project))
+			"Created Job %s in project %s on Intuned (the answer to the create was lost: the Job was created after this object, with exactly its spec)", id, project))
 	} else {
 		x.r.event(job, "Normal", "Adopted", "Adopt", fmt.Sprintf("Took over the existing Job %s on Intuned", id))
 	}
 	job.Status.Managed = true
-	job.Status.CreateRequestedAt = nil
 }
 
 // pause pauses the Job on Intuned.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
 )
 
@@ -118,7 +119,16 @@ func TestIntunedJobRunOutcomes(t *testing.T) {
 		{status: "COMPLETED"},
 		{status: "TERMINATED", reason: &reason{"terminated", "terminated by user"}, message: "terminated: terminated by user"},
 	}
+	prevTerminal := false
 	for _, st := range steps {
+		// An end moves the Job's last_run_time, which is how a poll
+		// knows to read the JobRun again; status holds it to the second.
+		// Real runs never go from one terminal state to another: here
+		// the next end is made to fall in a later second.
+		if prevTerminal {
+			time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+		}
+		prevTerminal = intuned.JobRunStatus(st.status).Terminal()
 		var s intunedsim.JobRunState
 		s.Status = st.status
 		if st.reason != nil {

@@ -9,7 +9,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/intunedsim"
@@ -40,12 +43,13 @@ func TestIntunedJobKstatus(t *testing.T) {
 		want  controllertest.Health
 	}{
 		{"creating", func(name string) *intunedv1alpha1.IntunedJob {
-			// Intuned takes its time to answer the create: the create intent
-			// is recorded (Reconciling) before the call.
-			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + jobsRoute, LatencyMS: 3000, Times: 1}})
+			// Intuned fails the create for now (503): retried, in
+			// progress. (Nothing is written before a create: see
+			// create.go.)
+			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + jobsRoute, Status: 503, ErrorRate: 1}})
 			defer f.sim.SetFaults(nil)
 			f.create(f.newJob(name))
-			return f.waitCondition(name, intunedv1alpha1.ConditionReconciling, metav1.ConditionTrue, intunedv1alpha1.ReasonProgressing)
+			return f.waitCondition(name, intunedv1alpha1.ConditionReconciling, metav1.ConditionTrue, "")
 		}, progressing},
 		{"intuned-400", func(name string) *intunedv1alpha1.IntunedJob {
 			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + jobsRoute, Status: 400, ErrorRate: 1}})
@@ -92,6 +96,9 @@ func TestIntunedJobKstatus(t *testing.T) {
 			f.waitReady(name)
 			f.sim.SetFaults([]intunedsim.FaultRule{{Match: "GET " + jobsRoute + "/{jobId}/runs", Status: 500, ErrorRate: 1}})
 			defer f.sim.SetFaults(nil)
+			// A polled Job lists its JobRuns only when one may be new:
+			// a trigger starts one.
+			f.setTrigger(name, "1")
 			j := f.waitCondition(name, intunedv1alpha1.ConditionReady, metav1.ConditionFalse, intunedv1alpha1.ReasonSyncFailed)
 			if !meta.IsStatusConditionTrue(j.Status.Conditions, intunedv1alpha1.ConditionSynced) {
 				t.Errorf("Synced is not True while only the JobRuns are unreadable: %v", j.Status.Conditions)
@@ -136,5 +143,80 @@ func TestIntunedJobKstatus(t *testing.T) {
 				t.Errorf("health = %s, want %s; conditions %v", got, tc.want, j.Status.Conditions)
 			}
 		})
+	}
+}
+
+// TestIntunedJobKstatusWhileCreating: nothing is written before a create
+// (create.go), so while Intuned takes its time to answer, a new job's
+// status is only what the API server fills in. A GitOps tool watching it
+// (kubectl wait, Flux, Argo CD: kstatus on the object as served) must see
+// InProgress at every step until the job is Ready, then Current — never
+// Current for a Job that does not exist yet. The CRD's status default
+// (observedGeneration 0) is what makes the untouched object InProgress.
+func TestIntunedJobKstatusWhileCreating(t *testing.T) {
+	f := newIJFixture(t, fixtureOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const name = "ks-slow-create"
+	// Intuned answers the create after 2 s: the window a user's
+	// `kubectl apply && kubectl wait` falls into.
+	f.sim.SetFaults([]intunedsim.FaultRule{{Match: "POST " + intunedsim.APIPrefix + "/{ws}/projects/{p}/jobs", LatencyMS: 2000, Times: 1}})
+
+	wc, err := client.NewWithWatch(controllertest.Env.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(intunedv1alpha1.GroupVersion.WithKind("IntunedJobList"))
+	w, err := wc.Watch(ctx, list, client.InNamespace(f.ns), client.MatchingFields{"metadata.name": name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	f.create(f.newJob(name))
+
+	// Every version of the object, as served, from its creation on.
+	untouched := 0
+	for {
+		var ev watch.Event
+		select {
+		case ev = <-w.ResultChan():
+		case <-ctx.Done():
+			t.Fatal("the job did not become Ready")
+		}
+		u, ok := ev.Object.(*unstructured.Unstructured)
+		if !ok {
+			t.Fatalf("watch: %v", ev.Object)
+		}
+		res, err := status.Compute(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		if len(conds) == 0 {
+			untouched++
+		}
+		ready := false
+		for _, c := range conds {
+			c, _ := c.(map[string]any)
+			ready = ready || (c["type"] == intunedv1alpha1.ConditionReady && c["status"] == string(metav1.ConditionTrue))
+		}
+		if !ready {
+			if res.Status != status.InProgressStatus {
+				t.Errorf("resourceVersion %s, before Ready: kstatus %s (%s), want InProgress; status %v",
+					u.GetResourceVersion(), res.Status, res.Message, u.Object["status"])
+			}
+			continue
+		}
+		if res.Status != status.CurrentStatus {
+			t.Errorf("Ready: kstatus %s (%s), want Current", res.Status, res.Message)
+		}
+		break
+	}
+	if untouched == 0 {
+		t.Error("no version without a status write was seen; the test did not look at the window it is about")
+	}
+	if n := f.callCount("POST", "/jobs"); n != 1 {
+		t.Errorf("%d creates, want 1", n)
 	}
 }

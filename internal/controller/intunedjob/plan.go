@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/controller/report"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
@@ -29,10 +31,10 @@ type action string
 
 const (
 	actNone action = ""
-	// actCreate records the create intent, then creates the Job.
+	// actCreate creates the Job (and reads it back).
 	actCreate action = "Create"
 	// actClaimCreated takes over the Job this object's own create made
-	// when its answer was lost (createRequestedAt, see create.go).
+	// when its answer was lost (see create.go).
 	actClaimCreated action = "ClaimCreated"
 	// actAdopt takes over someone else's Job (spec.adopt).
 	actAdopt action = "Adopt"
@@ -68,6 +70,9 @@ type facts struct {
 	// runStarted: a JobRun was started, or a pending trigger's JobRun
 	// found, in this reconcile.
 	runStarted bool
+	// knownNextRun and knownLastRun are the Job's run times as status
+	// held them before this reconcile read the Job.
+	knownNextRun, knownLastRun *metav1.Time
 }
 
 // syncPlan is the decision of the sync's first part: make Intuned hold the
@@ -164,11 +169,33 @@ func planFollowUp(f facts) action {
 			return actTrigger
 		}
 	}
-	// A Job created just now has no runs yet: no need to list them.
-	if !f.done[actRefreshRun] && (!f.done[actCreate] || f.runStarted) {
+	if !f.done[actRefreshRun] && runsMayHaveChanged(f) {
 		return actRefreshRun
 	}
 	return actNone
+}
+
+// runsMayHaveChanged reports whether the newest JobRun may differ from
+// status.lastJobRun, so that listing JobRuns can tell something new. A
+// Job created just now has no runs. Otherwise a JobRun that starts or ends
+// moves the Job's run times (a scheduled run moves next_run_time when it
+// starts, every run moves last_run_time when it ends), so while they did
+// not move since status last saw them, the last JobRun known is over and
+// no trigger of ours is unaccounted for, there is nothing new: a poll then costs one call (Get Job), and a
+// restarted manager one per job. A run started outside the operator
+// without a schedule (Intuned's dashboard) shows up when it ends.
+func runsMayHaveChanged(f facts) bool {
+	switch {
+	case f.runStarted:
+		return true
+	case f.done[actCreate]:
+		return false
+	}
+	st := &f.job.Status
+	triggered := st.LastTriggeredJobRunID != "" && (st.LastJobRun == nil || st.LastJobRun.ID != st.LastTriggeredJobRunID)
+	return runActive(st.LastJobRun) || triggerPending(f.job) || triggered ||
+		!f.knownNextRun.Equal(metaTime(f.remote.NextRunTime.Ptr())) ||
+		!f.knownLastRun.Equal(metaTime(f.remote.LastRunTime.Ptr()))
 }
 
 // planDeletion decides what an IntunedJob being deleted does to its Job on
@@ -181,12 +208,12 @@ func planDeletion(job *intunedv1alpha1.IntunedJob) action {
 	return actNone
 }
 
-// createdByThisObject reports whether observed is the Job this object's
-// recorded create asked for: created since the intent, with our spec.
+// createdByThisObject reports whether observed can be the Job a create of
+// this object asked for: created since the object exists, with exactly our
+// spec (see create.go).
 func createdByThisObject(job *intunedv1alpha1.IntunedJob, desired intuned.UpdateJobRequest, observed *intuned.Job) bool {
-	at := job.Status.CreateRequestedAt
-	return at != nil && !observed.CreatedAt.IsZero() &&
-		!observed.CreatedAt.Before(at.Add(-createClockSkew)) && inSync(desired, observed)
+	return !observed.CreatedAt.IsZero() &&
+		!observed.CreatedAt.Before(job.CreationTimestamp.Add(-createClockSkew)) && inSync(desired, observed)
 }
 
 // triggerPending reports whether the handled trigger's outcome is unknown.

@@ -118,28 +118,31 @@ func testPlanSync(t *testing.T) {
 			facts: planFacts(func(f *facts) { f.remote = nil })},
 		{name: "deleted on Intuned behind our back: create again", want: actCreate,
 			facts: planFacts(func(f *facts) { f.remote = nil; f.job.Status.Managed = true })},
-		{name: "found, not ours, created after our create intent with our spec: our lost create", want: actClaimCreated,
+		{name: "found, not ours, created after this object with our spec: our lost create", want: actClaimCreated,
 			facts: planFacts(func(f *facts) {
 				f.job.Status.Managed = false
-				f.job.Status.CreateRequestedAt = &metav1.Time{Time: planNow.Add(-2 * time.Hour)}
+				f.job.CreationTimestamp = metav1.NewTime(planNow.Add(-2 * time.Hour))
 			})},
-		{name: "found, not ours, created within the clock skew before the intent: our lost create", want: actClaimCreated,
+		{name: "found, not ours, created within the clock skew before this object: our lost create", want: actClaimCreated,
 			facts: planFacts(func(f *facts) {
 				f.job.Status.Managed = false
-				f.job.Status.CreateRequestedAt = &metav1.Time{Time: f.remote.CreatedAt.Add(createClockSkew - time.Second)}
+				f.job.CreationTimestamp = metav1.NewTime(f.remote.CreatedAt.Add(createClockSkew - time.Second))
 			})},
-		{name: "found, not ours, created before the intent: someone else's", stop: intunedv1alpha1.ReasonAlreadyExists,
+		{name: "found, not ours, created before this object: someone else's", stop: intunedv1alpha1.ReasonAlreadyExists,
 			facts: planFacts(func(f *facts) {
 				f.job.Status.Managed = false
-				f.job.Status.CreateRequestedAt = &metav1.Time{Time: planNow}
+				f.job.CreationTimestamp = metav1.NewTime(planNow)
 			})},
-		{name: "found, not ours, after the intent but another spec: someone else's", stop: intunedv1alpha1.ReasonAlreadyExists,
+		{name: "found, not ours, after this object but another spec: someone else's", stop: intunedv1alpha1.ReasonAlreadyExists,
 			facts: planFacts(drifted, func(f *facts) {
 				f.job.Status.Managed = false
-				f.job.Status.CreateRequestedAt = &metav1.Time{Time: planNow.Add(-2 * time.Hour)}
+				f.job.CreationTimestamp = metav1.NewTime(planNow.Add(-2 * time.Hour))
 			})},
-		{name: "found, not ours, no intent: someone else's", stop: intunedv1alpha1.ReasonAlreadyExists,
-			facts: planFacts(func(f *facts) { f.job.Status.Managed = false })},
+		{name: "found, not ours, no creation time on Intuned: someone else's", stop: intunedv1alpha1.ReasonAlreadyExists,
+			facts: planFacts(func(f *facts) {
+				f.job.Status.Managed = false
+				f.remote.CreatedAt = intuned.Time{}
+			})},
 		{name: "found, not ours, spec.adopt: adopt", want: actAdopt,
 			facts: planFacts(drifted, func(f *facts) { f.job.Status.Managed = false; f.job.Spec.Adopt = true })},
 		{name: "created in this reconcile: Intuned's answer stands", want: actNone,
@@ -233,7 +236,17 @@ func testPlanFollowUp(t *testing.T) {
 		facts facts
 		want  action
 	}{
-		{"active as asked: read the newest JobRun", planFacts(), actRefreshRun},
+		{"run times as status knew them, no JobRun active: nothing new to read", planFacts(), actNone},
+		{"last run time moved (a JobRun ended): read the newest JobRun", planFacts(func(f *facts) {
+			f.remote.LastRunTime = &intuned.Time{Time: planNow.Add(-time.Minute)}
+		}), actRefreshRun},
+		{"next run time moved (a scheduled JobRun started): read the newest JobRun", planFacts(func(f *facts) {
+			f.knownNextRun = &metav1.Time{Time: planNow.Add(-time.Minute)}
+			f.remote.NextRunTime = &intuned.Time{Time: planNow.Add(time.Hour)}
+		}), actRefreshRun},
+		{"last JobRun still active: read it again", planFacts(func(f *facts) {
+			f.job.Status.LastJobRun = &intunedv1alpha1.JobRunSummary{ID: "run-1", Status: string(intuned.JobRunPending)}
+		}), actRefreshRun},
 		{"JobRun read: nothing left", planFacts(done(actRefreshRun)), actNone},
 		{"spec.paused, Job active: pause", planFacts(specPaused), actPause},
 		{"spec.paused, Job paused: nothing to change", planFacts(specPaused, paused, done(actRefreshRun)), actNone},

@@ -189,20 +189,20 @@ func (p *StatusPatch) Rebase(obj client.Object) {
 // Finish patches obj's status if it changed and folds a failed patch
 // into *retErr. Meant for defer.
 func (p *StatusPatch) Finish(ctx context.Context, obj client.Object, retErr *error) {
-	if p.abandoned {
+	if p.abandoned || !p.Changed(obj) {
 		return
 	}
-	patch := client.MergeFrom(p.before)
-	data, err := patch.Data(obj)
-	if err == nil && !changesStatus(data) {
-		return
-	}
-	if err == nil {
-		err = p.c.Status().Patch(ctx, obj, patch)
-	}
+	err := p.c.Status().Patch(ctx, obj, client.MergeFrom(p.before))
 	if err != nil && !apierrors.IsNotFound(err) && *retErr == nil {
 		*retErr = err
 	}
+}
+
+// Changed reports whether obj's status differs from the base, i.e.
+// whether Finish would write.
+func (p *StatusPatch) Changed(obj client.Object) bool {
+	data, err := client.MergeFrom(p.before).Data(obj)
+	return err != nil || changesStatus(data) // cannot tell: write
 }
 
 // Persist writes obj's status now, with optimistic locking, and makes it
