@@ -52,18 +52,8 @@ func TestManagerMemoryIgnoresUnrelatedObjects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates ~440 MB of objects")
 	}
-	env, err := testenv.Start()
-	if errors.Is(err, testenv.ErrNoAssets) && !testenv.InCI() {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, dir, bin, kubeconfig := managerEnv(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	bin := buildManager(t, dir)
-	kubeconfig := adminKubeconfig(t, env, dir)
 
 	// The default client-side limit (5 requests/s) would take minutes.
 	cfg := rest.CopyConfig(env.Config)
@@ -105,6 +95,23 @@ func TestManagerMemoryIgnoresUnrelatedObjects(t *testing.T) {
 }
 
 // buildManager builds this command into dir.
+// managerEnv starts an API server for one test and builds the manager
+// binary: the API server, a temporary directory, the binary and an admin
+// kubeconfig in that directory.
+func managerEnv(t *testing.T) (env *testenv.Env, dir, bin, kubeconfig string) {
+	t.Helper()
+	env, err := testenv.Start()
+	if errors.Is(err, testenv.ErrNoAssets) && !testenv.InCI() {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	dir = t.TempDir()
+	return env, dir, buildManager(t, dir), adminKubeconfig(t, env, dir)
+}
+
 func buildManager(t *testing.T, dir string) string {
 	t.Helper()
 	bins, err := proc.Build{Dir: dir, Packages: []string{"./cmd/manager"}}.Run(context.Background())

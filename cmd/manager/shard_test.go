@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/sharding"
-	"github.com/intuned-operator/intuned-operator/internal/testutil/testenv"
 )
 
 // TestShardedManagersElectPerShard runs the manager binary as config/sharding
@@ -24,18 +22,8 @@ import (
 // each only its own objects (the status of a receiver labelled for shard b
 // is written by shard b's field manager, the other one's is not).
 func TestShardedManagersElectPerShard(t *testing.T) {
-	env, err := testenv.Start()
-	if errors.Is(err, testenv.ErrNoAssets) && !testenv.InCI() {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env, dir, bin, kubeconfig := managerEnv(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	bin := buildManager(t, dir)
-	kubeconfig := adminKubeconfig(t, env, dir)
 	c := env.Client
 	const ns = "sharded"
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
