@@ -87,8 +87,14 @@ func TestAutoscaleBurst(t *testing.T) {
 	waitHPA(t, ctx, p.NS, name, "the HPA reads the Pod's CPU", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
 		return len(h.Status.CurrentMetrics) > 0
 	})
-	if code, err := postIngest(ctx, p); code != http.StatusUnauthorized {
-		t.Fatalf("the Ingress does not reach the receiver yet: %d (%v)", code, err)
+	// Traefik routes to a new Pod a moment after it is Ready (it answers
+	// 503 until its endpoints arrive).
+	err = poll.Eventually(ctx, 200*time.Millisecond, "the Ingress reaches the receiver", func(ctx context.Context) (bool, error) {
+		code, err := postIngest(ctx, p)
+		return code == http.StatusUnauthorized, fmt.Errorf("unauthenticated delivery through the Ingress: %d (%v)", code, err)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	obs := newScaleObserver(p.NS, p.Receiver)
