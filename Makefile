@@ -164,6 +164,12 @@ bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-r
 	hack/bench-receiver/ensure-wrk.sh
 	go run ./hack/bench-receiver $(BENCH_RECEIVER_ARGS)
 
+.PHONY: bench-receiver-ingress
+bench-receiver-ingress: ## The receiver (SQLite) against a bare handler, both behind the real node's Traefik Ingress and on their Services, in one run (needs root; brings the test cluster up and down, ~5 min; see internal/receiver/README.md "Through the Ingress").
+	hack/setup-kcluster.sh >/dev/null
+	hack/bench-receiver/ensure-wrk.sh
+	go run ./hack/bench-receiver -ingress $(BENCH_RECEIVER_ARGS)
+
 .PHONY: bench-operator
 bench-operator: ## IntunedJob controller benchmark (~8 min; BENCH_OPERATOR_ARGS=-limit-jobs=0 skips the real 20/min run).
 	@assets="$$(hack/setup-envtest.sh)"; KUBEBUILDER_ASSETS="$$assets" go run ./hack/bench-operator $(BENCH_OPERATOR_ARGS)
