@@ -36,7 +36,6 @@ const (
 	ingestPath   = "/webhooks/bench"
 	ceilingPath  = "/ceiling"
 	ceilingImage = "kcluster.local/bench-ceiling:dev"
-	operatorNS   = "intuned-operator-system"
 )
 
 // ingressCase is one target: a server reached one way.
@@ -230,11 +229,8 @@ func (b *bench) deployIngressCases(ctx context.Context, kc *kcluster.Cluster, ro
 	if err := kc.ImportImage(ctx, ctar); err != nil {
 		return nil, fmt.Errorf("import ceiling image: %w", err)
 	}
-	install := filepath.Join(b.tmp, "install.yaml")
-	cmd := exec.CommandContext(ctx, "make", "-s", "installer", "IMG="+kcluster.ProjectImageTag, "INSTALLER="+install)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("make installer: %w\n%s", err, out)
+	if err := kc.InstallOperator(ctx, root, b.tmp, false); err != nil {
+		return nil, err
 	}
 	host := kc.Config().IngressHosts[0]
 	manifests := filepath.Join(b.tmp, "bench.yaml")
@@ -243,8 +239,6 @@ func (b *bench) deployIngressCases(ctx context.Context, kc *kcluster.Cluster, ro
 		return nil, err
 	}
 	steps := [][]string{
-		{"apply", "--server-side", "-f", install},
-		{"-n", operatorNS, "rollout", "status", "deployment/intuned-operator-controller-manager", "--timeout=3m"},
 		{"apply", "--server-side", "-f", manifests},
 		{"-n", ingressNS, "rollout", "status", "deployment/ceiling", "--timeout=3m"},
 		{"-n", ingressNS, "wait", "--for=condition=Ready", "webhookreceiver/" + ingressWHR, "--timeout=5m"},
