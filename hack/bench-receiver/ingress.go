@@ -2,7 +2,7 @@ package main
 
 // -ingress: the receiver and the bare ceiling handler as Pods on the real single-node test cluster
 // (internal/testutil/kcluster, as test/cluster brings it up), each reached through Traefik's
-// Ingress (node IP, Host header, a path each) and through its Service's ClusterIP, so the Ingress
+// Ingress (node IP, Host header, a path each) and directly on its Pod address, so the Ingress
 // hop's own cost shows. wrk runs in the cluster's network namespace, where Intuned's requests
 // would come from; the four cases take turns in rounds, as the local cases do.
 
@@ -260,11 +260,17 @@ func (b *bench) deployIngressCases(ctx context.Context, kc *kcluster.Cluster, ro
 	if err != nil {
 		return nil, err
 	}
-	receiverIP, err := get("service", resources.ChildName(&intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Name: ingressWHR}}), "-o", "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}")
+	// Without Traefik: the Pod's address and port from the Service's EndpointSlice (where
+	// Traefik sends requests too). The Service's ClusterIP is not routed inside the node's
+	// network namespace, where the load comes from.
+	endpoint := func(svc string) (string, error) {
+		return get("endpointslices", "-l", "kubernetes.io/service-name="+svc, "-o", "jsonpath={.items[0].endpoints[0].addresses[0]}:{.items[0].ports[0].port}")
+	}
+	receiverPod, err := endpoint(resources.ChildName(&intunedv1alpha1.WebhookReceiver{ObjectMeta: metav1.ObjectMeta{Name: ingressWHR}}))
 	if err != nil {
 		return nil, err
 	}
-	ceilingIP, err := get("service", "ceiling", "-o", "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}")
+	ceilingPod, err := endpoint("ceiling")
 	if err != nil {
 		return nil, err
 	}
@@ -272,8 +278,8 @@ func (b *bench) deployIngressCases(ctx context.Context, kc *kcluster.Cluster, ro
 	cases := []*ingressCase{
 		{name: "receiver", route: "Ingress", base: node, target: target{path: ingestPath, token: token, host: host}},
 		{name: "ceiling", route: "Ingress", base: node, target: target{path: ceilingPath, token: "-", host: host}},
-		{name: "receiver", route: "Service", base: "http://" + receiverIP, target: target{path: ingestPath, token: token}},
-		{name: "ceiling", route: "Service", base: "http://" + ceilingIP, target: target{path: ceilingPath, token: "-"}},
+		{name: "receiver", route: "Pod", base: "http://" + receiverPod, target: target{path: ingestPath, token: token}},
+		{name: "ceiling", route: "Pod", base: "http://" + ceilingPod, target: target{path: ceilingPath, token: "-"}},
 	}
 	// Traefik picks a new route up a moment after the Ingress exists: wait until each case
 	// answers a delivery with 2xx.
@@ -373,7 +379,7 @@ func wrkMean(ws []wrkResult) (rps float64, p50, p99 time.Duration, errs int) {
 }
 
 func printIngress(cases []*ingressCase, b *bench, duration time.Duration, rounds int, rate float64) {
-	fmt.Printf("\nreceiver behind the real node's Ingress (Traefik) and Service: ~%d-byte sink bodies, random runIds, %s per case in %d rounds\n"+
+	fmt.Printf("\nreceiver behind the real node's Ingress (Traefik) and directly on its Pod: ~%d-byte sink bodies, random runIds, %s per case in %d rounds\n"+
 		"(+ half that on one connection), wrk (%d threads) in the cluster's network namespace, %d CPUs, load average now %s\n\n",
 		b.bodySize, duration, rounds, b.wrkThreads, runtime.NumCPU(), loadAvg())
 	ceiling := map[string]float64{}
@@ -383,12 +389,12 @@ func printIngress(cases []*ingressCase, b *bench, duration time.Duration, rounds
 		if c.name == "ceiling" {
 			ceiling[c.route] = rps
 		}
-		if c.route == "Service" {
+		if c.route == "Pod" {
 			direct[c.name] = rps
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "case\tvia\treq/s (%d conns)\tx ceiling\tx Service\tp50\tp99\tp50 (1 conn)\tp99 (1 conn)\terrors\t\n", b.conns)
+	fmt.Fprintf(tw, "case\tvia\treq/s (%d conns)\tx ceiling\tx Pod\tp50\tp99\tp50 (1 conn)\tp99 (1 conn)\terrors\t\n", b.conns)
 	for _, c := range cases {
 		rps, p50, p99, errs := wrkMean(c.sat)
 		_, l50, l99, lerrs := wrkMean(c.light)
@@ -396,7 +402,7 @@ func printIngress(cases []*ingressCase, b *bench, duration time.Duration, rounds
 			ms(p50), ms(p99), ms(l50), ms(l99), errs+lerrs)
 	}
 	tw.Flush() //nolint:errcheck
-	fmt.Println("\nx ceiling: the bare handler reached the same way; x Service: the same server on its ClusterIP (no Traefik).\n" +
+	fmt.Println("\nx ceiling: the bare handler reached the same way; x Pod: the same server on its Pod's address (no Traefik).\n" +
 		"p50/p99 here are wrk's closed-loop ones (at saturation, and on one connection).")
 	if rate == 0 {
 		return

@@ -78,7 +78,7 @@ func main() {
 	storeCache := flag.String("store-cache", defaultStoreCache(), "where the pre-filled stores of @rows cases are kept between runs (keyed by schema version and seed parameters)")
 	pruneShare := flag.Float64("prune-share", 0.5, "+prune cases: the share of the pre-filled deliveries (the oldest) that retention's max age puts past it")
 	seedOnly := flag.Bool("seed-only", false, "only fill the -store-cache stores the @rows cases of -cases need, then exit")
-	ingress := flag.Bool("ingress", false, "instead of local processes: the receiver (SQLite, through the operator) and the ceiling as Pods on the real test cluster, each via Traefik's Ingress and via its Service (needs root; brings the cluster up and down; make bench-receiver-ingress)")
+	ingress := flag.Bool("ingress", false, "instead of local processes: the receiver (SQLite, through the operator) and the ceiling as Pods on the real test cluster, each via Traefik's Ingress and directly on its Pod (needs root; brings the cluster up and down; make bench-receiver-ingress)")
 	fixedClient := flag.Bool("fixed-client", false, "internal (-ingress): run one fixed-rate slice described on stdin, report on stdout")
 	serveCeiling := flag.String("serve-ceiling", "", "internal: serve the bare ceiling handler on this address")
 	flag.Parse()
