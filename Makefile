@@ -165,7 +165,7 @@ bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-r
 	go run ./hack/bench-receiver $(BENCH_RECEIVER_ARGS)
 
 .PHONY: bench-receiver-ingress
-bench-receiver-ingress: ## The receiver (SQLite) against a bare handler, both behind the real node's Traefik Ingress and on their Services, in one run (needs root; brings the test cluster up and down, ~5 min; see internal/receiver/README.md "Through the Ingress").
+bench-receiver-ingress: ## The receiver (SQLite) against a bare handler, both behind the real node's Traefik Ingress and directly on their Pods, in one run (needs root; brings the test cluster up and down, ~3 min; see internal/receiver/README.md "Through the Ingress").
 	hack/setup-kcluster.sh >/dev/null
 	hack/bench-receiver/ensure-wrk.sh
 	go run ./hack/bench-receiver -ingress $(BENCH_RECEIVER_ARGS)
