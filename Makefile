@@ -164,6 +164,12 @@ bench-receiver: ## Benchmark the webhook receiver (saturation with wrk + fixed-r
 	hack/bench-receiver/ensure-wrk.sh
 	go run ./hack/bench-receiver $(BENCH_RECEIVER_ARGS)
 
+.PHONY: bench-receiver-ingress
+bench-receiver-ingress: ## The receiver (SQLite) against a bare handler, both behind the real node's Traefik Ingress and directly on their Pods, in one run (needs root; brings the test cluster up and down, ~3 min; see internal/receiver/README.md "Through the Ingress").
+	hack/setup-kcluster.sh >/dev/null
+	hack/bench-receiver/ensure-wrk.sh
+	go run ./hack/bench-receiver -ingress $(BENCH_RECEIVER_ARGS)
+
 # IntunedJobs in bench-operator's main run (docs/scale.md).
 BENCH_JOBS ?= 1000
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +25,8 @@ type wrkResult struct {
 
 // wrkScript is the Lua script wrk runs: every request carries a fresh runId (the run's prefix, the
 // wrk thread and a counter, or 62 random bits with randomIDs), so the receivers store each one.
+// Its arguments (after wrk's --) are the runId prefix and optionally the ingest path, the bearer
+// token and a Host header (the -ingress cases reach Pods through Traefik by host name).
 // done() prints one line for runWrk.
 func wrkScript(bodySize int, randomIDs bool) string {
 	pre, suf := bodyParts(bodySize)
@@ -40,13 +43,15 @@ end
 function init(args)
   math.randomseed(os.time() * 1000 + tid)
   prefix = args[1] or "r"
+  path = args[2] or "/webhooks/intuned"
   pre = ` + luaString(string(pre)) + `
   suf = ` + luaString(string(suf)) + `
-  headers = {["Authorization"] = "Bearer bench-token", ["Content-Type"] = "application/json"}
+  headers = {["Authorization"] = "Bearer " .. (args[3] or "bench-token"), ["Content-Type"] = "application/json"}
+  if args[4] then headers["Host"] = args[4] end
 end
 function request()
   counter = counter + 1
-  return wrk.format("POST", "/webhooks/intuned", headers, pre .. prefix .. "-" .. ` + id + ` .. suf)
+  return wrk.format("POST", path, headers, pre .. prefix .. "-" .. ` + id + ` .. suf)
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -71,11 +76,16 @@ func luaString(s string) string {
 	return b.String()
 }
 
-// runWrk runs wrk against base for d (whole seconds, at least 1) and parses its done() line.
-func (b *bench) runWrk(base, prefix string, d time.Duration) (wrkResult, error) {
+// runWrk runs wrk with conns connections against base for d (whole seconds, at least 1) and
+// parses its done() line. luaArgs go to the script (wrkScript): the runId prefix first.
+func (b *bench) runWrk(base string, conns int, d time.Duration, luaArgs ...string) (wrkResult, error) {
 	secs := max(1, int(d.Round(time.Second).Seconds()))
-	cmd := exec.Command("wrk", "-t", strconv.Itoa(b.wrkThreads), "-c", strconv.Itoa(b.conns), "-d", strconv.Itoa(secs)+"s",
-		"--timeout", "30s", "-s", filepath.Join(b.tmp, "ingest.lua"), base, "--", prefix)
+	args := append([]string{"-t", strconv.Itoa(min(b.wrkThreads, conns)), "-c", strconv.Itoa(conns), "-d", strconv.Itoa(secs) + "s",
+		"--timeout", "30s", "-s", filepath.Join(b.tmp, "ingest.lua"), base, "--"}, luaArgs...)
+	cmd := exec.Command("wrk", args...)
+	if b.wrkCommand != nil {
+		cmd = b.wrkCommand(args...)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -100,6 +110,17 @@ func (b *bench) runWrk(base, prefix string, d time.Duration) (wrkResult, error) 
 	return wrkResult{}, fmt.Errorf("wrk printed no result:\n%s", out.String())
 }
 
+// target is where and how requests go; the zero value is a local case (-ingress cases set it).
+type target struct {
+	path, token, host string
+}
+
+// head is the start of a fixed-rate request, up to its Content-Length.
+func (t target) head() string {
+	path, token, host := cmp.Or(t.path, "/webhooks/intuned"), cmp.Or(t.token, "bench-token"), cmp.Or(t.host, "bench")
+	return "POST " + path + " HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + token + "\r\nContent-Type: application/json\r\n"
+}
+
 // fixedResult is the fixed-rate (open-loop) phase of one case.
 type fixedResult struct {
 	lat     []time.Duration // 2xx answers, from the scheduled send time
@@ -119,6 +140,7 @@ type fixedResult struct {
 func (b *bench) fixedRate(base string, f *fixedResult, prefix string, rate float64, d time.Duration) {
 	addr := strings.TrimPrefix(base, "http://")
 	pre, suf := bodyParts(b.bodySize)
+	head := b.target.head()
 	n := int(rate * d.Seconds())
 	conns := b.conns
 	start := time.Now().Add(50 * time.Millisecond) // time to dial
@@ -153,7 +175,7 @@ func (b *bench) fixedRate(base string, f *fixedResult, prefix string, rate float
 					time.Sleep(wait)
 				}
 				id := prefix + "-" + b.runID(i)
-				req = append(req[:0], "POST /webhooks/intuned HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer bench-token\r\nContent-Type: application/json\r\nContent-Length: "...)
+				req = append(append(req[:0], head...), "Content-Length: "...)
 				req = strconv.AppendInt(req, int64(len(pre)+len(id)+len(suf)), 10)
 				req = append(append(append(append(req, "\r\n\r\n"...), pre...), id...), suf...)
 				status, err := roundTrip(conn, rd, req)

@@ -78,8 +78,17 @@ func main() {
 	storeCache := flag.String("store-cache", defaultStoreCache(), "where the pre-filled stores of @rows cases are kept between runs (keyed by schema version and seed parameters)")
 	pruneShare := flag.Float64("prune-share", 0.5, "+prune cases: the share of the pre-filled deliveries (the oldest) that retention's max age puts past it")
 	seedOnly := flag.Bool("seed-only", false, "only fill the -store-cache stores the @rows cases of -cases need, then exit")
+	ingress := flag.Bool("ingress", false, "instead of local processes: the receiver (SQLite, through the operator) and the ceiling as Pods on the real test cluster, each via Traefik's Ingress and directly on its Pod (needs root; brings the cluster up and down; make bench-receiver-ingress)")
+	fixedClient := flag.Bool("fixed-client", false, "internal (-ingress): run one fixed-rate slice described on stdin, report on stdout")
 	serveCeiling := flag.String("serve-ceiling", "", "internal: serve the bare ceiling handler on this address")
 	flag.Parse()
+	if *fixedClient {
+		if err := runFixedClient(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-receiver -fixed-client:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *serveCeiling != "" {
 		runCeilingServer(*serveCeiling)
 		return
@@ -92,6 +101,11 @@ func main() {
 		rateFraction: *rateFraction, rateOf: strings.Split(*rateOf, ","), rate: *rate, fixedDuration: *fixedDuration, pprofCase: *pprofCase, pprofOut: *pprofOut, baseReceiver: *baseReceiver,
 		randomRunIDs: *randomRunIDs, storeCache: *storeCache, pruneShare: *pruneShare}
 	run := b.run
+	if *ingress {
+		run = func(_ []string, duration time.Duration, rounds int, warmup time.Duration) error {
+			return b.runIngress(duration, rounds, warmup)
+		}
+	}
 	if *seedOnly {
 		run = func(cases []string, _ time.Duration, _ int, _ time.Duration) error { return b.seedOnly(cases) }
 	}
@@ -124,6 +138,8 @@ type bench struct {
 	storeCache          string
 	pruneShare          float64
 	tmp                 string
+	target              target                         // fixed-rate requests' path, token and Host (-ingress)
+	wrkCommand          func(args ...string) *exec.Cmd // how wrk runs (-ingress: in the cluster's network namespace); nil: here
 	pg                  *pgtest.Server
 }
 
@@ -308,7 +324,7 @@ func (b *bench) saturate(s *server, prefix string, d time.Duration) (wrkResult, 
 		}
 		return wrkResult{seconds: secs}, nil
 	}
-	w, err := b.runWrk(s.base, prefix, d)
+	w, err := b.runWrk(s.base, b.conns, d, prefix)
 	if err == nil && !strings.HasSuffix(prefix, "-warm") {
 		s.wrk = append(s.wrk, w)
 		s.errors += w.errors

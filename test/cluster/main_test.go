@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -40,7 +39,7 @@ type testEnv struct {
 	operator   string // the manager's namespace
 }
 
-const operatorNamespace = "intuned-operator-system"
+const operatorNamespace = kcluster.OperatorNamespace
 
 // bin holds the binaries of the image built for this run.
 func (e *testEnv) bin() string { return filepath.Join(e.dir, "bin") }
@@ -138,20 +137,8 @@ func setup(ctx context.Context, root string) error {
 		return fmt.Errorf("import image: %w", err)
 	}
 	t2 := time.Now()
-	install := filepath.Join(env.dir, "install.yaml")
-	cmd := exec.CommandContext(ctx, "make", "-s", "installer", "IMG="+kcluster.ProjectImageTag, "INSTALLER="+install)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("make installer: %w\n%s", err, out)
-	}
-	if _, err := kc.Kubectl(ctx, "apply", "--server-side", "-f", install); err != nil {
-		return err
-	}
 	// The node runs Kubernetes 1.37: the optional admission policy applies too.
-	if _, err := kc.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(env.dir, "admission-policy.yaml")); err != nil {
-		return err
-	}
-	if _, err := kc.Kubectl(ctx, "-n", operatorNamespace, "rollout", "status", "deployment/intuned-operator-controller-manager", "--timeout=3m"); err != nil {
+	if err := kc.InstallOperator(ctx, root, env.dir, true); err != nil {
 		return err
 	}
 	t3 := time.Now()

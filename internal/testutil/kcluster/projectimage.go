@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -154,4 +155,32 @@ func BuildProjectImage(ctx context.Context, repoRoot, bin, out, tag string) (*Do
 		Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 	})
 	return img, err
+}
+
+// OperatorNamespace is where the installer puts the manager.
+const OperatorNamespace = "intuned-operator-system"
+
+// InstallOperator installs the operator as a user does: it renders the
+// installer into dir (make installer with image ProjectImageTag: install.yaml,
+// admission-policy.yaml and the namespaced variants), applies install.yaml and,
+// with admissionPolicy, the optional admission policy (Kubernetes 1.36+), and
+// waits for the manager's rollout. The image must be imported already.
+func (c *Cluster) InstallOperator(ctx context.Context, repoRoot, dir string, admissionPolicy bool) error {
+	install := filepath.Join(dir, "install.yaml")
+	cmd := exec.CommandContext(ctx, "make", "-s", "installer", "IMG="+ProjectImageTag, "INSTALLER="+install)
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("make installer: %w\n%s", err, out)
+	}
+	files := []string{install}
+	if admissionPolicy {
+		files = append(files, filepath.Join(dir, "admission-policy.yaml"))
+	}
+	for _, f := range files {
+		if _, err := c.Kubectl(ctx, "apply", "--server-side", "-f", f); err != nil {
+			return err
+		}
+	}
+	_, err := c.Kubectl(ctx, "-n", OperatorNamespace, "rollout", "status", "deployment/intuned-operator-controller-manager", "--timeout=3m")
+	return err
 }
