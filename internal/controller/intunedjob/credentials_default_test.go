@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,7 +54,7 @@ func TestDefaultCredentialsOnlyWhereAllowed(t *testing.T) {
 		t.Fatalf("the edit user cannot create an IntunedJob in its namespace: %v", err)
 	}
 	j := f.in(other).waitCondition("platform-job", intunedv1alpha1.ConditionStalled, metav1.ConditionTrue, intunedv1alpha1.ReasonDefaultCredentialsNotAllowed)
-	if c := findCondition(j, intunedv1alpha1.ConditionReady); c == nil || c.Reason != intunedv1alpha1.ReasonDefaultCredentialsNotAllowed {
+	if c := meta.FindStatusCondition(j.Status.Conditions, intunedv1alpha1.ConditionReady); c == nil || c.Reason != intunedv1alpha1.ReasonDefaultCredentialsNotAllowed {
 		t.Errorf("Ready = %+v, want reason %s", c, intunedv1alpha1.ReasonDefaultCredentialsNotAllowed)
 	}
 	if calls := f.sim.Calls(); len(calls) != 0 {
@@ -88,15 +89,6 @@ func TestDefaultCredentialsOnlyWhereAllowed(t *testing.T) {
 // in is f seen from another namespace: the same simulator and manager.
 func (f *ijFixture) in(ns string) *ijFixture {
 	return &ijFixture{t: f.t, ns: ns, sim: f.sim, api: f.api, poll: f.poll}
-}
-
-func findCondition(j *intunedv1alpha1.IntunedJob, typ string) *metav1.Condition {
-	for i := range j.Status.Conditions {
-		if j.Status.Conditions[i].Type == typ {
-			return &j.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 // editUser is a user bound in namespace ns to the ClusterRole our install
