@@ -67,7 +67,7 @@ func (r *ManagerAccess) Reconcile(ctx context.Context, req reconcile.Request) (r
 // afterwards (or the Secret would hang the namespace instead).
 func (r *ManagerAccess) needed(ctx context.Context, namespace string) (bool, error) {
 	var jobs intunedv1alpha1.IntunedJobList
-	if err := r.Cache.List(ctx, &jobs, client.InNamespace(namespace)); err != nil {
+	if err := r.Cache.List(ctx, &jobs, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return false, err
 	}
 	if slices.ContainsFunc(jobs.Items, func(j intunedv1alpha1.IntunedJob) bool { return callsIntunedOnDelete(&j) }) {
@@ -75,7 +75,7 @@ func (r *ManagerAccess) needed(ctx context.Context, namespace string) (bool, err
 	}
 	secrets := &metav1.PartialObjectMetadataList{}
 	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
-	if err := r.Cache.List(ctx, secrets, client.InNamespace(namespace)); err != nil {
+	if err := r.Cache.List(ctx, secrets, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return false, err
 	}
 	return slices.ContainsFunc(secrets.Items, func(s metav1.PartialObjectMetadata) bool {
@@ -106,9 +106,22 @@ func (r *ManagerAccess) SetupWithManager(mgr ctrl.Manager) error {
 		UpdateFunc:  func(e event.UpdateEvent) bool { return inUse(e.ObjectOld) || inUse(e.ObjectNew) },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
+	// Only a job whose need for the manager's rights changes matters: its
+	// status writes do not (at 10,000 jobs in one namespace each would
+	// otherwise read the RoleBinding and list every job again).
+	needsManager := func(o client.Object) bool {
+		j, ok := o.(*intunedv1alpha1.IntunedJob)
+		return ok && callsIntunedOnDelete(j)
+	}
+	jobNeedChanged := predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return needsManager(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return needsManager(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return needsManager(e.ObjectOld) != needsManager(e.ObjectNew) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("manager-access").
-		Watches(&intunedv1alpha1.IntunedJob{}, bindingOf).
+		Watches(&intunedv1alpha1.IntunedJob{}, bindingOf, builder.WithPredicates(jobNeedChanged)).
 		Watches(&corev1.Secret{}, bindingOf, builder.OnlyMetadata, builder.WithPredicates(guardedSecret)).
 		Complete(r)
 }
