@@ -7,7 +7,12 @@
 // client with the same concurrency, on the bare API server. Then the
 // optional admission policy (config/admission, for Kubernetes 1.36+: the
 // finalizer on create) is added, the floor is measured again with it for
-// reference, and the operator runs. It reports the API requests and
+// reference, and the operator runs. Both floors have the benchmark's own
+// Ready watch open, as the operator run does. After the operator run, a
+// third floor makes the operator's own API requests with a plain client
+// (the create, a status write of the status the operator wrote, one Event,
+// two watches open): the time to all Ready against it is what the
+// operator's own work costs beyond its requests. It reports the API requests and
 // Intuned calls per job to converge, the manager's CPU per job, writes
 // (Intuned and API server) in a steady state of polls (0), a restart of
 // the manager with every job existing under Intuned's real limit (calls
@@ -43,6 +48,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,7 +152,7 @@ func run(o options) error {
 	// API server (that would flatter the operator).
 	warm := o
 	warm.jobs = max(1, o.jobs/5)
-	if _, err := measureFloor(ctx, c, cfg, warm, "bench-warmup"); err != nil {
+	if _, err := measureFloor(ctx, c, cfg, warm, "bench-warmup", plainFloor); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	floorProfile := ""
@@ -154,7 +160,7 @@ func run(o options) error {
 		floorProfile = strings.TrimSuffix(o.profile, ".prof") + ".floor.prof"
 	}
 	stopFloorProfile := profileAPIServer(cfg, floorProfile)
-	floor, err := measureFloor(ctx, c, cfg, o, "bench-floor")
+	floor, err := measureFloor(ctx, c, cfg, o, "bench-floor", plainFloor)
 	stopFloorProfile()
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
@@ -167,7 +173,7 @@ func run(o options) error {
 	}
 	var floorPolicy time.Duration
 	if o.policyFloor {
-		if floorPolicy, err = measureFloor(ctx, c, cfg, o, "bench-floor-policy"); err != nil {
+		if floorPolicy, err = measureFloor(ctx, c, cfg, o, "bench-floor-policy", plainFloor); err != nil {
 			return fmt.Errorf("floor with admission policy: %w", err)
 		}
 	}
@@ -211,6 +217,10 @@ func run(o options) error {
 	events := writes(req0, req1, "events")
 	mgrCPU := cpu1["manager"] - cpu0["manager"]
 	fmt.Printf("converged in %s (objects applied in %s)\n", converge.Round(time.Millisecond), applied.Round(time.Millisecond))
+	var converged intunedv1alpha1.IntunedJob
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: benchJob(ns, 0, o.poll).Name}, &converged); err != nil {
+		return err
+	}
 
 	// Steady state: the same manager polls every job (-poll) and must
 	// write nothing, to Intuned or to the API server.
@@ -264,6 +274,19 @@ func run(o options) error {
 	mgr.stop()
 	sim.srv.SetRateLimit(intunedsim.RateLimitOff)
 
+	// The floor of the operator's own requests, on an API server without
+	// the operator run's objects (as the other floors had it).
+	if err := c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	if err := stripFinalizers(ctx, c, ns, o.applyWorkers); err != nil {
+		return err
+	}
+	floorRequests, err := measureFloor(ctx, c, cfg, o, "bench-floor-requests", requestsFloor(converged.Status))
+	if err != nil {
+		return fmt.Errorf("floor of the operator's requests: %w", err)
+	}
+
 	n := float64(o.jobs)
 	fmt.Println()
 	fmt.Printf("IntunedJob controller, %d jobs, rate limit off (manager: %d workers, child process)\n", o.jobs, o.workers)
@@ -279,6 +302,7 @@ func run(o options) error {
 	if o.policyFloor {
 		row("  same, floor with the finalizer policy", converge.Seconds(), floorPolicy.Seconds(), "s", converge.Seconds() <= 1.5*floorPolicy.Seconds())
 	}
+	row("  same, floor of the operator's own API requests", converge.Seconds(), floorRequests.Seconds(), "s", converge.Seconds() <= 1.5*floorRequests.Seconds())
 	row("  ms per job", 1000*converge.Seconds()/n, 1000*floor.Seconds()/n, "", true)
 	row("manager CPU ms per job", 1000*mgrCPU/n, 0, "", true)
 	// GetJob (404), CreateJob, and the read-back that puts nextRunTime and
@@ -460,11 +484,52 @@ func applyJobs(ctx context.Context, c client.Client, ns string, n, workers int, 
 	return parallel(n, workers, func(i int) error { return c.Create(ctx, benchJob(ns, i, poll)) })
 }
 
-// measureFloor creates the same objects plus one status write each with a
+// floorWrites is what a floor writes per object beside its create: the
+// status write, and optionally the Event the operator posts with it; and
+// how many watches of the namespace are open meanwhile (each watch makes
+// the API server encode every change once more).
+type floorWrites struct {
+	status  func(j *intunedv1alpha1.IntunedJob)
+	event   bool
+	watches int
+}
+
+// plainFloor is the floor of the create and one small status write, with
+// the benchmark's own Ready watch open as it is during the operator run.
+var plainFloor = floorWrites{
+	status: func(j *intunedv1alpha1.IntunedJob) {
+		j.Status.JobID = j.Name
+		meta.SetStatusCondition(&j.Status.Conditions, metav1.Condition{Type: intunedv1alpha1.ConditionSynced,
+			Status: metav1.ConditionTrue, Reason: intunedv1alpha1.ReasonSynced, Message: "floor"})
+	},
+	watches: 1,
+}
+
+// requestsFloor is the floor of the operator's own API requests, made by a
+// plain client: the create, one status write of the status the operator
+// wrote (template, from a converged job), one Event, and two watches open
+// (the benchmark's and the manager's informer). What the operator run
+// needs beyond it is the operator's own work.
+func requestsFloor(template intunedv1alpha1.IntunedJobStatus) floorWrites {
+	return floorWrites{
+		status: func(j *intunedv1alpha1.IntunedJob) {
+			j.Status = *template.DeepCopy()
+			j.Status.JobID = j.Name
+		},
+		event:   true,
+		watches: 2,
+	}
+}
+
+// measureFloor creates the same objects plus the writes of f each with a
 // plain client, before any manager runs, then removes them.
-func measureFloor(ctx context.Context, c client.Client, cfg *rest.Config, o options, ns string) (time.Duration, error) {
+func measureFloor(ctx context.Context, c client.WithWatch, cfg *rest.Config, o options, ns string, f floorWrites) (time.Duration, error) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return 0, err
+	}
+	for range f.watches {
+		w := watchReady(ctx, c, ns)
+		defer w.cancel()
 	}
 	cpu0, req0 := cpuSnapshot(), apiRequests(cfg)
 	start := time.Now()
@@ -474,10 +539,14 @@ func measureFloor(ctx context.Context, c client.Client, cfg *rest.Config, o opti
 			return err
 		}
 		patch := client.MergeFrom(j.DeepCopy())
-		j.Status.JobID = j.Name
-		meta.SetStatusCondition(&j.Status.Conditions, metav1.Condition{Type: intunedv1alpha1.ConditionSynced,
-			Status: metav1.ConditionTrue, Reason: intunedv1alpha1.ReasonSynced, Message: "floor"})
-		return c.Status().Patch(ctx, j, patch)
+		f.status(j)
+		if err := c.Status().Patch(ctx, j, patch); err != nil {
+			return err
+		}
+		if !f.event {
+			return nil
+		}
+		return c.Create(ctx, createdEvent(j))
 	})
 	took := time.Since(start)
 	if err != nil {
@@ -500,6 +569,23 @@ func measureFloor(ctx context.Context, c client.Client, cfg *rest.Config, o opti
 		return 0, err
 	}
 	return took, stripFinalizers(ctx, c, ns, o.applyWorkers)
+}
+
+// createdEvent is an Event like the one the manager's recorder posts when
+// it created a Job on Intuned (events.k8s.io/v1).
+func createdEvent(j *intunedv1alpha1.IntunedJob) *eventsv1.Event {
+	now := metav1.NowMicro()
+	return &eventsv1.Event{
+		ObjectMeta:          metav1.ObjectMeta{Namespace: j.Namespace, Name: fmt.Sprintf("%s.%x", j.Name, now.UnixNano())},
+		EventTime:           now,
+		ReportingController: "intunedjob-controller",
+		ReportingInstance:   "bench-floor",
+		Action:              "Create",
+		Reason:              "Created",
+		Regarding:           corev1.ObjectReference{APIVersion: intunedv1alpha1.GroupVersion.String(), Kind: "IntunedJob", Namespace: j.Namespace, Name: j.Name, UID: j.UID},
+		Note:                "created Job " + j.Name + " on Intuned",
+		Type:                corev1.EventTypeNormal,
+	}
 }
 
 func stripFinalizers(ctx context.Context, c client.Client, ns string, workers int) error {
