@@ -217,6 +217,9 @@ func run(o options) error {
 	events := writes(req0, req1, "events")
 	mgrCPU := cpu1["manager"] - cpu0["manager"]
 	fmt.Printf("converged in %s (objects applied in %s)\n", converge.Round(time.Millisecond), applied.Round(time.Millisecond))
+	if err := printEventReasons(ctx, c, ns); err != nil {
+		return err
+	}
 	var converged intunedv1alpha1.IntunedJob
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: benchJob(ns, 0, o.poll).Name}, &converged); err != nil {
 		return err
@@ -569,6 +572,21 @@ func measureFloor(ctx context.Context, c client.WithWatch, cfg *rest.Config, o o
 		return 0, err
 	}
 	return took, stripFinalizers(ctx, c, ns, o.applyWorkers)
+}
+
+// printEventReasons prints how many Events of each reason the namespace
+// got: one Created per job is by design; anything else is worth a look.
+func printEventReasons(ctx context.Context, c client.Client, ns string) error {
+	var events eventsv1.EventList
+	if err := c.List(ctx, &events, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	reasons := map[string]int{}
+	for _, e := range events.Items {
+		reasons[e.Type+"/"+e.Reason]++
+	}
+	fmt.Printf("Events by reason: %v\n", reasons)
+	return nil
 }
 
 // createdEvent is an Event like the one the manager's recorder posts when
