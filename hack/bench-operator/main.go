@@ -280,10 +280,7 @@ func run(o options) error {
 
 	// The floor of the operator's own requests, on an API server without
 	// the operator run's objects (as the other floors had it).
-	if err := c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	if err := stripFinalizers(ctx, c, ns, o.applyWorkers); err != nil {
+	if err := deleteJobs(ctx, c, ns, o.applyWorkers); err != nil {
 		return err
 	}
 	floorRequests, err := measureFloor(ctx, c, cfg, o, "bench-floor-requests", requestsFloor(converged.Status))
@@ -565,8 +562,15 @@ func measureFloor(ctx context.Context, c client.WithWatch, cfg *rest.Config, o o
 	fmt.Printf("%s: %d creates + %d status writes in %s\n", ns, o.jobs, o.jobs, took.Round(time.Millisecond))
 	// Gone before the manager starts: the admission policy gave them the
 	// finalizer, and finalizing them must not count against the operator.
-	// A collection of 10,000 can outlast the API server's request timeout
-	// (the stream is reset); what was not deleted yet is deleted again.
+	return took, deleteJobs(ctx, c, ns, o.applyWorkers)
+}
+
+// deleteJobs deletes a namespace's IntunedJobs and strips their finalizers
+// (no manager finalizes them). A collection of 10,000 can outlast the API
+// server's request timeout (the stream is reset); what was not deleted yet
+// is deleted again.
+func deleteJobs(ctx context.Context, c client.Client, ns string, workers int) error {
+	var err error
 	for range 5 {
 		if err = c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns)); err == nil {
 			break
@@ -574,9 +578,9 @@ func measureFloor(ctx context.Context, c client.WithWatch, cfg *rest.Config, o o
 		fmt.Printf("%s: delete the objects again (%v)\n", ns, err)
 	}
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return took, stripFinalizers(ctx, c, ns, o.applyWorkers)
+	return stripFinalizers(ctx, c, ns, workers)
 }
 
 // printEventReasons prints how many Events of each reason the namespace
