@@ -338,14 +338,6 @@ func run(o options) error {
 	if err := setupNamespace(ctx, c, ns2, limited); err != nil {
 		return err
 	}
-	// Remove run 1's objects so the second manager (pacer on) only works on
-	// run 2's jobs.
-	if err := c.DeleteAllOf(ctx, &intunedv1alpha1.IntunedJob{}, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	if err := stripFinalizers(ctx, c, ns, o.applyWorkers); err != nil {
-		return err
-	}
 	mgr2, err := startManager(bin, kcPath, tmp, o.workers, 20, false)
 	if err != nil {
 		return err
