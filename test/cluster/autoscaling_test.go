@@ -233,7 +233,7 @@ type sender struct {
 	p      *scenarios.Pair
 	token  string
 	jobRun string
-	phase  atomic.Value // "burst" or "trickle", recorded with failures
+	phase  atomic.Value // e.g. "burst" (the default) or "trickle", recorded with failures
 
 	mu    sync.Mutex
 	ok    map[string]bool
@@ -269,6 +269,8 @@ func (s *sender) start(ctx context.Context, n int, pause time.Duration) {
 	s.mu.Lock()
 	if s.ok == nil {
 		s.ok = map[string]bool{}
+	}
+	if s.phase.Load() == nil {
 		s.phase.Store("burst")
 	}
 	s.mu.Unlock()
