@@ -247,6 +247,7 @@ type sender struct {
 }
 
 type sendFailure struct {
+	at         time.Time
 	phase      string
 	status     int // 0: no answer
 	retryAfter bool
@@ -344,6 +345,7 @@ func (s *sender) deliver(ctx context.Context, hc *http.Client, url, id string) b
 }
 
 func (s *sender) fail(f sendFailure) {
+	f.at = time.Now()
 	s.mu.Lock()
 	s.fails = append(s.fails, f)
 	s.mu.Unlock()

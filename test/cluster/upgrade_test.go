@@ -182,17 +182,24 @@ func TestUpgrade(t *testing.T) {
 			}
 		}
 	}
+	// The receiver's rollout as the sender saw it: from its first failed
+	// attempt to its last.
+	var firstFail, lastFail time.Time
 	for _, f := range s.failures() {
 		if f.status != 0 && f.status != 502 && f.status != 503 && f.status != 504 {
 			t.Errorf("the sender saw %s (the receiver's answers must not change across an upgrade)", f)
 		}
+		if firstFail.IsZero() {
+			firstFail = f.at
+		}
+		lastFail = f.at
 	}
 	kept := len(before) - missingAfter(t, ctx, p, before)
 	t.Logf("upgrade %s -> HEAD: applied and everything Current again in %.1fs; Intuned writes during the upgrade: %d (reads: %s); "+
 		"stream through the Ingress: %d deliveries acknowledged, lost: %d, stored twice: %d; stored before the upgrade: %d, kept: %d; "+
-		"Intuned's deliveries: %s, %d of them retried; sender saw: %s",
+		"Intuned's deliveries: %s, %d of them retried; sender saw: %s over %.1fs",
 		previousRelease[:12], upgraded.Seconds(), sum(writes), summarize(reads), len(s.acked()), lost, dup, len(before), kept,
-		rep, retried, s.failureSummary())
+		rep, retried, s.failureSummary(), lastFail.Sub(firstFail).Seconds())
 
 	// The uninstall, in the documented order, with nothing left stuck.
 	uninstallOperator(t, ctx, "after the upgrade")
