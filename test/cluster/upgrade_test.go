@@ -156,20 +156,24 @@ func TestUpgrade(t *testing.T) {
 	s.phase.Store("after")
 	waitAcked(t, ctx, s, int(s.count.Load())+50)
 	s.stop()
-	if last := p.WaitJobRunFinished(ctx, "during"); last.Status != "COMPLETED" {
-		t.Fatalf("the JobRun during the upgrade ended %s, want COMPLETED", last.Status)
-	}
-	rep := p.WaitAllDelivered(ctx, 2*flow.QuickstartDeliveries)
+	last := p.WaitJobRunFinished(ctx, "during")
 	calls1, err := sim.Calls(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// No write to Intuned from the start of the upgrade until the JobRun
-	// that went on through it was delivered and read.
+	// that went on through it ended.
 	writes, reads := callsBetween(calls0, calls1)
 	if len(writes) > 0 {
 		t.Errorf("the upgrade made write calls to Intuned: %v", writes)
+	}
+	if last.Status != "COMPLETED" {
+		t.Errorf("the JobRun during the upgrade ended %s, want COMPLETED", last.Status)
+	}
+	rep, err := flow.WaitAllDelivered(ctx, sim, p.RC, p.Job, 2*flow.QuickstartDeliveries)
+	if err != nil {
+		t.Errorf("Intuned's deliveries across the upgrade: %v", err)
 	}
 	lost, dup := checkStored(t, ctx, p, s, before)
 	// How many of Intuned's deliveries the receiver's rollout made fail
