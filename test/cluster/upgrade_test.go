@@ -208,6 +208,12 @@ func TestUpgrade(t *testing.T) {
 	// The uninstall, in the documented order, with nothing left stuck.
 	uninstallOperator(t, ctx, "after the upgrade")
 	waitSimJob(t, ctx, p.Project, p.Job, false)
+	// The SQLite receiver's claim stays, with the data, where the
+	// documented command finds it.
+	if out, err := env.kc.Kubectl(ctx, "get", "pvc", "--all-namespaces", "-l", "app.kubernetes.io/managed-by=intuned-operator", "-o", "name"); err != nil ||
+		!strings.Contains(out, volumeClaim(&oldPods[0])) {
+		t.Errorf("the receiver's claim %s is not what the uninstall's PVC command lists: %v %q", volumeClaim(&oldPods[0]), err, out)
+	}
 	if ok, err := simJobExists(ctx, p.Project, paused.Name); err != nil || !ok {
 		t.Errorf("the Orphan job %s is gone from Intuned after the uninstall (%v)", paused.Name, err)
 	}
