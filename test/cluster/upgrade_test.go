@@ -255,7 +255,10 @@ func uninstallOperator(t *testing.T, ctx context.Context, when string) {
 		{"delete", "webhookreceivers", "--all", "--all-namespaces"},
 	} {
 		if out, err := env.kc.Kubectl(ctx, args...); err != nil {
-			t.Fatalf("uninstall %s: %v\n%s", when, err, out)
+			// What keeps an IntunedJob: its Ready condition says (DeletionBlocked).
+			left, _ := env.kc.Kubectl(ctx, "get", "intunedjobs", "--all-namespaces", "-o",
+				`custom-columns=NS:.metadata.namespace,NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].message`)
+			t.Fatalf("uninstall %s: %v\n%s\nIntunedJobs left:\n%s", when, err, out, left)
 		}
 	}
 	// No finalizer of ours is left on anything (the credentials Secrets,
