@@ -233,7 +233,7 @@ type sender struct {
 	p      *scenarios.Pair
 	token  string
 	jobRun string
-	phase  atomic.Value // "burst" or "trickle", recorded with failures
+	phase  atomic.Value // e.g. "burst" (the default) or "trickle", recorded with failures
 
 	mu    sync.Mutex
 	ok    map[string]bool
@@ -247,6 +247,7 @@ type sender struct {
 }
 
 type sendFailure struct {
+	at         time.Time
 	phase      string
 	status     int // 0: no answer
 	retryAfter bool
@@ -269,6 +270,8 @@ func (s *sender) start(ctx context.Context, n int, pause time.Duration) {
 	s.mu.Lock()
 	if s.ok == nil {
 		s.ok = map[string]bool{}
+	}
+	if s.phase.Load() == nil {
 		s.phase.Store("burst")
 	}
 	s.mu.Unlock()
@@ -342,6 +345,7 @@ func (s *sender) deliver(ctx context.Context, hc *http.Client, url, id string) b
 }
 
 func (s *sender) fail(f sendFailure) {
+	f.at = time.Now()
 	s.mu.Lock()
 	s.fails = append(s.fails, f)
 	s.mu.Unlock()

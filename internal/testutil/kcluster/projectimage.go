@@ -139,7 +139,7 @@ func BuildProjectImage(ctx context.Context, repoRoot, bin, out, tag string) (*Do
 	for k, v := range nonrootEtc {
 		files[k] = v
 	}
-	build := proc.Build{Dir: bin, Flags: img.BuildFlags, Env: append(append([]string(nil), img.BuildEnv...), "GOOS=linux", "GOARCH=amd64")}
+	build := proc.Build{Root: repoRoot, Dir: bin, Flags: img.BuildFlags, Env: append(append([]string(nil), img.BuildEnv...), "GOOS=linux", "GOARCH=amd64")}
 	for dest, pkg := range img.Packages {
 		if path.Base(dest) != path.Base(pkg) {
 			return nil, fmt.Errorf("Dockerfile builds %s into %s: want the command's own name", pkg, dest)
@@ -166,11 +166,19 @@ const OperatorNamespace = "intuned-operator-system"
 // with admissionPolicy, the optional admission policy (Kubernetes 1.36+), and
 // waits for the manager's rollout. The image must be imported already.
 func (c *Cluster) InstallOperator(ctx context.Context, repoRoot, dir string, admissionPolicy bool) error {
+	return c.InstallOperatorFrom(ctx, repoRoot, dir, ProjectImageTag, admissionPolicy)
+}
+
+// InstallOperatorFrom is InstallOperator with the installer of another tree
+// (src: e.g. an older commit of this repository, exported) and image img.
+// Applied over an install that is already there, it is the kustomize
+// upgrade docs/upgrade.md describes.
+func (c *Cluster) InstallOperatorFrom(ctx context.Context, src, dir, img string, admissionPolicy bool) error {
 	install := filepath.Join(dir, "install.yaml")
-	cmd := exec.CommandContext(ctx, "make", "-s", "installer", "IMG="+ProjectImageTag, "INSTALLER="+install)
-	cmd.Dir = repoRoot
+	cmd := exec.CommandContext(ctx, "make", "-s", "installer", "IMG="+img, "INSTALLER="+install)
+	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("make installer: %w\n%s", err, out)
+		return fmt.Errorf("make installer in %s: %w\n%s", src, err, out)
 	}
 	files := []string{install}
 	if admissionPolicy {

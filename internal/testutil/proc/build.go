@@ -28,6 +28,9 @@ type Build struct {
 	Flags []string
 	// Env is added to this process's environment, e.g. CGO_ENABLED=0.
 	Env []string
+	// Root is the repository (or an exported tree of it) the packages are
+	// compiled from; empty: this repository.
+	Root string
 }
 
 // Binary is where Build puts pkg's binary.
@@ -42,7 +45,10 @@ func (b Build) Run(ctx context.Context) ([]string, error) {
 	args := append(append([]string{"build"}, b.Flags...), "-o", b.Dir+string(filepath.Separator))
 	args = append(args, b.Packages...)
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = RepoRoot()
+	cmd.Dir = b.Root
+	if cmd.Dir == "" {
+		cmd.Dir = RepoRoot()
+	}
 	cmd.Env = append(os.Environ(), b.Env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
