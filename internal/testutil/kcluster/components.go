@@ -294,14 +294,14 @@ func (c *Cluster) component(name string) (component, error) {
 		// policy selects goes to this process (nfqueue), which answers
 		// accept or drop. Fail-open: while it does not run,
 		// packets pass, so a crash cannot cut off the Pods of other tests.
-		// Without NRI (containerd here does not enable it) it learns Pod
-		// addresses from the API server. The DNS race workaround is for
-		// kernels older than 6.12.
+		// It learns Pod addresses from the API server (it tries NRI first,
+		// which containerd here does not enable; v0.8.0 ignores
+		// --disable-nri). The DNS race workaround is for kernels older
+		// than 6.12.
 		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "kube-network-policies"), env: []string{"KUBECONFIG=" + cfg.AdminKubeconfig()}, args: []string{
 			"--hostname-override=" + cfg.NodeName,
 			"--fail-open",
 			"--metrics-bind-address=" + cfg.netpolMetricsAddr(),
-			"--disable-nri",
 			"--netfilter-bug-1766-fix=false",
 		}}, nil
 	case "provisioner":
