@@ -109,7 +109,8 @@ type WebhookReceiverSpec struct {
 	PodDisruptionBudget *ReceiverPodDisruptionBudget `json:"podDisruptionBudget,omitempty"`
 
 	// NetworkPolicy adds a NetworkPolicy that only admits traffic to the
-	// receiver's HTTP port.
+	// receiver's HTTP port. It is enforced only where the cluster's network
+	// plugin implements NetworkPolicy (docs/security.md).
 	// +optional
 	NetworkPolicy *ReceiverNetworkPolicy `json:"networkPolicy,omitempty"`
 
@@ -316,9 +317,15 @@ type ReceiverNetworkPolicy struct {
 	// +kubebuilder:default=false
 	// +optional
 	Enabled bool `json:"enabled,omitempty"`
-	// From lists the peers allowed to reach the receiver port (typically the
-	// ingress controller's namespace). Empty: any source may reach the
-	// receiver port; all other ports stay closed.
+	// From lists the peers allowed to reach the receiver port: the ingress
+	// controller (its namespace, e.g. kubernetes.io/metadata.name:
+	// ingress-nginx; an ingress controller on the host network is not a
+	// Pod, admit its node addresses with an ipBlock) and any in-cluster
+	// sender or reader. The manager's own Pods (its namespace and Pod
+	// labels) are always added to a non-empty list: the manager reads every
+	// receiver through its Service for the volume check, delivery
+	// accounting and backfill. Empty: any source may reach the receiver
+	// port; all other ports stay closed.
 	// +listType=atomic
 	// +optional
 	From []networkingv1.NetworkPolicyPeer `json:"from,omitempty"`

@@ -39,6 +39,7 @@ import (
 	"github.com/intuned-operator/intuned-operator/internal/controller/webhookreceiver"
 	"github.com/intuned-operator/intuned-operator/internal/intuned"
 	"github.com/intuned-operator/intuned-operator/internal/ownpod"
+	"github.com/intuned-operator/intuned-operator/internal/resources"
 )
 
 // leaderElectionID names the Lease that elects the active manager replica
@@ -204,17 +205,30 @@ func run(o options) error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 
-	if o.receiverImage == "" {
-		// The receiver ships in the manager's image (package ownpod says why
-		// it is read here, not copied into the manifest).
-		img, ok, err := ownpod.ManagerImage(context.Background(), mgr.GetAPIReader())
+	// The manager's own Pod: its image is the receivers' default (package
+	// ownpod says why it is read here, not copied into the manifest), and
+	// its namespace and labels are the peer receiver NetworkPolicies admit.
+	self, inPod, selfErr := ownpod.Pod(context.Background(), mgr.GetAPIReader())
+	if o.receiverImage == "" && inPod {
+		if selfErr != nil {
+			return fmt.Errorf("default receiver image (set --receiver-image to skip this): %w", selfErr)
+		}
+		img, err := ownpod.ContainerImage(self, ownpod.ManagerContainer)
 		if err != nil {
 			return fmt.Errorf("default receiver image (set --receiver-image to skip this): %w", err)
 		}
-		if ok {
-			o.receiverImage = img
-			log.Info("receivers default to the manager's image", "image", img)
-		}
+		o.receiverImage = img
+		log.Info("receivers default to the manager's image", "image", img)
+	}
+	var managerPods *resources.ManagerPods
+	switch {
+	case inPod && selfErr == nil:
+		managerPods = &resources.ManagerPods{Namespace: self.Namespace, Labels: ownpod.ReplicaLabels(self)}
+	case inPod:
+		// Every Pod of the manager's namespace rather than none: a receiver
+		// policy without the manager cuts off its volume check and backfill.
+		managerPods = &resources.ManagerPods{Namespace: os.Getenv(ownpod.EnvPodNamespace)}
+		log.Error(selfErr, "receiver NetworkPolicies admit every Pod of the manager's namespace")
 	}
 
 	// The field indexes every controller's watches and lists use, once.
@@ -268,6 +282,7 @@ func run(o options) error {
 		Scheme:                mgr.GetScheme(),
 		Recorder:              mgr.GetEventRecorder("webhookreceiver-controller"),
 		ReceiverImage:         o.receiverImage,
+		ManagerPods:           managerPods,
 		TokenPropagationDelay: o.tokenPropagation,
 		PreviousTokenGrace:    o.previousTokenGrace,
 	}).SetupWithManager(mgr); err != nil {

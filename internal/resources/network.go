@@ -87,11 +87,22 @@ func Ingress(whr *v1alpha1.WebhookReceiver) *networkingv1.Ingress {
 	return ing
 }
 
+// ManagerPods is where the manager's own Pods run: their namespace and the
+// labels every replica carries. The manager reads its receivers through
+// their Service (the volume check's /metrics, delivery accounting's read
+// API, backfill), so a policy that admits only spec.networkPolicy.from
+// would cut it off.
+type ManagerPods struct {
+	Namespace string
+	Labels    map[string]string
+}
+
 // NetworkPolicy admits traffic to the receiver Pods on HTTPPort only, from
-// spec.networkPolicy.from (any source when empty). Egress is not
-// restricted: the receiver must reach PostgreSQL and DNS. Returns nil unless
-// spec.networkPolicy.enabled.
-func NetworkPolicy(whr *v1alpha1.WebhookReceiver) *networkingv1.NetworkPolicy {
+// spec.networkPolicy.from and the manager's Pods (any source when from is
+// empty). manager nil (a manager that does not run in a Pod, e.g. `make
+// run`) adds no peer. Egress is not restricted: the receiver must reach
+// PostgreSQL and DNS. Returns nil unless spec.networkPolicy.enabled.
+func NetworkPolicy(whr *v1alpha1.WebhookReceiver, manager *ManagerPods) *networkingv1.NetworkPolicy {
 	np := whr.Spec.NetworkPolicy
 	if np == nil || !np.Enabled {
 		return nil
@@ -99,6 +110,14 @@ func NetworkPolicy(whr *v1alpha1.WebhookReceiver) *networkingv1.NetworkPolicy {
 	var from []networkingv1.NetworkPolicyPeer
 	for _, p := range np.From {
 		from = append(from, *p.DeepCopy())
+	}
+	if len(from) > 0 && manager != nil {
+		from = append(from, networkingv1.NetworkPolicyPeer{
+			// kubernetes.io/metadata.name: the API server sets it on every
+			// namespace, so it names one namespace and cannot be forged.
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: manager.Namespace}},
+			PodSelector:       &metav1.LabelSelector{MatchLabels: maps.Clone(manager.Labels)},
+		})
 	}
 	return &networkingv1.NetworkPolicy{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},

@@ -139,6 +139,12 @@ func maximalSQLite() *v1alpha1.WebhookReceiver {
 
 const managerImage = "ghcr.io/intuned-operator/intuned-operator:v0.1.0"
 
+// managerPods are the manager's Pods as config/default installs them.
+var managerPods = &ManagerPods{
+	Namespace: "intuned-operator-system",
+	Labels:    map[string]string{"control-plane": "controller-manager", "app.kubernetes.io/name": "intuned-operator"},
+}
+
 // TestWebhookReceiverGolden compares every builder's apply document for the minimal and
 // maximal specs with testdata/<builder>-<spec>.golden.yaml. Run
 // `go test ./internal/resources -update` after an intended change and
@@ -164,7 +170,7 @@ func TestWebhookReceiverGolden(t *testing.T) {
 		"hpa":         func(w *v1alpha1.WebhookReceiver) runtime.Object { return nilIfNil(HorizontalPodAutoscaler(w)) },
 		"pdb":         func(w *v1alpha1.WebhookReceiver) runtime.Object { return nilIfNil(PodDisruptionBudget(w)) },
 		"networkpolicy": func(w *v1alpha1.WebhookReceiver) runtime.Object {
-			return nilIfNil(NetworkPolicy(w))
+			return nilIfNil(NetworkPolicy(w, managerPods))
 		},
 	}
 	for specName, spec := range specs {
@@ -371,6 +377,40 @@ func TestWebhookReceiverPodDisruptionBudgetDefault(t *testing.T) {
 	}
 }
 
+// TestWebhookReceiverNetworkPolicyPeers: the manager's Pods are admitted
+// next to the peers of spec.networkPolicy.from (its volume check, delivery
+// accounting and backfill call the receiver); an empty from admits every
+// source already and stays empty.
+func TestWebhookReceiverNetworkPolicyPeers(t *testing.T) {
+	ingress := networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "traefik"}}}
+	for _, tt := range []struct {
+		name      string
+		from      []networkingv1.NetworkPolicyPeer
+		manager   *ManagerPods
+		wantPeers int
+	}{
+		{"no from: any source", nil, managerPods, 0},
+		{"from and the manager", []networkingv1.NetworkPolicyPeer{ingress}, managerPods, 2},
+		{"from, manager outside a Pod", []networkingv1.NetworkPolicyPeer{ingress}, nil, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := minimal()
+			w.Spec.NetworkPolicy = &v1alpha1.ReceiverNetworkPolicy{Enabled: true, From: tt.from}
+			from := NetworkPolicy(w, tt.manager).Spec.Ingress[0].From
+			if len(from) != tt.wantPeers {
+				t.Fatalf("%d peers %v, want %d", len(from), from, tt.wantPeers)
+			}
+			if tt.wantPeers == 2 {
+				m := from[1]
+				if ns := m.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]; ns != tt.manager.Namespace ||
+					!reflect.DeepEqual(m.PodSelector.MatchLabels, tt.manager.Labels) {
+					t.Errorf("manager peer %+v, want namespace %s and Pod labels %v", m, tt.manager.Namespace, tt.manager.Labels)
+				}
+			}
+		})
+	}
+}
+
 // TestWebhookReceiverReplicasOmittedWithHPA: with autoscaling the applied workload has no
 // replicas field, so server-side apply never resets the HPA's choice.
 func TestWebhookReceiverReplicasOmittedWithHPA(t *testing.T) {
@@ -426,7 +466,7 @@ func TestWebhookReceiverShardLabel(t *testing.T) {
 					w.Labels = map[string]string{v1alpha1.LabelShard: shard}
 				}
 				children := []metav1.Object{ServiceAccount(w), Service(w), TokenSecret(w, TokenData{Token: "t"})}
-				for _, c := range []metav1.Object{Deployment(w, ""), StatefulSet(w, ""), Ingress(w), HorizontalPodAutoscaler(w), PodDisruptionBudget(w), NetworkPolicy(w)} {
+				for _, c := range []metav1.Object{Deployment(w, ""), StatefulSet(w, ""), Ingress(w), HorizontalPodAutoscaler(w), PodDisruptionBudget(w), NetworkPolicy(w, managerPods)} {
 					if !reflect.ValueOf(c).IsNil() {
 						children = append(children, c)
 					}

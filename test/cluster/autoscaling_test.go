@@ -528,19 +528,8 @@ func (o *scaleObserver) follow(ctx context.Context, pod string) *bytes.Buffer {
 }
 
 func podMetrics(ctx context.Context, ip string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s:%d/metrics", ip, resources.HTTPPort), nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := nodeHTTP.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	_, body, err := nodeGet(ctx, fmt.Sprintf("http://%s:%d/metrics", ip, resources.HTTPPort), 2*time.Second)
+	return body, err
 }
 
 // serving counts Pods that are ready and have taken a delivery.

@@ -66,7 +66,7 @@ func (r *Reconciler) applyChildren(ctx context.Context, whr *intunedv1alpha1.Web
 		{orNil(resources.Ingress(whr)), &networkingv1.Ingress{}},
 		{orNil(resources.HorizontalPodAutoscaler(whr)), &autoscalingv2.HorizontalPodAutoscaler{}},
 		{orNil(resources.PodDisruptionBudget(whr)), &policyv1.PodDisruptionBudget{}},
-		{orNil(resources.NetworkPolicy(whr)), &networkingv1.NetworkPolicy{}},
+		{orNil(resources.NetworkPolicy(whr, r.ManagerPods)), &networkingv1.NetworkPolicy{}},
 	}
 	var ws workloadState
 	for _, c := range children {

@@ -55,6 +55,10 @@ type Reconciler struct {
 	// ReceiverImage is the default receiver container image (spec.image
 	// overrides it; empty means resources.DefaultReceiverImage).
 	ReceiverImage string
+	// ManagerPods are the manager's own Pods, which receiver
+	// NetworkPolicies admit next to spec.networkPolicy.from (nil: the
+	// manager runs outside a Pod).
+	ManagerPods *resources.ManagerPods
 	// Rand is the randomness of generated tokens (nil: crypto/rand).
 	Rand io.Reader
 	// APIReader reads the token Secret uncached, so a stale cache can never

@@ -869,9 +869,11 @@ func TestWebhookReceiverTokenStaging(t *testing.T) {
 
 // TestWebhookReceiverMaximalSpecApplies: every optional field at once is
 // accepted by the API server (CRD validation and each child's validation)
-// and reaches the children.
+// and reaches the children. The NetworkPolicy admits the manager's Pods
+// next to spec.networkPolicy.from.
 func TestWebhookReceiverMaximalSpecApplies(t *testing.T) {
-	f := newWHRFixture(t)
+	manager := &resources.ManagerPods{Namespace: "intuned-operator-system", Labels: map[string]string{"control-plane": "controller-manager"}}
+	f := newWHRFixture(t, func(r *Reconciler) { r.ManagerPods = manager })
 	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pg"}, StringData: map[string]string{"url": "postgres://x"}})
 	f.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "own-token"}, StringData: map[string]string{"token": "mine"}})
 	f.receiver("max", intunedv1alpha1.WebhookReceiverSpec{
@@ -911,6 +913,12 @@ func TestWebhookReceiverMaximalSpecApplies(t *testing.T) {
 	for _, obj := range []client.Object{&corev1.ServiceAccount{}, &corev1.Service{}, &appsv1.Deployment{},
 		&networkingv1.Ingress{}, &autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}} {
 		f.waitExists("max", obj)
+	}
+	var np networkingv1.NetworkPolicy
+	f.waitExists("max", &np)
+	if from := np.Spec.Ingress[0].From; len(from) != 2 || from[1].NamespaceSelector.MatchLabels[corev1.LabelMetadataName] != manager.Namespace ||
+		from[1].PodSelector.MatchLabels["control-plane"] != "controller-manager" {
+		t.Errorf("NetworkPolicy peers %+v, want ingress-nginx and the manager's Pods", from)
 	}
 	var d appsv1.Deployment
 	f.waitExists("max", &d)

@@ -83,6 +83,7 @@ func (c *Cluster) Up(ctx context.Context) error {
 		{"kube-scheduler", c.startIfDown("kube-scheduler"), nil},
 		{"kubelet", c.startIfDown("kubelet"), c.kubeletReady},
 		{"kube-proxy", c.startIfDown("kube-proxy"), nil},
+		{"kube-network-policies", c.startIfDown("kube-network-policies"), c.netpolReady},
 		{"addons", nil, c.applyAddons},
 		{"coredns", c.startIfDown("coredns"), c.corednsReady},
 		{"traefik", c.startIfDown("traefik"), c.traefikReady},
@@ -182,7 +183,7 @@ func (c *Cluster) Running() map[string]bool {
 }
 
 // componentNames in start order; Down stops them in reverse.
-var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "coredns", "traefik", "provisioner", "metrics-server"}
+var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kube-network-policies", "coredns", "traefik", "provisioner", "metrics-server"}
 
 // Down stops every component and removes the namespace, mounts, cgroups and
 // interfaces the cluster made. With purge the state directory goes too
@@ -191,7 +192,7 @@ var componentNames = []string{"containerd", "etcd", "kube-apiserver", "kube-cont
 func (c *Cluster) Down(purge bool) error {
 	var errs []error
 	// The kubelet first, so it does not restart what is stopped below.
-	for _, n := range []string{"metrics-server", "provisioner", "traefik", "coredns", "kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
+	for _, n := range []string{"metrics-server", "provisioner", "traefik", "coredns", "kubelet", "kube-network-policies", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
 		errs = append(errs, c.stop(n, 10*time.Second))
 	}
 	errs = append(errs, c.killContainers())
@@ -357,7 +358,7 @@ func (c *Cluster) preflight() error {
 			missing = append(missing, filepath.Join(c.cfg.K8sBin, b))
 		}
 	}
-	for _, b := range []string{"traefik", "coredns", "pause", "kcluster"} {
+	for _, b := range []string{"traefik", "coredns", "kube-network-policies", "pause", "kcluster"} {
 		if !fileExists(filepath.Join(c.cfg.ToolsBin, b)) {
 			missing = append(missing, filepath.Join(c.cfg.ToolsBin, b))
 		}

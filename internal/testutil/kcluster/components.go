@@ -144,6 +144,41 @@ conntrack: {maxPerCore: 0}
 			return err
 		}
 	}
+	return c.writeTraefikCredentials()
+}
+
+// traefikUID is the user Traefik runs as. An Ingress controller is an
+// unprivileged Pod on a real cluster, and so must it be here: the
+// NetworkPolicy implementation (kube-network-policies) lets every
+// connection a root process of the node opens pass, as the kubelet's
+// probes must, so a root Traefik would pass any receiver policy untested.
+const traefikUID = 65531
+
+// writeTraefikCredentials gives Traefik copies of the admin credentials it
+// can read as traefikUID (the PKI directory is root's alone). A test node
+// has no separate identity for its Ingress controller.
+func (c *Cluster) writeTraefikCredentials() error {
+	dir := filepath.Dir(c.cfg.traefikKubeconfig())
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, f := range []string{"ca.crt", "admin.crt", "admin.key"} {
+		b, err := os.ReadFile(filepath.Join(c.cfg.pki(), f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := writeKubeconfig(c.cfg.traefikKubeconfig(), dir, "admin", c.cfg.APIServerURL()); err != nil {
+		return err
+	}
+	for _, f := range []string{"", "ca.crt", "admin.crt", "admin.key", filepath.Base(c.cfg.traefikKubeconfig())} {
+		if err := os.Chown(filepath.Join(dir, f), traefikUID, traefikUID); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -224,7 +259,7 @@ func (c *Cluster) component(name string) (component, error) {
 			"-conf", filepath.Join(cfg.Dir, "coredns", "Corefile"),
 		}}, nil
 	case "traefik":
-		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "traefik"), env: []string{"KUBECONFIG=" + cfg.AdminKubeconfig()}, args: []string{
+		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "traefik"), uid: traefikUID, env: []string{"KUBECONFIG=" + cfg.traefikKubeconfig()}, args: []string{
 			"--entryPoints.web.address=" + cfg.NodeIP + ":80",
 			"--entryPoints.traefik.address=" + cfg.NodeIP + ":9000",
 			"--ping=true",
@@ -252,6 +287,22 @@ func (c *Cluster) component(name string) (component, error) {
 			"--kubelet-preferred-address-types=InternalIP",
 			"--kubelet-use-node-status-port",
 			"--metric-resolution=15s",
+		}}, nil
+	case "kube-network-policies":
+		// NetworkPolicy on the node (the bridge CNI plugin has none): the
+		// first packet of each new connection to or from a Pod that a
+		// policy selects goes to this process (nfqueue), which answers
+		// accept or drop. Fail-open: while it does not run,
+		// packets pass, so a crash cannot cut off the Pods of other tests.
+		// It learns Pod addresses from the API server (it tries NRI first,
+		// which containerd here does not enable; v0.8.0 ignores
+		// --disable-nri). The DNS race workaround is for kernels older
+		// than 6.12.
+		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "kube-network-policies"), env: []string{"KUBECONFIG=" + cfg.AdminKubeconfig()}, args: []string{
+			"--hostname-override=" + cfg.NodeName,
+			"--fail-open",
+			"--metrics-bind-address=" + cfg.netpolMetricsAddr(),
+			"--netfilter-bug-1766-fix=false",
 		}}, nil
 	case "provisioner":
 		return component{name: name, bin: filepath.Join(cfg.ToolsBin, "kcluster"), args: []string{
@@ -397,6 +448,11 @@ func (c *Cluster) metricsReady(ctx context.Context) error {
 		_, err := c.Kubectl(ctx, "get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/"+c.cfg.NodeName)
 		return err == nil, err
 	})
+}
+
+// netpolReady waits for kube-network-policies' metrics endpoint.
+func (c *Cluster) netpolReady(ctx context.Context) error {
+	return httpReady(ctx, plainHTTP, "http://"+c.cfg.netpolMetricsAddr()+"/metrics")
 }
 
 func (c *Cluster) traefikReady(ctx context.Context) error {

@@ -17,7 +17,8 @@ type Config struct {
 	// K8sBin holds etcd, kube-apiserver, kube-controller-manager,
 	// kube-scheduler, kubelet, kube-proxy and kubectl.
 	K8sBin string
-	// ToolsBin holds traefik, coredns, pause and kcluster (the provisioner).
+	// ToolsBin holds traefik, coredns, metrics-server, kube-network-policies,
+	// pause and kcluster (the provisioner).
 	ToolsBin string
 
 	HostIP      string // host end of the veth pair
@@ -49,10 +50,19 @@ func DefaultConfig(dir, k8sBin, toolsBin string) Config {
 
 // APIServiceIP is the ClusterIP of the "kubernetes" Service: the first
 // address of the Service range.
-func (c Config) APIServiceIP() string {
-	_, n, err := net.ParseCIDR(c.ServiceCIDR)
+func (c Config) APIServiceIP() string { return firstAddress(c.ServiceCIDR) }
+
+// PodGatewayIP is the node's address on the Pod bridge (the first address
+// of PodCIDR, the bridge plugin's gateway): what a Pod sees as the source
+// of a connection from a process of the node, such as Traefik. A
+// NetworkPolicy admits the node's Ingress controller with an ipBlock of it.
+func (c Config) PodGatewayIP() string { return firstAddress(c.PodCIDR) }
+
+// firstAddress is the first host address of an IPv4 range.
+func firstAddress(cidr string) string {
+	_, n, err := net.ParseCIDR(cidr)
 	if err != nil {
-		panic(fmt.Sprintf("ServiceCIDR %q: %v", c.ServiceCIDR, err))
+		panic(fmt.Sprintf("kcluster: range %q: %v", cidr, err))
 	}
 	ip := n.IP.To4()
 	return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
@@ -73,6 +83,9 @@ func (c Config) Kubectl() string { return filepath.Join(c.K8sBin, "kubectl") }
 // so the host can poll it).
 func (c Config) dnsReadyAddr() string { return c.NodeIP + ":8181" }
 
+// netpolMetricsAddr is where kube-network-policies serves its metrics.
+func (c Config) netpolMetricsAddr() string { return c.NodeIP + ":9080" }
+
 func (c Config) pki() string       { return filepath.Join(c.Dir, "pki") }
 func (c Config) logs() string      { return filepath.Join(c.Dir, "logs") }
 func (c Config) run() string       { return filepath.Join(c.Dir, "run") }
@@ -84,6 +97,7 @@ func (c Config) etcNetns() string  { return "/etc/netns/" + c.Name }
 func (c Config) containerdSock() string {
 	return filepath.Join(c.Dir, "containerd", "containerd.sock")
 }
+func (c Config) traefikKubeconfig() string { return filepath.Join(c.Dir, "traefik", "kubeconfig") }
 func (c Config) kubeconfig(name string) string {
 	return filepath.Join(c.Dir, "kubeconfig", name+".kubeconfig")
 }

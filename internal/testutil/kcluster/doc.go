@@ -2,7 +2,8 @@
 // machine for tests that need what envtest lacks: a kubelet that runs
 // containers, kube-proxy Services, cluster DNS, an Ingress controller,
 // volumes, the real controller-manager (garbage collection, namespace
-// deletion, HorizontalPodAutoscalers) and resource metrics (metrics-server).
+// deletion, HorizontalPodAutoscalers), resource metrics (metrics-server)
+// and NetworkPolicy enforcement (kube-network-policies).
 //
 // Everything runs as host processes inside one network namespace that has no
 // default route, so nothing in the cluster can reach any address outside this
@@ -12,6 +13,7 @@
 //	containerd, runc, CNI plugins   Debian packages (containerd, runc, containernetworking-plugins)
 //	etcd, kube-*, kubelet, kubectl  built from k8s.io/kubernetes by hack/setup-envtest.sh (ENVTEST_NODE=1)
 //	traefik, coredns, metrics-server each built from its Go module by hack/setup-kcluster.sh
+//	kube-network-policies           the same, with a small patch (hack/kcluster/kube-network-policies.patch)
 //	pause, local volume provisioner this repository (hack/kcluster)
 //
 // Images are docker-archive tarballs written by this package (no registry,

@@ -46,8 +46,10 @@ func (c *Cluster) setupNetwork() error {
 		}
 	}
 	// Inside the namespace: forward between the veth and the Pod bridge, and
-	// let iptables see bridged traffic (Pod to Service to a Pod on the same bridge).
-	for _, kv := range []string{"net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"} {
+	// let iptables see bridged traffic (Pod to Service to a Pod on the same
+	// bridge). Ports from 80 up may be bound without root: Traefik runs as a
+	// user of its own (see traefikUID).
+	for _, kv := range []string{"net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1", "net.ipv4.ip_unprivileged_port_start=80"} {
 		if err := run("ip", "netns", "exec", cfg.Name, "sysctl", "-q", "-w", kv); err != nil {
 			return err
 		}

@@ -26,6 +26,9 @@ type component struct {
 	bin  string
 	args []string
 	env  []string
+	// uid, when not zero, runs the component as that user and group
+	// instead of root.
+	uid int
 }
 
 // start runs the component inside the cluster's network namespace. nsenter
@@ -40,10 +43,14 @@ func (c *Cluster) start(comp component) error {
 	if err := appendFile(logFile, header); err != nil {
 		return err
 	}
+	args := []string{"--net=" + c.cfg.netnsPath()}
+	if comp.uid != 0 {
+		args = append(args, "--setuid="+strconv.Itoa(comp.uid), "--setgid="+strconv.Itoa(comp.uid))
+	}
 	p, err := proc.Start(proc.Spec{
 		Name:     comp.name,
 		Path:     "nsenter",
-		Args:     append([]string{"--net=" + c.cfg.netnsPath(), "--", comp.bin}, comp.args...),
+		Args:     append(append(args, "--", comp.bin), comp.args...),
 		Env:      append([]string{"PATH=" + hostPath, "HOME=" + c.cfg.Dir}, comp.env...),
 		Dir:      c.cfg.Dir,
 		LogFile:  logFile,
