@@ -149,3 +149,58 @@ func walkLayer(t *testing.T, img v1.Image, i int, f func(*tar.Header, io.Reader)
 		f(h, tr)
 	}
 }
+
+// A multi-platform index as BuildProject writes it: one image per platform,
+// each found by its platform, sharing the base layer.
+func TestIndexOfPlatforms(t *testing.T) {
+	base, err := Layer(Files{"/etc/passwd": {Mode: 0o644, Data: []byte("root:x:0:0::/:\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var images []v1.Image
+	for _, s := range DefaultPlatforms {
+		plat, err := Platform(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, err := Layer(Files{"/app": {Mode: 0o755, Data: []byte("binary for " + s)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := Image(plat, Config{User: NonrootUser, Entrypoint: []string{"/app"}}, base, app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, img)
+	}
+	idx, err := Index(images...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "index.tar")
+	if _, err := WriteArchive(archive, "example.com/multi:v1", idx); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := ReadArchive(archive, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := platformImages(t, got)
+	baseDigest, _ := base.Digest()
+	for _, s := range DefaultPlatforms {
+		img := imgs[s]
+		if img == nil {
+			t.Fatalf("no image for %s in %v", s, imgs)
+		}
+		cf, _ := img.ConfigFile()
+		layers, _ := img.Layers()
+		if d, _ := layers[0].Digest(); cf.Platform().String() != s || d != baseDigest {
+			t.Errorf("%s: config platform %s, base layer %s (want %s)", s, cf.Platform(), d, baseDigest)
+		}
+		var data []byte
+		walkLayer(t, img, 1, func(h *tar.Header, r io.Reader) { data, _ = io.ReadAll(r) })
+		if string(data) != "binary for "+s {
+			t.Errorf("%s runs %q", s, data)
+		}
+	}
+}
