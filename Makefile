@@ -106,8 +106,22 @@ build: ## Build the manager, receiver and intuned-sim binaries into bin/.
 run: manifests generate ## Run the manager against the current kubeconfig (no leader election).
 	go run ./cmd/manager --leader-elect=false
 
+# Platforms of `make image` and `make release` (each one's binaries cross-compiled, CGO_ENABLED=0).
+PLATFORMS ?= linux/amd64,linux/arm64
+# Repository a release's image is named (and its manifests pinned) in.
+RELEASE_REPO ?= ghcr.io/intuned-operator/intuned-operator
+
+.PHONY: image
+image: ## Build the image $(IMG) for $(PLATFORMS) without Docker: dist/image/ holds its OCI archive, index digest and SBOM (docs/release.md).
+	go run ./hack/release -image $(IMG) -platforms $(PLATFORMS)
+
+.PHONY: release
+release: ## Write dist/release/$(VERSION)/ without Docker: OCI image archive ($(PLATFORMS)) and digest, install manifests pinned by digest, SBOM, SHA256SUMS (make release VERSION=v1.2.3; docs/release.md).
+	@[ -n "$(VERSION)" ] || { echo "usage: make release VERSION=vX.Y.Z"; exit 2; }
+	go run ./hack/release -version $(VERSION) -repo $(RELEASE_REPO) -platforms $(PLATFORMS)
+
 .PHONY: docker-build
-docker-build: ## Build the container image $(IMG).
+docker-build: ## Build the container image $(IMG) with Docker (the same image as `make image`; a test keeps the Dockerfile and the library build in step).
 	$(CONTAINER_TOOL) build -t $(IMG) .
 
 .PHONY: docker-push

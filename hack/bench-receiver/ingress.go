@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/ociimage"
 	"github.com/intuned-operator/intuned-operator/internal/resources"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/kcluster"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
@@ -216,14 +217,14 @@ func (b *bench) deployIngressCases(ctx context.Context, kc *kcluster.Cluster, ro
 	}
 	// The ceiling: this command, static, alone in a scratch-like image.
 	build := proc.Build{Packages: []string{"./hack/bench-receiver"}, Dir: filepath.Join(b.tmp, "ceiling"),
-		Env: []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}, Flags: []string{"-trimpath"}}
+		Env: []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + runtime.GOARCH}, Flags: []string{"-trimpath"}}
 	bins, err := build.Run(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ctar := filepath.Join(b.tmp, "ceiling.tar")
-	if err := kcluster.WriteDockerArchive(ctar, ceilingImage, map[string]kcluster.ImageFile{"/ceiling": {Mode: 0o755, Src: bins[0]}},
-		kcluster.ImageConfig{User: "65532:65532", Entrypoint: []string{"/ceiling", "-serve-ceiling", ":8080"}}); err != nil {
+	if _, err := ociimage.WriteFilesArchive(ctar, ceilingImage, kcluster.NodePlatform, ociimage.Files{"/ceiling": {Mode: 0o755, Src: bins[0]}},
+		ociimage.Config{User: ociimage.NonrootUser, Entrypoint: []string{"/ceiling", "-serve-ceiling", ":8080"}}); err != nil {
 		return nil, err
 	}
 	if err := kc.ImportImage(ctx, ctar); err != nil {

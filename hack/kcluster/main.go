@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/intuned-operator/intuned-operator/internal/ociimage"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/kcluster"
 )
 
@@ -147,7 +148,8 @@ func pauseImage(args []string) error {
 	if len(args) != 2 {
 		return fmt.Errorf("usage: kcluster pause-image PAUSE_BINARY OUT.tar")
 	}
-	return kcluster.WriteDockerArchive(args[1], kcluster.PauseImage,
-		map[string]kcluster.ImageFile{"/pause": {Mode: 0o755, Src: args[0]}},
-		kcluster.ImageConfig{User: "65535:65535", Entrypoint: []string{"/pause"}})
+	_, err := ociimage.WriteFilesArchive(args[1], kcluster.PauseImage, kcluster.NodePlatform,
+		ociimage.Files{"/pause": {Mode: 0o755, Src: args[0]}},
+		ociimage.Config{User: "65535:65535", Entrypoint: []string{"/pause"}})
+	return err
 }

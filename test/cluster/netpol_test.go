@@ -23,6 +23,7 @@ import (
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
 	"github.com/intuned-operator/intuned-operator/internal/resources"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
+	"github.com/intuned-operator/intuned-operator/internal/ociimage"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/kcluster"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
@@ -219,8 +220,8 @@ func startProbe(t *testing.T, ctx context.Context, namespace string) *probePod {
 		t.Fatal(err)
 	}
 	tar := filepath.Join(dir, "probe.tar")
-	if err := kcluster.WriteDockerArchive(tar, probeImage, map[string]kcluster.ImageFile{"/probe": {Mode: 0o755, Src: bins[0]}},
-		kcluster.ImageConfig{User: "65532:65532", Entrypoint: []string{"/probe", ":8080"}}); err != nil {
+	if _, err := ociimage.WriteFilesArchive(tar, probeImage, kcluster.NodePlatform, ociimage.Files{"/probe": {Mode: 0o755, Src: bins[0]}},
+		ociimage.Config{User: "65532:65532", Entrypoint: []string{"/probe", ":8080"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := env.kc.ImportImage(ctx, tar); err != nil {

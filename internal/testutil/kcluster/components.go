@@ -346,7 +346,7 @@ func (c *Cluster) importPause(ctx context.Context) error {
 	return c.ImportImage(ctx, filepath.Join(c.cfg.ToolsBin, "pause.tar"))
 }
 
-// ImportImage imports a docker-archive tarball into the node's containerd,
+// ImportImage imports an image archive (OCI, as internal/ociimage writes) into the node's containerd,
 // where Pods find it under its tag (with imagePullPolicy IfNotPresent or Never).
 func (c *Cluster) ImportImage(ctx context.Context, tarball string) error {
 	return run("ctr", "--address", c.cfg.containerdSock(), "-n", "k8s.io", "images", "import", tarball)

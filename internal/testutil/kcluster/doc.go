@@ -16,7 +16,8 @@
 //	kube-network-policies           the same, with a small patch (hack/kcluster/kube-network-policies.patch)
 //	pause, local volume provisioner this repository (hack/kcluster)
 //
-// Images are docker-archive tarballs written by this package (no registry,
-// no container engine) and imported into containerd with ctr. See
+// Images are OCI archives written by internal/ociimage, the code that
+// builds release images too (no registry, no container engine), and
+// imported into containerd with ctr. See
 // docs/e2e.md for how to keep a cluster up and look around.
 package kcluster
