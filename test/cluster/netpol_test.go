@@ -21,9 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	intunedv1alpha1 "github.com/intuned-operator/intuned-operator/api/v1alpha1"
+	"github.com/intuned-operator/intuned-operator/internal/ociimage"
 	"github.com/intuned-operator/intuned-operator/internal/resources"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/flow"
-	"github.com/intuned-operator/intuned-operator/internal/ociimage"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/kcluster"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/poll"
 	"github.com/intuned-operator/intuned-operator/internal/testutil/proc"
