@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,7 +17,6 @@ import (
 	"helm.sh/helm/v4/pkg/kube"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -83,10 +83,7 @@ admissionPolicy: {enabled: true}
 	if _, err := install.RunWithContext(ctx, ch, helmValues(t, values)); err != nil {
 		t.Fatalf("helm install: %v", err)
 	}
-	managers := managerPods(t, ctx)
-	if len(managers) != 2 {
-		t.Fatalf("manager Pods after install: %d, want 2", len(managers))
-	}
+	managers := managerPods(t, ctx, 2)
 
 	p := scenarios.NewPair(t, ctx, &env, "helm", nil)
 	p.WaitReady(ctx)
@@ -123,7 +120,7 @@ resources: {requests: {cpu: 20m, memory: 80Mi}, limits: {cpu: 500m, memory: 256M
 `)); err != nil {
 		t.Fatalf("helm upgrade: %v", err)
 	}
-	rolled := managerPods(t, ctx)
+	rolled := managerPods(t, ctx, 2)
 	for uid := range rolled {
 		if _, old := managers[uid]; old {
 			t.Errorf("manager Pod %s was not replaced by the upgrade", rolled[uid])
@@ -131,10 +128,7 @@ resources: {requests: {cpu: 20m, memory: 80Mi}, limits: {cpu: 500m, memory: 256M
 	}
 	// The new leader has looked at the job (Intuned's GETs after the old
 	// Pods were gone) before the writes are counted.
-	leader := helmLeader(t, ctx)
-	if _, ok := rolled[podUID(t, ctx, leader)]; !ok {
-		t.Errorf("the Lease is held by %q, not by a Pod of the upgrade", leader)
-	}
+	leader := helmLeader(t, ctx, rolled)
 	upgraded, err := sim.Calls(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +155,7 @@ resources: {requests: {cpu: 20m, memory: 80Mi}, limits: {cpu: 500m, memory: 256M
 	if now, err := env.receiverPods(ctx, p.NS, p.Receiver); err != nil || len(now) != 1 || now[0].UID != receivers[0].UID {
 		t.Errorf("the receiver Pod changed in the manager's upgrade (%v)", err)
 	}
-	t.Logf("helm upgrade rolled %d manager Pods; Intuned calls during it: %v; %d deliveries kept", len(rolled), callsBetween(before, after), len(got))
+	t.Logf("helm upgrade rolled %d manager Pods (%s leads); Intuned calls during it: %v; %d deliveries kept", len(rolled), leader, callsBetween(before, after), len(got))
 
 	// Uninstall in docs/helm.md's order (only this test's namespace: the
 	// CRDs stay, the other tests share them).
@@ -273,57 +267,58 @@ func stopKustomizeManager(t *testing.T, ctx context.Context) {
 	}
 }
 
-// managerPods are the release's manager Pods (by UID), all Ready.
-func managerPods(t *testing.T, ctx context.Context) map[types.UID]string {
+// managerPods waits until the release runs exactly n manager Pods, all
+// Ready and none terminating (a rollout's old Pods are gone), and returns
+// them by UID.
+func managerPods(t *testing.T, ctx context.Context, n int) map[types.UID]string {
 	t.Helper()
-	var pods corev1.PodList
-	if err := env.kubeClient.List(ctx, &pods, client.InNamespace(helmNamespace), client.MatchingLabels{"control-plane": "controller-manager"}); err != nil {
-		t.Fatal(err)
-	}
 	out := map[types.UID]string{}
-	for i := range pods.Items {
-		if !podReady(&pods.Items[i]) {
-			t.Errorf("manager Pod %s not ready", pods.Items[i].Name)
+	err := poll.Eventually(ctx, 250*time.Millisecond, fmt.Sprintf("%d manager Pods of the release ready", n), func(ctx context.Context) (bool, error) {
+		var pods corev1.PodList
+		if err := env.kubeClient.List(ctx, &pods, client.InNamespace(helmNamespace), client.MatchingLabels{"control-plane": "controller-manager"}); err != nil {
+			return false, err
 		}
-		out[pods.Items[i].UID] = pods.Items[i].Name
+		clear(out)
+		ready := 0
+		for i := range pods.Items {
+			out[pods.Items[i].UID] = pods.Items[i].Name
+			if podReady(&pods.Items[i]) {
+				ready++
+			}
+		}
+		return len(pods.Items) == n && ready == n, fmt.Errorf("%d Pods, %d ready", len(pods.Items), ready)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
 
-// helmLeader waits for the release's manager to hold its Lease and returns
-// the Pod's name.
-func helmLeader(t *testing.T, ctx context.Context) string {
+// helmLeader waits until one of pods (by UID) holds the release's Lease
+// and returns its name.
+func helmLeader(t *testing.T, ctx context.Context, pods map[types.UID]string) string {
 	t.Helper()
 	var holder string
-	err := poll.Eventually(ctx, 250*time.Millisecond, "a manager of the release leads", func(ctx context.Context) (bool, error) {
+	err := poll.Eventually(ctx, 250*time.Millisecond, "a manager Pod of the upgrade leads", func(ctx context.Context) (bool, error) {
 		var lease coordinationv1.Lease
 		if err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: helmNamespace, Name: leaseName}, &lease); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
 		if lease.Spec.HolderIdentity == nil {
-			return false, nil
+			return false, errors.New("no holder")
 		}
 		holder, _, _ = strings.Cut(*lease.Spec.HolderIdentity, "_")
-		var pod corev1.Pod
-		err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: helmNamespace, Name: holder}, &pod)
-		if apierrors.IsNotFound(err) {
-			return false, fmt.Errorf("held by %s, which is gone", holder)
+		for _, name := range pods {
+			if name == holder {
+				return true, nil
+			}
 		}
-		return err == nil, err
+		return false, fmt.Errorf("held by %s", holder)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return holder
-}
-
-func podUID(t *testing.T, ctx context.Context, name string) types.UID {
-	t.Helper()
-	var pod corev1.Pod
-	if err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: helmNamespace, Name: name}, &pod); err != nil {
-		t.Fatal(err)
-	}
-	return pod.UID
 }
 
 // reads counts the simulator's GET calls.
