@@ -401,6 +401,14 @@ func TestValues(t *testing.T) {
 				expect(t, deploy, "b", "spec", "template", "metadata", "annotations", "a")
 				expect(t, deploy, "manager", "spec", "template", "metadata", "annotations", "kubectl.kubernetes.io/default-container")
 			}},
+		{"CRD annotations", "crds: {annotations: {argocd.argoproj.io/sync-options: Delete=false}}",
+			func(t *testing.T, objs map[string]map[string]any) {
+				for _, name := range []string{"intunedjobs.intuned.io", "webhookreceivers.intuned.io"} {
+					crd := objs["CustomResourceDefinition//"+name]
+					expect(t, crd, "Delete=false", "metadata", "annotations", "argocd.argoproj.io/sync-options")
+					expect(t, crd, "keep", "metadata", "annotations", "helm.sh/resource-policy")
+				}
+			}},
 		{"CRDs not kept", "crds: {keep: false}",
 			func(t *testing.T, objs map[string]map[string]any) {
 				crd := objs["CustomResourceDefinition//intunedjobs.intuned.io"]
