@@ -152,6 +152,18 @@ installer: ## Write $(INSTALLER) (and the optional admission policy, and the nam
 	$(KUSTOMIZE) build "$$tmp/config/admission-namespaced" > "$(ADMISSION_NAMESPACED_INSTALLER)"; \
 	echo "wrote $(INSTALLER), $(ADMISSION_INSTALLER) (optional, Kubernetes 1.36+), $(NAMESPACED_INSTALLER) (instead of $(INSTALLER): watches only the namespaces in config/namespaced) and $(ADMISSION_NAMESPACED_INSTALLER) (its admission policy)"
 
+# Chart version for `make chart` (SemVer, required there); APP_VERSION (the
+# default image tag) defaults to it; DIGEST (sha256:...) pins the image.
+VERSION ?=
+APP_VERSION ?= $(VERSION)
+DIGEST ?=
+CHART_DIR ?= dist/chart
+
+.PHONY: chart
+chart: ## Package the Helm chart into $(CHART_DIR)/intuned-operator-$(VERSION).tgz (VERSION=1.2.3 [APP_VERSION=...] [DIGEST=sha256:...]; docs/helm.md).
+	@test -n "$(VERSION)" || { echo "make chart: set VERSION (e.g. make chart VERSION=0.1.0)"; exit 2; }
+	go run ./hack/chart package -version "$(VERSION)" -app-version "$(APP_VERSION)" -digest "$(DIGEST)" -out "$(CHART_DIR)"
+
 ##@ Deployment
 
 .PHONY: install
