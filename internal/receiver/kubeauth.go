@@ -2,21 +2,21 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"slices"
+	"strings"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apiserver/pkg/apis/apiserver"
-	"k8s.io/apiserver/pkg/authentication/authenticator"
-	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
-	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
@@ -44,9 +44,8 @@ const (
 // KubeAuth lets the read API accept Kubernetes bearer tokens (a user's kubeconfig token, a
 // ServiceAccount token): the API server authenticates them (TokenReview) and decides whether
 // the user may get webhookreceivers/data of Namespace/Name (SubjectAccessReview). Both answers
-// are cached briefly by the maintained k8s.io/apiserver delegating authenticator and
-// authorizer (the ones kube-rbac-proxy and controller-runtime's metrics filter use); the cache
-// keys hold the token's hash and the whole request attributes (user, namespace, name).
+// are cached briefly (an allowed answer for CacheTTL, a refusal for DenyTTL); the cache keys
+// hold the token's SHA-256 and the whole review (user, groups, extra, namespace, name).
 type KubeAuth struct {
 	Config          *rest.Config  // how to reach the API server (in a Pod: rest.InClusterConfig)
 	Namespace, Name string        // the WebhookReceiver whose data this receiver serves
@@ -54,12 +53,27 @@ type KubeAuth struct {
 	DenyTTL         time.Duration // default min(CacheTTL, DefaultKubeAuthDenyTTL)
 }
 
-// kubeAuth is a KubeAuth ready to answer requests.
+// kubeAuth is a KubeAuth ready to answer requests: a TokenReview and a SubjectAccessReview
+// client (only these two typed clients, so the receiver links neither the whole clientset nor
+// k8s.io/apiserver) and two small caches of their answers.
 type kubeAuth struct {
-	authn authenticator.Request
-	authz authorizer.Authorizer
-	attrs authorizer.AttributesRecord // without User
+	tokenReviews      authenticationv1.TokenReviewInterface
+	accessReviews     authorizationv1.SubjectAccessReviewInterface
+	resource          authzv1.ResourceAttributes // what every read asks for
+	allowTTL, denyTTL time.Duration
+	// users maps the SHA-256 of a token (never the token) to its TokenReview's answer; access
+	// maps a whole SubjectAccessReview spec (user, groups, extra, the resource) to allowed.
+	users, access *cache.LRUExpireCache
 }
+
+// The caches' sizes: a reader is one entry in each, so these bound memory, not readers.
+const kubeAuthCacheSize = 4096
+
+// kubeAuthCallTimeout bounds one review call; reviewBackoff retries a transient failure a few
+// times (the values the apiserver's delegating authenticator uses) before the read gets 503.
+const kubeAuthCallTimeout = 10 * time.Second
+
+var reviewBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
 
 func newKubeAuth(c *KubeAuth) (*kubeAuth, error) {
 	if c.Config == nil || c.Namespace == "" || c.Name == "" {
@@ -75,88 +89,163 @@ func newKubeAuth(c *KubeAuth) (*kubeAuth, error) {
 	}
 	authnClient, err := authenticationv1.NewForConfig(c.Config)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("kubernetes read auth: %w", err)
 	}
 	authzClient, err := authorizationv1.NewForConfig(c.Config)
 	if err != nil {
-		return nil, err
-	}
-	// What the apiserver's own delegating options use: a few quick retries when the API server
-	// is briefly unreachable, then the request fails with 503.
-	backoff := &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
-	authn, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
-		Anonymous:                &apiserver.AnonymousAuthConfig{Enabled: false},
-		TokenAccessReviewClient:  authnClient,
-		TokenAccessReviewTimeout: 10 * time.Second,
-		WebhookRetryBackoff:      backoff,
-		CacheTTL:                 ttl,
-	}.New()
-	if err != nil {
 		return nil, fmt.Errorf("kubernetes read auth: %w", err)
 	}
-	authz, err := authorizerfactory.DelegatingAuthorizerConfig{
-		SubjectAccessReviewClient: authzClient,
-		AllowCacheTTL:             ttl,
-		DenyCacheTTL:              deny,
-		WebhookRetryBackoff:       backoff,
-	}.New()
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes read auth: %w", err)
-	}
-	return &kubeAuth{authn: authn, authz: authz, attrs: authorizer.AttributesRecord{
-		Verb: ReadAuthVerb, Namespace: c.Namespace, APIGroup: ReadAuthGroup, APIVersion: "*",
-		Resource: ReadAuthResource, Subresource: ReadAuthSubresource, Name: c.Name, ResourceRequest: true,
-	}}, nil
+	return &kubeAuth{
+		tokenReviews:  authnClient.TokenReviews(),
+		accessReviews: authzClient.SubjectAccessReviews(),
+		resource: authzv1.ResourceAttributes{
+			Namespace: c.Namespace, Verb: ReadAuthVerb, Group: ReadAuthGroup, Version: "*",
+			Resource: ReadAuthResource, Subresource: ReadAuthSubresource, Name: c.Name,
+		},
+		allowTTL: ttl, denyTTL: deny,
+		users:  cache.NewLRUExpireCache(kubeAuthCacheSize),
+		access: cache.NewLRUExpireCache(kubeAuthCacheSize),
+	}, nil
 }
 
 // check answers the request itself and returns false unless its bearer token belongs to a
 // user the API server allows to read this receiver's data: 401 for a missing, unknown or
 // expired token, 403 for a known user without the right, 503 when the API server cannot
-// answer.
+// answer (or refuses the receiver's own reviews).
 func (k *kubeAuth) check(r *Receiver, w http.ResponseWriter, req *http.Request) bool {
-	res, ok, err := k.authn.AuthenticateRequest(req)
-	if !ok {
-		// The authenticator reports an invalid token as an error too (TokenReview's
-		// status.error, or "invalid bearer token"); only a failed call to the API server is an
-		// outage (logged rate-limited, never with the token).
-		if unreachable(err) {
-			r.storeErrs.Error("read auth: TokenReview failed", "err", err)
-			r.retryLater(w, http.StatusServiceUnavailable, "auth_unavailable", "cannot check the token with the Kubernetes API server; retry later")
-			return false
-		}
+	token := bearerToken(req)
+	if token == "" {
 		unauthorized(w)
 		return false
 	}
-	attrs := k.attrs
-	attrs.User = res.User
-	decision, _, err := k.authz.Authorize(req.Context(), attrs)
-	if err != nil && decision != authorizer.DecisionAllow {
+	user, err := k.authenticate(req.Context(), token)
+	if err != nil {
+		r.storeErrs.Error("read auth: TokenReview failed", "err", err)
+		r.retryLater(w, http.StatusServiceUnavailable, "auth_unavailable", "cannot check the token with the Kubernetes API server; retry later")
+		return false
+	}
+	if user == nil {
+		unauthorized(w)
+		return false
+	}
+	allowed, err := k.authorize(req.Context(), user)
+	if err != nil {
 		r.storeErrs.Error("read auth: SubjectAccessReview failed", "err", err)
 		r.retryLater(w, http.StatusServiceUnavailable, "auth_unavailable", "cannot check the permission with the Kubernetes API server; retry later")
 		return false
 	}
-	if decision != authorizer.DecisionAllow {
+	if !allowed {
 		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf(
 			"%s may not %s %s/%s %q in namespace %q (a cluster admin grants it with the ClusterRole intuned-operator-webhookreceiver-data-reader)",
-			res.User.GetName(), ReadAuthVerb, ReadAuthResource, ReadAuthSubresource, k.attrs.Name, k.attrs.Namespace))
+			user.Username, ReadAuthVerb, ReadAuthResource, ReadAuthSubresource, k.resource.Name, k.resource.Namespace))
 		return false
 	}
 	return true
 }
 
-// unreachable reports whether err is the API server not answering or refusing the receiver
-// itself (a network error, a timeout, an API status such as 403 when its ServiceAccount may not
-// create TokenReviews), as opposed to a token it judged invalid.
-func unreachable(err error) bool {
-	// The union of authenticators folds its errors into an Aggregate, which errors.As does
-	// not look into.
-	if agg, ok := err.(utilerrors.Aggregate); ok {
-		return slices.ContainsFunc(agg.Errors(), unreachable)
+// authenticate returns the token's user, nil for a token the API server does not accept
+// (unknown, expired, forged), or an error when it cannot answer. Both answers are cached under
+// the token's hash: an accepted token for the allow TTL, a refused one for the deny TTL.
+func (k *kubeAuth) authenticate(ctx context.Context, token string) (*authnv1.UserInfo, error) {
+	sum := sha256.Sum256([]byte(token))
+	key := string(sum[:])
+	if v, ok := k.users.Get(key); ok {
+		return v.(*authnv1.UserInfo), nil
 	}
-	var status apierrors.APIStatus
-	var netErr net.Error
-	return errors.As(err, &status) || errors.As(err, &netErr) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	var res *authnv1.TokenReview
+	err := retryReview(ctx, func(ctx context.Context) (err error) {
+		res, err = k.tokenReviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !res.Status.Authenticated {
+		k.users.Add(key, (*authnv1.UserInfo)(nil), k.denyTTL)
+		return nil, nil
+	}
+	k.users.Add(key, &res.Status.User, k.allowTTL)
+	return &res.Status.User, nil
+}
+
+// authorize asks whether user may get webhookreceivers/data of this receiver's object; the
+// answer is cached under the whole review spec, so no user, group set or object shares
+// another's answer.
+func (k *kubeAuth) authorize(ctx context.Context, user *authnv1.UserInfo) (bool, error) {
+	spec := authzv1.SubjectAccessReviewSpec{
+		User: user.Username, UID: user.UID, Groups: user.Groups,
+		ResourceAttributes: new(k.resource),
+	}
+	if len(user.Extra) > 0 {
+		spec.Extra = make(map[string]authzv1.ExtraValue, len(user.Extra))
+		for name, v := range user.Extra {
+			spec.Extra[name] = authzv1.ExtraValue(v)
+		}
+	}
+	keyBytes, err := json.Marshal(spec) // map keys come out sorted: one key per spec
+	if err != nil {
+		return false, err
+	}
+	key := string(keyBytes)
+	if v, ok := k.access.Get(key); ok {
+		return v.(bool), nil
+	}
+	var res *authzv1.SubjectAccessReview
+	err = retryReview(ctx, func(ctx context.Context) (err error) {
+		res, err = k.accessReviews.Create(ctx, &authzv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	// Denied or no opinion: either way not allowed.
+	allowed := res.Status.Allowed && !res.Status.Denied
+	ttl := k.denyTTL
+	if allowed {
+		ttl = k.allowTTL
+	}
+	k.access.Add(key, allowed, ttl)
+	return allowed, nil
+}
+
+// retryReview runs call, each try bounded by kubeAuthCallTimeout, and retries it with
+// reviewBackoff while the failure is transient (the rules of the apiserver's webhook
+// clients: a reset or lost connection, 500, 504, 429, or an answer asking to retry later).
+func retryReview(ctx context.Context, call func(context.Context) error) error {
+	var err error
+	backoff := reviewBackoff
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, kubeAuthCallTimeout)
+		err = call(callCtx)
+		cancel()
+		if err == nil || !transient(err) || backoff.Steps <= 1 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff.Step()):
+		}
+	}
+}
+
+func transient(err error) bool {
+	if utilnet.IsConnectionReset(err) || utilnet.IsHTTP2ConnectionLost(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsTimeout(err) || apierrors.IsTooManyRequests(err) {
+		return true
+	}
+	_, retry := apierrors.SuggestsClientDelay(err)
+	return retry
+}
+
+// bearerToken is the token of an "Authorization: Bearer <token>" header ("bearer" in any
+// case), or "".
+func bearerToken(req *http.Request) string {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(req.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
 }
 
 // unauthorized answers 401 with the Bearer challenge.
