@@ -13,12 +13,13 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/cache"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	authenticationv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
-	authorizationv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -54,11 +55,10 @@ type KubeAuth struct {
 }
 
 // kubeAuth is a KubeAuth ready to answer requests: a TokenReview and a SubjectAccessReview
-// client (only these two typed clients, so the receiver links neither the whole clientset nor
-// k8s.io/apiserver) and two small caches of their answers.
+// client and two small caches of their answers.
 type kubeAuth struct {
-	tokenReviews      authenticationv1.TokenReviewInterface
-	accessReviews     authorizationv1.SubjectAccessReviewInterface
+	tokenReviews      reviews[authnv1.TokenReview]
+	accessReviews     reviews[authzv1.SubjectAccessReview]
 	resource          authzv1.ResourceAttributes // what every read asks for
 	allowTTL, denyTTL time.Duration
 	// users maps the SHA-256 of a token (never the token) to its TokenReview's answer; access
@@ -87,17 +87,17 @@ func newKubeAuth(c *KubeAuth) (*kubeAuth, error) {
 	if deny <= 0 {
 		deny = min(ttl, DefaultKubeAuthDenyTTL)
 	}
-	authnClient, err := authenticationv1.NewForConfig(c.Config)
+	tokenReviews, err := newReviews[authnv1.TokenReview](c.Config, authnv1.SchemeGroupVersion, "tokenreviews")
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes read auth: %w", err)
 	}
-	authzClient, err := authorizationv1.NewForConfig(c.Config)
+	accessReviews, err := newReviews[authzv1.SubjectAccessReview](c.Config, authzv1.SchemeGroupVersion, "subjectaccessreviews")
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes read auth: %w", err)
 	}
 	return &kubeAuth{
-		tokenReviews:  authnClient.TokenReviews(),
-		accessReviews: authzClient.SubjectAccessReviews(),
+		tokenReviews:  tokenReviews,
+		accessReviews: accessReviews,
 		resource: authzv1.ResourceAttributes{
 			Namespace: c.Namespace, Verb: ReadAuthVerb, Group: ReadAuthGroup, Version: "*",
 			Resource: ReadAuthResource, Subresource: ReadAuthSubresource, Name: c.Name,
@@ -154,7 +154,7 @@ func (k *kubeAuth) authenticate(ctx context.Context, token string) (*authnv1.Use
 	}
 	var res *authnv1.TokenReview
 	err := retryReview(ctx, func(ctx context.Context) (err error) {
-		res, err = k.tokenReviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
+		res, err = k.tokenReviews.Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}})
 		return err
 	})
 	if err != nil {
@@ -192,7 +192,7 @@ func (k *kubeAuth) authorize(ctx context.Context, user *authnv1.UserInfo) (bool,
 	}
 	var res *authzv1.SubjectAccessReview
 	err = retryReview(ctx, func(ctx context.Context) (err error) {
-		res, err = k.accessReviews.Create(ctx, &authzv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
+		res, err = k.accessReviews.Create(ctx, &authzv1.SubjectAccessReview{Spec: spec})
 		return err
 	})
 	if err != nil {
@@ -206,6 +206,42 @@ func (k *kubeAuth) authorize(ctx context.Context, user *authnv1.UserInfo) (bool,
 	}
 	k.access.Add(key, allowed, ttl)
 	return allowed, nil
+}
+
+// reviewScheme knows only the two review kinds. client-go's typed clients
+// (kubernetes/typed/authentication/v1, .../authorization/v1) would do the same POST, but they
+// link client-go's scheme of every built-in API group and the apply configurations: 14 MB more
+// binary and 11 MB more resident memory in every receiver, with read auth on or off.
+var reviewScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(authnv1.AddToScheme(s))
+	utilruntime.Must(authzv1.AddToScheme(s))
+	return s
+}()
+
+// reviews creates review objects of kind T (TokenReview, SubjectAccessReview): POST
+// /apis/GROUP/VERSION/RESOURCE, the API server's answer in the returned object's status.
+type reviews[T any] struct {
+	client   *rest.RESTClient
+	resource string
+}
+
+func newReviews[T any](cfg *rest.Config, gv schema.GroupVersion, resource string) (reviews[T], error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.APIPath = "/apis"
+	cfg.GroupVersion = &gv
+	cfg.NegotiatedSerializer = serializer.NewCodecFactory(reviewScheme).WithoutConversion()
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	client, err := rest.RESTClientFor(cfg)
+	return reviews[T]{client: client, resource: resource}, err
+}
+
+func (r reviews[T]) Create(ctx context.Context, review *T) (*T, error) {
+	out := new(T)
+	err := r.client.Post().Resource(r.resource).Body(any(review).(runtime.Object)).Do(ctx).Into(any(out).(runtime.Object))
+	return out, err
 }
 
 // retryReview runs call, each try bounded by kubeAuthCallTimeout, and retries it with
