@@ -69,6 +69,7 @@ type options struct {
 	intunedJobWorkers    int
 	watchNamespaces      []string
 	accessRoleBinding    string
+	readAuthBinding      string
 	pprofAddr            string
 	shard                string
 }
@@ -123,6 +124,8 @@ func main() {
 		})
 	flag.StringVar(&o.accessRoleBinding, "access-role-binding", "",
 		"Name of the RoleBinding that grants the manager its rights in each of --watch-namespaces (config/namespaced). The manager keeps it with a finalizer while IntunedJobs there still have Jobs to delete on Intuned, so deleting such a namespace cannot revoke the manager's rights first. Needs get and patch on that RoleBinding.")
+	flag.StringVar(&o.readAuthBinding, "receiver-read-auth-binding", "",
+		"Name of the install's ClusterRoleBinding to system:auth-delegator (config/rbac: intuned-operator-receiver-auth-delegator). Each WebhookReceiver's ServiceAccount is made a subject of it (kept with the finalizer intuned.io/read-auth-binding), and its Pods then accept Kubernetes bearer tokens on the read API: TokenReview, then SubjectAccessReview of get webhookreceivers/data (docs/security.md). Empty: off, the static read token only (the namespaced install). Needs get and update on that binding.")
 	flag.StringVar(&o.shard, "shard", "",
 		"Reconcile only the IntunedJobs and WebhookReceivers labelled sharding.intuned.io/key=<shard> (and their children); its replicas elect their own leader. Empty: the default shard, the objects without that label. Run one manager Deployment per shard (config/sharding, docs/sharding.md).")
 	zapOpts.BindFlags(flag.CommandLine)
@@ -285,6 +288,7 @@ func run(o options) error {
 		ManagerPods:           managerPods,
 		TokenPropagationDelay: o.tokenPropagation,
 		PreviousTokenGrace:    o.previousTokenGrace,
+		ReadAuthBinding:       o.readAuthBinding,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up WebhookReceiver controller: %w", err)
 	}

@@ -21,6 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
 	"github.com/intuned-operator/intuned-operator/internal/receiver"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store"
 	"github.com/intuned-operator/intuned-operator/internal/receiver/store/postgres"
@@ -36,7 +40,8 @@ cannot store right now, so Intuned's retries bring the delivery back.
 
 Endpoints:
   POST <ingest-path>          a delivery (201 stored, 200 duplicate, 4xx invalid, 429/503 retry)
-  GET  /v1/deliveries         stored deliveries as NDJSON (needs --read-token-file)
+  GET  /v1/deliveries         stored deliveries as NDJSON (read token or, with
+                              --kubernetes-read-auth, a Kubernetes token allowed by RBAC)
   GET  /v1/deliveries/{runId} one delivery's raw body
   GET  /v1/backup             SQLite: a consistent copy of the store, taken while ingesting (read token)
   PUT  /v1/backup             SQLite: restore such a copy into an empty store (ingest token)
@@ -58,6 +63,8 @@ type options struct {
 	shutdownDelay, shutdownGrace                        time.Duration
 	batchSize, maxInFlight                              int
 	logLevel, debugAddr                                 string
+	kubeReadAuth, kubeconfig                            string
+	kubeAuthCacheTTL                                    time.Duration
 	retention                                           receiver.Retention
 }
 
@@ -74,7 +81,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the ingest token (required; re-read every --token-reload-interval, so a mounted Secret can rotate it)")
 	fs.StringVar(&o.previousTokenFile, "previous-token-file", "", "file holding the previous ingest token, still accepted during a rotation (optional; a missing file means none)")
 	fs.StringVar(&o.tokenHeader, "token-header", "Authorization", "request header carrying the ingest token (value \"Bearer <token>\")")
-	fs.StringVar(&o.readTokenFile, "read-token-file", "", "file holding the token for the read API /v1/deliveries (empty disables the read API)")
+	fs.StringVar(&o.readTokenFile, "read-token-file", "", "file holding the static token for the read API /v1/deliveries (without it and without --kubernetes-read-auth the read API is disabled)")
+	fs.StringVar(&o.kubeReadAuth, "kubernetes-read-auth", "", "NAMESPACE/NAME of the WebhookReceiver this receiver serves: the read API then also accepts Kubernetes bearer tokens, checked with TokenReview, and allows a user the API server lets get webhookreceivers/data of that object (SubjectAccessReview); needs --kubeconfig or the Pod's ServiceAccount token, allowed to create tokenreviews and subjectaccessreviews (empty: off)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for --kubernetes-read-auth (empty: the in-cluster config of the Pod's ServiceAccount)")
+	fs.DurationVar(&o.kubeAuthCacheTTL, "kubernetes-read-auth-cache-ttl", receiver.DefaultKubeAuthCacheTTL, "how long --kubernetes-read-auth reuses an authenticated token and an allowed read (a refusal: at most 10s), so a revoked grant stops working within this time")
 	fs.StringVar(&o.storeKind, "store", "sqlite", "where deliveries are stored: sqlite (one replica) or postgres (any number of replicas)")
 	fs.StringVar(&o.sqlitePath, "sqlite-path", "receiver.db", "SQLite database file (--store sqlite); put it on a persistent volume")
 	fs.Int64Var(&o.sqliteMinFreeBytes, "sqlite-min-free-bytes", sqlite.DefaultMinFreeBytes, "free space kept on the SQLite volume: below this (plus the WAL's size) deliveries get 503 store_full and /readyz fails, so a checkpoint always has room and the store recovers by itself once space returns")
@@ -123,6 +133,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.tokenFile == "" {
 		return nil, errors.New("--token-file is required (see --help)")
 	}
+	if o.kubeReadAuth != "" {
+		if ns, name, ok := strings.Cut(o.kubeReadAuth, "/"); !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return nil, fmt.Errorf("--kubernetes-read-auth must be NAMESPACE/NAME, not %q", o.kubeReadAuth)
+		}
+	}
 	return o, nil
 }
 
@@ -148,6 +163,26 @@ func openStore(ctx context.Context, o *options) (store.Store, error) {
 	default:
 		return nil, fmt.Errorf("--store must be sqlite or postgres, not %q", o.storeKind)
 	}
+}
+
+// kubeReadAuth is the receiver's Kubernetes read auth from the flags, or nil when off.
+func kubeReadAuth(o *options) (*receiver.KubeAuth, error) {
+	if o.kubeReadAuth == "" {
+		return nil, nil
+	}
+	ns, name, _ := strings.Cut(o.kubeReadAuth, "/")
+	var cfg *rest.Config
+	var err error
+	if o.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	} else {
+		// Reads the ServiceAccount token file again as the kubelet renews it.
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--kubernetes-read-auth: %w", err)
+	}
+	return &receiver.KubeAuth{Config: cfg, Namespace: ns, Name: name, CacheTTL: o.kubeAuthCacheTTL}, nil
 }
 
 // defaultShutdownDelay covers the time a deleted Pod stays routed to: on the
@@ -187,6 +222,8 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// The Kubernetes client libraries (--kubernetes-read-auth) log through klog: the same JSON.
+	klog.SetSlogLogger(log)
 	tuneGC(o.maxInFlightBytes, log)
 	if err := run(o, log); err != nil {
 		log.Error("receiver stopped", "err", err)
@@ -203,12 +240,16 @@ func run(o *options, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	kubeAuth, err := kubeReadAuth(o)
+	if err != nil {
+		return err
+	}
 	rcv, err := receiver.New(receiver.Config{
 		IngestPath: o.ingestPath, TokenHeader: o.tokenHeader, TokenFile: o.tokenFile,
 		PreviousTokenFile: o.previousTokenFile, ReadTokenFile: o.readTokenFile, TokenReload: o.tokenReload,
 		MaxBodyBytes: o.maxBodyBytes, Deadline: o.deadline, BatchSize: o.batchSize,
 		MaxInFlight: o.maxInFlight, MaxInFlightBytes: o.maxInFlightBytes, RetryAfter: o.retryAfter, Logger: log,
-		Retention: o.retention,
+		Retention: o.retention, KubeAuth: kubeAuth,
 	}, st)
 	if err != nil {
 		return err
@@ -242,7 +283,7 @@ func run(o *options, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("receiver listening", "addr", ln.Addr().String(), "ingestPath", o.ingestPath, "store", o.storeKind,
-		"readAPI", o.readTokenFile != "",
+		"readAPI", o.readTokenFile != "" || kubeAuth != nil, "kubernetesReadAuth", o.kubeReadAuth,
 		"retentionMaxAge", o.retention.MaxAge.String(), "retentionMaxBytes", o.retention.MaxBytes)
 
 	select {

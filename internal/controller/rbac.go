@@ -18,8 +18,13 @@ package controller
 // applies with server-side apply (create+patch; delete for the optional ones
 // and the workload kind a storage switch replaces), the Secrets it reads
 // (tokenSecretRef, DSN) and the IntunedJobs whose token fingerprints end a
-// rotation. Never update: every write is an apply or a status patch.
-// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers,verbs=get;list;watch
+// rotation. Never update: every write is an apply, a status patch or (patch
+// of the receiver itself) its read-auth finalizer, intuned.io/read-auth-binding.
+// The read-auth ClusterRoleBinding is edited through a hand-written role
+// (config/rbac/receiver_auth_delegator_binding.yaml), by name: this role is
+// also bound per namespace (config/namespaced), where a cluster-scoped rule
+// means nothing, and that install has no read-auth binding.
+// +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/status,verbs=get;patch
 // +kubebuilder:rbac:groups=intuned.io,resources=webhookreceivers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=intuned.io,resources=intunedjobs,verbs=get;list;watch

@@ -55,10 +55,12 @@ func decodeCursor(c string) (int64, error) {
 	return strconv.ParseInt(string(b[1:]), 10, 64)
 }
 
-// readAllowed answers the request itself (and returns false) unless it carries the read token.
+// readAllowed answers the request itself (and returns false) unless it carries the static read
+// token or, with Kubernetes read auth, a Kubernetes token whose user may read this receiver's
+// data (kubeauth.go). The static token is checked first: it needs no API call.
 func (r *Receiver) readAllowed(w http.ResponseWriter, req *http.Request) bool {
-	if r.readAuth == nil {
-		writeError(w, http.StatusNotFound, "read_api_disabled", "the read API is disabled (start the receiver with a read token file)")
+	if r.readAuth == nil && r.kubeAuth == nil {
+		writeError(w, http.StatusNotFound, "read_api_disabled", "the read API is disabled (start the receiver with a read token file or Kubernetes read auth)")
 		return false
 	}
 	if req.Method != http.MethodGet && req.Method != http.MethodHead {
@@ -66,12 +68,14 @@ func (r *Receiver) readAllowed(w http.ResponseWriter, req *http.Request) bool {
 		writeError(w, http.StatusMethodNotAllowed, "method", "use GET")
 		return false
 	}
-	if !r.readAuth.check(req) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="intuned-receiver-read"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid read token in Authorization header")
-		return false
+	if r.readAuth != nil && r.readAuth.check(req) {
+		return true
 	}
-	return true
+	if r.kubeAuth != nil {
+		return r.kubeAuth.check(r, w, req)
+	}
+	unauthorized(w)
+	return false
 }
 
 // listDeliveries serves GET /v1/deliveries: NDJSON, oldest first. Query parameters: job, jobRun,

@@ -29,7 +29,8 @@ type Config struct {
 	TokenHeader       string        // default "Authorization" (value "Bearer <token>")
 	TokenFile         string        // required: current ingest token
 	PreviousTokenFile string        // optional: previous ingest token, accepted during rotation
-	ReadTokenFile     string        // optional: token for /v1/deliveries; empty disables the read API
+	ReadTokenFile     string        // optional: static token for the read API (/v1/deliveries, ...)
+	KubeAuth          *KubeAuth     // optional: the read API also takes Kubernetes tokens, authorised by RBAC
 	TokenReload       time.Duration // how often token files are re-read; default 2s
 	MaxBodyBytes      int64         // default 10 MiB
 	Deadline          time.Duration // time from body read to commit before 503; default 2.5s
@@ -83,7 +84,8 @@ type Receiver struct {
 	ingestAuth *tokens // the ingest path's and backfill's
 	// ingestRefusals and backfillRefusals count and log what those two endpoints refuse.
 	ingestRefusals, backfillRefusals refusals
-	readAuth                         *tokens // nil: read API disabled
+	readAuth                         *tokens   // the static read token; nil: none
+	kubeAuth                         *kubeAuth // Kubernetes tokens; nil: none (both nil: read API disabled)
 	w                                *writer
 	m                                *metrics
 	storeErrs                        *limitedLog   // store errors, logged at most every storeErrorLogEvery
@@ -131,6 +133,11 @@ func New(cfg Config, st store.Store) (*Receiver, error) {
 	if cfg.ReadTokenFile != "" {
 		if r.readAuth, err = newTokens("Authorization", cfg.ReadTokenFile, "", r.log); err != nil {
 			return nil, fmt.Errorf("read API token: %w", err)
+		}
+	}
+	if cfg.KubeAuth != nil {
+		if r.kubeAuth, err = newKubeAuth(cfg.KubeAuth); err != nil {
+			return nil, err
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -172,6 +172,16 @@ func TestWebhookReceiverGolden(t *testing.T) {
 		"networkpolicy": func(w *v1alpha1.WebhookReceiver) runtime.Object {
 			return nilIfNil(NetworkPolicy(w, managerPods))
 		},
+		// The workload with Kubernetes read auth on (the controller's ReadAuthBinding).
+		"readauth-workload": func(w *v1alpha1.WebhookReceiver) runtime.Object {
+			if d := Deployment(w, managerImage); d != nil {
+				EnableKubernetesReadAuth(w, &d.Spec.Template)
+				return d
+			}
+			s := StatefulSet(w, managerImage)
+			EnableKubernetesReadAuth(w, &s.Spec.Template)
+			return s
+		},
 	}
 	for specName, spec := range specs {
 		for builderName, build := range builders {

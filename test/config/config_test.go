@@ -109,6 +109,10 @@ func TestDefaultRendersFullInstall(t *testing.T) {
 		{"ClusterRole", "", namePrefix + "metrics-reader"},
 		{"ClusterRole", "", namePrefix + "intunedjob-editor-role"},
 		{"ClusterRole", "", namePrefix + "webhookreceiver-viewer-role"},
+		{"ClusterRole", "", namePrefix + "webhookreceiver-data-reader"},
+		{"ClusterRoleBinding", "", namePrefix + "receiver-auth-delegator"},
+		{"ClusterRole", "", namePrefix + "receiver-auth-binding-editor"},
+		{"ClusterRoleBinding", "", namePrefix + "receiver-auth-binding-editor"},
 		{"Service", namespace, namePrefix + "controller-manager-metrics-service"},
 		{"Deployment", namespace, namePrefix + "controller-manager"},
 	}

@@ -133,6 +133,9 @@ func TestNamespacedInstallGrantsOnlyWatchedNamespaces(t *testing.T) {
 		{"get", "", "secrets", namespace, false, ""},
 		{"list", "intuned.io", "intunedjobs", "", false, ""},
 		{"create", "apps", "deployments", "default", false, ""},
+		// No Kubernetes read auth for receivers: no cluster-scoped binding to edit.
+		{"update", "rbac.authorization.k8s.io", "clusterrolebindings", "", false, namePrefix + "receiver-auth-delegator"},
+		{"bind", "rbac.authorization.k8s.io", "clusterroles", "", false, "system:auth-delegator"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join([]string{tt.verb, tt.group, tt.resource, tt.namespace, tt.name}, "/"), func(t *testing.T) {

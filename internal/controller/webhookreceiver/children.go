@@ -58,6 +58,14 @@ func (w workloadState) available() (bool, string) {
 func (r *Reconciler) applyChildren(ctx context.Context, whr *intunedv1alpha1.WebhookReceiver) (workloadState, error) {
 	deploy := resources.Deployment(whr, r.ReceiverImage)
 	sts := resources.StatefulSet(whr, r.ReceiverImage)
+	if r.ReadAuthBinding != "" {
+		if deploy != nil {
+			resources.EnableKubernetesReadAuth(whr, &deploy.Spec.Template)
+		}
+		if sts != nil {
+			resources.EnableKubernetesReadAuth(whr, &sts.Spec.Template)
+		}
+	}
 	children := []child{
 		{resources.ServiceAccount(whr), &corev1.ServiceAccount{}},
 		{resources.Service(whr), &corev1.Service{}},

@@ -84,6 +84,12 @@ type Reconciler struct {
 	// Recorder receives a Warning Event when a receiver's volume becomes
 	// nearly full or full (nil: no Events).
 	Recorder report.EventRecorder
+	// ReadAuthBinding names the install's ClusterRoleBinding to
+	// system:auth-delegator: each receiver's ServiceAccount is made a subject
+	// of it, and the receiver Pods accept Kubernetes tokens on the read API
+	// (TokenReview + SubjectAccessReview). Empty: Kubernetes read auth off
+	// (the namespaced install), the static read token only.
+	ReadAuthBinding string
 }
 
 // invalidSpecf is a failure no retry fixes until the spec changes.
@@ -100,8 +106,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !whr.DeletionTimestamp.IsZero() {
-		// Children carry owner references: the garbage collector removes them.
-		return ctrl.Result{}, nil
+		// Children carry owner references: the garbage collector removes them. The
+		// ServiceAccount's place on the read-auth ClusterRoleBinding has no owner.
+		return ctrl.Result{}, r.finalizeReadAuth(ctx, &whr)
+	}
+	// Before the status patch starts: the finalizer write refreshes whr.
+	if err := r.readAuthFinalizer(ctx, &whr); apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	} else if err != nil {
+		return ctrl.Result{}, err
 	}
 	status := report.StartStatusPatch(r.Client, &whr)
 	defer status.Finish(ctx, &whr, &retErr)
@@ -167,6 +180,13 @@ func (r *Reconciler) reconcile(ctx context.Context, whr *intunedv1alpha1.Webhook
 	if tokens != nil {
 		whr.Status.TokenSecretName = resources.TokenSecretName(whr)
 		whr.Status.TokenFingerprint, whr.Status.PreviousTokenFingerprint, whr.Status.NextTokenFingerprint = tokens.fingerprints()
+	}
+
+	// Before the workload: its Pods call TokenReview as soon as a reader comes.
+	if r.ReadAuthBinding != "" {
+		if err := r.editReadAuthBinding(ctx, whr, true); err != nil {
+			return 0, err
+		}
 	}
 
 	dsnErr := r.checkDSNSecret(ctx, whr)

@@ -210,6 +210,11 @@ func managerCommand(d *appsv1.Deployment, namespace string, probePort, metricsPo
 			a = "--metrics-bind-address=" + proc.Loopback(metricsPort)
 		case "leader-election-namespace":
 			hasLENS = true
+		case "receiver-read-auth-binding":
+			// Off: the emulated kubelet projects no ServiceAccount tokens, which
+			// the receivers' Kubernetes read auth needs (proven by envtest in
+			// internal/receiver and on the real node in test/cluster).
+			a = "--receiver-read-auth-binding="
 		}
 		args = append(args, a)
 	}
