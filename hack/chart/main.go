@@ -1,7 +1,7 @@
 // Command chart packages the Helm chart (charts/intuned-operator) with Helm's
 // Go library, so a release needs no helm binary:
 //
-//	go run ./hack/chart package -version 1.2.3 [-app-version v1.2.3] [-digest sha256:...] [-out dist/chart]
+//	go run ./hack/chart package -version 1.2.3 [-app-version v1.2.3] [-repository REPO] [-digest sha256:...] [-out dist/chart]
 //
 // It sets the chart's version and appVersion (the default image tag), and
 // with -digest the default of image.digest, so the packaged chart pulls
@@ -28,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || os.Args[1] != "package" {
-		fmt.Fprintln(os.Stderr, "usage: chart package -version X [-app-version Y] [-digest sha256:...] [-chart DIR] [-out DIR]")
+		fmt.Fprintln(os.Stderr, "usage: chart package -version X [-app-version Y] [-repository REPO] [-digest sha256:...] [-chart DIR] [-out DIR]")
 		os.Exit(2)
 	}
 	fs := flag.NewFlagSet("package", flag.ExitOnError)
@@ -36,6 +36,7 @@ func main() {
 	fs.StringVar(&o.version, "version", "", "chart version (SemVer, required)")
 	fs.StringVar(&o.appVersion, "app-version", "", "appVersion, the default image tag (default: -version)")
 	fs.StringVar(&o.digest, "digest", "", "image digest (sha256:...) to pin as the default image.digest")
+	fs.StringVar(&o.repository, "repository", "", "default image.repository (default: the chart's own)")
 	fs.StringVar(&o.chartDir, "chart", "charts/intuned-operator", "chart directory")
 	fs.StringVar(&o.outDir, "out", "dist/chart", "directory for the .tgz")
 	_ = fs.Parse(os.Args[2:])
@@ -48,13 +49,15 @@ func main() {
 }
 
 type options struct {
-	version, appVersion, digest, chartDir, outDir string
+	version, appVersion, digest, repository, chartDir, outDir string
 }
 
-// digestLine is image.digest's line in values.yaml. The package keeps the
-// file as written (comments and all: `helm show values` prints it), so the
-// digest goes into that line, not into a re-marshalled map.
+// digestLine is image.digest's line in values.yaml.
 var digestLine = regexp.MustCompile(`(?m)^  digest: ""$`)
+
+// repositoryLine is image.repository's line in values.yaml (the only
+// two-space-indented repository: the receiver's image is the manager's).
+var repositoryLine = regexp.MustCompile(`(?m)^  repository: \S+$`)
 
 var digestFormat = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 
@@ -71,8 +74,16 @@ func packageChart(o options) (string, error) {
 	}
 	ch.Metadata.Version = o.version
 	ch.Metadata.AppVersion = o.appVersion
+	if o.repository != "" {
+		if err := setValuesLine(ch, repositoryLine, "  repository: "+o.repository); err != nil {
+			return "", err
+		}
+	}
 	if o.digest != "" {
-		if err := setDigest(ch, o.digest); err != nil {
+		if !digestFormat.MatchString(o.digest) {
+			return "", fmt.Errorf("-digest %q: want sha256:<64 hex digits>", o.digest)
+		}
+		if err := setValuesLine(ch, digestLine, `  digest: "`+o.digest+`"`); err != nil {
 			return "", err
 		}
 	}
@@ -84,18 +95,19 @@ func packageChart(o options) (string, error) {
 	return chartutil.Save(ch, o.outDir)
 }
 
-func setDigest(ch *chart.Chart, digest string) error {
-	if !digestFormat.MatchString(digest) {
-		return fmt.Errorf("-digest %q: want sha256:<64 hex digits>", digest)
-	}
+// setValuesLine replaces the one line of values.yaml that line matches.
+// The package keeps the file as written (comments and all: `helm show
+// values` prints it), so the value goes into that line, not into a
+// re-marshalled map.
+func setValuesLine(ch *chart.Chart, line *regexp.Regexp, with string) error {
 	for _, f := range ch.Raw {
 		if f.Name != chartutil.ValuesfileName {
 			continue
 		}
-		if n := len(digestLine.FindAllIndex(f.Data, -1)); n != 1 {
-			return fmt.Errorf("values.yaml: %d lines `  digest: \"\"`, want exactly 1 (image.digest)", n)
+		if n := len(line.FindAllIndex(f.Data, -1)); n != 1 {
+			return fmt.Errorf("values.yaml: %d lines matching %s, want exactly 1", n, line)
 		}
-		f.Data = digestLine.ReplaceAll(f.Data, []byte(`  digest: "`+digest+`"`))
+		f.Data = line.ReplaceAll(f.Data, []byte(with))
 		// The loaded values too, which Save validates (and writes for charts
 		// without a raw values.yaml).
 		values, err := common.ReadValues(f.Data)
@@ -103,8 +115,8 @@ func setDigest(ch *chart.Chart, digest string) error {
 			return err
 		}
 		ch.Values = values
-		if got := bytes.Count(f.Data, []byte(digest)); got != 1 {
-			return fmt.Errorf("values.yaml: digest written %d times", got)
+		if got := bytes.Count(f.Data, []byte(with)); got != 1 {
+			return fmt.Errorf("values.yaml: %q written %d times", with, got)
 		}
 		return nil
 	}

@@ -156,8 +156,11 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		if err := renderInstallers(ctx, o.Root, o.Out, pinned); err != nil {
 			return err
 		}
-		// 4. The Helm chart: packaged here (into o.Out, before the checksums)
-		// once charts/intuned-operator exists. Not built yet.
+		// 4. The Helm chart, its default image this one by digest (hack/chart:
+		// the chart version is the release's without its "v").
+		if err := packageChart(ctx, o.Root, o.Out, o.Version, repo, digest.String()); err != nil {
+			return err
+		}
 	}
 
 	// 5. Checksums of everything above, as sha256sum -c reads them.
@@ -175,6 +178,17 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(w, "%10d  %s\n", info.Size(), filepath.Join(o.Out, e.Name()))
+	}
+	return nil
+}
+
+func packageChart(ctx context.Context, root, out, version, repo, digest string) error {
+	cmd := exec.CommandContext(ctx, "go", "run", "./hack/chart", "package",
+		"-version", strings.TrimPrefix(version, "v"), "-app-version", version,
+		"-repository", repo, "-digest", digest, "-out", out)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("hack/chart package: %w\n%s", err, b)
 	}
 	return nil
 }

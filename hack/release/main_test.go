@@ -1,9 +1,12 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,7 +62,8 @@ func TestRelease(t *testing.T) {
 		}
 		summed = append(summed, name)
 	}
-	want := append([]string{DigestFile, RefFile, ImageArchive, SBOMFile}, installers...)
+	chartFile := "intuned-operator-" + strings.TrimPrefix(version, "v") + ".tgz"
+	want := append([]string{DigestFile, RefFile, ImageArchive, SBOMFile, chartFile}, installers...)
 	sort.Strings(want)
 	if !reflect.DeepEqual(summed, want) {
 		t.Errorf("SHA256SUMS lists %v, want %v", summed, want)
@@ -125,7 +129,43 @@ func TestRelease(t *testing.T) {
 		t.Errorf("SBOM describes %s %s (%v), want %s at %s", c.Version, c.PackageURL, err, version, digest)
 	}
 
+	// The chart's default image is this one, by digest.
+	values := chartValues(t, filepath.Join(out, chartFile))
+	for _, line := range []string{"  repository: example.com/intuned-operator", `  digest: "` + digest + `"`} {
+		if !strings.Contains(values, "\n"+line+"\n") {
+			t.Errorf("the chart's values.yaml has no line %q", line)
+		}
+	}
+
 	pushWithCrane(t, out, digest, platforms)
+}
+
+// chartValues is values.yaml of a packaged chart.
+func chartValues(t *testing.T, tgz string) string {
+	t.Helper()
+	f, err := os.Open(tgz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("%s: no values.yaml (%v)", tgz, err)
+		}
+		if h.Name == "intuned-operator/values.yaml" {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
 }
 
 // testPlatforms are the platforms TestRelease builds: this machine's by
