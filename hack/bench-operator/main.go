@@ -714,11 +714,14 @@ func startManager(bin, kubeconfig, dir string, workers, rateLimit int, pprof boo
 			return nil, err
 		}
 	}
-	// The log stays after the run (in the system temp dir) for inspection.
-	logFile := filepath.Join(os.TempDir(), fmt.Sprintf("bench-operator-manager-ratelimit%d.log", rateLimit))
-	if err := os.Remove(logFile); err != nil && !os.IsNotExist(err) {
+	// The log stays after the run (in the system temp dir) for inspection,
+	// under a name of its own: another run must not overwrite it.
+	f, err := os.CreateTemp("", fmt.Sprintf("bench-operator-manager-ratelimit%d-*.log", rateLimit))
+	if err != nil {
 		return nil, err
 	}
+	logFile := f.Name()
+	_ = f.Close()
 	fmt.Printf("manager (rate limit %d/min) logs to %s\n", rateLimit, logFile)
 	p, err := proc.Start(proc.Spec{Name: "manager", Path: bin, LogFile: logFile, Args: []string{
 		"--kubeconfig", kubeconfig,
