@@ -30,6 +30,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -230,9 +231,16 @@ func run(o options) error {
 	// write nothing, to Intuned or to the API server.
 	fmt.Printf("steady state for %s (polls every %s) ...\n", o.steady, o.poll)
 	sim.srv.ResetCalls()
+	before, err := jobsByName(ctx, c, ns)
+	if err != nil {
+		return err
+	}
 	req0 = apiRequests(cfg)
 	time.Sleep(o.steady)
 	req1 = apiRequests(cfg)
+	if err := printStatusChanges(ctx, c, ns, before); err != nil {
+		return err
+	}
 	steadyCalls := sim.srv.Calls()
 	steadyWrites := sim.srv.WriteCalls()
 	steadyAPIWrites := writes(req0, req1, "intunedjobs") + writes(req0, req1, "events")
@@ -580,6 +588,45 @@ func deleteJobs(ctx context.Context, c client.Client, ns string, workers int) er
 		}
 	}
 	return fmt.Errorf("%s: IntunedJobs left after 10 rounds of deletes", ns)
+}
+
+func jobsByName(ctx context.Context, c client.Client, ns string) (map[string]intunedv1alpha1.IntunedJob, error) {
+	var list intunedv1alpha1.IntunedJobList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	out := make(map[string]intunedv1alpha1.IntunedJob, len(list.Items))
+	for _, j := range list.Items {
+		out[j.Name] = j
+	}
+	return out, nil
+}
+
+// printStatusChanges prints, for up to 10 jobs written since before, what
+// their status was and is (a steady state must write nothing: when it
+// does, this says which field moved).
+func printStatusChanges(ctx context.Context, c client.Client, ns string, before map[string]intunedv1alpha1.IntunedJob) error {
+	after, err := jobsByName(ctx, c, ns)
+	if err != nil {
+		return err
+	}
+	changed := 0
+	for name, j := range after {
+		old, ok := before[name]
+		if ok && old.ResourceVersion == j.ResourceVersion {
+			continue
+		}
+		changed++
+		if changed <= 10 {
+			was, _ := json.Marshal(old.Status)
+			is, _ := json.Marshal(j.Status)
+			fmt.Printf("written in the steady state: %s\n  status was %s\n  status is  %s\n", name, was, is)
+		}
+	}
+	if changed > 0 {
+		fmt.Printf("%d jobs written in the steady state\n", changed)
+	}
+	return nil
 }
 
 // printEventReasons prints how many Events of each reason the namespace
