@@ -80,3 +80,11 @@ control-plane: controller-manager
   name: {{ include "intuned-operator.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
+
+{{/*
+The ClusterRoleBinding of the receivers' ServiceAccounts to
+system:auth-delegator (receiver-read-auth.yaml).
+*/}}
+{{- define "intuned-operator.readAuthBinding" -}}
+{{ include "intuned-operator.fullname" . }}-receiver-auth-delegator
+{{- end }}
