@@ -52,6 +52,17 @@ func TestHelm(t *testing.T) {
 	ctx := scenarios.Context(t, 12*time.Minute)
 	sim := env.Sim()
 
+	// Helm takes the CRDs' fields over (TakeOwnership, ForceConflicts, and
+	// keeps the CRDs on uninstall); the tests after this one apply the
+	// kustomize install server-side as users do, which would then
+	// conflict. Last of all, the kustomize install takes them back.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if out, err := env.kc.Kubectl(ctx, "apply", "--server-side", "--force-conflicts", "-f", filepath.Join(env.dir, "install.yaml")); err != nil {
+			t.Errorf("re-applying the kustomize install: %v\n%s", err, out)
+		}
+	})
 	stopKustomizeManager(t, ctx)
 	if err := env.kubeClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: helmNamespace, Labels: map[string]string{
 		"pod-security.kubernetes.io/enforce": "restricted",
