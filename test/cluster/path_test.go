@@ -64,7 +64,7 @@ func TestIngressAnswers503WithoutReadyPod(t *testing.T) {
 // postIngest posts an empty delivery without a token to the receiver's
 // Ingress path and returns the status code.
 func postIngest(ctx context.Context, p *scenarios.Pair) (int, error) {
-	code, _, err := postDelivery(ctx, p, "", "{}")
+	code, _, err := postDeliveryOnce(ctx, p, "", "{}")
 	return code, err
 }
 

@@ -118,8 +118,26 @@ func sinkBody(p *scenarios.Pair, jobRun, id string) string {
 
 // postDelivery posts a body, with the ingest token unless it is empty, to the receiver's Ingress
 // path as Intuned does (from the host, to the node's entry point, with the Ingress host name), and
-// returns the status and answer.
-func postDelivery(ctx context.Context, p *scenarios.Pair, token, body string) (int, string, error) {
+// returns the status and answer. Like Intuned, it retries a 502/503/504 from the Ingress
+// controller for a while: right after a receiver turns Ready, Traefik may not yet have its
+// endpoint ("no available server").
+func postDelivery(ctx context.Context, p *scenarios.Pair, token, body string) (status int, answer string, err error) {
+	retryUntil := time.Now().Add(30 * time.Second)
+	for {
+		status, answer, err = postDeliveryOnce(ctx, p, token, body)
+		gateway := status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
+		if err != nil || !gateway || time.Now().After(retryUntil) {
+			return status, answer, err
+		}
+		select {
+		case <-ctx.Done():
+			return status, answer, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func postDeliveryOnce(ctx context.Context, p *scenarios.Pair, token, body string) (int, string, error) {
 	path := strings.TrimPrefix(p.URL, "http://"+env.ingressHost())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+env.kc.Config().NodeIP+path, strings.NewReader(body))
 	if err != nil {
