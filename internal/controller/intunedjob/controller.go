@@ -28,6 +28,10 @@ const (
 	defaultPollInterval = 10 * time.Minute
 	// activeRunPoll is how often a job with an active JobRun is refreshed.
 	activeRunPoll = 15 * time.Second
+	// cacheLagRetry is how soon a reconcile that read a version of the
+	// object its own last write superseded looks again (the status-only
+	// update that brings the cache up to date does not queue the object).
+	cacheLagRetry = 200 * time.Millisecond
 )
 
 // Reconciler keeps a Job on Intuned equal to its IntunedJob.
@@ -90,6 +94,8 @@ type Reconciler struct {
 	// Secret from the API server. secrets holds the data it revalidates.
 	secretMetadata client.Reader
 	secrets        secretCache
+	// ownWrites: see report.OwnWrites.
+	ownWrites report.OwnWrites
 }
 
 // Reconcile brings one IntunedJob's Job on Intuned to its spec: the
@@ -105,6 +111,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if r.ownWrites.Behind(job) {
+		return ctrl.Result{RequeueAfter: cacheLagRetry}, nil
+	}
+	readVersion := job.ResourceVersion
+	defer r.ownWrites.Wrote(job, readVersion) // after the status patch (defers run last-in first-out)
 	if !job.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, job)
 	}

@@ -52,6 +52,7 @@ type ijFixture struct {
 	stop     func()
 	rec      *Reconciler
 	defaults intunedv1alpha1.DefaultCredentials // the manager's --default-credentials-*
+	client   func(client.Client) client.Client
 }
 
 type fixtureOptions struct {
@@ -59,6 +60,8 @@ type fixtureOptions struct {
 	poll time.Duration // PollIntervalOverride; default 300ms
 	// noManager: the test starts its own managers (shard_test.go).
 	noManager bool
+	// client, when set, wraps the manager's client the reconciler uses.
+	client func(client.Client) client.Client
 }
 
 func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
@@ -72,7 +75,7 @@ func newIJFixture(t *testing.T, o fixtureOptions) *ijFixture {
 	if o.poll == 0 {
 		o.poll = 300 * time.Millisecond
 	}
-	f := &ijFixture{t: t, ns: controllertest.NewNamespace(t), poll: o.poll}
+	f := &ijFixture{t: t, ns: controllertest.NewNamespace(t), poll: o.poll, client: o.client}
 	if o.sim.Observe == nil {
 		o.sim.Observe = checkWire(t)
 	}
@@ -130,8 +133,12 @@ func (f *ijFixture) start() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stop = controllertest.StartManager(f.t, func(mgr ctrl.Manager) error {
+		c := mgr.GetClient()
+		if f.client != nil {
+			c = f.client(c)
+		}
 		f.rec = &Reconciler{
-			Client:   mgr.GetClient(),
+			Client:   c,
 			Scheme:   mgr.GetScheme(),
 			Recorder: mgr.GetEventRecorder("intunedjob-controller"),
 			Pacer:    intuned.NewPacer(intuned.PacerOptions{Disabled: true}),

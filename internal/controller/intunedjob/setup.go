@@ -3,7 +3,9 @@ package intunedjob
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/intuned-operator/intuned-operator/internal/controller/index"
@@ -45,7 +47,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		))).
 		// Metadata only: a change (rotation) is all the watch needs, and
 		// the cache stays small on a cluster full of Secrets (CacheOptions).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.jobsForSecret), builder.OnlyMetadata).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.jobsForSecret), builder.OnlyMetadata,
+			builder.WithPredicates(notFinalizersOnly{})).
 		Watches(&intunedv1alpha1.WebhookReceiver{}, handler.EnqueueRequestsFromMapFunc(r.jobsForReceiver)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: workers,
@@ -61,6 +64,22 @@ type deletionStarted struct{ predicate.Funcs }
 
 func (deletionStarted) Update(e event.UpdateEvent) bool {
 	return e.ObjectNew.GetDeletionTimestamp() != nil && e.ObjectOld.GetDeletionTimestamp() == nil
+}
+
+// notFinalizersOnly drops Secret updates that change only the finalizers:
+// the credentials guard's own in-use finalizer would otherwise re-reconcile,
+// and re-read on Intuned, every job of the Secret for nothing. (A metadata
+// watch cannot see data; a single write that changes the finalizers and the
+// data together reaches the jobs at their next poll, when the credentials
+// cache revalidates by resourceVersion.)
+type notFinalizersOnly struct{ predicate.Funcs }
+
+func (notFinalizersOnly) Update(e event.UpdateEvent) bool {
+	o, n := e.ObjectOld, e.ObjectNew
+	return slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||
+		!maps.Equal(o.GetLabels(), n.GetLabels()) ||
+		!maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
+		!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
 }
 
 // jobsForSecret maps a Secret event to the jobs reading that Secret, and to
