@@ -72,10 +72,12 @@ test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a 
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
 	clusterlog="$$(mktemp)"; rest=0; clusterrc=0; \
-	go test ./test/cluster -timeout 30m $(TEST_ARGS) >"$$clusterlog" 2>&1 & cluster=$$!; \
+	go test ./test/cluster -v -timeout 30m $(TEST_ARGS) >"$$clusterlog" 2>&1 & cluster=$$!; \
 	go test $$(go list ./... | grep -v '/test/cluster$$') $(TEST_ARGS) || rest=$$?; \
 	wait $$cluster || clusterrc=$$?; \
-	echo "--- test/cluster (ran beside the packages above)"; cat "$$clusterlog"; rm -f "$$clusterlog"; \
+	echo "--- test/cluster (ran beside the packages above; each test's time, the whole log when one failed)"; \
+	if [ $$clusterrc = 0 ]; then grep -E '^(--- |ok |test/cluster: |kcluster: up)' "$$clusterlog"; else cat "$$clusterlog"; fi; \
+	rm -f "$$clusterlog"; \
 	[ $$rest = 0 ] && [ $$clusterrc = 0 ]
 
 .PHONY: test-cluster
