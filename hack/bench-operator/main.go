@@ -637,10 +637,21 @@ func printEventReasons(ctx context.Context, c client.Client, ns string) error {
 		return err
 	}
 	reasons := map[string]int{}
+	var series []string
 	for _, e := range events.Items {
 		reasons[e.Type+"/"+e.Reason]++
+		if e.Series != nil {
+			series = append(series, fmt.Sprintf("%s %s ×%d: %s", e.Regarding.Name, e.Reason, e.Series.Count, e.Note))
+		}
 	}
 	fmt.Printf("Events by reason: %v\n", reasons)
+	// A series is an Event the manager recorded again within 6 minutes; the
+	// events library writes its final count 6 minutes later, into the
+	// steady state.
+	fmt.Printf("Events recorded more than once: %d\n", len(series))
+	for _, s := range series[:min(len(series), 5)] {
+		fmt.Printf("  %s\n", s)
+	}
 	return nil
 }
 
