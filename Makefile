@@ -60,19 +60,19 @@ envtest: ## Build (once, cached in bin/k8s/) the kube-apiserver, etcd and kubect
 OLDEST_K8S_VERSION ?= 1.31.14
 
 .PHONY: test
-test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a real single-node cluster, set up first; test/cluster runs beside the other packages.
+test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a real single-node cluster, set up first; test/cluster starts as soon as its cluster can, and runs beside the other packages.
 	@if [ "$$(id -u)" = 0 ] || [ "$${CI:-}" = true ]; then \
 		hack/setup-kcluster.sh >/dev/null; \
 	else \
 		echo "not root: test/cluster (the real single-node cluster) will skip; see docs/e2e.md"; \
 	fi; \
 	assets="$$(hack/setup-envtest.sh)"; \
-	ENVTEST_K8S_VERSION=$(OLDEST_K8S_VERSION) hack/setup-envtest.sh >/dev/null; \
-	hack/ensure-postgres.sh; \
-	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	export KUBEBUILDER_ASSETS="$$assets"; \
+	hack/ensure-postgres.sh; \
 	clusterlog="$$(mktemp)"; rest=0; clusterrc=0; \
 	go test ./test/cluster -v -timeout 30m $(TEST_ARGS) >"$$clusterlog" 2>&1 & cluster=$$!; \
+	ENVTEST_K8S_VERSION=$(OLDEST_K8S_VERSION) ENVTEST_APISERVER_ONLY=1 hack/setup-envtest.sh >/dev/null; \
+	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	go test $$(go list ./... | grep -v '/test/cluster$$') $(TEST_ARGS) || rest=$$?; \
 	wait $$cluster || clusterrc=$$?; \
 	echo "--- test/cluster (ran beside the packages above; each test's time, the whole log when one failed)"; \

@@ -29,6 +29,10 @@
 #   ENVTEST_ETCD_VERSION  etcd version (default: read from k8s.io/kubernetes's go.mod)
 #   ENVTEST_FORCE=1       rebuild even when cached binaries look right
 #   ENVTEST_NODE=1        also build the node binaries (see above)
+#   ENVTEST_APISERVER_ONLY=1  build kube-apiserver alone (no etcd, no kubectl): an
+#                         older API server to check the install against
+#                         (test/config), run with the current etcd and kubectl.
+#                         Saves building an older kubectl and etcd (cold: minutes)
 set -euo pipefail
 
 K8S_VERSION="${ENVTEST_K8S_VERSION:-1.37.2}"
@@ -43,7 +47,10 @@ STAGING_VERSION="v0.${K8S_MINOR}.${K8S_PATCH}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ASSETS_DIR="${ROOT}/bin/k8s/${K8S_VERSION}"
 K8S_BINARIES=(kube-apiserver kubectl)
-if [[ "${ENVTEST_NODE:-}" == "1" ]]; then
+APISERVER_ONLY="${ENVTEST_APISERVER_ONLY:-}"
+if [[ "$APISERVER_ONLY" == "1" ]]; then
+  K8S_BINARIES=(kube-apiserver)
+elif [[ "${ENVTEST_NODE:-}" == "1" ]]; then
   K8S_BINARIES+=(kube-controller-manager kube-scheduler kubelet kube-proxy)
 fi
 
@@ -57,7 +64,6 @@ log() { echo "setup-envtest: $*" >&2; }
 # when grep exits early and cmd gets SIGPIPE.
 cached_ok() {
   local d="$1" out
-  [[ -x "$d/etcd" ]] || return 1
   local b
   for b in "${K8S_BINARIES[@]}"; do
     [[ -x "$d/$b" ]] || return 1
@@ -65,6 +71,8 @@ cached_ok() {
     out="$("$d/$b" --version 2>/dev/null)" || return 1
     grep -qx "Kubernetes v${K8S_VERSION}" <<<"$out" || return 1
   done
+  [[ "$APISERVER_ONLY" == "1" ]] && return 0
+  [[ -x "$d/etcd" ]] || return 1
   out="$("$d/kubectl" version --client 2>/dev/null)" || return 1
   grep -qx "Client Version: v${K8S_VERSION}" <<<"$out" || return 1
   local want_etcd="${ENVTEST_ETCD_VERSION:-}"
@@ -160,6 +168,7 @@ log "building ${K8S_BINARIES[*]} v${K8S_VERSION} (first time: several minutes)"
   "${K8S_BINARIES[@]/#/k8s.io/kubernetes/cmd/}") >&2
 
 # --- etcd --------------------------------------------------------------------
+if [[ "$APISERVER_ONLY" != "1" ]]; then
 EMOD="$WORK/etcd"
 mkdir -p "$EMOD"
 cat >"$EMOD/go.mod" <<EOF
@@ -183,11 +192,14 @@ func main() { etcdmain.Main(os.Args) }
 EOF
 log "building etcd ${ETCD_VERSION}"
 (cd "$EMOD" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd" .) >&2
+echo "${ETCD_VERSION#v}" >"$OUT/.etcd-version"
+fi
 
 # --- install -----------------------------------------------------------------
-echo "${ETCD_VERSION#v}" >"$OUT/.etcd-version"
 mkdir -p "$ASSETS_DIR"
-for f in "${K8S_BINARIES[@]}" etcd .etcd-version; do
+INSTALL=("${K8S_BINARIES[@]}")
+[[ "$APISERVER_ONLY" == "1" ]] || INSTALL+=(etcd .etcd-version)
+for f in "${INSTALL[@]}"; do
   # Copy next to the target, then rename: readers never see a half-written file.
   cp "$OUT/$f" "$ASSETS_DIR/.$f.new"
   mv -f "$ASSETS_DIR/.$f.new" "$ASSETS_DIR/$f"
@@ -201,5 +213,9 @@ if ! ENVTEST_ETCD_VERSION="$ETCD_VERSION" cached_ok "$ASSETS_DIR"; then
   exit 1
 fi
 
-log "built ${K8S_BINARIES[*]} v${K8S_VERSION} and etcd ${ETCD_VERSION} in $(($(date +%s) - start))s"
+if [[ "$APISERVER_ONLY" == "1" ]]; then
+  log "built kube-apiserver v${K8S_VERSION} in $(($(date +%s) - start))s"
+else
+  log "built ${K8S_BINARIES[*]} v${K8S_VERSION} and etcd ${ETCD_VERSION} in $(($(date +%s) - start))s"
+fi
 echo "$ASSETS_DIR"

@@ -275,19 +275,38 @@ func TestDefaultAppliesWithServerDryRun(t *testing.T) {
 }
 
 // OldestSupportedKubernetes is the oldest Kubernetes the default install
-// applies to. The Makefile builds its API server (hack/setup-envtest.sh with
-// ENVTEST_K8S_VERSION) into bin/k8s/<version>.
+// applies to. The Makefile builds its API server alone (hack/setup-envtest.sh
+// with ENVTEST_K8S_VERSION and ENVTEST_APISERVER_ONLY=1) into
+// bin/k8s/<version>.
 const OldestSupportedKubernetes = "1.31.14"
 
+// oldestAssetsDir is an envtest assets directory with the oldest supported
+// kube-apiserver beside the current etcd and kubectl: what is checked is the
+// API server (schema, CEL, admission); etcd's API and kubectl's server-side
+// dry-run are the same across these versions.
 func oldestAssetsDir(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(repoRoot(t), "bin", "k8s", OldestSupportedKubernetes)
-	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
-		msg := "no Kubernetes " + OldestSupportedKubernetes + " API server: run ENVTEST_K8S_VERSION=" + OldestSupportedKubernetes + " hack/setup-envtest.sh (make test does)"
+	apiserver := filepath.Join(repoRoot(t), "bin", "k8s", OldestSupportedKubernetes, "kube-apiserver")
+	if _, err := os.Stat(apiserver); err != nil {
+		msg := "no Kubernetes " + OldestSupportedKubernetes + " API server: run ENVTEST_K8S_VERSION=" + OldestSupportedKubernetes + " ENVTEST_APISERVER_ONLY=1 hack/setup-envtest.sh (make test does)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
+	}
+	if out, err := exec.Command(apiserver, "--version").Output(); err != nil || strings.TrimSpace(string(out)) != "Kubernetes v"+OldestSupportedKubernetes {
+		t.Fatalf("%s --version: %q (%v), want Kubernetes v%s", apiserver, out, err, OldestSupportedKubernetes)
+	}
+	dir := t.TempDir()
+	current := assetsDir(t)
+	for name, target := range map[string]string{
+		"kube-apiserver": apiserver,
+		"etcd":           filepath.Join(current, "etcd"),
+		"kubectl":        filepath.Join(current, "kubectl"),
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
