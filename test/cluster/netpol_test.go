@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -147,24 +148,32 @@ func TestNetworkPolicy(t *testing.T) {
 }
 
 // waitVolumeChecked waits for the manager's volume check to read the
-// receiver's /metrics (VolumeNearlyFull False, not Unknown).
+// receiver's /metrics (see volumeRead).
 func waitVolumeChecked(t *testing.T, ctx context.Context, p *scenarios.Pair) {
 	t.Helper()
-	err := poll.Eventually(ctx, time.Second, "VolumeNearlyFull False", func(ctx context.Context) (bool, error) {
+	err := poll.Eventually(ctx, time.Second, "the volume check reads the receiver", func(ctx context.Context) (bool, error) {
 		var whr intunedv1alpha1.WebhookReceiver
 		if err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: p.NS, Name: p.Receiver}, &whr); err != nil {
 			return false, err
 		}
-		for _, c := range whr.Status.Conditions {
-			if c.Type == intunedv1alpha1.ConditionVolumeNearlyFull {
-				return c.Status == metav1.ConditionFalse, fmt.Errorf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
-			}
+		c := meta.FindStatusCondition(whr.Status.Conditions, intunedv1alpha1.ConditionVolumeNearlyFull)
+		if c == nil {
+			return false, fmt.Errorf("no %s condition yet", intunedv1alpha1.ConditionVolumeNearlyFull)
 		}
-		return false, fmt.Errorf("no %s condition yet", intunedv1alpha1.ConditionVolumeNearlyFull)
+		return volumeRead(c), fmt.Errorf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// volumeRead: the manager read the receiver's free space from its
+// /metrics. The node's volumes are directories of the host's filesystem,
+// so whether it is nearly full (True) or not (False) is the host's; only
+// Unknown (MetricsUnreadable) means the manager did not reach the receiver.
+func volumeRead(c *metav1.Condition) bool {
+	return c.Status == metav1.ConditionFalse && c.Reason == intunedv1alpha1.ReasonVolumeSpaceAvailable ||
+		c.Status == metav1.ConditionTrue && (c.Reason == intunedv1alpha1.ReasonVolumeNearlyFull || c.Reason == intunedv1alpha1.ReasonVolumeFull)
 }
 
 // timedOut: no answer came back. A NetworkPolicy drops a connection's

@@ -74,8 +74,8 @@ var nodeHTTP = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport
 // TestVolumeCheckOverClusterDNS: the manager reads a SQLite receiver's free
 // space from http://<service>.<namespace>.svc:<port>/metrics. On the real
 // node that name resolves through the cluster DNS (CoreDNS) and the Service
-// routes to the Pod, so VolumeNearlyFull is False with the free space, not
-// Unknown.
+// routes to the Pod, so VolumeNearlyFull reports the free space (False, or
+// True on a host whose disk is nearly full), not Unknown.
 func TestVolumeCheckOverClusterDNS(t *testing.T) {
 	ctx := scenarios.Context(t, 3*time.Minute)
 	p := scenarios.NewPair(t, ctx, &env, "volume-dns", nil)
@@ -83,7 +83,7 @@ func TestVolumeCheckOverClusterDNS(t *testing.T) {
 	var cond *metav1.Condition
 	// The first check may run before the Service routes to the new Pod; the
 	// next comes a minute later (DefaultVolumeCheckInterval).
-	err := poll.Eventually(ctx, time.Second, "VolumeNearlyFull False", func(ctx context.Context) (bool, error) {
+	err := poll.Eventually(ctx, time.Second, "the volume check reads the receiver", func(ctx context.Context) (bool, error) {
 		var whr intunedv1alpha1.WebhookReceiver
 		if err := env.kubeClient.Get(ctx, client.ObjectKey{Namespace: p.NS, Name: p.Receiver}, &whr); err != nil {
 			return false, err
@@ -92,13 +92,10 @@ func TestVolumeCheckOverClusterDNS(t *testing.T) {
 		if cond == nil {
 			return false, fmt.Errorf("no %s condition yet", intunedv1alpha1.ConditionVolumeNearlyFull)
 		}
-		return cond.Status == metav1.ConditionFalse, fmt.Errorf("%s=%s %s: %s", cond.Type, cond.Status, cond.Reason, cond.Message)
+		return volumeRead(cond), fmt.Errorf("%s=%s %s: %s", cond.Type, cond.Status, cond.Reason, cond.Message)
 	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if cond.Reason != intunedv1alpha1.ReasonVolumeSpaceAvailable {
-		t.Errorf("reason %q, want %q", cond.Reason, intunedv1alpha1.ReasonVolumeSpaceAvailable)
 	}
 	t.Logf("VolumeNearlyFull=%s %s: %s", cond.Status, cond.Reason, cond.Message)
 }
