@@ -70,7 +70,7 @@ test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a 
 	export KUBEBUILDER_ASSETS="$$assets"; \
 	hack/ensure-postgres.sh; \
 	clusterlog="$$(mktemp)"; rest=0; clusterrc=0; \
-	go test ./test/cluster -v -timeout 30m $(TEST_ARGS) >"$$clusterlog" 2>&1 & cluster=$$!; \
+	go test ./test/cluster -v -timeout 45m $(TEST_ARGS) >"$$clusterlog" 2>&1 & cluster=$$!; \
 	ENVTEST_K8S_VERSION=$(OLDEST_K8S_VERSION) ENVTEST_APISERVER_ONLY=1 hack/setup-envtest.sh >/dev/null; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	go test $$(go list ./... | grep -v '/test/cluster$$') $(TEST_ARGS) || rest=$$?; \
@@ -83,7 +83,7 @@ test: ## Run every test: a real API server, PostgreSQL and (as root on Linux) a 
 .PHONY: test-cluster
 test-cluster: ## Run only the real-cluster tests (KCLUSTER_KEEP=1 leaves the cluster up to look around).
 	hack/setup-kcluster.sh >/dev/null
-	go test ./test/cluster -v -timeout 30m $(TEST_ARGS)
+	go test ./test/cluster -v -timeout 45m $(TEST_ARGS)
 
 .PHONY: cluster-up
 cluster-up: ## Bring the local single-node cluster up (prints the KUBECONFIG to export).

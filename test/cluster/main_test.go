@@ -81,7 +81,9 @@ func run(m *testing.M) (code int) {
 	if err != nil {
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// Cold, the node's image compiles every dependency (413 s on a quiet
+	// machine) while make test builds the oldest API server beside it.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 
 	// A previous run that died keeps nothing running into this one.
