@@ -122,19 +122,12 @@ func sinkBody(p *scenarios.Pair, jobRun, id string) string {
 // controller for a while: right after a receiver turns Ready, Traefik may not yet have its
 // endpoint ("no available server").
 func postDelivery(ctx context.Context, p *scenarios.Pair, token, body string) (status int, answer string, err error) {
-	retryUntil := time.Now().Add(30 * time.Second)
-	for {
+	_ = poll.Eventually(ctxTimeout(ctx, 30*time.Second), time.Second, "a delivery past the Ingress controller", func(context.Context) (bool, error) {
 		status, answer, err = postDeliveryOnce(ctx, p, token, body)
 		gateway := status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
-		if err != nil || !gateway || time.Now().After(retryUntil) {
-			return status, answer, err
-		}
-		select {
-		case <-ctx.Done():
-			return status, answer, err
-		case <-time.After(time.Second):
-		}
-	}
+		return err != nil || !gateway, nil
+	})
+	return status, answer, err
 }
 
 func postDeliveryOnce(ctx context.Context, p *scenarios.Pair, token, body string) (int, string, error) {

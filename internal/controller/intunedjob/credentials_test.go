@@ -61,16 +61,9 @@ func TestSecretFinalizerChangeQueuesNoJob(t *testing.T) {
 	f.waitReady("finalizer-only")
 	gets := f.callCount("GET", "/jobs/{jobId}")
 
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: credsSecret}}
 	change := func(mutate func(*corev1.Secret)) {
 		t.Helper()
-		f.retryOnConflict(func() error {
-			if err := controllertest.Client().Get(context.Background(), client.ObjectKeyFromObject(secret), secret); err != nil {
-				return err
-			}
-			mutate(secret)
-			return controllertest.Client().Update(context.Background(), secret)
-		})
+		secret := f.mutateSecret(credsSecret, mutate)
 		// Until the manager's cache has it, its watch event may not have run.
 		f.eventually(10*time.Second, func() string {
 			var m metav1.PartialObjectMetadata

@@ -180,16 +180,26 @@ func (f *ijFixture) createSecret(name string, data map[string]string) {
 // updateSecret replaces some keys of a Secret.
 func (f *ijFixture) updateSecret(name string, data map[string]string) {
 	f.t.Helper()
-	f.retryOnConflict(func() error {
-		var s corev1.Secret
-		if err := controllertest.Client().Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name}, &s); err != nil {
-			return err
-		}
+	f.mutateSecret(name, func(s *corev1.Secret) {
 		for k, v := range data {
 			s.Data[k] = []byte(v)
 		}
+	})
+}
+
+// mutateSecret changes a Secret as read now (retried on conflict) and
+// returns it as written.
+func (f *ijFixture) mutateSecret(name string, mutate func(*corev1.Secret)) *corev1.Secret {
+	f.t.Helper()
+	var s corev1.Secret
+	f.retryOnConflict(func() error {
+		if err := controllertest.Client().Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name}, &s); err != nil {
+			return err
+		}
+		mutate(&s)
 		return controllertest.Client().Update(context.Background(), &s)
 	})
+	return &s
 }
 
 // newJob returns a minimal valid IntunedJob (one payload, webhook sink on a
